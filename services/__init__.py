@@ -1,0 +1,1 @@
+"""The agentstore services: logs, tasks, artifacts, metrics. Each declares a ServiceSpec."""

@@ -1,0 +1,1 @@
+"""logs service: logs, memories, conversations, messages, audit events, agent outputs in MongoDB."""

@@ -1,0 +1,1 @@
+"""NATS plumbing: connection, stream catalogue, provisioning, ingest loop, request-reply."""

@@ -1,0 +1,55 @@
+"""Connecting to NATS with reconnects and errors that say what to do."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from agentstore.errors import ConfigError
+
+log = logging.getLogger("agentstore.nats")
+
+
+async def connect_nats(
+    url: str,
+    *,
+    name: str,
+    creds: str | None = None,
+    inbox_prefix: str | None = None,
+    connect_timeout: float = 5.0,
+) -> Client:
+    """Connect with unlimited reconnects; fail fast with a clear message if unreachable."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected from %s; reconnecting", url)
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected to %s", url)
+
+    options: dict[str, Any] = {
+        "name": name,
+        "connect_timeout": connect_timeout,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "allow_reconnect": True,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+    }
+    if creds:
+        options["user_credentials"] = creds
+    if inbox_prefix:
+        options["inbox_prefix"] = inbox_prefix
+    try:
+        return await nats.connect(url, **options)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot connect to NATS at {url} ({exc}); is `make up` running, "
+            "or is NATS_URL set to the right server?"
+        ) from exc

@@ -1,0 +1,207 @@
+"""The batching consumer loop and the one place that decides ack, nak or dead letter.
+
+For each fetched batch: decode every message (invalid ones are dead-lettered
+and acked), write the valid ones of each kind in one bulk idempotent
+operation, and ack them only after the write committed. A transient store
+failure naks the batch with a growing delay and pauses the worker; it is
+never dead-lettered. Cancellation never acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from agentstore.bus.catalog import StreamSpec, deadletter_subject
+from agentstore.errors import InvalidMessage, StoreRejected, StoreUnavailable
+from agentstore.lifecycle.metrics import ServiceMetrics
+from agentstore.schemas.common import AGENT_ID_PATTERN
+
+log = logging.getLogger("agentstore.ingest")
+
+_AGENT_RE = re.compile(AGENT_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An ingest message as a handler sees it."""
+
+    agent: str
+    kind: str
+    data: bytes
+    headers: Mapping[str, str]
+    # JetStream's timestamp: the default `ts`, stable across redelivery.
+    received: datetime
+    stream_seq: int
+
+
+# decode: Envelope -> item, raising InvalidMessage. write: items -> {index: reason}
+# for items the store refused for good; raises StoreUnavailable when it is down.
+Decode = Callable[[Envelope], Any]
+Write = Callable[[Sequence[Any]], Awaitable[Mapping[int, str]]]
+
+
+@dataclass(frozen=True)
+class Handler:
+    decode: Decode
+    write: Write
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """One durable pull consumer on one stream, with a handler per subject kind."""
+
+    stream: StreamSpec
+    durable: str
+    handlers: Mapping[str, Handler]
+
+
+def retry_delay(num_delivered: int) -> float:
+    """0.5 s, 1 s, 2 s ... capped at 10 s."""
+    return float(min(0.5 * 2 ** max(num_delivered - 1, 0), 10.0))
+
+
+@dataclass
+class IngestWorker:
+    """Fetches from a bound pull subscription until told to stop."""
+
+    service: str
+    ingest: Ingest
+    js: JetStreamContext
+    metrics: ServiceMetrics
+    batch: int
+    stopping: asyncio.Event
+    fetch_timeout: float = 1.0
+    _failures: int = field(default=0, init=False)
+
+    async def run(self) -> None:
+        sub = await self.js.pull_subscribe_bind(self.ingest.durable, stream=self.ingest.stream.name)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+                except (NatsTimeoutError, asyncio.TimeoutError):
+                    continue
+                # A stop request lets the batch in hand finish; only a hard
+                # cancel (drain deadline passed) interrupts it, and then nothing is acked.
+                ok = await self.process(msgs)
+                if not ok:
+                    await self._pause()
+        finally:
+            await sub.unsubscribe()
+
+    async def _pause(self) -> None:
+        """After a transient failure, wait before fetching again (or until stop)."""
+        self._failures += 1
+        delay = retry_delay(self._failures)
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+
+    async def process(self, msgs: Sequence[Msg]) -> bool:
+        """Store one batch. Returns False when the store was unavailable."""
+        started = time.perf_counter()
+        groups: dict[str, list[tuple[Msg, Any]]] = {}
+        for msg in msgs:
+            try:
+                kind, item = self._decode(msg)
+            except InvalidMessage as exc:
+                await self._dead_letter(msg, str(exc))
+                continue
+            groups.setdefault(kind, []).append((msg, item))
+        healthy = True
+        for kind, pairs in groups.items():
+            healthy &= await self._write(kind, pairs)
+        if healthy:
+            self._failures = 0
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return healthy
+
+    def _decode(self, msg: Msg) -> tuple[str, Any]:
+        tokens = msg.subject.split(".")
+        if len(tokens) != 3 or not _AGENT_RE.match(tokens[1]):
+            raise InvalidMessage(f"subject {msg.subject!r} is not agents.{{agent}}.{{kind}}")
+        kind = tokens[2]
+        handler = self.ingest.handlers.get(kind)
+        if handler is None:
+            raise InvalidMessage(f"{self.service} has no handler for {msg.subject!r}")
+        meta = msg.metadata
+        envelope = Envelope(
+            agent=tokens[1],
+            kind=kind,
+            data=msg.data,
+            headers=msg.headers or {},
+            received=meta.timestamp.astimezone(UTC) if meta.timestamp else datetime.now(UTC),
+            stream_seq=meta.sequence.stream,
+        )
+        return kind, handler.decode(envelope)
+
+    async def _write(self, kind: str, pairs: list[tuple[Msg, Any]]) -> bool:
+        handler = self.ingest.handlers[kind]
+        try:
+            rejected = await handler.write([item for _, item in pairs])
+        except StoreUnavailable as exc:
+            log.warning("store unavailable for %s (%d messages), will retry: %s", kind, len(pairs), exc)
+            await self._nak_all(kind, pairs)
+            return False
+        except StoreRejected as exc:
+            # A whole-batch refusal: retry once per message so neighbours still land.
+            if len(pairs) > 1:
+                ok = True
+                for pair in pairs:
+                    ok &= await self._write(kind, [pair])
+                return ok
+            rejected = {0: str(exc)}
+        except Exception:
+            # A bug, not bad data: keep the messages (nak) and make noise.
+            log.exception("unexpected error writing %d %s messages; will retry", len(pairs), kind)
+            await self._nak_all(kind, pairs)
+            return False
+        for index, (msg, _) in enumerate(pairs):
+            reason = rejected.get(index)
+            if reason is not None:
+                await self._dead_letter(msg, f"store refused it: {reason}")
+            else:
+                await msg.ack()
+        self.metrics.ingested.labels(kind=kind, outcome="stored").inc(len(pairs) - len(rejected))
+        return True
+
+    async def _nak_all(self, kind: str, pairs: list[tuple[Msg, Any]]) -> None:
+        for msg, _ in pairs:
+            await msg.nak(delay=retry_delay(msg.metadata.num_delivered or 1))
+        self.metrics.ingested.labels(kind=kind, outcome="retried").inc(len(pairs))
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        """Republish to deadletter.{service}, then ack; if that fails, nak."""
+        seq = msg.metadata.sequence.stream
+        headers = {
+            "Dead-Reason": reason[:1024],
+            "Dead-Subject": msg.subject,
+            "Dead-Stream": self.ingest.stream.name,
+            "Dead-Seq": str(seq),
+            "Nats-Msg-Id": f"dead:{self.ingest.stream.name}:{seq}",
+        }
+        for name in ("Nats-Msg-Id", "Content-Type", "Artifact-Name", "Task-Id"):
+            if msg.headers and name in msg.headers:
+                headers[f"Original-{name}"] = msg.headers[name]
+        try:
+            await self.js.publish(deadletter_subject(self.service), msg.data, headers=headers)
+        except Exception as exc:
+            log.warning("dead-letter publish failed, will retry %s: %s", msg.subject, exc)
+            await msg.nak(delay=retry_delay(msg.metadata.num_delivered or 1))
+            return
+        await msg.ack()
+        kind = msg.subject.rsplit(".", 1)[-1]
+        self.metrics.ingested.labels(kind=kind, outcome="deadlettered").inc()
+        log.info("dead-lettered %s seq %d: %s", msg.subject, seq, reason)

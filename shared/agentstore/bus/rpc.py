@@ -1,0 +1,232 @@
+"""Request-reply endpoints as NATS micro services, with the contract's error convention.
+
+Every request is decoded strictly (unknown fields, `$` keys and wrong types
+are a 400). Errors carry `Nats-Service-Error-Code` / `Nats-Service-Error`
+headers and a `{"error": {"code", "message"}}` body. Handlers run as their own
+tasks, so one slow request (a read-your-writes wait) never blocks others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+
+from agentstore.errors import (
+    BadRequest,
+    Forbidden,
+    RequestError,
+    StoreUnavailable,
+    Unavailable,
+)
+from agentstore.lifecycle.metrics import ServiceMetrics
+from agentstore.schemas.common import After, decode_request
+
+log = logging.getLogger("agentstore.rpc")
+
+Req = TypeVar("Req")
+
+
+@dataclass
+class RequestContext:
+    """What a handler knows about the caller."""
+
+    subject: str
+    # Set for `agents.{agent}.rpc.*` subjects: the only agent this caller may see.
+    agent: str | None
+
+    def scope(self, agent_ids: Sequence[str] | None) -> list[str] | None:
+        """The agents a query may read: the caller's own, or 403 for any other."""
+        if self.agent is None:
+            return list(agent_ids) if agent_ids else None
+        if agent_ids and any(a != self.agent for a in agent_ids):
+            raise Forbidden(f"agent {self.agent} may only read its own data")
+        return [self.agent]
+
+    def check_agent(self, agent_id: str) -> None:
+        if self.agent is not None and agent_id != self.agent:
+            raise Forbidden(f"agent {self.agent} may only read its own data")
+
+
+Handler = Callable[[RequestContext, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[Req]):
+    name: str
+    subject: str
+    request: type[Req]
+    handler: Callable[[RequestContext, Req], Awaitable[Any]]
+
+
+def query_endpoints(
+    name: str, request: type[Req], handler: Callable[[RequestContext, Req], Awaitable[Any]]
+) -> list[Endpoint[Any]]:
+    """`query.{name}` for evaluators and `agents.*.rpc.query.{name}` scoped to the agent."""
+    return [
+        Endpoint(f"query_{name}", f"query.{name}", request, handler),
+        Endpoint(f"agent_query_{name}", f"agents.*.rpc.query.{name}", request, handler),
+    ]
+
+
+def agent_endpoint(
+    name: str, request: type[Req], handler: Callable[[RequestContext, Req], Awaitable[Any]]
+) -> Endpoint[Any]:
+    return Endpoint(f"agent_{name}", f"agents.*.rpc.{name}", request, handler)
+
+
+def error_body(code: int, message: str) -> bytes:
+    return msgspec.json.encode({"error": {"code": code, "message": message}})
+
+
+@dataclass
+class IngestProgress:
+    """Answers "has everything up to stream seq N been stored?" from the consumer's ack floor.
+
+    Services ack only after commit, so a durable consumer's ack floor is a
+    fleet-wide, replica-safe "stored up to here" mark.
+    """
+
+    js: JetStreamContext
+    durables: Mapping[str, str]  # stream name -> durable consumer
+    _floors: dict[str, int] = field(default_factory=dict)
+
+    async def wait_for(self, after: After, timeout: float) -> None:
+        durable = self.durables.get(after.stream)
+        if durable is None:
+            raise BadRequest(
+                f"after.stream {after.stream!r} is not read by this service; "
+                f"use one of {sorted(self.durables)}"
+            )
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while self._floors.get(after.stream, -1) < after.seq:
+            info = await self.js.consumer_info(after.stream, durable)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            pending = (info.num_pending or 0) + (info.num_ack_pending or 0)
+            delivered = info.delivered.stream_seq if info.delivered else 0
+            if pending == 0 and delivered >= floor:
+                floor = max(floor, delivered)
+            self._floors[after.stream] = max(self._floors.get(after.stream, 0), floor or 0)
+            if self._floors[after.stream] >= after.seq:
+                return
+            if time.monotonic() + delay > deadline:
+                raise Unavailable(
+                    f"not yet stored up to {after.stream} seq {after.seq} after {timeout:g} s; "
+                    "retry, or check the service's ingest backlog"
+                )
+            await asyncio.sleep(delay)  # polling the server's ack floor, not synchronising a test
+            delay = min(delay * 2, 0.05)
+
+
+class RpcServer:
+    """Registers endpoints on one micro service and runs each request as a task."""
+
+    def __init__(
+        self,
+        nc: Client,
+        service: str,
+        version: str,
+        metrics: ServiceMetrics,
+        progress: IngestProgress | None,
+        after_wait: float,
+        max_concurrency: int = 256,
+    ) -> None:
+        self.nc = nc
+        self.service_name = service
+        self.version = version
+        self.metrics = metrics
+        self.progress = progress
+        self.after_wait = after_wait
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._micro: Service | None = None
+
+    async def start(self, endpoints: Sequence[Endpoint[Any]]) -> None:
+        self._micro = await add_service(
+            self.nc,
+            name=f"agentstore-{self.service_name}",
+            version=self.version,
+            description=f"agentstore {self.service_name} service",
+        )
+        for endpoint in endpoints:
+            await self._micro.add_endpoint(
+                name=endpoint.name,
+                subject=endpoint.subject,
+                handler=self._spawner(endpoint),
+                queue_group=f"agentstore.{endpoint.name}",
+            )
+
+    async def stop(self, deadline: float) -> None:
+        """Stop taking requests, then let the ones in flight finish until the deadline."""
+        if self._micro is not None:
+            await self._micro.stop()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=max(deadline - time.monotonic(), 0))
+            for task in late:
+                task.cancel()
+
+    def _spawner(self, endpoint: Endpoint[Any]) -> Callable[[Request], Awaitable[None]]:
+        async def spawn(request: Request) -> None:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._serve(endpoint, request))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+        return spawn
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _serve(self, endpoint: Endpoint[Any], request: Request) -> None:
+        started = time.perf_counter()
+        code = 200
+        try:
+            body = decode_request(request.data, endpoint.request)
+            context = RequestContext(subject=request.subject, agent=_agent_of(request.subject))
+            after = getattr(body, "after", None)
+            if after is not None:
+                if self.progress is None:
+                    raise BadRequest("this service has no ingest stream to wait for")
+                await self.progress.wait_for(after, self.after_wait)
+            result = await endpoint.handler(context, body)
+            await request.respond(msgspec.json.encode(result))
+        except RequestError as exc:
+            code = exc.code
+            await self._respond_error(request, code, exc.message)
+        except StoreUnavailable as exc:
+            code = 503
+            await self._respond_error(request, code, f"store unavailable, retry later: {exc}")
+        except Exception as exc:
+            code = 500
+            log.exception("endpoint %s failed", endpoint.subject)
+            await self._respond_error(request, code, f"internal error: {type(exc).__name__}")
+        finally:
+            self.metrics.requests.labels(endpoint=endpoint.name, code=str(code)).inc()
+            self.metrics.request_seconds.labels(endpoint=endpoint.name).observe(
+                time.perf_counter() - started
+            )
+
+    async def _respond_error(self, request: Request, code: int, message: str) -> None:
+        try:
+            await request.respond_error(str(code), message[:512], data=error_body(code, message))
+        except Exception:
+            log.warning("could not send error reply on %s", request.subject)
+
+
+def _agent_of(subject: str) -> str | None:
+    tokens = subject.split(".")
+    if len(tokens) >= 4 and tokens[0] == "agents" and tokens[2] == "rpc":
+        return tokens[1]
+    return None

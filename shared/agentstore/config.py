@@ -1,0 +1,41 @@
+"""Typed settings, read from the environment (and `.agentstore/stack.env`).
+
+Build them in ``main()`` with ``Settings()``; nothing reads ``os.environ`` at
+import time.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the servers are and how a service behaves."""
+
+    model_config = SettingsConfigDict(
+        env_file=".agentstore/stack.env", extra="ignore", frozen=True, env_prefix=""
+    )
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_creds: str | None = None
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/agentstore"
+    mongodb_url: str = "mongodb://127.0.0.1:27017"
+    mongodb_db: str = "agentstore"
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "agentstore"
+    s3_secret_key: str = "agentstore-secret"
+    s3_secure: bool = False
+
+    # Ingest tuning: see MEASUREMENTS (batches of 500-1000 are the sweet spot).
+    ingest_batch: int = Field(default=500, ge=1, le=5000)
+    ingest_workers: int = Field(default=2, ge=1, le=64)
+    # How long a graceful stop may take before in-flight work is cancelled;
+    # keep it below Kubernetes' terminationGracePeriodSeconds.
+    drain_seconds: float = Field(default=20.0, gt=0)
+    # `after` (read your writes): how long a query waits for ingest to catch up.
+    after_wait_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Port of the /healthz, /readyz and /metrics HTTP endpoint; 0 picks a free one.
+    health_port: int = Field(default=0, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
+    log_level: str = "INFO"

@@ -1,0 +1,1 @@
+"""Service lifecycle: start, serve, drain, stop; health, metrics, logs."""

@@ -1,0 +1,129 @@
+"""Shared field types, limits and checks of the wire contract."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from agentstore.errors import BadRequest, InvalidMessage
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+# Caps the docs state (docs/CONTRACT.md, "Limits").
+MAX_MESSAGE_CHARS = 64 * 1024
+MAX_TEXT_CHARS = 256 * 1024
+MAX_NAME_CHARS = 256
+MAX_TAGS = 64
+MAX_NESTING = 32
+MAX_QUERY_AGENTS = 1000
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+AgentId = Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN)]
+EventId = Annotated[str, msgspec.Meta(pattern=EVENT_ID_PATTERN)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
+AgentIds = Annotated[list[AgentId], msgspec.Meta(min_length=1, max_length=MAX_QUERY_AGENTS)]
+FreeMap = dict[str, Any]
+
+Level = Literal["debug", "info", "warning", "error", "critical"]
+LEVEL_NUMBERS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every wire message: unknown fields are an error, never ignored."""
+
+
+class After(Strict):
+    """Read your writes: the PubAck position the caller wants the answer to include."""
+
+    stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+
+
+T = TypeVar("T")
+
+
+def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
+    """Refuse what would break or inject in a document store.
+
+    Keys starting with ``$`` or containing ``.`` or NUL, NUL in strings,
+    non-finite numbers and nesting deeper than MAX_NESTING all raise ValueError.
+    """
+    if depth > MAX_NESTING:
+        raise ValueError(f"nesting deeper than {MAX_NESTING} levels at {where}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(f"key {key[:64]!r} at {where} may not start with '$' or hold '.' or NUL")
+            check_tree(item, f"{where}.{key[:64]}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_tree(item, f"{where}[{index}]", depth + 1)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"NUL byte in string at {where}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"non-finite number at {where}")
+
+
+def decode_message(data: bytes, kind: type[T]) -> T:
+    """Decode and validate an ingest body; any problem raises InvalidMessage with the reason."""
+    try:
+        message = msgspec.json.decode(data, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidMessage(f"invalid {kind.__name__}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidMessage(f"body is not valid JSON: {exc}") from None
+    try:
+        check_tree(msgspec.structs.asdict(message))  # type: ignore[type-var]
+    except ValueError as exc:
+        raise InvalidMessage(str(exc)) from None
+    return message
+
+
+def decode_request(data: bytes, kind: type[T]) -> T:
+    """Decode and validate a request body; any problem raises BadRequest (400)."""
+    try:
+        request = msgspec.json.decode(data or b"{}", type=kind)
+        check_tree(msgspec.structs.asdict(request))  # type: ignore[type-var]
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise BadRequest(f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"request is not valid JSON: {exc}") from None
+    return request
+
+
+def iso(ts: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, the contract's one timestamp format."""
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def to_ms(ts: datetime) -> datetime:
+    """Truncate to milliseconds (BSON and the wire carry no more)."""
+    ts = ts.astimezone(UTC)
+    return ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(list(parts))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """Opaque cursors are base64url JSON arrays; anything else is a 400."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = msgspec.json.decode(raw, type=list[Any])
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise BadRequest("malformed cursor; pass back next_cursor exactly as received") from None
+    if len(parts) != arity:
+        raise BadRequest("malformed cursor; pass back next_cursor exactly as received")
+    return parts

@@ -1,0 +1,1 @@
+"""Store adapters: the only modules that import a database driver."""
