@@ -1,0 +1,75 @@
+"""Real servers for the tests: started once per session (PostgreSQL, MongoDB wire
+server, MinIO) or once per test (nats-server: ~0.1 s, full isolation), each on
+a free port in a temp dir, and stopped at the end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from agentstore.config import Settings
+from agentstore.stack import servers
+from agentstore.stack.servers import Server
+from agentstore.stores.mongo import MongoStore
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def mongo_server(session_dir: Path) -> Iterator[Server]:
+    server = servers.start_mongo(session_dir / "mongo", servers.free_port(), servers.free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(session_dir: Path) -> Iterator[Server]:
+    server = servers.start_postgres(session_dir / "postgres", servers.free_port(), durable=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[Server]:
+    server = servers.start_nats(tmp_path / "nats", servers.free_port(), servers.free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(nats_server: Server, mongo_server: Server) -> Settings:
+    return make_settings(nats_server, mongo_server)
+
+
+def make_settings(nats_server: Server, mongo_server: Server, **extra: object) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        nats_url=nats_server.url,
+        mongodb_url=mongo_server.url,
+        mongodb_db=f"t{uuid.uuid4().hex[:12]}",
+        drain_seconds=10,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def nc(nats_server: Server) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url)
+    yield client
+    await client.drain()
+
+
+@pytest.fixture
+async def mongo(settings: Settings) -> AsyncIterator[MongoStore]:
+    store = MongoStore(settings.mongodb_url, settings.mongodb_db)
+    yield store
+    await store.drop_database()
+    store.close()

@@ -1,0 +1,56 @@
+"""Helpers for tests: waiting on conditions with deadlines, publishing, requesting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.js.api import PubAck
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, what: str = "condition"
+) -> Any:
+    """Poll an async condition until it is truthy; fail with `what` after the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await condition()
+        if last:
+            return last
+        await asyncio.sleep(0.05)  # polling interval of a condition with a deadline
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+
+
+def new_agent(prefix: str = "a") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def log_body(i: int, **extra: Any) -> dict[str, Any]:
+    return {"id": f"log-{i:06d}", "level": "info", "message": f"message {i}", **extra}
+
+
+async def publish_all(
+    nc: Client, items: Sequence[tuple[str, bytes, dict[str, str] | None]]
+) -> list[PubAck]:
+    """Publish with a pipeline of async publishes; returns every PubAck."""
+    js = nc.jetstream(publish_async_max_pending=2000)
+    futures = [await js.publish_async(subject, data, headers=headers) for subject, data, headers in items]
+    return list(await asyncio.gather(*futures))
+
+
+def as_json(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else msgspec.json.encode(body)
+
+
+async def request(nc: Client, subject: str, body: Any, timeout: float = 10.0) -> tuple[int, Any]:
+    """A request-reply call; returns (code, decoded body). Code 200 when no error header."""
+    msg = await nc.request(subject, as_json(body), timeout=timeout)
+    headers = msg.headers or {}
+    code = int(headers.get("Nats-Service-Error-Code", 200))
+    return code, msgspec.json.decode(msg.data) if msg.data else None
