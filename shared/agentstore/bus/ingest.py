@@ -10,6 +10,7 @@ never dead-lettered. Cancellation never acks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -90,7 +91,7 @@ class IngestWorker:
             while not self.stopping.is_set():
                 try:
                     msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
-                except (NatsTimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, NatsTimeoutError):
                     continue
                 # A stop request lets the batch in hand finish; only a hard
                 # cancel (drain deadline passed) interrupts it, and then nothing is acked.
@@ -104,10 +105,8 @@ class IngestWorker:
         """After a transient failure, wait before fetching again (or until stop)."""
         self._failures += 1
         delay = retry_delay(self._failures)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-        except TimeoutError:
-            pass
 
     async def process(self, msgs: Sequence[Msg]) -> bool:
         """Store one batch. Returns False when the store was unavailable."""
@@ -152,7 +151,9 @@ class IngestWorker:
         try:
             rejected = await handler.write([item for _, item in pairs])
         except StoreUnavailable as exc:
-            log.warning("store unavailable for %s (%d messages), will retry: %s", kind, len(pairs), exc)
+            log.warning(
+                "store unavailable for %s (%d messages), will retry: %s", kind, len(pairs), exc
+            )
             await self._nak_all(kind, pairs)
             return False
         except StoreRejected as exc:

@@ -81,7 +81,9 @@ class ServiceHost:
         s = self.settings
         try:
             wiring: Wiring = await self.spec.build(s, self._stack)
-            self.nc = await connect_nats(s.nats_url, name=f"agentstore-{self.spec.name}", creds=s.nats_creds)
+            self.nc = await connect_nats(
+                s.nats_url, name=f"agentstore-{self.spec.name}", creds=s.nats_creds
+            )
             js = self.nc.jetstream()
             for stream in (DEADLETTER, *wiring.streams):
                 await ensure_stream(js, stream)
@@ -113,7 +115,9 @@ class ServiceHost:
         except BaseException:
             await self.stop()
             raise
-        log.info("%s service started (health on %s:%s)", self.spec.name, s.health_host, self.health_port)
+        log.info(
+            "%s service started (health on %s:%s)", self.spec.name, s.health_host, self.health_port
+        )
 
     async def _nats_ready(self) -> None:
         if self.nc is None or not self.nc.is_connected:
@@ -181,8 +185,13 @@ async def serve(specs: Sequence[ServiceSpec], settings: Settings) -> int:
     """Run services until SIGTERM/SIGINT; the exit code for main()."""
     hosts = [ServiceHost(spec, settings) for spec in specs]
     loop = asyncio.get_running_loop()
+
+    def stop_all() -> None:
+        for host in hosts:
+            host.request_stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: [h.request_stop() for h in hosts])
+        loop.add_signal_handler(sig, stop_all)
     started: list[ServiceHost] = []
     waits: list[asyncio.Task[None]] = []
     try:
@@ -200,4 +209,3 @@ async def serve(specs: Sequence[ServiceSpec], settings: Settings) -> int:
     for failure in failures:
         log.error("service failed: %r", failure)
     return 1 if failures else 0
-

@@ -34,7 +34,13 @@ AgentIds = Annotated[list[AgentId], msgspec.Meta(min_length=1, max_length=MAX_QU
 FreeMap = dict[str, Any]
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
-LEVEL_NUMBERS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+LEVEL_NUMBERS: dict[str, int] = {
+    "debug": 10,
+    "info": 20,
+    "warning": 30,
+    "error": 40,
+    "critical": 50,
+}
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -48,7 +54,7 @@ class After(Strict):
     seq: Annotated[int, msgspec.Meta(ge=0)]
 
 
-T = TypeVar("T")
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
@@ -62,7 +68,9 @@ def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(f"key {key[:64]!r} at {where} may not start with '$' or hold '.' or NUL")
+                raise ValueError(
+                    f"key {key[:64]!r} at {where} may not start with '$' or hold '.' or NUL"
+                )
             check_tree(item, f"{where}.{key[:64]}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -83,7 +91,7 @@ def decode_message(data: bytes, kind: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise InvalidMessage(f"body is not valid JSON: {exc}") from None
     try:
-        check_tree(msgspec.structs.asdict(message))  # type: ignore[type-var]
+        check_tree(msgspec.structs.asdict(message))
     except ValueError as exc:
         raise InvalidMessage(str(exc)) from None
     return message
@@ -93,7 +101,7 @@ def decode_request(data: bytes, kind: type[T]) -> T:
     """Decode and validate a request body; any problem raises BadRequest (400)."""
     try:
         request = msgspec.json.decode(data or b"{}", type=kind)
-        check_tree(msgspec.structs.asdict(request))  # type: ignore[type-var]
+        check_tree(msgspec.structs.asdict(request))
     except (msgspec.ValidationError, ValueError) as exc:
         raise BadRequest(f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:

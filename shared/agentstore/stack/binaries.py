@@ -107,7 +107,9 @@ def _go_build(
         # which some proxies refuse.
         probe = Path(tmp) / "probe"
         probe.mkdir()
-        subprocess.run([go, "mod", "init", "probe"], cwd=probe, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [go, "mod", "init", "probe"], cwd=probe, env=env, check=True, capture_output=True
+        )
         out = _run(go, ["mod", "download", "-json", f"{module}@{version}"], probe, env)
         source = Path(json.loads(out)["Dir"])
         work = Path(tmp) / "src"

@@ -69,8 +69,15 @@ def check_port_free(port: int, what: str, env_var: str) -> None:
             ) from None
 
 
-def _spawn(name: str, argv: list[str], log_path: Path, *, detach: bool, env: dict[str, str] | None = None,
-           user: str | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    name: str,
+    argv: list[str],
+    log_path: Path,
+    *,
+    detach: bool,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -89,7 +96,9 @@ def _wait(server: Server, ready: Callable[[], bool], timeout: float) -> Server:
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             tail = server.log_path.read_text(errors="replace")[-1500:]
-            raise StackError(f"{server.name} exited at start (code {server.process.returncode}):\n{tail}")
+            raise StackError(
+                f"{server.name} exited at start (code {server.process.returncode}):\n{tail}"
+            )
         try:
             if ready():
                 return server
@@ -113,8 +122,9 @@ def _tcp_open(port: int) -> bool:
         return True
 
 
-def start_nats(data: Path, port: int, http_port: int, *, detach: bool = False,
-               extra_conf: str = "") -> Server:
+def start_nats(
+    data: Path, port: int, http_port: int, *, detach: bool = False, extra_conf: str = ""
+) -> Server:
     data.mkdir(parents=True, exist_ok=True)
     conf = data / "nats.conf"
     conf.write_text(
@@ -122,20 +132,30 @@ def start_nats(data: Path, port: int, http_port: int, *, detach: bool = False,
 http: "{HOST}:{http_port}"
 max_payload: 1048576
 jetstream {{
-  store_dir: "{data / 'jetstream'}"
+  store_dir: "{data / "jetstream"}"
   # acked means on disk
   sync_interval: always
 }}
 {extra_conf}
 """
     )
-    proc = _spawn("nats", [str(binaries.nats_server()), "-c", str(conf)], data / "nats.log", detach=detach)
+    proc = _spawn(
+        "nats", [str(binaries.nats_server()), "-c", str(conf)], data / "nats.log", detach=detach
+    )
     server = Server("nats", proc, f"nats://{HOST}:{port}", f"{HOST}:{port}", data / "nats.log")
-    return _wait(server, lambda: _http_ok(f"http://{HOST}:{http_port}/healthz?js-enabled-only=true"), 20)
+    return _wait(
+        server, lambda: _http_ok(f"http://{HOST}:{http_port}/healthz?js-enabled-only=true"), 20
+    )
 
 
-def start_postgres(data: Path, port: int, *, detach: bool = False, database: str = "agentstore",
-                   durable: bool = True) -> Server:
+def start_postgres(
+    data: Path,
+    port: int,
+    *,
+    detach: bool = False,
+    database: str = "agentstore",
+    durable: bool = True,
+) -> Server:
     bin_dir = binaries.postgres_bin()
     user = _postgres_os_user(data)
     pgdata = data / "pgdata"
@@ -144,12 +164,33 @@ def start_postgres(data: Path, port: int, *, detach: bool = False, database: str
         if user:
             _chown(pgdata, user)
         subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=utf8", "--no-sync"],
-            check=True, capture_output=True, user=user,
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=utf8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=user,
         )
-    argv = [str(bin_dir / "postgres"), "-D", str(pgdata), "-h", HOST, "-p", str(port),
-            "-k", str(pgdata), "-c", "max_connections=300"]
+    argv = [
+        str(bin_dir / "postgres"),
+        "-D",
+        str(pgdata),
+        "-h",
+        HOST,
+        "-p",
+        str(port),
+        "-k",
+        str(pgdata),
+        "-c",
+        "max_connections=300",
+    ]
     if not durable:
         # Test servers only: skip fsync for speed; the stack keeps PostgreSQL's defaults.
         argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -165,7 +206,8 @@ def start_postgres(data: Path, port: int, *, detach: bool = False, database: str
     _wait(server, lambda: subprocess.run(isready).returncode == 0, 30)
     created = subprocess.run(
         [str(bin_dir / "createdb"), "-h", HOST, "-p", str(port), "-U", "postgres", database],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if created.returncode != 0 and "already exists" not in created.stderr:
         raise StackError(f"createdb {database} failed: {created.stderr.strip()}")
@@ -238,8 +280,16 @@ def start_minio(data: Path, port: int, console_port: int, *, detach: bool = Fals
         "MINIO_BROWSER": "off",
         "MINIO_CI_CD": "1",
     }
-    argv = [str(binaries.minio()), "server", "--quiet", "--address", f"{HOST}:{port}",
-            "--console-address", f"{HOST}:{console_port}", str(data / "objects")]
+    argv = [
+        str(binaries.minio()),
+        "server",
+        "--quiet",
+        "--address",
+        f"{HOST}:{port}",
+        "--console-address",
+        f"{HOST}:{console_port}",
+        str(data / "objects"),
+    ]
     proc = _spawn("minio", argv, data / "minio.log", detach=detach, env=env)
     server = Server("minio", proc, f"{HOST}:{port}", f"{HOST}:{port}", data / "minio.log")
     return _wait(server, lambda: _http_ok(f"http://{HOST}:{port}/minio/health/live"), 60)

@@ -82,13 +82,19 @@ class MongoStore:
     async def ensure_indexes(
         self, collection: str, indexes: Mapping[str, tuple[IndexKeys, bool]]
     ) -> None:
-        """Create named indexes (keys, unique) idempotently."""
-        models = [
-            IndexModel(list(keys), name=name, unique=unique)
-            for name, (keys, unique) in indexes.items()
-        ]
+        """Create named indexes (keys, unique) idempotently.
+
+        Only missing indexes are created, one per command: FerretDB 1.24.2
+        panics ("slice bounds out of range") on a multi-index createIndexes
+        whose indexes already exist.
+        """
         try:
-            await self._db[collection].create_indexes(models)
+            existing = await self._db[collection].index_information()
+            for name, (keys, unique) in indexes.items():
+                if name not in existing:
+                    await self._db[collection].create_indexes(
+                        [IndexModel(list(keys), name=name, unique=unique)]
+                    )
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
 
@@ -175,7 +181,9 @@ class MongoStore:
             raise _convert(exc, self.url) from exc
         return int(result.deleted_count)
 
-    async def explain(self, collection: str, filter: Document, sort: IndexKeys, limit: int) -> Document:
+    async def explain(
+        self, collection: str, filter: Document, sort: IndexKeys, limit: int
+    ) -> Document:
         """The server's query plan, to check that a query uses an index."""
         try:
             cursor = self._db[collection].find(filter).sort(list(sort)).limit(limit)
@@ -189,4 +197,3 @@ class MongoStore:
             await self._client.drop_database(self._db.name)
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
-

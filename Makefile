@@ -1,0 +1,49 @@
+# agentstore: `make run` runs the system, `make test` passes the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+AGENTSTORE := $(VENV)/bin/agentstore
+
+.PHONY: install servers up down status run serve test lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Build FerretDB and MinIO once into ~/.cache/agentstore (reused by every checkout and CI).
+servers: install
+	$(PY) -c "from agentstore.stack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio()"
+
+up: servers
+	$(AGENTSTORE) up
+
+down:
+	@if [ -x $(AGENTSTORE) ]; then $(AGENTSTORE) down; fi
+
+status: install
+	$(AGENTSTORE) status
+
+run: servers
+	$(AGENTSTORE) run
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: servers lint
+	$(PY) -m pytest
+
+bench: servers
+	$(PY) -m bench.ingest_logs
+
+clean: down
+	rm -rf .agentstore

@@ -1,0 +1,3 @@
+from agentstore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Never lose an acknowledged write: crashes, graceful stops and database outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from agentstore.config import Settings
+from agentstore.lifecycle.runner import running
+from agentstore.stack import servers
+from agentstore.stack.servers import Server
+from agentstore.stores.mongo import MongoStore
+from services.logs.service import SPEC as LOGS
+from tests.conftest import make_settings
+from tests.helpers import ServiceProcess, as_json, eventually, log_body, new_agent, publish_all
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def logs_process(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcess]:
+    proc = ServiceProcess("logs", settings, tmp_path / "logs-service.log")
+    yield proc
+    proc.stop()
+
+
+async def count(mongo: MongoStore, agent: str) -> int:
+    return await mongo.count("logs", {"agent_id": agent})
+
+
+def batch(agent: str, start: int, n: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    return [
+        (f"agents.{agent}.logs", as_json(log_body(i)), {"Nats-Msg-Id": f"{agent}:log-{i:06d}"})
+        for i in range(start, start + n)
+    ]
+
+
+async def assert_exactly_once(mongo: MongoStore, agent: str, n: int) -> None:
+    docs = await mongo.find("logs", {"agent_id": agent}, limit=n + 10)
+    assert sorted(d["id"] for d in docs) == [f"log-{i:06d}" for i in range(n)]
+
+
+async def test_sigkilled_service_loses_nothing_acked(
+    logs_process: ServiceProcess, nc: Client, mongo: MongoStore
+) -> None:
+    agent = new_agent()
+    logs_process.start()
+    await logs_process.wait_ready()
+    publisher = asyncio.create_task(publish_all(nc, batch(agent, 0, 20_000)))
+    await eventually(lambda: _more_than(count(mongo, agent), 2000), what="ingest under way")
+    logs_process.kill()
+    acks = await publisher
+    assert len(acks) == 20_000  # every publish was durably accepted
+    stored_at_crash = await count(mongo, agent)
+    assert stored_at_crash < 20_000
+    logs_process.start()
+    await eventually(lambda: _equals(count(mongo, agent), 20_000), timeout=90, what="all stored")
+    await assert_exactly_once(mongo, agent, 20_000)
+
+
+async def test_sigterm_drains_cleanly_and_a_restart_finishes_the_stream(
+    logs_process: ServiceProcess, nc: Client, mongo: MongoStore
+) -> None:
+    agent = new_agent()
+    logs_process.start()
+    await logs_process.wait_ready()
+    publisher = asyncio.create_task(publish_all(nc, batch(agent, 0, 10_000)))
+    await eventually(lambda: _more_than(count(mongo, agent), 1000), what="ingest under way")
+    assert logs_process.terminate() == 0
+    await publisher
+    js = nc.jetstream()
+    info = await js.consumer_info("LOGS", "logs")
+    # Whatever the stopped service acked is stored: the ack floor never passes the data.
+    assert await count(mongo, agent) >= info.ack_floor.stream_seq
+    logs_process.start()
+    await eventually(lambda: _equals(count(mongo, agent), 10_000), timeout=60, what="all stored")
+    await assert_exactly_once(mongo, agent, 10_000)
+
+
+@pytest.fixture
+def own_mongo(tmp_path: Path) -> Iterator[Server]:
+    server = servers.start_mongo(tmp_path / "mongo", servers.free_port(), servers.free_port())
+    yield server
+    server.stop()
+
+
+async def test_mongodb_down_20s_loses_nothing_and_deadletters_nothing(
+    nats_server: Server, own_mongo: Server, nc: Client, tmp_path: Path
+) -> None:
+    settings = make_settings(nats_server, own_mongo)
+    mongo = MongoStore(own_mongo.url, settings.mongodb_db)
+    agent = new_agent()
+    async with running(LOGS, settings) as host:
+        await publish_all(nc, batch(agent, 0, 1000))
+        await eventually(lambda: _equals(count(mongo, agent), 1000), what="first 1000 stored")
+        own_mongo.stop()
+        outage = asyncio.create_task(publish_all(nc, batch(agent, 1000, 4000)))
+        await asyncio.sleep(20)  # the outage itself: MongoDB stays down for 20 s
+        assert len(await outage) == 4000
+        restarted = servers.start_mongo(
+            tmp_path / "mongo", int(own_mongo.address.rsplit(":", 1)[1]), servers.free_port()
+        )
+        try:
+            await eventually(lambda: _equals(count(mongo, agent), 5000), timeout=60, what="backlog")
+            await assert_exactly_once(mongo, agent, 5000)
+            retried = host.metrics.ingested.labels(kind="logs", outcome="retried")._value.get()
+            assert retried > 0  # the outage was seen and retried, not skipped
+            js = nc.jetstream()
+            info = await js.stream_info("DEADLETTER")
+            assert info.state.messages == 0
+        finally:
+            mongo.close()
+            restarted.stop()
+
+
+async def _equals(value: object, expected: int) -> bool:
+    return bool(await value == expected)  # type: ignore[misc]
+
+
+async def _more_than(value: object, n: int) -> bool:
+    return bool(await value > n)  # type: ignore[operator]
