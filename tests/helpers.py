@@ -6,9 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,7 +16,8 @@ import msgspec
 from nats.aio.client import Client
 from nats.js.api import PubAck
 
-from agentstore.stack.servers import free_port
+from agentstore.config import Settings
+from agentstore.stack.servers import Server, free_port, service_env, start_service
 
 
 async def eventually(
@@ -69,61 +68,28 @@ async def request(nc: Client, subject: str, body: Any, timeout: float = 10.0) ->
 class ServiceProcess:
     """A service run as its own process (`python -m agentstore serve NAME`), as in production."""
 
-    def __init__(self, name: str, settings: Any, log_path: Any) -> None:
+    def __init__(self, name: str, settings: Settings, log_path: Path) -> None:
         self.name = name
-        self.settings = settings
+        self.env = {**os.environ, **service_env(settings)}
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.server: Server | None = None
 
     def start(self) -> None:
-        port = free_port()
-        env = {
-            **os.environ,
-            "NATS_URL": self.settings.nats_url,
-            "MONGODB_URL": self.settings.mongodb_url,
-            "MONGODB_DB": self.settings.mongodb_db,
-            "POSTGRES_URL": self.settings.postgres_url,
-            "S3_ENDPOINT": self.settings.s3_endpoint,
-            "HEALTH_PORT": str(port),
-            "DRAIN_SECONDS": "10",
-        }
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agentstore", "serve", self.name],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        self.health = f"http://127.0.0.1:{port}/readyz"
+        self.server = start_service(self.name, self.env, self.log_path, free_port())
 
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                tail = Path(self.log_path).read_text(errors="replace")[-2000:]
-                raise AssertionError(f"{self.name} exited: {tail}")
-            try:
-                with urllib.request.urlopen(self.health, timeout=1) as r:
-                    return bool(r.status == 200)
-            except OSError:
-                return False
-
-        async def check() -> bool:
-            return await asyncio.to_thread(ready)
-
-        await eventually(check, timeout=timeout, what=f"{self.name} ready")
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        assert self.server is not None, "start() first"
+        return self.server.process
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
+        self.process.kill()
+        self.process.wait(10)
 
     def terminate(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.server is not None:
+            self.server.kill()

@@ -49,7 +49,6 @@ async def test_sigkilled_service_loses_nothing_acked(
 ) -> None:
     agent = new_agent()
     logs_process.start()
-    await logs_process.wait_ready()
     publisher = asyncio.create_task(publish_all(nc, batch(agent, 0, 20_000)))
     await eventually(lambda: _more_than(count(mongo, agent), 2000), what="ingest under way")
     logs_process.kill()
@@ -67,7 +66,6 @@ async def test_sigterm_drains_cleanly_and_a_restart_finishes_the_stream(
 ) -> None:
     agent = new_agent()
     logs_process.start()
-    await logs_process.wait_ready()
     publisher = asyncio.create_task(publish_all(nc, batch(agent, 0, 10_000)))
     await eventually(lambda: _more_than(count(mongo, agent), 1000), what="ingest under way")
     assert logs_process.terminate() == 0

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentstore.errors import StackError
 from agentstore.stack import servers
 
 SERVICES = ("logs", "tasks", "artifacts", "metrics")
@@ -127,39 +125,24 @@ class Stack:
             self._ensure_service(name, settings)
         return settings
 
-    def _ensure(self, name: str, port: int, env_var: str, start: object) -> None:
+    def _ensure(
+        self, name: str, port: int, env_var: str, start: Callable[[], servers.Server]
+    ) -> None:
         if self.pid(name) is not None:
             return
         servers.check_port_free(port, name, env_var)
-        server: servers.Server = start()  # type: ignore[operator]
+        server = start()
         self._record(name, server.pid, server.address)
 
     def _ensure_service(self, name: str, settings: dict[str, str]) -> None:
-        if self.pid(name) is not None:
-            return
         port = self.ports.health[name]
-        servers.check_port_free(
-            port, f"the {name} service's health endpoint", f"AGENTSTORE_{name.upper()}_HEALTH_PORT"
+        log_path = self.logs / f"{name}.log"
+        self._ensure(
+            name,
+            port,
+            f"AGENTSTORE_{name.upper()}_HEALTH_PORT",
+            lambda: servers.start_service(name, settings, log_path, port, detach=True),
         )
-        self.logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **settings, "HEALTH_PORT": str(port)}
-        with open(self.logs / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "agentstore", "serve", name],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        address = f"{servers.HOST}:{port}"
-        self._record(name, proc.pid, address)
-        deadline = time.monotonic() + 60
-        while not _ready(address):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-1500:]
-                raise StackError(f"the {name} service did not become ready; its log ends:\n{tail}")
-            time.sleep(0.1)  # polling a starting service's readiness
 
     # -- down ----------------------------------------------------------------
     def down(self) -> list[str]:

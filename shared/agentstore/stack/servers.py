@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentstore.config import Settings
 from agentstore.errors import StackError
 from agentstore.stack import binaries
 
@@ -186,8 +188,9 @@ def start_postgres(
         HOST,
         "-p",
         str(port),
-        "-k",
-        str(pgdata),
+        # TCP only: a Unix socket path in a deep data dir can exceed 107 bytes.
+        "-c",
+        "unix_socket_directories=",
         "-c",
         "max_connections=300",
     ]
@@ -293,3 +296,21 @@ def start_minio(data: Path, port: int, console_port: int, *, detach: bool = Fals
     proc = _spawn("minio", argv, data / "minio.log", detach=detach, env=env)
     server = Server("minio", proc, f"{HOST}:{port}", f"{HOST}:{port}", data / "minio.log")
     return _wait(server, lambda: _http_ok(f"http://{HOST}:{port}/minio/health/live"), 60)
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a service process these settings."""
+    return {
+        key.upper(): str(value) for key, value in settings.model_dump().items() if value is not None
+    }
+
+
+def start_service(
+    name: str, env: dict[str, str], log_path: Path, health_port: int, *, detach: bool = False
+) -> Server:
+    """`python -m agentstore serve NAME` as its own process, ready when /readyz answers 200."""
+    argv = [sys.executable, "-m", "agentstore", "serve", name]
+    proc = _spawn(name, argv, log_path, detach=detach, env={**env, "HEALTH_PORT": str(health_port)})
+    address = f"{HOST}:{health_port}"
+    server = Server(name, proc, f"http://{address}", address, log_path)
+    return _wait(server, lambda: _http_ok(f"http://{address}/readyz"), 60)

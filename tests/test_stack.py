@@ -1,0 +1,110 @@
+"""`agentstore up / status / down`: the local stack a newcomer runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from agentstore.stack import servers
+from agentstore.stack.manager import SERVICES
+from tests.helpers import as_json, log_body, request
+
+pytestmark = pytest.mark.slow
+
+PORT_VARS = [
+    "NATS", "NATS_HTTP", "POSTGRES", "MONGO", "MONGO_DEBUG", "MINIO", "MINIO_CONSOLE",
+    *(f"{s.upper()}_HEALTH" for s in SERVICES),
+]  # fmt: skip
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {**os.environ, "AGENTSTORE_HOME": str(tmp_path / ".agentstore")}
+    for var in PORT_VARS:
+        env[f"AGENTSTORE_{var}_PORT"] = str(servers.free_port())
+    env.pop("MONGODB_URL", None)
+    yield env
+    cli(env, "down")
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentstore", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
+    stack_env: dict[str, str],
+) -> None:
+    up = cli(stack_env, "up")
+    assert up.returncode == 0, up.stderr
+    home = Path(stack_env["AGENTSTORE_HOME"])
+    settings = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())
+    assert set(settings) == {
+        "NATS_URL", "POSTGRES_URL", "MONGODB_URL", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY",
+    }  # fmt: skip
+    status = cli(stack_env, "--json", "status")
+    assert status.returncode == 0, status.stdout
+    rows = json.loads(status.stdout)
+    assert {r["name"] for r in rows} == {"nats", "postgres", "mongo", "minio", *SERVICES}
+    assert all(r["health"] in ("running", "ready") for r in rows)
+    pids = {r["name"]: int(r["pid"]) for r in rows}
+    for name, pid in pids.items():
+        assert (home / "run" / f"{name}.pid").read_text().split()[0] == str(pid)
+
+    # A plain nats-py client, as any agent would be.
+    nc = await nats.connect(settings["NATS_URL"])
+    try:
+        ack = await nc.jetstream().publish(
+            "agents.a1.logs", as_json(log_body(1)), headers={"Nats-Msg-Id": "a1:log-000001"}
+        )
+        code, page = await request(
+            nc, "query.logs", {"agent_ids": ["a1"], "after": {"stream": ack.stream, "seq": ack.seq}}
+        )
+        assert code == 200 and [it["id"] for it in page["items"]] == ["log-000001"]
+    finally:
+        await nc.close()
+
+    again = cli(stack_env, "--json", "status")
+    assert {r["name"]: int(r["pid"]) for r in json.loads(again.stdout)} == pids
+    assert cli(stack_env, "up").returncode == 0  # idempotent: nothing restarted
+    assert {
+        r["name"]: int(r["pid"]) for r in json.loads(cli(stack_env, "--json", "status").stdout)
+    } == pids
+
+    down = cli(stack_env, "down")
+    assert down.returncode == 0
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    assert "nothing was running" in cli(stack_env, "down").stdout
+
+
+def test_a_taken_port_gets_a_one_line_error_that_says_what_to_do(stack_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stack_env["AGENTSTORE_NATS_PORT"] = str(taken.getsockname()[1])
+        up = cli(stack_env, "up")
+    assert up.returncode == 2
+    assert up.stderr.count("\n") == 1
+    assert "AGENTSTORE_NATS_PORT" in up.stderr and "taken" in up.stderr
