@@ -1,0 +1,184 @@
+"""Logs ingest, end to end, against the same servers in one run.
+
+Prints, per second: the service's end-to-end rate (published -> stored ->
+acked), a direct insert_many into the same MongoDB, the raw JetStream consume
+rate of the same messages (fetch + ack, no storage), and the seeds' way (one
+awaited insert per event); then the ratios against the targets
+(>= 0.6 of direct insert_many, >= 5x the seeds' way).
+
+    python -m bench.ingest_logs [--events 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import msgspec
+import nats
+from nats.js.api import ConsumerConfig, StreamConfig
+
+from agentstore.bus.catalog import LOGS
+from agentstore.bus.provision import ensure_stream
+from agentstore.stack import servers
+from agentstore.stores.mongo import MongoStore
+from bench.common import BenchStack, bench_stack, report
+from services.logs.logs import COLLECTION, INDEXES
+
+AGENTS = 100
+
+
+def bodies(n: int) -> list[tuple[str, str, bytes]]:
+    """~300-byte log events from AGENTS agents: (agent, id, body)."""
+    out = []
+    for i in range(n):
+        agent = f"bench{i % AGENTS:03d}"
+        event_id = f"{uuid.uuid4().hex}"
+        body = {
+            "id": event_id,
+            "level": ("info", "warning", "error")[i % 3],
+            "message": f"step {i} finished with a result the agent found noteworthy enough to log",
+            "task_id": f"task-{i % 1000}",
+            "fields": {"i": i, "tool": "browser", "ok": True},
+        }
+        out.append((agent, event_id, msgspec.json.encode(body)))
+    return out
+
+
+async def publish(nc: Any, items: list[tuple[str, bytes, dict[str, str]]]) -> None:
+    js = nc.jetstream(publish_async_max_pending=4000)
+    futures = [await js.publish_async(s, d, headers=h) for s, d, h in items]
+    await asyncio.gather(*futures)
+
+
+async def raw_consume(stack: BenchStack, events: list[tuple[str, str, bytes]]) -> float:
+    nc = await nats.connect(stack.nats.url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="RAW", subjects=["raw.>"]))
+    await publish(nc, [(f"raw.{a}", b, {"Nats-Msg-Id": f"{a}:{i}"}) for a, i, b in events])
+    await js.add_consumer("RAW", ConsumerConfig(durable_name="raw", max_ack_pending=20_000))
+    sub = await js.pull_subscribe_bind("raw", stream="RAW")
+    got = 0
+    started = time.perf_counter()
+    while got < len(events):
+        for msg in await sub.fetch(500, timeout=5):
+            await msg.ack()
+            got += 1
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    return len(events) / elapsed
+
+
+def docs(events: list[tuple[str, str, bytes]]) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    out = []
+    for agent, event_id, body in events:
+        d = msgspec.json.decode(body)
+        out.append(
+            {"_id": f"{agent}:{event_id}", "agent_id": agent, "ts": now, "level_no": 20, **d}
+        )
+    return out
+
+
+async def direct_insert_many(stack: BenchStack, events: list[tuple[str, str, bytes]]) -> float:
+    mongo = MongoStore(stack.mongo.url, f"direct{uuid.uuid4().hex[:6]}")
+    await mongo.ensure_indexes(COLLECTION, INDEXES)
+    all_docs = docs(events)
+    started = time.perf_counter()
+    for i in range(0, len(all_docs), 500):
+        await mongo.insert_new(COLLECTION, all_docs[i : i + 500])
+    elapsed = time.perf_counter() - started
+    mongo.close()
+    return len(all_docs) / elapsed
+
+
+async def seeds_way(
+    stack: BenchStack, events: list[tuple[str, str, bytes]], seconds: float
+) -> float:
+    """One awaited insert per event, as the seeds do; time-boxed."""
+    mongo = MongoStore(stack.mongo.url, f"seeds{uuid.uuid4().hex[:6]}")
+    await mongo.ensure_indexes(COLLECTION, INDEXES)
+    started = time.perf_counter()
+    done = 0
+    for doc in docs(events):
+        await mongo.insert_new(COLLECTION, [doc])
+        done += 1
+        if time.perf_counter() - started > seconds:
+            break
+    elapsed = time.perf_counter() - started
+    mongo.close()
+    return done / elapsed
+
+
+async def end_to_end(
+    stack: BenchStack, events: list[tuple[str, str, bytes]], workers: int
+) -> float:
+    """Publish the events (PubAcks awaited), then time the service storing and acking them.
+
+    The backlog is published first so the publisher does not compete with the
+    service for this machine's two cores; the clock starts at the first ack.
+    """
+    settings = stack.settings(ingest_workers=workers, ingest_batch=500)
+    nc = await nats.connect(stack.nats.url)
+    js = nc.jetstream()
+    await ensure_stream(js, LOGS)
+    await publish(nc, [(f"agents.{a}.logs", b, {"Nats-Msg-Id": f"{a}:{i}"}) for a, i, b in events])
+    service = servers.start_service(
+        "logs", stack.service_env(settings), stack.root / "logs-service.log", servers.free_port()
+    )
+    try:
+        started, acked_at_start = 0.0, 0
+        while True:
+            info = await js.consumer_info("LOGS", "logs")
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            if not started and floor > 0:
+                started, acked_at_start = time.perf_counter(), floor
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.005)  # polling the consumer until the backlog is acked
+        elapsed = time.perf_counter() - started
+        await nc.close()
+        mongo = MongoStore(stack.mongo.url, settings.mongodb_db)
+        stored = await mongo.count(COLLECTION, {})
+        mongo.close()
+        assert stored == len(events), f"stored {stored} of {len(events)}"
+        return (len(events) - acked_at_start) / elapsed
+    finally:
+        service.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    events = bodies(args.events)
+    with bench_stack() as stack:
+        raw = await raw_consume(stack, events)
+        direct = await direct_insert_many(stack, events)
+        seeds = await seeds_way(stack, events, seconds=10)
+        e2e = await end_to_end(stack, events, args.workers)
+    report(
+        f"logs ingest, {args.events:,} events, {AGENTS} agents",
+        [
+            ("end to end (service)", e2e),
+            ("direct insert_many", direct),
+            ("raw JetStream consume", raw),
+            ("seeds' way (insert each)", seeds),
+        ],
+        "events/s",
+        [
+            ("service / direct insert_many", "end to end (service)", "direct insert_many", 0.6),
+            ("service / seeds' way", "end to end (service)", "seeds' way (insert each)", 5.0),
+            ("service / raw consume", "end to end (service)", "raw JetStream consume", 0.0),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
