@@ -8,20 +8,64 @@ from agentstore.bus.catalog import LOGS
 from agentstore.bus.ingest import Handler, Ingest
 from agentstore.bus.rpc import query_endpoints
 from agentstore.config import Settings
+from agentstore.errors import ConfigError
 from agentstore.lifecycle.runner import ServiceSpec, Wiring
-from agentstore.schemas.logs import LogsQuery
+from agentstore.schemas.logs import (
+    ConversationQuery,
+    ConversationsQuery,
+    EventsQuery,
+    LogsQuery,
+    MemoriesQuery,
+    OutputsQuery,
+)
 from agentstore.stores.mongo import MongoStore
-from services.logs.logs import Logs, decode_log
+from services.logs import conversations, events, logs, memories, outputs
+from services.logs.retention import AGE_FIELD, sweeper
+
+INDEXES = {
+    logs.COLLECTION: logs.INDEXES,
+    memories.COLLECTION: memories.INDEXES,
+    conversations.CONVERSATIONS: conversations.CONVERSATION_INDEXES,
+    conversations.MESSAGES: conversations.MESSAGE_INDEXES,
+    events.COLLECTION: events.INDEXES,
+    outputs.COLLECTION: outputs.INDEXES,
+}
 
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
+    unknown = set(settings.retention_days) - set(AGE_FIELD)
+    if unknown:
+        raise ConfigError(f"RETENTION_DAYS names unknown collections {sorted(unknown)}")
     mongo = await stack.enter_async_context(MongoStore(settings.mongodb_url, settings.mongodb_db))
-    logs = Logs(mongo)
-    await logs.setup()
+    for collection, indexes in INDEXES.items():
+        await mongo.ensure_indexes(collection, indexes)
+    log_store = logs.Logs(mongo)
+    memory_store = memories.Memories(mongo)
+    conversation_store = conversations.Conversations(mongo)
+    event_store = events.Events(mongo)
+    output_store = outputs.Outputs(mongo)
+    handlers = {
+        "logs": Handler(logs.decode_log, log_store.write),
+        "memories": Handler(memories.decode_memory, memory_store.write),
+        "conversations": Handler(
+            conversations.decode_conversation, conversation_store.write_conversations
+        ),
+        "messages": Handler(conversations.decode_message_doc, conversation_store.write_messages),
+        "events": Handler(events.decode_event, event_store.write),
+        "outputs": Handler(outputs.decode_output, output_store.write),
+    }
     return Wiring(
-        ingests=[Ingest(LOGS, durable="logs", handlers={"logs": Handler(decode_log, logs.write)})],
-        endpoints=query_endpoints("logs", LogsQuery, logs.query),
+        ingests=[Ingest(LOGS, durable="logs", handlers=handlers)],
+        endpoints=[
+            *query_endpoints("logs", LogsQuery, log_store.query),
+            *query_endpoints("memories", MemoriesQuery, memory_store.query),
+            *query_endpoints("conversations", ConversationsQuery, conversation_store.query_list),
+            *query_endpoints("conversation", ConversationQuery, conversation_store.query_one),
+            *query_endpoints("events", EventsQuery, event_store.query),
+            *query_endpoints("outputs", OutputsQuery, output_store.query),
+        ],
         checks={"mongodb": mongo.ping},
+        background=[sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds)],
     )
 
 

@@ -39,3 +39,9 @@ class Settings(BaseSettings):
     health_port: int = Field(default=0, ge=0, le=65535)
     health_host: str = "127.0.0.1"
     log_level: str = "INFO"
+
+    # logs service: days to keep per collection (logs, memories, conversations,
+    # messages, events, agent_outputs); absent means forever. JSON in the env:
+    # RETENTION_DAYS='{"logs": 30, "messages": 365}'.
+    retention_days: dict[str, float] = Field(default_factory=lambda: {"logs": 30.0})
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)

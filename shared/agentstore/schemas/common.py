@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -119,6 +119,19 @@ def to_ms(ts: datetime) -> datetime:
     """Truncate to milliseconds (BSON and the wire carry no more)."""
     ts = ts.astimezone(UTC)
     return ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
+
+
+def ms_of(ts: datetime) -> int:
+    """Exact milliseconds since the epoch (no float rounding)."""
+    return (ts - EPOCH) // MILLISECOND
+
+
+def from_ms(ms: int) -> datetime:
+    return EPOCH + ms * MILLISECOND
 
 
 def encode_cursor(*parts: Any) -> str:

@@ -1,13 +1,16 @@
-"""Logs: `agents.{agent}.logs` ingest and `query.logs`."""
+"""The logs service's wire messages: logs, memories, conversations, messages,
+audit events and agent outputs (ingest bodies and query requests)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from agentstore.schemas.common import (
     DEFAULT_LIMIT,
+    MAX_TAGS,
+    MAX_TEXT_CHARS,
     After,
     AgentId,
     AgentIds,
@@ -15,12 +18,23 @@ from agentstore.schemas.common import (
     FreeMap,
     Level,
     Limit,
+    Name,
     Strict,
     UtcTime,
 )
 
 MessageText = Annotated[str, msgspec.Meta(max_length=64 * 1024)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 TaskId = EventId
+RunId = EventId
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]
+Cursor = Annotated[str, msgspec.Meta(max_length=512)]
+Role = Literal["user", "assistant", "system", "tool"]
+SchemaVersion = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+
+# -- ingest bodies (agents.{agent}.{kind}) ------------------------------------
 
 
 class LogIn(Strict):
@@ -35,8 +49,75 @@ class LogIn(Strict):
     agent_id: AgentId | None = None
 
 
+class MemoryIn(Strict):
+    """Body of `agents.{agent}.memories`; with `key`, the newest (by ts) replaces older ones."""
+
+    id: EventId
+    kind: Name
+    content: Text
+    ts: UtcTime | None = None
+    key: Name | None = None
+    task_id: TaskId | None = None
+    tags: Tags | None = None
+    data: FreeMap | None = None
+    agent_id: AgentId | None = None
+
+
+class ConversationIn(Strict):
+    """Body of `agents.{agent}.conversations`: upsert; the newest `ts` sets user_id/context."""
+
+    id: EventId
+    ts: UtcTime | None = None
+    user_id: Name | None = None
+    context: FreeMap | None = None
+    agent_id: AgentId | None = None
+
+
+class MessageIn(Strict):
+    """Body of `agents.{agent}.messages`: one message of a conversation."""
+
+    id: EventId
+    conversation_id: EventId
+    role: Role
+    content: Text
+    ts: UtcTime | None = None
+    agent_steps: list[Any] | None = None
+    pdf_names: list[Name] | None = None
+    source_citations: list[FreeMap] | None = None
+    meta_data: FreeMap | None = None
+    agent_id: AgentId | None = None
+
+
+class EventIn(Strict):
+    """Body of `agents.{agent}.events`: append-only audit trail."""
+
+    id: EventId
+    type: Name
+    ts: UtcTime | None = None
+    run_id: RunId | None = None
+    task_id: TaskId | None = None
+    payload: FreeMap | None = None
+    agent_id: AgentId | None = None
+
+
+class OutputIn(Strict):
+    """Body of `agents.{agent}.outputs`: a structured, versioned output; upsert by (agent, id)."""
+
+    id: EventId
+    kind: Name
+    schema_version: SchemaVersion
+    data: FreeMap
+    ts: UtcTime | None = None
+    run_id: RunId | None = None
+    task_id: TaskId | None = None
+    agent_id: AgentId | None = None
+
+
+# -- queries (query.{name} and agents.{agent}.rpc.query.{name}) ---------------
+
+
 class LogsQuery(Strict):
-    """Request of `query.logs`: newest first."""
+    """`query.logs`: newest first; `level` is a minimum."""
 
     agent_ids: AgentIds | None = None
     level: Level | None = None
@@ -45,5 +126,63 @@ class LogsQuery(Strict):
     until: UtcTime | None = None
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     limit: Limit = DEFAULT_LIMIT
-    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
+class MemoriesQuery(Strict):
+    """`query.memories`: newest first; every tag given must be on the memory."""
+
+    agent_ids: AgentIds | None = None
+    kind: Name | None = None
+    key: Name | None = None
+    task_id: TaskId | None = None
+    tags: Annotated[list[Tag], msgspec.Meta(min_length=1, max_length=MAX_TAGS)] | None = None
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
+class ConversationsQuery(Strict):
+    """`query.conversations`: newest `updated_at` first."""
+
+    agent_ids: AgentIds | None = None
+    user_id: Name | None = None
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
+class ConversationQuery(Strict):
+    """`query.conversation`: one conversation with its messages, oldest first."""
+
+    agent_id: AgentId
+    conversation_id: EventId
+    after: After | None = None
+
+
+class EventsQuery(Strict):
+    """`query.events`: oldest first."""
+
+    agent_ids: AgentIds | None = None
+    run_id: RunId | None = None
+    task_id: TaskId | None = None
+    type: Name | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
+class OutputsQuery(Strict):
+    """`query.outputs`: newest first."""
+
+    agent_ids: AgentIds | None = None
+    run_id: RunId | None = None
+    task_id: TaskId | None = None
+    kind: Name | None = None
+    schema_version: SchemaVersion | None = None
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
     after: After | None = None

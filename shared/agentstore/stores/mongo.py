@@ -11,8 +11,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import bson
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
-from pymongo import IndexModel, UpdateOne
+from pymongo import IndexModel
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
@@ -41,6 +42,23 @@ _TRANSIENT = (
 Document = dict[str, Any]
 # Index keys: [("agent_id", 1), ("ts", -1)]
 IndexKeys = Sequence[tuple[str, int]]
+
+
+# Keep each command well under MongoDB's 16 MiB message limit.
+_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _chunks(indexes: list[int], updates: list[tuple[Document, Document]]) -> list[list[int]]:
+    chunks: list[list[int]] = [[]]
+    size = 0
+    for index, (f, u) in zip(indexes, updates, strict=True):
+        n = len(bson.encode(f)) + len(bson.encode(u))
+        if chunks[-1] and size + n > _CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(index)
+        size += n
+    return chunks
 
 
 def _convert(exc: PyMongoError, url: str) -> Exception:
@@ -117,21 +135,52 @@ class MongoStore:
     async def upsert_many(
         self, collection: str, updates: Sequence[tuple[Document, Document]]
     ) -> dict[int, str]:
-        """Apply (filter, update) pairs as unordered upserts in one round trip.
+        """Apply (filter, update) pairs as unordered upserts.
 
-        A duplicate-key error on an upsert means a guarded filter did not
-        match an existing newer document: the write is stale and is dropped.
+        A guarded filter (`{"_id": k, "ts": {"$lte": new}}`) makes the write
+        conditional: when a newer document exists the filter misses, the
+        upsert collides on `_id`, and the stale write is dropped. A collision
+        can also mean a concurrent insert won a race, so collided writes are
+        retried once; a second collision is the stale case.
+
+        Sent as raw `update` commands: pymongo's bulk_write cannot parse
+        FerretDB's reply when it holds write errors (no `nModified`).
         """
-        if not updates:
-            return {}
-        ops = [UpdateOne(f, u, upsert=True) for f, u in updates]
+        refused: dict[int, str] = {}
+        pending = list(range(len(updates)))
+        for _attempt in range(2):
+            collided: list[int] = []
+            for chunk in _chunks(pending, [updates[i] for i in pending]):
+                errors = await self._update(collection, [updates[i] for i in chunk])
+                for pos, (code, message) in errors.items():
+                    index = chunk[pos]
+                    if code == DUPLICATE_KEY:
+                        collided.append(index)
+                    else:
+                        refused[index] = message
+            pending = collided
+            if not pending:
+                break
+        return refused
+
+    async def _update(
+        self, collection: str, updates: Sequence[tuple[Document, Document]]
+    ) -> dict[int, tuple[int, str]]:
+        command = {
+            "update": collection,
+            "updates": [{"q": f, "u": u, "upsert": True} for f, u in updates],
+            "ordered": False,
+        }
         try:
-            await self._db[collection].bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            return self._refused(exc)
+            reply = await self._db.command(command)
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
-        return {}
+        if reply.get("writeConcernError"):
+            raise StoreUnavailable(f"MongoDB write concern failed: {reply['writeConcernError']}")
+        return {
+            err["index"]: (int(err.get("code", 0)), str(err.get("errmsg", "refused")))
+            for err in reply.get("writeErrors", [])
+        }
 
     def _refused(self, exc: BulkWriteError) -> dict[int, str]:
         details = exc.details or {}

@@ -1,0 +1,127 @@
+"""How the logs service maps wire messages to documents and back, and pages through them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from agentstore.bus.ingest import Envelope
+from agentstore.errors import BadRequest, InvalidMessage
+from agentstore.schemas.common import decode_cursor, encode_cursor, from_ms, iso, ms_of, to_ms
+from agentstore.stores.mongo import Document, MongoStore
+
+# Fields the store keeps for itself; never part of a reply or an export.
+INTERNAL = frozenset({"_id", "level_no", "meta_ts"})
+
+Indexes = dict[str, tuple[list[tuple[str, int]], bool]]
+
+
+def check_body_agent(envelope: Envelope, body_agent: str | None) -> None:
+    """The subject names the agent; a body claiming another one is refused."""
+    if body_agent is not None and body_agent != envelope.agent:
+        raise InvalidMessage(
+            f"body agent_id {body_agent!r} differs from the subject's agent {envelope.agent!r}"
+        )
+
+
+def to_doc(envelope: Envelope, message: msgspec.Struct) -> Document:
+    """`{_id: "{agent}:{id}", agent_id, ...fields, ts}`; `ts` defaults to the JetStream time."""
+    fields = msgspec.structs.asdict(message)
+    check_body_agent(envelope, fields.pop("agent_id", None))
+    doc: Document = {"_id": f"{envelope.agent}:{fields['id']}", "agent_id": envelope.agent}
+    doc.update((k, v) for k, v in fields.items() if v is not None)
+    doc["ts"] = to_ms(fields.get("ts") or envelope.received)
+    return doc
+
+
+def to_item(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored document as the wire shows it (timestamps as RFC 3339 UTC)."""
+    return {
+        k: iso(v) if isinstance(v, datetime) else v for k, v in doc.items() if k not in INTERNAL
+    }
+
+
+def agents_filter(agents: Sequence[str] | None) -> Document:
+    if not agents:
+        return {}
+    # A single agent is an equality, which FerretDB pushes down to its backend.
+    return {"agent_id": agents[0] if len(agents) == 1 else {"$in": list(agents)}}
+
+
+def equals(**fields: Any) -> Document:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def time_range(field: str, since: datetime | None, until: datetime | None) -> Document:
+    bounds: Document = {}
+    if since is not None:
+        bounds["$gte"] = to_ms(since)
+    if until is not None:
+        bounds["$lt"] = to_ms(until)
+    return {field: bounds} if bounds else {}
+
+
+def newer_or_same(doc: Document) -> Document:
+    """Filter that matches the stored document only if `doc` is at least as new.
+
+    Used with upserts: a stale write misses, collides on `_id` and is dropped.
+    Ties on `ts` are broken by `id`, so every replica converges on one winner.
+    """
+    return {
+        "_id": doc["_id"],
+        "$or": [{"ts": {"$lt": doc["ts"]}}, {"ts": doc["ts"], "id": {"$lte": doc["id"]}}],
+    }
+
+
+def replacement(doc: Document) -> Document:
+    """The whole document minus `_id`: an upsert with it replaces every field."""
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+@dataclass(frozen=True)
+class Order:
+    """Keyset order of a list: by `field` then `_id`, both in one direction."""
+
+    field: str
+    descending: bool
+
+    @property
+    def sort(self) -> list[tuple[str, int]]:
+        direction = -1 if self.descending else 1
+        return [(self.field, direction), ("_id", direction)]
+
+
+async def page(
+    mongo: MongoStore,
+    collection: str,
+    filter: Document,
+    order: Order,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """One page of `{"items", "next_cursor"}`.
+
+    The cursor is the (field, _id) of the last item; the next page starts
+    strictly after it, so concurrent inserts never make a page skip or repeat.
+    """
+    if cursor is not None:
+        at_ms, last_id = decode_cursor(cursor, 2)
+        if not isinstance(at_ms, int) or not isinstance(last_id, str):
+            raise BadRequest("malformed cursor; pass back next_cursor exactly as received")
+        at = from_ms(at_ms)
+        op = "$lt" if order.descending else "$gt"
+        filter = {
+            **filter,
+            "$or": [{order.field: {op: at}}, {order.field: at, "_id": {op: last_id}}],
+        }
+    docs = await mongo.find(collection, filter, sort=order.sort, limit=limit + 1)
+    items = docs[:limit]
+    next_cursor = None
+    if len(docs) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor(ms_of(last[order.field]), last["_id"])
+    return {"items": [to_item(d) for d in items], "next_cursor": next_cursor}
