@@ -20,7 +20,7 @@ class BenchStack:
     root: Path
     nats: Server
     mongo: Server
-    postgres: Server | None
+    postgres: Server
 
     def settings(self, **extra: object) -> Settings:
         return Settings(
@@ -28,7 +28,7 @@ class BenchStack:
             nats_url=self.nats.url,
             mongodb_url=self.mongo.url,
             mongodb_db=f"bench{uuid.uuid4().hex[:8]}",
-            postgres_url=self.postgres.url if self.postgres else Settings().postgres_url,
+            postgres_url=self.postgres.url,
             **extra,  # type: ignore[arg-type]
         )
 
@@ -37,19 +37,21 @@ class BenchStack:
 
 
 @contextlib.contextmanager
-def bench_stack(*, postgres: bool = False) -> Iterator[BenchStack]:
+def bench_stack() -> Iterator[BenchStack]:
+    """NATS, PostgreSQL, and FerretDB on that PostgreSQL: the stack `make up` runs."""
     with tempfile.TemporaryDirectory(prefix="agentstore-bench-") as tmp:
         root = Path(tmp)
         started: list[Server] = []
         try:
             nats = servers.start_nats(root / "nats", servers.free_port(), servers.free_port())
             started.append(nats)
-            mongo = servers.start_mongo(root / "mongo", servers.free_port(), servers.free_port())
+            pg = servers.start_postgres(root / "pg", servers.free_port())
+            started.append(pg)
+            ferret_pg = servers.create_database(pg.address, "ferretdb")
+            mongo = servers.start_mongo(
+                root / "mongo", servers.free_port(), servers.free_port(), postgres_url=ferret_pg
+            )
             started.append(mongo)
-            pg = None
-            if postgres:
-                pg = servers.start_postgres(root / "pg", servers.free_port())
-                started.append(pg)
             yield BenchStack(root, nats, mongo, pg)
         finally:
             for server in reversed(started):

@@ -24,15 +24,23 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mongo_server(session_dir: Path) -> Iterator[Server]:
-    server = servers.start_mongo(session_dir / "mongo", servers.free_port(), servers.free_port())
+def postgres_server(session_dir: Path) -> Iterator[Server]:
+    server = servers.start_postgres(session_dir / "postgres", servers.free_port(), durable=False)
     yield server
     server.stop()
 
 
+def start_mongo(postgres: Server, data: Path, port: int | None = None) -> Server:
+    """FerretDB on its own database of the session's PostgreSQL (as the stack runs it)."""
+    backend = servers.create_database(postgres.address, f"ferret{uuid.uuid4().hex[:8]}")
+    return servers.start_mongo(
+        data, port or servers.free_port(), servers.free_port(), postgres_url=backend
+    )
+
+
 @pytest.fixture(scope="session")
-def postgres_server(session_dir: Path) -> Iterator[Server]:
-    server = servers.start_postgres(session_dir / "postgres", servers.free_port(), durable=False)
+def mongo_server(session_dir: Path, postgres_server: Server) -> Iterator[Server]:
+    server = start_mongo(postgres_server, session_dir / "mongo")
     yield server
     server.stop()
 

@@ -11,11 +11,10 @@ from nats.aio.client import Client
 
 from agentstore.config import Settings
 from agentstore.lifecycle.runner import running
-from agentstore.stack import servers
 from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
 from services.logs.service import SPEC as LOGS
-from tests.conftest import make_settings
+from tests.conftest import make_settings, start_mongo
 from tests.helpers import ServiceProcess, as_json, eventually, log_body, new_agent, publish_all
 
 pytestmark = pytest.mark.slow
@@ -80,8 +79,8 @@ async def test_sigterm_drains_cleanly_and_a_restart_finishes_the_stream(
 
 
 @pytest.fixture
-def own_mongo(tmp_path: Path) -> Iterator[Server]:
-    server = servers.start_mongo(tmp_path / "mongo", servers.free_port(), servers.free_port())
+def own_mongo(tmp_path: Path, postgres_server: Server) -> Iterator[Server]:
+    server = start_mongo(postgres_server, tmp_path / "mongo")
     yield server
     server.stop()
 
@@ -99,9 +98,7 @@ async def test_mongodb_down_20s_loses_nothing_and_deadletters_nothing(
         outage = asyncio.create_task(publish_all(nc, batch(agent, 1000, 4000)))
         await asyncio.sleep(20)  # the outage itself: MongoDB stays down for 20 s
         assert len(await outage) == 4000
-        restarted = servers.start_mongo(
-            tmp_path / "mongo", int(own_mongo.address.rsplit(":", 1)[1]), servers.free_port()
-        )
+        own_mongo.restart()
         try:
             await eventually(lambda: _equals(count(mongo, agent), 5000), timeout=60, what="backlog")
             await assert_exactly_once(mongo, agent, 5000)
@@ -112,7 +109,6 @@ async def test_mongodb_down_20s_loses_nothing_and_deadletters_nothing(
             assert info.state.messages == 0
         finally:
             mongo.close()
-            restarted.stop()
 
 
 async def _equals(value: object, expected: int) -> bool:

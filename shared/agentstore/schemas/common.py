@@ -91,10 +91,24 @@ def decode_message(data: bytes, kind: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise InvalidMessage(f"body is not valid JSON: {exc}") from None
     try:
-        check_tree(msgspec.structs.asdict(message))
+        check_fields(message, data)
     except ValueError as exc:
         raise InvalidMessage(str(exc)) from None
     return message
+
+
+def check_fields(message: msgspec.Struct, data: bytes) -> None:
+    """check_tree, on the hot path: typed scalars need no walk.
+
+    JSON can only carry NUL as the escape \\u0000, so a body without that
+    escape holds no NUL anywhere; then only maps and lists need walking
+    (for their keys and depth).
+    """
+    has_nul = b"\\u0000" in data
+    for name in message.__struct_fields__:
+        value = getattr(message, name)
+        if has_nul or isinstance(value, dict | list):
+            check_tree(value, f"$.{name}")
 
 
 def decode_request(data: bytes, kind: type[T]) -> T:

@@ -6,6 +6,7 @@ tests run the servers exactly as users do.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -34,6 +35,10 @@ class Server:
     url: str
     address: str
     log_path: Path
+    # How to start it again with the same data and port (outage drills).
+    spawn: Callable[[], subprocess.Popen[bytes]]
+    ready: Callable[[], bool]
+    timeout: float
 
     @property
     def pid(self) -> int:
@@ -52,6 +57,12 @@ class Server:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+
+    def restart(self) -> None:
+        """Start the stopped server again on the same port and data."""
+        self.stop()
+        self.process = self.spawn()
+        _wait(self)
 
 
 def free_port() -> int:
@@ -93,8 +104,30 @@ def _spawn(
         )
 
 
-def _wait(server: Server, ready: Callable[[], bool], timeout: float) -> Server:
-    deadline = time.monotonic() + timeout
+def _launch(
+    name: str,
+    argv: list[str],
+    log_path: Path,
+    *,
+    url: str,
+    address: str,
+    ready: Callable[[], bool],
+    timeout: float,
+    detach: bool,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+) -> Server:
+    """Spawn a server process and wait until `ready()` says it answers."""
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return _spawn(name, argv, log_path, detach=detach, env=env, user=user)
+
+    server = Server(name, spawn(), url, address, log_path, spawn, ready, timeout)
+    return _wait(server)
+
+
+def _wait(server: Server) -> Server:
+    deadline = time.monotonic() + server.timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             tail = server.log_path.read_text(errors="replace")[-1500:]
@@ -102,13 +135,15 @@ def _wait(server: Server, ready: Callable[[], bool], timeout: float) -> Server:
                 f"{server.name} exited at start (code {server.process.returncode}):\n{tail}"
             )
         try:
-            if ready():
+            if server.ready():
                 return server
         except OSError:
             pass
         time.sleep(0.05)  # polling a starting server's port
     server.kill()
-    raise StackError(f"{server.name} did not answer within {timeout:g} s; see {server.log_path}")
+    raise StackError(
+        f"{server.name} did not answer within {server.timeout:g} s; see {server.log_path}"
+    )
 
 
 def _http_ok(url: str) -> bool:
@@ -141,12 +176,15 @@ jetstream {{
 {extra_conf}
 """
     )
-    proc = _spawn(
-        "nats", [str(binaries.nats_server()), "-c", str(conf)], data / "nats.log", detach=detach
-    )
-    server = Server("nats", proc, f"nats://{HOST}:{port}", f"{HOST}:{port}", data / "nats.log")
-    return _wait(
-        server, lambda: _http_ok(f"http://{HOST}:{http_port}/healthz?js-enabled-only=true"), 20
+    return _launch(
+        "nats",
+        [str(binaries.nats_server()), "-c", str(conf)],
+        data / "nats.log",
+        url=f"nats://{HOST}:{port}",
+        address=f"{HOST}:{port}",
+        ready=lambda: _http_ok(f"http://{HOST}:{http_port}/healthz?js-enabled-only=true"),
+        timeout=20,
+        detach=detach,
     )
 
 
@@ -202,19 +240,33 @@ def start_postgres(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.touch()
         _chown(log_path, user)
-    proc = _spawn("postgres", argv, log_path, detach=detach, user=user)
-    url = f"postgresql://postgres@{HOST}:{port}/{database}"
-    server = Server("postgres", proc, url, f"{HOST}:{port}", log_path)
     isready = [str(bin_dir / "pg_isready"), "-q", "-h", HOST, "-p", str(port)]
-    _wait(server, lambda: subprocess.run(isready).returncode == 0, 30)
+    server = _launch(
+        "postgres",
+        argv,
+        log_path,
+        url=f"postgresql://postgres@{HOST}:{port}/{database}",
+        address=f"{HOST}:{port}",
+        ready=lambda: subprocess.run(isready).returncode == 0,
+        timeout=30,
+        detach=detach,
+        user=user,
+    )
+    create_database(server.address, database)
+    return server
+
+
+def create_database(address: str, name: str) -> str:
+    """Create a database on the PostgreSQL at host:port (idempotent); returns its URL."""
+    host, port = address.rsplit(":", 1)
     created = subprocess.run(
-        [str(bin_dir / "createdb"), "-h", HOST, "-p", str(port), "-U", "postgres", database],
+        [str(binaries.postgres_bin() / "createdb"), "-h", host, "-p", port, "-U", "postgres", name],
         capture_output=True,
         text=True,
     )
     if created.returncode != 0 and "already exists" not in created.stderr:
-        raise StackError(f"createdb {database} failed: {created.stderr.strip()}")
-    return server
+        raise StackError(f"createdb {name} failed: {created.stderr.strip()}")
+    return f"postgresql://postgres@{address}/{name}"
 
 
 def _postgres_os_user(data: Path) -> str | None:
@@ -248,8 +300,16 @@ def _chown(path: Path, user: str) -> None:
     os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def start_mongo(data: Path, port: int, debug_port: int, *, detach: bool = False) -> Server:
-    """FerretDB 1.24 on SQLite, or a real mongod when one is on PATH."""
+def start_mongo(
+    data: Path, port: int, debug_port: int, *, postgres_url: str | None = None, detach: bool = False
+) -> Server:
+    """A real mongod when one is on PATH; else FerretDB 1.24 on PostgreSQL (postgres_url)
+    or, without one, on SQLite.
+
+    The PostgreSQL backend is the default of the stack: it pushes equality
+    filters down to PostgreSQL, while the SQLite backend pushes down only
+    `{_id: value}` and filters everything else in FerretDB.
+    """
     data.mkdir(parents=True, exist_ok=True)
     mongod = binaries.mongod()
     if mongod is not None:
@@ -257,11 +317,14 @@ def start_mongo(data: Path, port: int, debug_port: int, *, detach: bool = False)
         argv = [str(mongod), "--bind_ip", HOST, "--port", str(port), "--dbpath", str(data / "db")]
         name = "mongod"
     else:
-        (data / "sqlite").mkdir(exist_ok=True)
+        if postgres_url:
+            backend = ["--handler=postgresql", f"--postgresql-url={postgres_url}"]
+        else:
+            (data / "sqlite").mkdir(exist_ok=True)
+            backend = ["--handler=sqlite", f"--sqlite-url=file:{data / 'sqlite'}/"]
         argv = [
             str(binaries.ferretdb()),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data / 'sqlite'}/",
+            *backend,
             f"--listen-addr={HOST}:{port}",
             f"--debug-addr={HOST}:{debug_port}",
             f"--state-dir={data}",
@@ -269,9 +332,16 @@ def start_mongo(data: Path, port: int, debug_port: int, *, detach: bool = False)
             "--log-level=WARN",
         ]
         name = "ferretdb"
-    proc = _spawn(name, argv, data / f"{name}.log", detach=detach)
-    server = Server(name, proc, f"mongodb://{HOST}:{port}", f"{HOST}:{port}", data / f"{name}.log")
-    return _wait(server, lambda: _tcp_open(port), 30)
+    return _launch(
+        name,
+        argv,
+        data / f"{name}.log",
+        url=f"mongodb://{HOST}:{port}",
+        address=f"{HOST}:{port}",
+        ready=lambda: _tcp_open(port),
+        timeout=30,
+        detach=detach,
+    )
 
 
 def start_minio(data: Path, port: int, console_port: int, *, detach: bool = False) -> Server:
@@ -293,15 +363,26 @@ def start_minio(data: Path, port: int, console_port: int, *, detach: bool = Fals
         f"{HOST}:{console_port}",
         str(data / "objects"),
     ]
-    proc = _spawn("minio", argv, data / "minio.log", detach=detach, env=env)
-    server = Server("minio", proc, f"{HOST}:{port}", f"{HOST}:{port}", data / "minio.log")
-    return _wait(server, lambda: _http_ok(f"http://{HOST}:{port}/minio/health/live"), 60)
+    return _launch(
+        "minio",
+        argv,
+        data / "minio.log",
+        url=f"{HOST}:{port}",
+        address=f"{HOST}:{port}",
+        ready=lambda: _http_ok(f"http://{HOST}:{port}/minio/health/live"),
+        timeout=60,
+        detach=detach,
+        env=env,
+    )
 
 
 def service_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a service process these settings."""
+    values = settings.model_dump().items()
     return {
-        key.upper(): str(value) for key, value in settings.model_dump().items() if value is not None
+        key.upper(): json.dumps(value) if isinstance(value, dict | list) else str(value)
+        for key, value in values
+        if value is not None
     }
 
 
@@ -310,7 +391,15 @@ def start_service(
 ) -> Server:
     """`python -m agentstore serve NAME` as its own process, ready when /readyz answers 200."""
     argv = [sys.executable, "-m", "agentstore", "serve", name]
-    proc = _spawn(name, argv, log_path, detach=detach, env={**env, "HEALTH_PORT": str(health_port)})
     address = f"{HOST}:{health_port}"
-    server = Server(name, proc, f"http://{address}", address, log_path)
-    return _wait(server, lambda: _http_ok(f"http://{address}/readyz"), 60)
+    return _launch(
+        name,
+        argv,
+        log_path,
+        url=f"http://{address}",
+        address=address,
+        ready=lambda: _http_ok(f"http://{address}/readyz"),
+        timeout=60,
+        detach=detach,
+        env={**env, "HEALTH_PORT": str(health_port)},
+    )
