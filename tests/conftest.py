@@ -13,9 +13,11 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore.config import Settings
+from agentstore.lifecycle.runner import ServiceHost, running
 from agentstore.stack import servers
 from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
+from services.logs.service import SPEC as LOGS
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +83,9 @@ async def mongo(settings: Settings) -> AsyncIterator[MongoStore]:
     yield store
     await store.drop_database()
     store.close()
+
+
+@pytest.fixture
+async def logs_service(settings: Settings) -> AsyncIterator[ServiceHost]:
+    async with running(LOGS, settings) as host:
+        yield host

@@ -53,6 +53,21 @@ async def publish_all(
     return list(await asyncio.gather(*futures))
 
 
+async def dead_letters(nc: Client) -> list[Any]:
+    """Every message of the DEADLETTER stream, oldest first."""
+    js = nc.jetstream()
+    try:
+        info = await js.stream_info("DEADLETTER")
+    except Exception:
+        return []
+    return [await js.get_msg("DEADLETTER", seq) for seq in range(1, info.state.last_seq + 1)]
+
+
+def after(ack: PubAck) -> dict[str, Any]:
+    """The `after` of a query that must see the publish acknowledged by `ack`."""
+    return {"stream": ack.stream, "seq": ack.seq}
+
+
 def as_json(body: Any) -> bytes:
     return body if isinstance(body, bytes) else msgspec.json.encode(body)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,30 +9,21 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from agentstore.config import Settings
-from agentstore.lifecycle.runner import ServiceHost, running
+from agentstore.lifecycle.runner import ServiceHost
 from agentstore.stores.mongo import MongoStore
-from services.logs.service import SPEC as LOGS
-from tests.helpers import as_json, eventually, log_body, new_agent, publish_all, request
-
-
-@pytest.fixture
-async def logs_service(settings: Settings) -> AsyncIterator[ServiceHost]:
-    async with running(LOGS, settings) as host:
-        yield host
+from tests.helpers import (
+    as_json,
+    dead_letters,
+    eventually,
+    log_body,
+    new_agent,
+    publish_all,
+    request,
+)
 
 
 async def stored(mongo: MongoStore, agent: str) -> int:
     return await mongo.count("logs", {"agent_id": agent})
-
-
-async def dead_letters(nc: Client) -> list[Any]:
-    js = nc.jetstream()
-    try:
-        info = await js.stream_info("DEADLETTER")
-    except Exception:
-        return []
-    return [await js.get_msg("DEADLETTER", seq) for seq in range(1, info.state.last_seq + 1)]
 
 
 def invalid_bodies(agent: str) -> list[tuple[bytes, str]]:
