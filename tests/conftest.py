@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -54,19 +55,48 @@ def nats_server(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def minio_server(session_dir: Path) -> Iterator[Server]:
+    server = servers.start_minio(session_dir / "minio", servers.free_port(), servers.free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_servers(postgres_server: Server, mongo_server: Server, minio_server: Server) -> Stack:
+    return Stack(postgres_server, mongo_server, minio_server)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The session's shared servers (NATS is per test)."""
+
+    postgres: Server
+    mongo: Server
+    minio: Server
+
+
 @pytest.fixture
-def settings(nats_server: Server, mongo_server: Server) -> Settings:
-    return make_settings(nats_server, mongo_server)
+def settings(nats_server: Server, stack_servers: Stack) -> Settings:
+    return make_settings(nats_server, stack_servers.mongo, stack_servers)
 
 
-def make_settings(nats_server: Server, mongo_server: Server, **extra: object) -> Settings:
+def make_settings(
+    nats_server: Server, mongo_server: Server, stack: Stack | None = None, **extra: object
+) -> Settings:
+    """Settings for one test: its own MongoDB database, PostgreSQL database and bucket prefix."""
+    values: dict[str, object] = {}
+    if stack is not None:
+        name = f"t{uuid.uuid4().hex[:12]}"
+        values["postgres_url"] = servers.create_database(stack.postgres.address, name)
+        values["s3_endpoint"] = stack.minio.address
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         nats_url=nats_server.url,
         mongodb_url=mongo_server.url,
         mongodb_db=f"t{uuid.uuid4().hex[:12]}",
         drain_seconds=10,
-        **extra,  # type: ignore[arg-type]
+        **{**values, **extra},  # type: ignore[arg-type]
     )
 
 

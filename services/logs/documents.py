@@ -30,11 +30,16 @@ def check_body_agent(envelope: Envelope, body_agent: str | None) -> None:
 
 def to_doc(envelope: Envelope, message: msgspec.Struct) -> Document:
     """`{_id: "{agent}:{id}", agent_id, ...fields, ts}`; `ts` defaults to the JetStream time."""
+    check_body_agent(envelope, getattr(message, "agent_id", None))
+    return make_doc(envelope.agent, message, envelope.received)
+
+
+def make_doc(agent: str, message: msgspec.Struct, default_ts: datetime) -> Document:
     fields = msgspec.structs.asdict(message)
-    check_body_agent(envelope, fields.pop("agent_id", None))
-    doc: Document = {"_id": f"{envelope.agent}:{fields['id']}", "agent_id": envelope.agent}
+    fields.pop("agent_id", None)
+    doc: Document = {"_id": f"{agent}:{fields['id']}", "agent_id": agent}
     doc.update((k, v) for k, v in fields.items() if v is not None)
-    doc["ts"] = to_ms(fields.get("ts") or envelope.received)
+    doc["ts"] = to_ms(fields.get("ts") or default_ts)
     return doc
 
 

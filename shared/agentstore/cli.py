@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from agentstore.errors import AgentstoreError
@@ -22,6 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="`up` in the foreground; Ctrl-C stops everything")
     serve = sub.add_parser("serve", help="run services in this process until SIGTERM")
     serve.add_argument("services", nargs="*", help="logs, tasks, artifacts, metrics (default: all)")
+    export = sub.add_parser(
+        "export", help="conversations, messages, memories, events as JSON Lines"
+    )
+    export.add_argument("--agent", help="one agent's data (default: all agents)")
+    export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
+    load = sub.add_parser("import", help="load an export (idempotent) or seed-001 JSON files")
+    load.add_argument("--from", dest="source", help="a folder or s3://bucket/prefix of an export")
+    load.add_argument("--seed-json", nargs="+", type=Path, help="seed-001 conversation files")
+    load.add_argument("--agent", help="the agent the --seed-json conversations belong to")
     args = parser.parse_args(argv)
     try:
         result: int = COMMANDS[args.command](args)
@@ -117,4 +127,44 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve([SERVICES[n] for n in names], settings))
 
 
-COMMANDS = {"up": _up, "down": _down, "status": _status, "run": _run, "serve": _serve}
+def _export(args: argparse.Namespace) -> int:
+    from agentstore.portable import export_to
+
+    counts = asyncio.run(export_to(args.to, args.agent))
+    _print_counts("exported", counts, as_json=args.json)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from agentstore.portable import import_from, import_seed
+
+    if bool(args.source) == bool(args.seed_json):
+        raise AgentstoreError("give either --from (an export) or --seed-json FILES --agent A")
+    if args.seed_json:
+        if not args.agent:
+            raise AgentstoreError(
+                "--seed-json needs --agent: the agent the conversations belong to"
+            )
+        counts = asyncio.run(import_seed(args.seed_json, args.agent))
+    else:
+        counts = asyncio.run(import_from(args.source))
+    _print_counts("imported", counts, as_json=args.json)
+    return 0
+
+
+def _print_counts(verb: str, counts: dict[str, int], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(counts))
+    else:
+        print(f"{verb}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+
+
+COMMANDS = {
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "run": _run,
+    "serve": _serve,
+    "export": _export,
+    "import": _import,
+}

@@ -1,0 +1,140 @@
+"""The one S3 adapter (MinIO via miniopy-async). Nothing else imports it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from miniopy_async.api import Minio
+from miniopy_async.error import S3Error
+
+from agentstore.errors import StoreRejected, StoreUnavailable
+
+# S3 error codes that mean "this request is wrong", not "try later".
+_PERMANENT = {"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidObjectName", "EntityTooLarge"}
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str | None
+    modified: datetime | None
+
+
+class ObjectStore:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool) -> None:
+        self.endpoint = endpoint
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+
+    async def __aenter__(self) -> ObjectStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._client.close_session()  # type: ignore[no-untyped-call]
+
+    def _convert(self, exc: Exception) -> Exception:
+        if isinstance(exc, S3Error) and exc.code in _PERMANENT:
+            return StoreRejected(f"S3 refused: {exc.code}: {exc.message}")
+        return StoreUnavailable(
+            f"S3 at {self.endpoint} is unavailable ({type(exc).__name__}: {exc}); "
+            "is `make up` running?"
+        )
+
+    async def ping(self) -> None:
+        try:
+            await self._client.list_buckets()
+        except Exception as exc:
+            raise self._convert(exc) from exc
+
+    async def ensure_bucket(self, bucket: str) -> None:
+        try:
+            if not await self._client.bucket_exists(bucket):
+                await self._client.make_bucket(bucket)
+        except S3Error as exc:
+            if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise self._convert(exc) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._convert(exc) from exc
+
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> str:
+        """Store an object; returns its ETag. Putting the same key again overwrites it."""
+        try:
+            result = await self._client.put_object(
+                bucket, key, io.BytesIO(data), len(data), content_type=content_type
+            )
+        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._convert(exc) from exc
+        return str(result.etag)
+
+    async def get(self, bucket: str, key: str) -> bytes:
+        try:
+            response = await self._client.get_object(bucket, key)
+            try:
+                data: bytes = await response.read()
+            finally:
+                response.close()
+        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._convert(exc) from exc
+        return data
+
+    async def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            info = await self._client.stat_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return None
+            raise self._convert(exc) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._convert(exc) from exc
+        return ObjectInfo(
+            bucket,
+            key,
+            int(info.size or 0),
+            str(info.etag or ""),
+            info.content_type,
+            info.last_modified,
+        )
+
+    async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        try:
+            async for obj in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+                yield ObjectInfo(
+                    bucket,
+                    str(obj.object_name),
+                    int(obj.size or 0),
+                    str(obj.etag or ""),
+                    None,
+                    obj.last_modified,
+                )
+        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._convert(exc) from exc
+
+    async def remove(self, bucket: str, key: str) -> None:
+        try:
+            await self._client.remove_object(bucket, key)
+        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._convert(exc) from exc
+
+    async def presign_put(self, bucket: str, key: str, expires: timedelta) -> str:
+        return str(await self._presign("put", bucket, key, expires))
+
+    async def presign_get(self, bucket: str, key: str, expires: timedelta) -> str:
+        return str(await self._presign("get", bucket, key, expires))
+
+    async def _presign(self, method: str, bucket: str, key: str, expires: timedelta) -> Any:
+        try:
+            if method == "put":
+                return await self._client.presigned_put_object(bucket, key, expires=expires)
+            return await self._client.presigned_get_object(bucket, key, expires=expires)
+        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._convert(exc) from exc
