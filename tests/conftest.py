@@ -19,6 +19,7 @@ from agentstore.stack import servers
 from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
 from services.logs.service import SPEC as LOGS
+from services.tasks.service import SPEC as TASKS
 
 
 @pytest.fixture(scope="session")
@@ -118,4 +119,10 @@ async def mongo(settings: Settings) -> AsyncIterator[MongoStore]:
 @pytest.fixture
 async def logs_service(settings: Settings) -> AsyncIterator[ServiceHost]:
     async with running(LOGS, settings) as host:
+        yield host
+
+
+@pytest.fixture
+async def tasks_service(settings: Settings) -> AsyncIterator[ServiceHost]:
+    async with running(TASKS, settings) as host:
         yield host

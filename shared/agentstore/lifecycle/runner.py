@@ -25,6 +25,7 @@ from nats.aio.client import Client
 from agentstore import __version__
 from agentstore.bus.catalog import DEADLETTER, StreamSpec
 from agentstore.bus.connect import connect_nats
+from agentstore.bus.handle import BusHandle
 from agentstore.bus.ingest import Ingest, IngestWorker
 from agentstore.bus.provision import ensure_consumer, ensure_stream
 from agentstore.bus.rpc import Endpoint, IngestProgress, RpcServer
@@ -47,6 +48,8 @@ class Wiring:
     checks: dict[str, Check] = field(default_factory=dict)
     # Extra background loops (retention sweeps ...): each runs until cancelled.
     background: Sequence[Callable[[], Any]] = ()
+    # Bound to the service's NATS connection once it is up.
+    bus: BusHandle | None = None
 
 
 # build(settings, exit_stack) opens the stores (registering their close on the
@@ -85,6 +88,8 @@ class ServiceHost:
                 s.nats_url, name=f"agentstore-{self.spec.name}", creds=s.nats_creds
             )
             js = self.nc.jetstream()
+            if wiring.bus is not None:
+                wiring.bus.bind(self.nc)
             for stream in (DEADLETTER, *wiring.streams):
                 await ensure_stream(js, stream)
             for ingest in wiring.ingests:

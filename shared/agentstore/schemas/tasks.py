@@ -1,0 +1,144 @@
+"""The tasks service's wire messages: tasks, progress, evaluations and runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from agentstore.schemas.common import (
+    DEFAULT_LIMIT,
+    After,
+    AgentId,
+    AgentIds,
+    EventId,
+    FreeMap,
+    Limit,
+    Name,
+    Strict,
+    UtcTime,
+)
+
+TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ReleaseStatus = Literal["succeeded", "failed", "queued"]
+Phase = Literal["bundle", "execute", "extract", "done"]
+Cursor = Annotated[str, msgspec.Meta(max_length=512)]
+Step = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+LeaseSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+Attempt = Annotated[int, msgspec.Meta(ge=1)]
+Title = Annotated[str, msgspec.Meta(max_length=1024)]
+Notes = Annotated[str, msgspec.Meta(max_length=64 * 1024)]
+TERMINAL_TASK = ("completed", "failed", "cancelled")
+
+
+class TaskIn(Strict):
+    """Body of `agents.{agent}.tasks`: upsert; the newest `ts` wins."""
+
+    id: EventId
+    status: TaskStatus
+    ts: UtcTime | None = None
+    kind: Name | None = None
+    title: Title | None = None
+    meta: FreeMap | None = None
+    agent_id: AgentId | None = None
+
+
+class ProgressIn(Strict):
+    """Body of `agents.{agent}.progress`: one step of a task."""
+
+    id: EventId
+    task_id: EventId
+    step: Step
+    status: Name
+    ts: UtcTime | None = None
+    percent: Percent | None = None
+    detail: FreeMap | None = None
+    agent_id: AgentId | None = None
+
+
+class TasksQuery(Strict):
+    agent_ids: AgentIds | None = None
+    status: TaskStatus | None = None
+    kind: Name | None = None
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
+class TaskQuery(Strict):
+    agent_id: AgentId
+    task_id: EventId
+    after: After | None = None
+
+
+class EvalRecord(Strict):
+    """`eval.record`: idempotent on id."""
+
+    id: EventId
+    agent_id: AgentId
+    task_id: EventId
+    evaluator: Name
+    score: float
+    passed: bool
+    notes: Notes | None = None
+    details: FreeMap | None = None
+
+
+class RestoreRequest(Strict):
+    after: After | None = None
+
+
+class SubmitRun(Strict):
+    """`runs.submit`: the study is deduplicated by the SHA-256 of its canonical JSON."""
+
+    spec: FreeMap
+    run_id: EventId | None = None
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
+    kind: Name = "run"
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+
+
+class CancelRun(Strict):
+    run_id: EventId
+
+
+class ClaimRun(Strict):
+    lease_seconds: LeaseSeconds = 300.0
+    kinds: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+class RenewLease(Strict):
+    """`attempt` (from the claim) fences a worker whose lease expired and was re-claimed."""
+
+    run_id: EventId
+    lease_seconds: LeaseSeconds = 300.0
+    attempt: Attempt | None = None
+
+
+class MovePhase(Strict):
+    run_id: EventId
+    phase: Phase
+    attempt: Attempt | None = None
+
+
+class ReleaseRun(Strict):
+    run_id: EventId
+    status: ReleaseStatus
+    error: FreeMap | None = None
+    summary: FreeMap | None = None
+    artifacts: FreeMap | None = None
+    attempt: Attempt | None = None
+
+
+class RunsQuery(Strict):
+    status: RunStatus | None = None
+    phase: Phase | None = None
+    claimed_by: AgentId | None = None
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
+class RunQuery(Strict):
+    run_id: EventId
