@@ -19,6 +19,7 @@ from agentstore.stack import servers
 from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
 from services.logs.service import SPEC as LOGS
+from services.metrics.service import SPEC as METRICS
 from services.tasks.service import SPEC as TASKS
 
 
@@ -125,4 +126,10 @@ async def logs_service(settings: Settings) -> AsyncIterator[ServiceHost]:
 @pytest.fixture
 async def tasks_service(settings: Settings) -> AsyncIterator[ServiceHost]:
     async with running(TASKS, settings) as host:
+        yield host
+
+
+@pytest.fixture
+async def metrics_service(settings: Settings) -> AsyncIterator[ServiceHost]:
+    async with running(METRICS, settings) as host:
         yield host

@@ -1,16 +1,13 @@
-"""Shared by the tasks service's modules: its named SQL, row → wire conversion, cursors."""
+"""The tasks service's named SQL, migrations and row → wire conversion."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from agentstore.errors import BadRequest
-from agentstore.schemas.common import decode_cursor, encode_cursor, iso
-from agentstore.stores.postgres import Record, load_queries
+from agentstore.stores import pgwire
+from agentstore.stores.pgwire import json_text, page_cursor, read_cursor
+from agentstore.stores.postgres import load_queries
 
 SQL = load_queries(Path(__file__).with_name("queries.sql"))
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -19,37 +16,8 @@ JSON_COLUMNS = frozenset(
 )
 
 
-def to_wire(row: Record | dict[str, Any], drop: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """A row as the wire shows it: RFC 3339 timestamps, decoded JSON, no NULL fields."""
-    out: dict[str, Any] = {}
-    for key, value in dict(row).items():
-        if value is None or key in drop:
-            continue
-        if isinstance(value, datetime):
-            value = iso(value)
-        elif key in JSON_COLUMNS and isinstance(value, str):
-            value = msgspec.json.decode(value)
-        out[key] = value
-    return out
+def to_wire(row: Any, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return pgwire.to_wire(row, JSON_COLUMNS, drop)
 
 
-def json_text(value: Any) -> str | None:
-    return None if value is None else msgspec.json.encode(value).decode()
-
-
-def page_cursor(at: datetime, *keys: str) -> str:
-    return encode_cursor(at.isoformat(), *keys)
-
-
-def read_cursor(cursor: str | None, keys: int) -> tuple[datetime | None, list[str]]:
-    """(timestamp, key strings) of a cursor, or (None, [None...]) when there is none."""
-    if cursor is None:
-        return None, [""] * keys
-    parts = decode_cursor(cursor, keys + 1)
-    try:
-        at = datetime.fromisoformat(parts[0])
-    except (TypeError, ValueError):
-        raise BadRequest("malformed cursor; pass back next_cursor exactly as received") from None
-    if not all(isinstance(p, str) for p in parts[1:]):
-        raise BadRequest("malformed cursor; pass back next_cursor exactly as received")
-    return at, parts[1:]
+__all__ = ["MIGRATIONS", "SQL", "json_text", "page_cursor", "read_cursor", "to_wire"]

@@ -1,0 +1,122 @@
+"""The metrics service's wire messages: metric points, series queries and agent profiles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from agentstore.schemas.common import (
+    After,
+    AgentId,
+    AgentIds,
+    EventId,
+    FreeMap,
+    Name,
+    Strict,
+    UtcTime,
+)
+
+Agg = Literal["avg", "min", "max", "sum", "count", "last"]
+Difficulty = Literal["basic", "standard", "advanced", "expert", "master"]
+Rate = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Score = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+class MetricIn(Strict):
+    """Body of `agents.{agent}.metrics`: one point of a named series."""
+
+    id: EventId
+    name: Name
+    value: float
+    ts: UtcTime | None = None
+    experiment_id: EventId | None = None
+    task_id: EventId | None = None
+    tags: FreeMap | None = None
+    agent_id: AgentId | None = None
+
+
+class MetricsQuery(Strict):
+    """`query.metrics`: raw points, or buckets of `bucket_seconds` aggregated by `agg`."""
+
+    name: Name
+    agent_ids: AgentIds | None = None
+    experiment_id: EventId | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
+    bucket_seconds: Annotated[int, msgspec.Meta(ge=1, le=366 * 86400)] | None = None
+    agg: Agg = "avg"
+    after: After | None = None
+
+
+class ProfileQuery(Strict):
+    agent_id: AgentId | None = None
+
+
+class SummaryQuery(Strict):
+    pass
+
+
+class CustodyTest(Strict):
+    """`eval.custody_test`: one custody protocol test result (seed 002)."""
+
+    agent_id: AgentId
+    passed: bool
+    score: Score
+    duration: Annotated[float, msgspec.Meta(ge=0, le=86_400 * 7)]
+    timestamp: UtcTime | None = None
+    xp_awarded: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+
+
+class Learning(Strict):
+    """`eval.learning`: a learning cycle's results."""
+
+    agent_id: AgentId
+    learning_score: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    success_rate: Rate | None = None
+    failure_rate: Rate | None = None
+    pass_rate: Rate | None = None
+    patterns: Annotated[list[Text], msgspec.Meta(max_length=100)] | None = None
+    suggestions: Annotated[list[Text], msgspec.Meta(max_length=50)] | None = None
+
+
+class ProfileUpdate(Strict):
+    """The fields `eval.agent_metrics.update` may set; any other is a 400."""
+
+    agent_type: Name | None = None
+    learning_score: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    success_rate: Rate | None = None
+    failure_rate: Rate | None = None
+    pass_rate: Rate | None = None
+    total_learning_cycles: Count | None = None
+    xp: Count | None = None
+    level: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    prestige: Count | None = None
+    current_difficulty: Difficulty | None = None
+    custody_level: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    custody_xp: Count | None = None
+    adversarial_wins: Count | None = None
+    status: Name | None = None
+    is_active: bool | None = None
+    priority: Literal["low", "medium", "high", "critical"] | None = None
+    capabilities: FreeMap | None = None
+    config: FreeMap | None = None
+
+
+class UpdateProfile(Strict):
+    agent_id: AgentId
+    updates: ProfileUpdate
+
+
+class BulkUpdate(Strict):
+    updates: Annotated[dict[AgentId, ProfileUpdate], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class ResetProfile(Strict):
+    agent_id: AgentId
+
+
+def update_fields(update: ProfileUpdate) -> dict[str, Any]:
+    return {k: v for k, v in msgspec.structs.asdict(update).items() if v is not None}
