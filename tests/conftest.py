@@ -18,6 +18,7 @@ from agentstore.lifecycle.runner import ServiceHost, running
 from agentstore.stack import servers
 from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
+from services.artifacts.service import SPEC as ARTIFACTS
 from services.logs.service import SPEC as LOGS
 from services.metrics.service import SPEC as METRICS
 from services.tasks.service import SPEC as TASKS
@@ -132,4 +133,10 @@ async def tasks_service(settings: Settings) -> AsyncIterator[ServiceHost]:
 @pytest.fixture
 async def metrics_service(settings: Settings) -> AsyncIterator[ServiceHost]:
     async with running(METRICS, settings) as host:
+        yield host
+
+
+@pytest.fixture
+async def artifacts_service(settings: Settings) -> AsyncIterator[ServiceHost]:
+    async with running(ARTIFACTS, settings) as host:
         yield host

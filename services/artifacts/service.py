@@ -1,21 +1,49 @@
-"""The artifacts service's declaration.
-
-Its stream is provisioned so agents' publishes are durably accepted now;
-the handlers that store them arrive with the artifacts service issue, and then
-consume everything that waited in the stream (deliver policy: all).
-"""
+"""The artifacts service's declaration: inline and presigned uploads, metadata queries."""
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
 from agentstore.bus.catalog import ARTIFACTS
+from agentstore.bus.ingest import Handler, Ingest
+from agentstore.bus.rpc import agent_endpoint, query_endpoints
 from agentstore.config import Settings
 from agentstore.lifecycle.runner import ServiceSpec, Wiring
+from agentstore.schemas.artifacts import FilesQuery, FileUrlQuery, PresignRequest
+from agentstore.stores.objects import ObjectStore
+from agentstore.stores.postgres import PostgresStore
+from services.artifacts.files import MIGRATIONS, Artifacts
 
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
-    return Wiring(streams=[ARTIFACTS])
+    pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
+    await pg.migrate("artifacts", MIGRATIONS)
+    objects = await stack.enter_async_context(
+        ObjectStore(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+            secure=settings.s3_secure,
+        )
+    )  # fmt: skip
+    artifacts = Artifacts(pg, objects, settings.s3_buckets)
+    await artifacts.setup()
+    return Wiring(
+        ingests=[
+            Ingest(
+                ARTIFACTS,
+                durable="artifacts",
+                handlers={
+                    "artifacts": Handler(artifacts.decode_inline, artifacts.write_inline),
+                    "uploads": Handler(artifacts.decode_upload, artifacts.write_uploads),
+                },
+            )
+        ],
+        endpoints=[
+            agent_endpoint("presign", PresignRequest, artifacts.presign),
+            *query_endpoints("files", FilesQuery, artifacts.query_files),
+            *query_endpoints("file_url", FileUrlQuery, artifacts.file_url),
+        ],
+        checks={"postgres": pg.ping, "s3": objects.ping},
+    )
 
 
 SPEC = ServiceSpec(name="artifacts", build=build)

@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--from", dest="source", help="a folder or s3://bucket/prefix of an export")
     load.add_argument("--seed-json", nargs="+", type=Path, help="seed-001 conversation files")
     load.add_argument("--agent", help="the agent the --seed-json conversations belong to")
+    artifacts = sub.add_parser("artifacts", help="artifact maintenance")
+    artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
+    rec = artifacts_sub.add_parser(
+        "reconcile", help="objects without metadata, metadata without objects, stale uploads"
+    )
+    rec.add_argument("--repair", action="store_true", help="register, drop and remove as needed")
     args = parser.parse_args(argv)
     try:
         result: int = COMMANDS[args.command](args)
@@ -159,7 +165,24 @@ def _print_counts(verb: str, counts: dict[str, int], *, as_json: bool) -> None:
         print(f"{verb}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
 
 
+def _artifacts(args: argparse.Namespace) -> int:
+    from agentstore.portable import reconcile_artifacts
+
+    report = asyncio.run(reconcile_artifacts(repair=args.repair))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for kind, items in report.items():
+            if isinstance(items, list):
+                print(f"{kind}: {len(items)}")
+                for item in items[:50]:
+                    print(f"  {item}")
+        print("repaired" if args.repair else "report only; --repair to fix")
+    return 0
+
+
 COMMANDS = {
+    "artifacts": _artifacts,
     "up": _up,
     "down": _down,
     "status": _status,

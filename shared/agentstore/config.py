@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     s3_access_key: str = "agentstore"
     s3_secret_key: str = "agentstore-secret"
     s3_secure: bool = False
+    # Buckets agents may write to (Artifact-Bucket / bucket); created at start.
+    s3_buckets: list[str] = Field(default_factory=lambda: ["screenshots", "artifacts"])
 
     # Ingest tuning: see MEASUREMENTS (batches of 500-1000 are the sweet spot).
     ingest_batch: int = Field(default=500, ge=1, le=5000)

@@ -90,3 +90,23 @@ async def import_seed(
     settings = settings or Settings()
     async with MongoStore(settings.mongodb_url, settings.mongodb_db) as mongo:
         return await _with_bar(lambda p: import_seed_files(mongo, files, agent, p))
+
+
+async def reconcile_artifacts(repair: bool, settings: Settings | None = None) -> dict[str, Any]:
+    from agentstore.stores.postgres import PostgresStore
+    from services.artifacts.reconcile import reconcile
+
+    settings = settings or Settings()
+    async with PostgresStore(settings.postgres_url) as pg, _objects(settings) as objects:
+        with Bar(transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(bucket: str, done: int) -> None:
+                if bucket not in tasks:
+                    tasks[bucket] = bar.add_task(f"listing {bucket}", total=None)
+                bar.update(tasks[bucket], completed=done)
+
+            report = await reconcile(
+                pg, objects, settings.s3_buckets, repair=repair, progress=progress
+            )
+    return report.__dict__

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ from agentstore.schemas.common import decode_cursor, encode_cursor, iso
 
 
 def to_wire(
-    row: Mapping[str, Any], json_columns: frozenset[str], drop: frozenset[str] = frozenset()
+    row: Any, json_columns: frozenset[str], drop: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     """RFC 3339 timestamps, decoded JSON columns, no NULL fields."""
     out: dict[str, Any] = {}
