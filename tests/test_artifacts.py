@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +79,10 @@ async def test_presigned_upload_end_to_end_and_pending_until_confirmed(
         {"name": "big.bin", "content_type": "application/octet-stream", "task_id": "t9"},
     )
     assert grant["object_key"].startswith(f"{agent}/t9/")
-    async with aiohttp.ClientSession() as http, http.put(grant["upload_url"], data=io.BytesIO(data)) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(grant["upload_url"], data=io.BytesIO(data)) as r,
+    ):
         assert r.status == 200
     acks = await publish_all(
         nc,
