@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import nats
+from nats.js.api import ConsumerConfig, StreamConfig
+
+from agentstore.bus.catalog import StreamSpec
+from agentstore.bus.provision import ensure_stream
 from agentstore.config import Settings
 from agentstore.stack import servers
 from agentstore.stack.servers import Server
@@ -71,3 +79,73 @@ def report(
         ratio = values[a] / values[b] if values[b] else float("inf")
         verdict = "meets" if ratio >= target else "BELOW"
         print(f"  {label}: {ratio:.2f} (target >= {target:g}: {verdict})")
+
+
+# (subject, body, headers)
+Item = tuple[str, bytes, dict[str, str] | None]
+
+
+async def publish(nc: Any, items: Sequence[Item]) -> None:
+    """Pipelined JetStream publishes (every PubAck awaited at the end)."""
+    js = nc.jetstream(publish_async_max_pending=4000)
+    futures = [await js.publish_async(s, d, headers=h) for s, d, h in items]
+    await asyncio.gather(*futures)
+
+
+async def raw_consume(stack: BenchStack, items: Sequence[Item]) -> float:
+    """Messages/s of fetch(500) + ack of the same messages, no storage: the ceiling."""
+    nc = await nats.connect(stack.nats.url)
+    js = nc.jetstream()
+    name = f"RAW{uuid.uuid4().hex[:6]}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name}.>"]))
+    await publish(nc, [(f"{name}.{i}", d, h) for i, (_, d, h) in enumerate(items)])
+    await js.add_consumer(name, ConsumerConfig(durable_name="raw", max_ack_pending=20_000))
+    sub = await js.pull_subscribe_bind("raw", stream=name)
+    got = 0
+    started = time.perf_counter()
+    while got < len(items):
+        for msg in await sub.fetch(500, timeout=5):
+            await msg.ack()
+            got += 1
+    elapsed = time.perf_counter() - started
+    await js.delete_stream(name)
+    await nc.close()
+    return len(items) / elapsed
+
+
+async def service_drain(
+    stack: BenchStack,
+    service: str,
+    stream: StreamSpec,
+    items: Sequence[Item],
+    settings: Settings,
+) -> float:
+    """Messages/s a service process stores and acks, from a backlog published first.
+
+    The backlog is published before the service starts so the publisher does
+    not compete with it for this machine's two cores; the clock starts at the
+    first ack and stops when the durable consumer has nothing pending.
+    """
+    nc = await nats.connect(stack.nats.url)
+    js = nc.jetstream()
+    await ensure_stream(js, stream)
+    await publish(nc, items)
+    process = servers.start_service(
+        service, stack.service_env(settings), stack.root / f"{service}.log", servers.free_port()
+    )
+    durable = service
+    try:
+        started, acked_at_start = 0.0, 0
+        while True:
+            info = await js.consumer_info(stream.name, durable)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            if not started and floor > 0:
+                started, acked_at_start = time.perf_counter(), floor
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.005)  # polling the consumer until the backlog is acked
+        elapsed = time.perf_counter() - started
+    finally:
+        process.stop()
+        await nc.close()
+    return (len(items) - acked_at_start) / elapsed

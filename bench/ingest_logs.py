@@ -18,14 +18,10 @@ import uuid
 from typing import Any
 
 import msgspec
-import nats
-from nats.js.api import ConsumerConfig, StreamConfig
 
 from agentstore.bus.catalog import LOGS
-from agentstore.bus.provision import ensure_stream
-from agentstore.stack import servers
 from agentstore.stores.mongo import MongoStore
-from bench.common import BenchStack, bench_stack, report
+from bench.common import BenchStack, bench_stack, raw_consume, report, service_drain
 from services.logs.logs import COLLECTION, INDEXES
 
 AGENTS = 100
@@ -46,30 +42,6 @@ def bodies(n: int) -> list[tuple[str, str, bytes]]:
         }
         out.append((agent, event_id, msgspec.json.encode(body)))
     return out
-
-
-async def publish(nc: Any, items: list[tuple[str, bytes, dict[str, str]]]) -> None:
-    js = nc.jetstream(publish_async_max_pending=4000)
-    futures = [await js.publish_async(s, d, headers=h) for s, d, h in items]
-    await asyncio.gather(*futures)
-
-
-async def raw_consume(stack: BenchStack, events: list[tuple[str, str, bytes]]) -> float:
-    nc = await nats.connect(stack.nats.url)
-    js = nc.jetstream()
-    await js.add_stream(StreamConfig(name="RAW", subjects=["raw.>"]))
-    await publish(nc, [(f"raw.{a}", b, {"Nats-Msg-Id": f"{a}:{i}"}) for a, i, b in events])
-    await js.add_consumer("RAW", ConsumerConfig(durable_name="raw", max_ack_pending=20_000))
-    sub = await js.pull_subscribe_bind("raw", stream="RAW")
-    got = 0
-    started = time.perf_counter()
-    while got < len(events):
-        for msg in await sub.fetch(500, timeout=5):
-            await msg.ack()
-            got += 1
-    elapsed = time.perf_counter() - started
-    await nc.close()
-    return len(events) / elapsed
 
 
 def docs(events: list[tuple[str, str, bytes]]) -> list[dict[str, Any]]:
@@ -118,38 +90,14 @@ async def seeds_way(
 async def end_to_end(
     stack: BenchStack, events: list[tuple[str, str, bytes]], workers: int
 ) -> float:
-    """Publish the events (PubAcks awaited), then time the service storing and acking them.
-
-    The backlog is published first so the publisher does not compete with the
-    service for this machine's two cores; the clock starts at the first ack.
-    """
     settings = stack.settings(ingest_workers=workers, ingest_batch=500)
-    nc = await nats.connect(stack.nats.url)
-    js = nc.jetstream()
-    await ensure_stream(js, LOGS)
-    await publish(nc, [(f"agents.{a}.logs", b, {"Nats-Msg-Id": f"{a}:{i}"}) for a, i, b in events])
-    service = servers.start_service(
-        "logs", stack.service_env(settings), stack.root / "logs-service.log", servers.free_port()
-    )
-    try:
-        started, acked_at_start = 0.0, 0
-        while True:
-            info = await js.consumer_info("LOGS", "logs")
-            floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            if not started and floor > 0:
-                started, acked_at_start = time.perf_counter(), floor
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                break
-            await asyncio.sleep(0.005)  # polling the consumer until the backlog is acked
-        elapsed = time.perf_counter() - started
-        await nc.close()
-        mongo = MongoStore(stack.mongo.url, settings.mongodb_db)
-        stored = await mongo.count(COLLECTION, {})
-        mongo.close()
-        assert stored == len(events), f"stored {stored} of {len(events)}"
-        return (len(events) - acked_at_start) / elapsed
-    finally:
-        service.stop()
+    items = [(f"agents.{a}.logs", b, {"Nats-Msg-Id": f"{a}:{i}"}) for a, i, b in events]
+    rate = await service_drain(stack, "logs", LOGS, items, settings)
+    mongo = MongoStore(stack.mongo.url, settings.mongodb_db)
+    stored = await mongo.count(COLLECTION, {})
+    mongo.close()
+    assert stored == len(events), f"stored {stored} of {len(events)}"
+    return rate
 
 
 async def main() -> None:
@@ -159,7 +107,7 @@ async def main() -> None:
     args = parser.parse_args()
     events = bodies(args.events)
     with bench_stack() as stack:
-        raw = await raw_consume(stack, events)
+        raw = await raw_consume(stack, [(a, b, None) for a, _, b in events])
         direct = await direct_insert_many(stack, events)
         seeds = await seeds_way(stack, events, seconds=10)
         e2e = await end_to_end(stack, events, args.workers)

@@ -57,3 +57,14 @@ def stream_for_kind(kind: str) -> StreamSpec:
         if kind in spec.kinds:
             return spec
     raise KeyError(f"no stream captures agents.*.{kind}")
+
+
+# The stream whose writes each query reads: a query's `after` names this stream.
+QUERY_STREAMS: dict[str, str] = {
+    **dict.fromkeys(
+        ("logs", "memories", "conversations", "conversation", "events", "outputs"), "LOGS"
+    ),
+    **dict.fromkeys(("tasks", "task", "runs", "run"), "TASKS"),
+    **dict.fromkeys(("files", "file_url"), "ARTIFACTS"),
+    **dict.fromkeys(("metrics", "agent_metrics", "summary"), "METRICS"),
+}

@@ -166,6 +166,9 @@ class RpcServer:
                 handler=self._spawner(endpoint),
                 queue_group=f"agentstore.{endpoint.name}",
             )
+        # Subscriptions travel asynchronously; only after a flush round trip has
+        # the server seen them, so "started" really means "answering".
+        await self.nc.flush()
 
     async def stop(self, deadline: float) -> None:
         """Stop taking requests, then let the ones in flight finish until the deadline."""

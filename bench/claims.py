@@ -1,0 +1,104 @@
+"""Run claiming: claims per second with 8 workers through NATS, next to direct SQL
+claiming (the same claim statement, 8 connections) in the same run.
+
+    python -m bench.claims [--runs 5000] [--workers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import msgspec
+import nats
+
+from agentstore.stack import servers
+from agentstore.stores.postgres import PostgresStore
+from bench.common import BenchStack, bench_stack, report
+from services.tasks.rows import MIGRATIONS, SQL
+
+
+async def fill(url: str, runs: int) -> None:
+    pg = PostgresStore(url)
+    async with pg:
+        await pg.migrate("tasks", MIGRATIONS)
+        await pg.execute("INSERT INTO studies (spec_hash, spec) VALUES ('h', '{}')")
+        await pg.execute(
+            "INSERT INTO runs (run_id, spec_hash)"
+            " SELECT 'r' || g, 'h' FROM generate_series(1, $1) g",
+            runs,
+        )
+
+
+async def direct(url: str, workers: int) -> float:
+    claimed = 0
+
+    async def worker(name: str) -> None:
+        nonlocal claimed
+        conn = await asyncpg.connect(url)
+        while True:
+            row = await conn.fetchrow(SQL["claim_run"], name, None, 60.0)
+            if row is None:
+                break
+            claimed += 1
+        await conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(f"w{i}") for i in range(workers)))
+    return claimed / (time.perf_counter() - started)
+
+
+async def through_nats(stack: BenchStack, url: str, workers: int) -> float:
+    settings = stack.settings(postgres_url=url)
+    service = servers.start_service(
+        "tasks", stack.service_env(settings), stack.root / "tasks.log", servers.free_port()
+    )
+    nc = await nats.connect(stack.nats.url)
+    claimed = 0
+
+    async def worker(name: str) -> None:
+        nonlocal claimed
+        while True:
+            reply = await nc.request(
+                f"agents.{name}.rpc.claim", b'{"lease_seconds": 60}', timeout=30
+            )
+            if msgspec.json.decode(reply.data)["run"] is None:
+                break
+            claimed += 1
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(f"w{i}") for i in range(workers)))
+        return claimed / (time.perf_counter() - started)
+    finally:
+        await nc.close()
+        service.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args()
+    with bench_stack() as stack:
+        urls = [
+            servers.create_database(stack.postgres.address, f"c{uuid.uuid4().hex[:8]}")
+            for _ in range(2)
+        ]
+        for url in urls:
+            await fill(url, args.runs)
+        sql = await direct(urls[0], args.workers)
+        via = await through_nats(stack, urls[1], args.workers)
+    report(
+        f"claims, {args.runs:,} runs, {args.workers} workers",
+        [("through NATS (rpc.claim)", via), ("direct SQL claim", sql)],
+        "claims/s",
+        [("NATS / direct SQL", "through NATS (rpc.claim)", "direct SQL claim", 0.0)],
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

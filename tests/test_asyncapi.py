@@ -1,0 +1,44 @@
+"""The AsyncAPI document is generated from the schema code and covers every served subject."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client
+
+from agentstore.asyncapi import document, render
+from agentstore.config import Settings
+from agentstore.lifecycle.runner import running
+from services.registry import SERVICES
+
+DOC = Path(__file__).parent.parent / "docs" / "asyncapi.json"
+
+
+def test_checked_in_asyncapi_matches_the_code() -> None:
+    assert DOC.read_text() == render(), (
+        "regenerate: python -m agentstore.asyncapi > docs/asyncapi.json"
+    )
+
+
+def test_asyncapi_is_an_asyncapi_3_document_with_resolvable_refs() -> None:
+    doc = document()
+    assert doc["asyncapi"] == "3.0.0"
+    text = json.dumps(doc)
+    for ref in {r.split('"')[0] for r in text.split('"$ref": "')[1:]}:
+        node: object = doc
+        for part in ref.lstrip("#/").split("/"):
+            assert isinstance(node, dict) and part in node, f"dangling $ref {ref}"
+            node = node[part]
+
+
+async def test_every_endpoint_the_services_serve_is_in_the_document(
+    settings: Settings, nc: Client
+) -> None:
+    addresses = {c["address"].replace("{agent}", "*") for c in document()["channels"].values()}
+    for spec in SERVICES.values():
+        async with running(spec, settings):
+            msg = await nc.request(f"$SRV.INFO.agentstore-{spec.name}", b"", timeout=5)
+            for endpoint in msgspec.json.decode(msg.data)["endpoints"]:
+                assert endpoint["subject"] in addresses, endpoint["subject"]

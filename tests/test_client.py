@@ -1,0 +1,109 @@
+"""AgentClient and EvaluatorClient against the real stack."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from agentstore.bus.catalog import LOGS
+from agentstore.bus.provision import ensure_stream
+from agentstore.client import AgentClient, EvaluatorClient
+from agentstore.errors import Forbidden, NotFound
+from agentstore.lifecycle.runner import ServiceHost
+from agentstore.stack.servers import Server
+from tests.helpers import new_agent
+
+
+async def test_publish_window_bounds_a_100000_call_burst(nats_server: Server, nc: Client) -> None:
+    await ensure_stream(nc.jetstream(), LOGS)
+    agent = new_agent()
+    client = await AgentClient.connect(nats_server.url, agent, window=500)
+    most = 0
+    async with client:
+        for i in range(100_000):
+            await client.log("info", f"step {i}")
+            most = max(most, len(client._inflight))
+        positions = await client.flush()
+    assert most <= 500  # memory stays bounded by the window, however hot the loop
+    assert positions["LOGS"].seq >= 100_000
+    info = await nc.jetstream().stream_info("LOGS", subjects_filter=f"agents.{agent}.logs")
+    assert info.state.messages == 100_000
+
+
+async def test_a_timed_out_puback_is_retried_without_a_duplicate(
+    nats_server: Server, nc: Client
+) -> None:
+    js = nc.jetstream()
+    await ensure_stream(js, LOGS)
+    agent = new_agent()
+    # So short a PubAck timeout that the first tries time out after the server stored the
+    # message; the retries carry the same Nats-Msg-Id, so JetStream keeps one copy.
+    client = await AgentClient.connect(nats_server.url, agent, timeout=0.0002)
+    client.publish_retries = 14
+    async with client:
+        for i in range(20):
+            await client.log("info", "once", id=f"x{i}")
+    info = await js.stream_info("LOGS", subjects_filter=f"agents.{agent}.logs")
+    assert info.state.messages == 20
+
+
+async def test_claim_context_manager_releases_a_failed_run_with_its_exception(
+    tasks_service: ServiceHost, nats_server: Server
+) -> None:
+    agent = new_agent("w")
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator, \
+            await AgentClient.connect(nats_server.url, agent) as worker:  # fmt: skip
+        await evaluator.submit_run({"model": "m"}, run_id="boom-run")
+        with pytest.raises(ValueError, match="boom"):
+            async with worker.claim(lease_seconds=3) as run:
+                assert run is not None and run["run_id"] == "boom-run"
+                raise ValueError("boom")
+        failed = await evaluator.query("run", run_id="boom-run")
+        assert failed["status"] == "failed"
+        assert failed["error"] == {"type": "ValueError", "message": "boom"}
+        await evaluator.submit_run({"model": "n"}, run_id="ok-run")
+        async with worker.claim(lease_seconds=0.9) as run:
+            assert run is not None
+            run["summary"] = {"score": 1}
+            # Outlive the lease twice over: the background renewal keeps it.
+            for _ in range(3):
+                await worker.rpc("phase", {"run_id": run["run_id"], "phase": "execute"})
+                await _wait(0.6)
+        done = await evaluator.query("run", run_id="ok-run")
+        assert (done["status"], done["summary"]) == ("succeeded", {"score": 1})
+        async with worker.claim() as nothing:
+            assert nothing is None
+
+
+async def _wait(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)  # lets the lease run out if nothing renewed it
+
+
+async def test_agent_reads_its_writes_and_evaluator_pages_with_typed_errors(
+    logs_service: ServiceHost, artifacts_service: ServiceHost, nats_server: Server
+) -> None:
+    agent, other = new_agent(), new_agent()
+    async with await AgentClient.connect(nats_server.url, agent) as client:
+        for i in range(250):
+            await client.log("warning" if i % 2 else "info", f"m{i}", task_id="t")
+        small = await client.screenshot(b"png-bytes", "small.png", task_id="t")
+        big = await client.screenshot(os.urandom(700 * 1024), "big.png", task_id="t")
+        page = await client.query("logs", limit=5)  # reads its own writes by default
+        assert len(page["items"]) == 5
+        with pytest.raises(Forbidden):
+            await client.query("logs", agent_ids=[other])
+        files = await client.query("files")
+        assert {f["file_id"] for f in files["items"]} == {small, big}
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator:
+        items: list[Any] = [
+            it async for it in evaluator.pages("logs", agent_ids=[agent], level="warning", limit=40)
+        ]
+        assert len(items) == 125 and len({it["id"] for it in items}) == 125
+        with pytest.raises(NotFound) as err:
+            await evaluator.query("conversation", agent_id=agent, conversation_id="none")
+        assert err.value.code == 404
