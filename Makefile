@@ -28,7 +28,7 @@ status: install
 	$(AGENTSTORE) status
 
 run: servers
-	$(AGENTSTORE) run
+	$(AGENTSTORE) run --demo
 
 lint: install
 	$(VENV)/bin/ruff check .

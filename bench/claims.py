@@ -27,8 +27,7 @@ async def fill(url: str, runs: int) -> None:
         await pg.migrate("tasks", MIGRATIONS)
         await pg.execute("INSERT INTO studies (spec_hash, spec) VALUES ('h', '{}')")
         await pg.execute(
-            "INSERT INTO runs (run_id, spec_hash)"
-            " SELECT 'r' || g, 'h' FROM generate_series(1, $1) g",
+            "INSERT INTO runs (run_id, spec_hash) SELECT 'r' || g, 'h' FROM generate_series(1, $1) g",
             runs,
         )
 
@@ -62,9 +61,7 @@ async def through_nats(stack: BenchStack, url: str, workers: int) -> float:
     async def worker(name: str) -> None:
         nonlocal claimed
         while True:
-            reply = await nc.request(
-                f"agents.{name}.rpc.claim", b'{"lease_seconds": 60}', timeout=30
-            )
+            reply = await nc.request(f"agents.{name}.rpc.claim", b'{"lease_seconds": 60}', timeout=30)
             if msgspec.json.decode(reply.data)["run"] is None:
                 break
             claimed += 1
@@ -84,10 +81,7 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     with bench_stack() as stack:
-        urls = [
-            servers.create_database(stack.postgres.address, f"c{uuid.uuid4().hex[:8]}")
-            for _ in range(2)
-        ]
+        urls = [servers.create_database(stack.postgres.address, f"c{uuid.uuid4().hex[:8]}") for _ in range(2)]
         for url in urls:
             await fill(url, args.runs)
         sql = await direct(urls[0], args.workers)

@@ -31,14 +31,14 @@ class BenchStack:
     postgres: Server
 
     def settings(self, **extra: object) -> Settings:
-        return Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            nats_url=self.nats.url,
-            mongodb_url=self.mongo.url,
-            mongodb_db=f"bench{uuid.uuid4().hex[:8]}",
-            postgres_url=self.postgres.url,
-            **extra,  # type: ignore[arg-type]
-        )
+        values: dict[str, object] = {
+            "nats_url": self.nats.url,
+            "mongodb_url": self.mongo.url,
+            "mongodb_db": f"bench{uuid.uuid4().hex[:8]}",
+            "postgres_url": self.postgres.url,
+            **extra,
+        }
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
     def service_env(self, settings: Settings) -> dict[str, str]:
         return {**os.environ, **servers.service_env(settings)}

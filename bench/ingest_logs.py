@@ -51,9 +51,7 @@ def docs(events: list[tuple[str, str, bytes]]) -> list[dict[str, Any]]:
     out = []
     for agent, event_id, body in events:
         d = msgspec.json.decode(body)
-        out.append(
-            {"_id": f"{agent}:{event_id}", "agent_id": agent, "ts": now, "level_no": 20, **d}
-        )
+        out.append({"_id": f"{agent}:{event_id}", "agent_id": agent, "ts": now, "level_no": 20, **d})
     return out
 
 
@@ -69,9 +67,7 @@ async def direct_insert_many(stack: BenchStack, events: list[tuple[str, str, byt
     return len(all_docs) / elapsed
 
 
-async def seeds_way(
-    stack: BenchStack, events: list[tuple[str, str, bytes]], seconds: float
-) -> float:
+async def seeds_way(stack: BenchStack, events: list[tuple[str, str, bytes]], seconds: float) -> float:
     """One awaited insert per event, as the seeds do; time-boxed."""
     mongo = MongoStore(stack.mongo.url, f"seeds{uuid.uuid4().hex[:6]}")
     await mongo.ensure_indexes(COLLECTION, INDEXES)
@@ -87,9 +83,7 @@ async def seeds_way(
     return done / elapsed
 
 
-async def end_to_end(
-    stack: BenchStack, events: list[tuple[str, str, bytes]], workers: int
-) -> float:
+async def end_to_end(stack: BenchStack, events: list[tuple[str, str, bytes]], workers: int) -> float:
     settings = stack.settings(ingest_workers=workers, ingest_batch=500)
     items = [(f"agents.{a}.logs", b, {"Nats-Msg-Id": f"{a}:{i}"}) for a, i, b in events]
     rate = await service_drain(stack, "logs", LOGS, items, settings)

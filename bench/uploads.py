@@ -20,9 +20,7 @@ from bench.common import bench_stack, report, service_drain
 
 
 async def direct(endpoint: str, images: list[bytes], concurrency: int = 16) -> float:
-    async with ObjectStore(
-        endpoint, servers.S3_ACCESS_KEY, servers.S3_SECRET_KEY, secure=False
-    ) as s3:
+    async with ObjectStore(endpoint, servers.S3_ACCESS_KEY, servers.S3_SECRET_KEY, secure=False) as s3:
         await s3.ensure_bucket("direct")
         sem = asyncio.Semaphore(concurrency)
 

@@ -39,9 +39,7 @@ def postgres_server(session_dir: Path) -> Iterator[Server]:
 def start_mongo(postgres: Server, data: Path, port: int | None = None) -> Server:
     """FerretDB on its own database of the session's PostgreSQL (as the stack runs it)."""
     backend = servers.create_database(postgres.address, f"ferret{uuid.uuid4().hex[:8]}")
-    return servers.start_mongo(
-        data, port or servers.free_port(), servers.free_port(), postgres_url=backend
-    )
+    return servers.start_mongo(data, port or servers.free_port(), servers.free_port(), postgres_url=backend)
 
 
 @pytest.fixture(scope="session")

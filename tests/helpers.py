@@ -42,14 +42,10 @@ def log_body(i: int, **extra: Any) -> dict[str, Any]:
     return {"id": f"log-{i:06d}", "level": "info", "message": f"message {i}", **extra}
 
 
-async def publish_all(
-    nc: Client, items: Sequence[tuple[str, bytes, dict[str, str] | None]]
-) -> list[PubAck]:
+async def publish_all(nc: Client, items: Sequence[tuple[str, bytes, dict[str, str] | None]]) -> list[PubAck]:
     """Publish with a pipeline of async publishes; returns every PubAck."""
     js = nc.jetstream(publish_async_max_pending=2000)
-    futures = [
-        await js.publish_async(subject, data, headers=headers) for subject, data, headers in items
-    ]
+    futures = [await js.publish_async(subject, data, headers=headers) for subject, data, headers in items]
     return list(await asyncio.gather(*futures))
 
 

@@ -62,9 +62,7 @@ async def test_inline_upload_end_to_end(artifacts_service: ServiceHost, nc: Clie
     status, body = await download(url["url"])
     assert status == 200 and hashlib.sha256(body).hexdigest() == row["sha256"]
     assert (
-        await ok(
-            nc, "query.files", {"task_id": "t1", "agent_ids": [agent], "content_type": "image/png"}
-        )
+        await ok(nc, "query.files", {"task_id": "t1", "agent_ids": [agent], "content_type": "image/png"})
     )["items"]
 
 
@@ -119,14 +117,10 @@ async def test_expired_url_is_refused(artifacts_service: ServiceHost, nc: Client
     await eventually(refused, timeout=10, what="the 1 s URL to expire")
 
 
-async def test_agents_cannot_reach_other_agents_prefixes(
-    artifacts_service: ServiceHost, nc: Client
-) -> None:
+async def test_agents_cannot_reach_other_agents_prefixes(artifacts_service: ServiceHost, nc: Client) -> None:
     me, other = new_agent(), new_agent()
     acks = await publish_all(nc, [inline(other, "secret", b"theirs")])
-    [theirs] = (await ok(nc, "query.files", {"agent_ids": [other], "after": after(acks[-1])}))[
-        "items"
-    ]
+    [theirs] = (await ok(nc, "query.files", {"agent_ids": [other], "after": after(acks[-1])}))["items"]
     code, _ = await request(nc, f"agents.{me}.rpc.query.file_url", {"file_id": theirs["file_id"]})
     assert code == 403
     code, _ = await request(nc, f"agents.{me}.rpc.query.files", {"agent_ids": [other]})
@@ -198,9 +192,7 @@ def own_minio(tmp_path: Path) -> Iterator[Server]:
 async def test_minio_down_20s_during_200_uploads_stores_all_once(
     nats_server: Server, stack_servers: Stack, own_minio: Server, nc: Client
 ) -> None:
-    settings = make_settings(
-        nats_server, stack_servers.mongo, stack_servers, s3_endpoint=own_minio.address
-    )
+    settings = make_settings(nats_server, stack_servers.mongo, stack_servers, s3_endpoint=own_minio.address)
     agent = new_agent()
     async with running(ARTIFACTS, settings):
         await publish_all(nc, [inline(agent, f"a{i:03d}", os.urandom(2048)) for i in range(50)])
@@ -226,9 +218,7 @@ async def test_reconcile_finds_and_repairs_orphans_on_both_sides(
     artifacts_service: ServiceHost, settings: Settings, nc: Client
 ) -> None:
     agent = new_agent()
-    acks = await publish_all(
-        nc, [inline(agent, "keep", b"k"), inline(agent, "lost", b"l", name="lost.png")]
-    )
+    acks = await publish_all(nc, [inline(agent, "keep", b"k"), inline(agent, "lost", b"l", name="lost.png")])
     files = (await ok(nc, "query.files", {"agent_ids": [agent], "after": after(acks[-1])}))["items"]
     lost = next(f for f in files if f["name"] == "lost.png")
     async with ObjectStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, secure=False) as objects, \
@@ -243,8 +233,7 @@ async def test_reconcile_finds_and_repairs_orphans_on_both_sides(
         await reconcile(pg, objects, ["screenshots"], repair=True)
         again = await reconcile(pg, objects, ["screenshots"])
     assert (
-        not [o for o in again.orphan_objects if agent in o]
-        and lost["file_id"] not in again.missing_objects
+        not [o for o in again.orphan_objects if agent in o] and lost["file_id"] not in again.missing_objects
     )
     names = {f["name"] for f in (await ok(nc, "query.files", {"agent_ids": [agent]}))["items"]}
     assert names == {"shot.png", "stray-planted.txt"}

@@ -17,9 +17,7 @@ DOC = Path(__file__).parent.parent / "docs" / "asyncapi.json"
 
 
 def test_checked_in_asyncapi_matches_the_code() -> None:
-    assert DOC.read_text() == render(), (
-        "regenerate: python -m agentstore.asyncapi > docs/asyncapi.json"
-    )
+    assert DOC.read_text() == render(), "regenerate: python -m agentstore.asyncapi > docs/asyncapi.json"
 
 
 def test_asyncapi_is_an_asyncapi_3_document_with_resolvable_refs() -> None:
@@ -33,9 +31,7 @@ def test_asyncapi_is_an_asyncapi_3_document_with_resolvable_refs() -> None:
             node = node[part]
 
 
-async def test_every_endpoint_the_services_serve_is_in_the_document(
-    settings: Settings, nc: Client
-) -> None:
+async def test_every_endpoint_the_services_serve_is_in_the_document(settings: Settings, nc: Client) -> None:
     addresses = {c["address"].replace("{agent}", "*") for c in document()["channels"].values()}
     for spec in SERVICES.values():
         async with running(spec, settings):

@@ -33,9 +33,7 @@ async def test_publish_window_bounds_a_100000_call_burst(nats_server: Server, nc
     assert info.state.messages == 100_000
 
 
-async def test_a_timed_out_puback_is_retried_without_a_duplicate(
-    nats_server: Server, nc: Client
-) -> None:
+async def test_a_timed_out_puback_is_retried_without_a_duplicate(nats_server: Server, nc: Client) -> None:
     js = nc.jetstream()
     await ensure_stream(js, LOGS)
     agent = new_agent()

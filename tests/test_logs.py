@@ -104,8 +104,7 @@ async def test_every_log_published_twice_is_stored_once(
     # Twice with the same Nats-Msg-Id (JetStream dedupes) and once more without it,
     # as after the duplicate window: the service dedupes by (agent, id).
     first = [
-        (f"agents.{agent}.logs", b, {"Nats-Msg-Id": f"{agent}:log-{i:06d}"})
-        for i, b in enumerate(bodies)
+        (f"agents.{agent}.logs", b, {"Nats-Msg-Id": f"{agent}:log-{i:06d}"}) for i, b in enumerate(bodies)
     ]
     acks = await publish_all(nc, first + first)
     assert sum(1 for a in acks if a.duplicate) == 300
@@ -149,9 +148,7 @@ async def test_query_logs_filters_newest_first_and_pages_with_cursors(
     acks = await publish_all(nc, items)
     after = _after(acks[-1])
 
-    code, page = await request(
-        nc, "query.logs", {"agent_ids": [agent], "limit": 10, "after": after}
-    )
+    code, page = await request(nc, "query.logs", {"agent_ids": [agent], "limit": 10, "after": after})
     assert code == 200
     assert [it["id"] for it in page["items"]] == [f"log-{i:06d}" for i in range(249, 239, -1)]
     first = page["items"][0]
@@ -159,12 +156,8 @@ async def test_query_logs_filters_newest_first_and_pages_with_cursors(
     assert first["agent_id"] == agent and first["fields"] == {"i": 249}
 
     # level is a minimum; task_id, since/until and text filter.
-    code, page = await request(
-        nc, "query.logs", {"agent_ids": [agent], "level": "error", "limit": 1000}
-    )
-    assert {it["level"] for it in page["items"]} == {"error", "critical"} and len(
-        page["items"]
-    ) == 100
+    code, page = await request(nc, "query.logs", {"agent_ids": [agent], "level": "error", "limit": 1000})
+    assert {it["level"] for it in page["items"]} == {"error", "critical"} and len(page["items"]) == 100
     code, page = await request(
         nc,
         "query.logs",
@@ -176,9 +169,7 @@ async def test_query_logs_filters_newest_first_and_pages_with_cursors(
             "limit": 1000,
         },
     )
-    assert [it["id"] for it in page["items"]] == [
-        f"log-{i:06d}" for i in range(119, 99, -1) if i % 2
-    ]
+    assert [it["id"] for it in page["items"]] == [f"log-{i:06d}" for i in range(119, 99, -1) if i % 2]
     code, page = await request(nc, "query.logs", {"agent_ids": [agent], "text": "needle"})
     assert [it["id"] for it in page["items"]] == [f"log-{i:06d}" for i in (200, 150, 100, 50, 0)]
 
@@ -226,9 +217,7 @@ async def test_bad_query_gets_400_with_the_error_convention(
     assert error["code"] == 400 and fragment.lower() in error["message"].lower()
 
 
-async def test_agent_scoped_query_sees_only_its_own_logs(
-    logs_service: ServiceHost, nc: Client
-) -> None:
+async def test_agent_scoped_query_sees_only_its_own_logs(logs_service: ServiceHost, nc: Client) -> None:
     me, other = new_agent(), new_agent()
     acks = await publish_all(
         nc,
@@ -241,15 +230,11 @@ async def test_agent_scoped_query_sees_only_its_own_logs(
     assert code == 403 and reply["error"]["code"] == 403
 
 
-async def test_read_your_writes_waits_for_the_publish(
-    logs_service: ServiceHost, nc: Client
-) -> None:
+async def test_read_your_writes_waits_for_the_publish(logs_service: ServiceHost, nc: Client) -> None:
     agent = new_agent()
     for i in range(20):
         [ack] = await publish_all(nc, [(f"agents.{agent}.logs", as_json(log_body(i)), None)])
-        code, page = await request(
-            nc, "query.logs", {"agent_ids": [agent], "after": _after(ack), "limit": 1}
-        )
+        code, page = await request(nc, "query.logs", {"agent_ids": [agent], "after": _after(ack), "limit": 1})
         assert code == 200 and page["items"][0]["id"] == f"log-{i:06d}"
 
 

@@ -102,9 +102,7 @@ async def test_conversation_upsert_messages_and_updated_at_following_the_newest_
         for i, role in enumerate(["user", "assistant", "user"])
     ]  # fmt: skip
     pos = await send(nc, agent, "messages", *reversed(messages))
-    conv = await query(
-        nc, "query.conversation", {"agent_id": agent, "conversation_id": "c1", "after": pos}
-    )
+    conv = await query(nc, "query.conversation", {"agent_id": agent, "conversation_id": "c1", "after": pos})
     assert conv["user_id"] == "u1" and conv["context"] == {"lang": "de"}
     assert conv["created_at"] == "2026-01-25T10:00:00.000Z"
     assert conv["updated_at"] == "2026-01-25T10:00:12.000Z"
@@ -117,9 +115,7 @@ async def test_conversation_upsert_messages_and_updated_at_following_the_newest_
     assert [c["conversation_id"] for c in page["items"]] == ["c2", "c1"]
     page = await query(nc, "query.conversations", {"agent_ids": [agent], "user_id": "u1"})
     assert [c["conversation_id"] for c in page["items"]] == ["c1"]
-    code, reply = await request(
-        nc, "query.conversation", {"agent_id": agent, "conversation_id": "nope"}
-    )
+    code, reply = await request(nc, "query.conversation", {"agent_id": agent, "conversation_id": "nope"})
     assert code == 404 and "nope" in reply["error"]["message"]
 
 
@@ -200,9 +196,7 @@ async def test_bad_bodies_on_every_subject_are_deadlettered_and_neighbours_store
         items.append((f"agents.{agent}.{kind}", as_json(body), None))
         items.append((f"agents.{agent}.{kind}", as_json(good[kind]), None))
     acks = await publish_all(nc, items)
-    dead = await eventually(
-        lambda: _at_least(dead_letters(nc), len(BAD_BODIES)), what="dead letters"
-    )
+    dead = await eventually(lambda: _at_least(dead_letters(nc), len(BAD_BODIES)), what="dead letters")
     dead.sort(key=lambda m: int(m.headers["Dead-Seq"]))
     for msg, (kind, _, word) in zip(dead, BAD_BODIES, strict=True):
         assert msg.headers["Dead-Subject"] == f"agents.{agent}.{kind}"

@@ -98,9 +98,7 @@ async def test_bad_metrics_are_deadlettered(metrics_service: ServiceHost, nc: Cl
            as_json({"id": "c", "name": "x", "value": "1"}), as_json({"id": "d", "value": 1})]  # fmt: skip
     acks = await publish_all(nc, [(f"agents.{agent}.metrics", b, None) for b in bad]
                              + [(f"agents.{agent}.metrics", as_json({"id": "ok", "name": "x", "value": 2}), None)])  # fmt: skip
-    got = await ok(
-        nc, "query.metrics", {"name": "x", "agent_ids": [agent], "after": after(acks[-1])}
-    )
+    got = await ok(nc, "query.metrics", {"name": "x", "agent_ids": [agent], "after": after(acks[-1])})
     assert [p[1] for p in got["series"][0]["points"]] == [2.0]
     assert len(await eventually(lambda: _n(dead_letters(nc), 4), what="dead letters")) == 4
 
@@ -126,9 +124,7 @@ async def test_100_concurrent_custody_results_lose_no_increment(
     assert math.isclose(profile["pass_rate"], 0.75)
 
 
-async def test_custody_streaks_move_difficulty_up_and_down(
-    metrics_service: ServiceHost, nc: Client
-) -> None:
+async def test_custody_streaks_move_difficulty_up_and_down(metrics_service: ServiceHost, nc: Client) -> None:
     agent = new_agent()
 
     async def test(passed: bool) -> Any:
@@ -155,9 +151,7 @@ async def test_custody_streaks_move_difficulty_up_and_down(
     assert p["xp"] == 6 * 14 + 2  # 5 + round(90 / 10) per pass, 1 per failure
 
 
-async def test_learning_update_bulk_reset_and_summary(
-    metrics_service: ServiceHost, nc: Client
-) -> None:
+async def test_learning_update_bulk_reset_and_summary(metrics_service: ServiceHost, nc: Client) -> None:
     a, b = new_agent(), new_agent()
     for i in range(60):
         p = await ok(nc, "eval.learning", {"agent_id": a, "learning_score": 10.0 + i, "patterns": [f"p{i}a", f"p{i}b"],
@@ -171,23 +165,15 @@ async def test_learning_update_bulk_reset_and_summary(
         {"agent_id": a, "updates": {"xp": 250, "level": 3, "config": {"k": 1}}},
     )
     assert (p["xp"], p["level"], p["config"]) == (250, 3, {"k": 1})
-    code, reply = await request(
-        nc, "eval.agent_metrics.update", {"agent_id": a, "updates": {"shoe_size": 3}}
-    )
+    code, reply = await request(nc, "eval.agent_metrics.update", {"agent_id": a, "updates": {"shoe_size": 3}})
     assert code == 400 and "shoe_size" in reply["error"]["message"]
-    code, _ = await request(
-        nc, "eval.agent_metrics.update", {"agent_id": "ghost", "updates": {"xp": 1}}
-    )
+    code, _ = await request(nc, "eval.agent_metrics.update", {"agent_id": "ghost", "updates": {"xp": 1}})
     assert code == 404
     # Bulk is all or nothing: one unknown agent rolls back the update of the known one.
-    code, _ = await request(
-        nc, "eval.agent_metrics.bulk", {"updates": {a: {"xp": 1}, "ghost": {"xp": 1}}}
-    )
+    code, _ = await request(nc, "eval.agent_metrics.bulk", {"updates": {a: {"xp": 1}, "ghost": {"xp": 1}}})
     assert code == 404
     assert (await ok(nc, "query.agent_metrics", {"agent_id": a}))["xp"] == 250
-    done = await ok(
-        nc, "eval.agent_metrics.bulk", {"updates": {a: {"prestige": 1}, b: {"status": "busy"}}}
-    )
+    done = await ok(nc, "eval.agent_metrics.bulk", {"updates": {a: {"prestige": 1}, b: {"status": "busy"}}})
     assert done["updated"][b]["status"] == "busy"
     summary = await ok(nc, "query.summary", {})
     assert {a, b} <= set(summary["agents"]) and summary["total_agents"] >= 2
@@ -227,8 +213,6 @@ async def test_restore_includes_the_metrics_profile(
     metrics_service: ServiceHost, tasks_service: ServiceHost, nc: Client
 ) -> None:
     agent = new_agent()
-    await ok(
-        nc, "eval.custody_test", {"agent_id": agent, "passed": True, "score": 50, "duration": 2}
-    )
+    await ok(nc, "eval.custody_test", {"agent_id": agent, "passed": True, "score": 50, "duration": 2})
     restore = await ok(nc, f"agents.{agent}.rpc.restore", {})
     assert restore["metrics"]["total_tests_given"] == 1

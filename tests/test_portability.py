@@ -24,9 +24,7 @@ async def fill(nc: Client, agent: str) -> dict[str, Any]:
                       "ts": f"2026-01-01T00:00:0{i}.123Z", "source_citations": [{"p": i}]})
         for i in range(5)
     ]  # fmt: skip
-    items += [
-        ("memories", {"id": "mem1", "kind": "fact", "key": "k", "content": "x", "tags": ["a"]})
-    ]
+    items += [("memories", {"id": "mem1", "kind": "fact", "key": "k", "content": "x", "tags": ["a"]})]
     items += [("memories", {"id": "mem2", "kind": "fact", "content": "y", "data": {"n": 1.5}})]
     items += [("events", {"id": f"e{i}", "type": "t", "payload": {"i": i}}) for i in range(3)]
     acks = await publish_all(nc, [(f"agents.{agent}.{k}", as_json(b), None) for k, b in items])
@@ -48,23 +46,17 @@ async def test_export_wipe_import_round_trip_is_byte_for_byte_equal(
     counts = await export_to(str(tmp_path / "one"), agent, settings)
     assert counts == {"conversations": 1, "messages": 5, "memories": 2, "events": 3}
     first = read(tmp_path / "one")
-    assert all(
-        json.loads(line)["agent_id"] == agent for b in first.values() for line in b.splitlines()
-    )
+    assert all(json.loads(line)["agent_id"] == agent for b in first.values() for line in b.splitlines())
 
     for name in COLLECTIONS:
         await mongo.delete_many(name, {"agent_id": agent})
-    assert (await request(nc, "query.conversation", {"agent_id": agent, "conversation_id": "c1"}))[
-        0
-    ] == 404
+    assert (await request(nc, "query.conversation", {"agent_id": agent, "conversation_id": "c1"}))[0] == 404
 
     assert await import_from(str(tmp_path / "one"), settings) == counts
     assert await import_from(str(tmp_path / "one"), settings) == counts  # idempotent
     await export_to(str(tmp_path / "two"), agent, settings)
     assert read(tmp_path / "two") == first
-    code, conv = await request(
-        nc, "query.conversation", {"agent_id": agent, "conversation_id": "c1"}
-    )
+    code, conv = await request(nc, "query.conversation", {"agent_id": agent, "conversation_id": "c1"})
     assert code == 200 and [m["id"] for m in conv["messages"]] == [f"m{i}" for i in range(5)]
 
 

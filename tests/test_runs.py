@@ -22,18 +22,12 @@ async def ok(nc: Client, subject: str, body: dict[str, Any]) -> Any:
     return reply
 
 
-async def test_submit_deduplicates_studies_by_canonical_spec(
-    tasks_service: ServiceHost, nc: Client
-) -> None:
+async def test_submit_deduplicates_studies_by_canonical_spec(tasks_service: ServiceHost, nc: Client) -> None:
     a = await ok(nc, "runs.submit", {"spec": {"b": [1, 2], "a": {"y": 1, "x": "é"}}})
-    b = await ok(
-        nc, "runs.submit", {"spec": {"a": {"x": "é", "y": 1}, "b": [1, 2]}, "run_id": "r-two"}
-    )
+    b = await ok(nc, "runs.submit", {"spec": {"a": {"x": "é", "y": 1}, "b": [1, 2]}, "run_id": "r-two"})
     assert a["spec_hash"] == b["spec_hash"] and a["study_created"] and not b["study_created"]
     assert b["run_id"] == "r-two" and a["run_id"] != "r-two"
-    again = await ok(
-        nc, "runs.submit", {"spec": {"b": [1, 2], "a": {"x": "é", "y": 1}}, "run_id": "r-two"}
-    )
+    again = await ok(nc, "runs.submit", {"spec": {"b": [1, 2], "a": {"x": "é", "y": 1}}, "run_id": "r-two"})
     assert again["run_id"] == "r-two"  # a retried submit is harmless
     code, reply = await request(nc, "runs.submit", {"spec": {"other": 1}, "run_id": "r-two"})
     assert code == 409
@@ -57,9 +51,7 @@ async def test_claim_lifecycle_with_phases_release_and_audit_trail(
             assert code == 409, reply
         code, _ = await request(nc, f"agents.{worker}.rpc.renew", {"run_id": "high", "attempt": 2})
         assert code == 409  # a stale attempt is fenced too
-        renewed = await ok(
-            nc, f"agents.{worker}.rpc.renew", {"run_id": "high", "lease_seconds": 60}
-        )
+        renewed = await ok(nc, f"agents.{worker}.rpc.renew", {"run_id": "high", "lease_seconds": 60})
         assert renewed["lease_expires_at"] > run["lease_expires_at"]
         for phase in ("execute", "extract"):
             moved = await ok(
@@ -69,9 +61,7 @@ async def test_claim_lifecycle_with_phases_release_and_audit_trail(
         done = await ok(nc, f"agents.{worker}.rpc.release", {
             "run_id": "high", "status": "succeeded", "summary": {"keff": 1.02}, "artifacts": {"sp": "s3://x"}})  # fmt: skip
         assert (done["status"], done["phase"]) == ("succeeded", "done") and "claimed_by" not in done
-        code, _ = await request(
-            nc, f"agents.{worker}.rpc.release", {"run_id": "high", "status": "failed"}
-        )
+        code, _ = await request(nc, f"agents.{worker}.rpc.release", {"run_id": "high", "status": "failed"})
         assert code == 409
         code, _ = await request(nc, f"agents.{worker}.rpc.renew", {"run_id": "missing"})
         assert code == 404
@@ -82,9 +72,7 @@ async def test_claim_lifecycle_with_phases_release_and_audit_trail(
 
         # The holder's audit trail in the logs service got the same transitions.
         async def trail() -> Any:
-            code, page = await request(
-                nc, "query.events", {"agent_ids": [worker], "run_id": "high"}
-            )
+            code, page = await request(nc, "query.events", {"agent_ids": [worker], "run_id": "high"})
             return page["items"] if code == 200 and len(page["items"]) == 4 else None
 
         events = await eventually(trail, what="audit events")
@@ -109,9 +97,7 @@ async def test_expired_lease_is_fenced_requeued_and_fails_after_max_attempts(
         return (await ok(nc, "query.run", {"run_id": "flaky"}))["status"] == "queued"
 
     await eventually(requeued, what="the expired lease to requeue the run")
-    code, reply = await request(
-        nc, f"agents.{a}.rpc.release", {"run_id": "flaky", "status": "succeeded"}
-    )
+    code, reply = await request(nc, f"agents.{a}.rpc.release", {"run_id": "flaky", "status": "succeeded"})
     assert code == 409 and "lease" in reply["error"]["message"]
     second = (await ok(nc, f"agents.{b}.rpc.claim", {"lease_seconds": 0.3}))["run"]
     assert (first["attempt"], second["attempt"]) == (1, 2)

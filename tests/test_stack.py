@@ -89,9 +89,7 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     again = cli(stack_env, "--json", "status")
     assert {r["name"]: int(r["pid"]) for r in json.loads(again.stdout)} == pids
     assert cli(stack_env, "up").returncode == 0  # idempotent: nothing restarted
-    assert {
-        r["name"]: int(r["pid"]) for r in json.loads(cli(stack_env, "--json", "status").stdout)
-    } == pids
+    assert {r["name"]: int(r["pid"]) for r in json.loads(cli(stack_env, "--json", "status").stdout)} == pids
 
     down = cli(stack_env, "down")
     assert down.returncode == 0

@@ -26,9 +26,7 @@ def at(second: int) -> str:
     return f"2026-01-25T10:00:{second:02d}Z"
 
 
-async def test_task_status_newest_ts_wins_even_out_of_order(
-    tasks_service: ServiceHost, nc: Client
-) -> None:
+async def test_task_status_newest_ts_wins_even_out_of_order(tasks_service: ServiceHost, nc: Client) -> None:
     agent = new_agent()
     await send(nc, agent, "tasks", {"id": "t1", "status": "running", "ts": at(2), "kind": "experiment",
                                     "title": "fit", "meta": {"lr": 0.1}})  # fmt: skip
@@ -46,9 +44,7 @@ async def test_task_status_newest_ts_wins_even_out_of_order(
     )  # fmt: skip
 
 
-async def test_progress_evaluations_and_task_queries(
-    tasks_service: ServiceHost, nc: Client
-) -> None:
+async def test_progress_evaluations_and_task_queries(tasks_service: ServiceHost, nc: Client) -> None:
     agent, other = new_agent(), new_agent()
     await send(nc, other, "tasks", {"id": "t1", "status": "running"})
     await send(nc, agent, "tasks", {"id": "t1", "status": "running", "kind": "experiment"},
@@ -76,9 +72,7 @@ async def test_progress_evaluations_and_task_queries(
     assert [t["id"] for t in page["items"]] == ["t2"]
     code, reply = await request(nc, "query.task", {"agent_id": agent, "task_id": "nope"})
     assert code == 404
-    code, _ = await request(
-        nc, f"agents.{agent}.rpc.query.task", {"agent_id": other, "task_id": "t1"}
-    )
+    code, _ = await request(nc, f"agents.{agent}.rpc.query.task", {"agent_id": other, "task_id": "t1"})
     assert code == 403
     page = await ok(nc, f"agents.{agent}.rpc.query.tasks", {})
     assert {t["agent_id"] for t in page["items"]} == {agent}
@@ -86,9 +80,7 @@ async def test_progress_evaluations_and_task_queries(
 
 async def test_task_pages_cover_everything_once(tasks_service: ServiceHost, nc: Client) -> None:
     agent = new_agent()
-    pos = await send(
-        nc, agent, "tasks", *({"id": f"t{i:03d}", "status": "pending"} for i in range(55))
-    )
+    pos = await send(nc, agent, "tasks", *({"id": f"t{i:03d}", "status": "pending"} for i in range(55)))
     await ok(nc, "query.tasks", {"agent_ids": [agent], "after": pos})
     seen: list[str] = []
     body: dict[str, Any] = {"agent_ids": [agent], "limit": 10}
@@ -128,9 +120,7 @@ async def test_bad_task_input_is_deadlettered_and_injection_is_stored_verbatim(
     dead.sort(key=lambda m: int(m.headers["Dead-Seq"]))
     for msg, (_, _, word) in zip(dead, bad, strict=True):
         assert word.lower() in msg.headers["Dead-Reason"].lower(), msg.headers["Dead-Reason"]
-    task = await ok(
-        nc, "query.task", {"agent_id": agent, "task_id": "inj", "after": after(acks[-1])}
-    )
+    task = await ok(nc, "query.task", {"agent_id": agent, "task_id": "inj", "after": after(acks[-1])})
     assert task["title"] == INJECTION and task["meta"] == {"q": INJECTION}
     page = await ok(nc, "query.tasks", {"agent_ids": [agent]})
     assert [t["id"] for t in page["items"]] == ["inj"]
@@ -169,9 +159,7 @@ async def test_restore_returns_open_tasks_with_latest_progress_and_held_runs(
     agent = new_agent()
     await send(nc, agent, "tasks", {"id": "exp1", "status": "running", "kind": "experiment"},
                {"id": "done", "status": "completed"}, {"id": "todo", "status": "pending"})  # fmt: skip
-    pos = await send(
-        nc, agent, "progress", {"id": "p1", "task_id": "exp1", "step": 3, "status": "ok"}
-    )
+    pos = await send(nc, agent, "progress", {"id": "p1", "task_id": "exp1", "step": 3, "status": "ok"})
     await ok(nc, "runs.submit", {"spec": {"model": "a"}, "run_id": f"run-{agent}"})
     claimed = await ok(nc, f"agents.{agent}.rpc.claim", {"lease_seconds": 60})
     assert claimed["run"]["run_id"] == f"run-{agent}"

@@ -84,9 +84,7 @@ class Artifacts:
         prefix = f"{envelope.agent}:"
         artifact_id = msg_id[len(prefix) :] if msg_id.startswith(prefix) else ""
         if not _ID.match(artifact_id):
-            raise InvalidMessage(
-                f"header Nats-Msg-Id must be '{prefix}{{id}}', got {msg_id[:80]!r}"
-            )
+            raise InvalidMessage(f"header Nats-Msg-Id must be '{prefix}{{id}}', got {msg_id[:80]!r}")
         content_type = h.get("Content-Type", "")
         if not _CONTENT_TYPE.match(content_type):
             raise InvalidMessage(f"header Content-Type {content_type[:80]!r} is not a media type")
@@ -164,9 +162,7 @@ class Artifacts:
                 rows.append(row)
         await self.register(rows)
         if rows:
-            await self.pg.execute(
-                SQL["confirm_pending"], [r.bucket for r in rows], [r.key for r in rows]
-            )
+            await self.pg.execute(SQL["confirm_pending"], [r.bucket for r in rows], [r.key for r in rows])
         return refused
 
     async def _checked(self, agent: str, upload: UploadIn, bucket: str) -> FileRow | None:
@@ -193,9 +189,7 @@ class Artifacts:
     async def register(self, rows: Sequence[FileRow]) -> None:
         columns = ("file_id", "bucket", "key", "agent", "task_id", "name", "content_type",
                    "size", "sha256", "etag", "source")  # fmt: skip
-        await self.pg.execute(
-            SQL["register_files"], *([getattr(r, c) for r in rows] for c in columns)
-        )
+        await self.pg.execute(SQL["register_files"], *([getattr(r, c) for r in rows] for c in columns))
 
     # -- queries -------------------------------------------------------------------
     async def query_files(self, ctx: RequestContext, q: FilesQuery) -> dict[str, Any]:

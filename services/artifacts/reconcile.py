@@ -36,9 +36,7 @@ async def reconcile(
 ) -> Report:
     report = Report(repaired=repair)
     expired = {(r["bucket"], r["object_key"]) for r in await pg.fetch(SQL["expired_pending"])}
-    pending = {
-        (r["bucket"], r["object_key"]) for r in await pg.fetch("SELECT * FROM pending_uploads")
-    }
+    pending = {(r["bucket"], r["object_key"]) for r in await pg.fetch("SELECT * FROM pending_uploads")}
     artifacts = Artifacts(pg, objects, buckets)
     for bucket in buckets:
         rows = {r["object_key"]: r["file_id"] for r in await pg.fetch(SQL["bucket_keys"], bucket)}
@@ -68,9 +66,7 @@ async def reconcile(
     return report
 
 
-async def _register_orphan(
-    artifacts: Artifacts, objects: ObjectStore, bucket: str, key: str
-) -> None:
+async def _register_orphan(artifacts: Artifacts, objects: ObjectStore, bucket: str, key: str) -> None:
     """Register an object found without metadata, if its key is a well-formed agent key;
     objects outside any agent's prefix are reported only."""
     try:

@@ -49,9 +49,7 @@ def conversation_key(agent: str, conversation_id: str) -> str:
     return f"{agent}:{conversation_id}"
 
 
-def touch(
-    agent: str, conversation_id: str, oldest: datetime, newest: datetime
-) -> tuple[Document, Document]:
+def touch(agent: str, conversation_id: str, oldest: datetime, newest: datetime) -> tuple[Document, Document]:
     """Create the conversation if missing and widen its [created_at, updated_at]."""
     return (
         {"_id": conversation_key(agent, conversation_id)},

@@ -45,9 +45,7 @@ def make_doc(agent: str, message: msgspec.Struct, default_ts: datetime) -> Docum
 
 def to_item(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A stored document as the wire shows it (timestamps as RFC 3339 UTC)."""
-    return {
-        k: iso(v) if isinstance(v, datetime) else v for k, v in doc.items() if k not in INTERNAL
-    }
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in doc.items() if k not in INTERNAL}
 
 
 def agents_filter(agents: Sequence[str] | None) -> Document:

@@ -66,9 +66,7 @@ async def export(
         done = 0
         with open(folder / f"{collection}.jsonl", "wb") as out:
             async for batch in _batches(mongo, collection, agent):
-                out.writelines(
-                    msgspec.json.encode(to_item(d), order="sorted") + b"\n" for d in batch
-                )
+                out.writelines(msgspec.json.encode(to_item(d), order="sorted") + b"\n" for d in batch)
                 done += len(batch)
                 progress(collection, done)
         counts[collection] = done
@@ -89,9 +87,7 @@ async def _batches(mongo: MongoStore, collection: str, agent: str | None) -> Any
         last = docs[-1]["_id"]
 
 
-async def import_folder(
-    mongo: MongoStore, folder: Path, progress: Progress = _silent
-) -> dict[str, int]:
+async def import_folder(mongo: MongoStore, folder: Path, progress: Progress = _silent) -> dict[str, int]:
     """Load `{collection}.jsonl` files exported by `export`; idempotent."""
     counts = {}
     for collection in COLLECTIONS:
@@ -142,9 +138,7 @@ def record_to_doc(collection: str, line: bytes) -> Document:
     return doc
 
 
-async def _load(
-    mongo: MongoStore, collection: str, docs: Iterator[Document], progress: Progress
-) -> int:
+async def _load(mongo: MongoStore, collection: str, docs: Iterator[Document], progress: Progress) -> int:
     done = 0
     batch: list[Document] = []
     for doc in docs:
@@ -163,9 +157,7 @@ async def _upsert(mongo: MongoStore, collection: str, docs: list[Document]) -> i
     updates = [({"_id": d["_id"]}, {k: v for k, v in d.items() if k != "_id"}) for d in docs]
     refused = await mongo.upsert_many(collection, updates)
     if refused:
-        raise InvalidMessage(
-            f"{collection}: the database refused {len(refused)} records: {refused}"
-        )
+        raise InvalidMessage(f"{collection}: the database refused {len(refused)} records: {refused}")
     return len(docs)
 
 

@@ -30,15 +30,11 @@ async def sweep_once(mongo: MongoStore, days: Mapping[str, float]) -> dict[str, 
     deleted = {}
     for collection, keep_days in days.items():
         cutoff = now - timedelta(days=keep_days)
-        deleted[collection] = await mongo.delete_many(
-            collection, {AGE_FIELD[collection]: {"$lt": cutoff}}
-        )
+        deleted[collection] = await mongo.delete_many(collection, {AGE_FIELD[collection]: {"$lt": cutoff}})
     return deleted
 
 
-def sweeper(
-    mongo: MongoStore, days: Mapping[str, float], every_seconds: float
-) -> Callable[[], Any]:
+def sweeper(mongo: MongoStore, days: Mapping[str, float], every_seconds: float) -> Callable[[], Any]:
     async def loop() -> None:
         while True:
             try:

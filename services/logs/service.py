@@ -47,9 +47,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     handlers = {
         "logs": Handler(logs.decode_log, log_store.write),
         "memories": Handler(memories.decode_memory, memory_store.write),
-        "conversations": Handler(
-            conversations.decode_conversation, conversation_store.write_conversations
-        ),
+        "conversations": Handler(conversations.decode_conversation, conversation_store.write_conversations),
         "messages": Handler(conversations.decode_message_doc, conversation_store.write_messages),
         "events": Handler(events.decode_event, event_store.write),
         "outputs": Handler(outputs.decode_output, output_store.write),

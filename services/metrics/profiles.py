@@ -99,8 +99,7 @@ class Profiles:
         # Column names come from ProfileUpdate's own fields, never from the request.
         names = list(fields)
         sets = ", ".join(
-            f"{name} = ${i + 2}" + ("::jsonb" if name in JSON_COLUMNS else "")
-            for i, name in enumerate(names)
+            f"{name} = ${i + 2}" + ("::jsonb" if name in JSON_COLUMNS else "") for i, name in enumerate(names)
         )
         values = [json_text(fields[n]) if n in JSON_COLUMNS else fields[n] for n in names]
         row = await conn.fetchrow(

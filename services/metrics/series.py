@@ -93,9 +93,7 @@ class Series:
             if tier == 0:
                 rows = await self.pg.fetch(SQL["raw_buckets"], *base, q.bucket_seconds, q.agg)
             else:
-                rows = await self.pg.fetch(
-                    SQL["rollup_buckets"], *base, q.bucket_seconds, q.agg, tier
-                )
+                rows = await self.pg.fetch(SQL["rollup_buckets"], *base, q.bucket_seconds, q.agg, tier)
         series: dict[str, list[list[Any]]] = {}
         for row in rows:
             ts = row["ts"] if "ts" in row else row["bucket"]

@@ -46,13 +46,9 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             Endpoint("query_summary", "query.summary", SummaryQuery, profiles.summary),
             Endpoint("eval_custody_test", "eval.custody_test", CustodyTest, profiles.custody_test),
             Endpoint("eval_learning", "eval.learning", Learning, profiles.learning),
-            Endpoint(
-                "eval_metrics_update", "eval.agent_metrics.update", UpdateProfile, profiles.update
-            ),
+            Endpoint("eval_metrics_update", "eval.agent_metrics.update", UpdateProfile, profiles.update),
             Endpoint("eval_metrics_bulk", "eval.agent_metrics.bulk", BulkUpdate, profiles.bulk),
-            Endpoint(
-                "eval_metrics_reset", "eval.agent_metrics.reset", ResetProfile, profiles.reset
-            ),
+            Endpoint("eval_metrics_reset", "eval.agent_metrics.reset", ResetProfile, profiles.reset),
         ],
         checks={"postgres": pg.ping},
         background=[series.sweeper(SWEEP_SECONDS)],

@@ -11,9 +11,7 @@ from agentstore.stores.postgres import load_queries
 
 SQL = load_queries(Path(__file__).with_name("queries.sql"))
 MIGRATIONS = Path(__file__).with_name("migrations")
-JSON_COLUMNS = frozenset(
-    {"meta", "detail", "details", "error", "summary", "artifacts", "payload", "spec"}
-)
+JSON_COLUMNS = frozenset({"meta", "detail", "details", "error", "summary", "artifacts", "payload", "spec"})
 
 
 def to_wire(row: Any, drop: frozenset[str] = frozenset()) -> dict[str, Any]:

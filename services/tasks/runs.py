@@ -64,12 +64,8 @@ class Runs:
         digest = spec_hash(q.spec)
         run_id = q.run_id or str(uuid6.uuid7())
         async with self.pg.transaction() as conn:
-            created = await conn.fetchrow(
-                SQL["insert_study"], digest, canonical_json(q.spec).decode()
-            )
-            row = await conn.fetchrow(
-                SQL["insert_run"], run_id, digest, q.kind, q.priority, q.max_attempts
-            )
+            created = await conn.fetchrow(SQL["insert_study"], digest, canonical_json(q.spec).decode())
+            row = await conn.fetchrow(SQL["insert_run"], run_id, digest, q.kind, q.priority, q.max_attempts)
             if row is None:  # the run id exists: same spec is a harmless retry
                 existing = await conn.fetchrow(SQL["get_run"], run_id)
                 assert existing is not None
@@ -90,9 +86,7 @@ class Runs:
 
     async def query_list(self, ctx: RequestContext, q: RunsQuery) -> dict[str, Any]:
         at, (run_id,) = read_cursor(q.cursor, 1)
-        rows = await self.pg.fetch(
-            SQL["list_runs"], q.status, q.phase, q.claimed_by, at, run_id, q.limit + 1
-        )
+        rows = await self.pg.fetch(SQL["list_runs"], q.status, q.phase, q.claimed_by, at, run_id, q.limit + 1)
         next_cursor = None
         if len(rows) > q.limit:
             last = rows[q.limit - 1]
@@ -132,15 +126,11 @@ class Runs:
         return {"run": run}
 
     async def renew(self, ctx: RequestContext, q: RenewLease) -> dict[str, Any]:
-        row = await self._fenced(
-            ctx, "renew_lease", q.run_id, q.lease_seconds, q.attempt, event=None
-        )
+        row = await self._fenced(ctx, "renew_lease", q.run_id, q.lease_seconds, q.attempt, event=None)
         return {"run_id": q.run_id, "lease_expires_at": iso(row["lease_expires_at"])}
 
     async def phase(self, ctx: RequestContext, q: MovePhase) -> dict[str, Any]:
-        row = await self._fenced(
-            ctx, "move_phase", q.run_id, q.phase, q.attempt, event=f"phase.{q.phase}"
-        )
+        row = await self._fenced(ctx, "move_phase", q.run_id, q.phase, q.attempt, event=f"phase.{q.phase}")
         return run_item(row)
 
     async def release(self, ctx: RequestContext, q: ReleaseRun) -> dict[str, Any]:

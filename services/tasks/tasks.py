@@ -111,9 +111,7 @@ class Tasks:
         task: str,
         limit: int,
     ) -> dict[str, Any]:
-        rows = await self.pg.fetch(
-            SQL["list_tasks"], agents, statuses, kind, at, agent, task, limit + 1
-        )
+        rows = await self.pg.fetch(SQL["list_tasks"], agents, statuses, kind, at, agent, task, limit + 1)
         items = [task_item(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:

@@ -104,9 +104,7 @@ def _key(subject: str) -> str:
 
 
 def document() -> dict[str, Any]:
-    structs = (
-        [s for s in INGEST.values() if s] + list(REQUESTS.values()) + list(AGENT_REQUESTS.values())
-    )
+    structs = [s for s in INGEST.values() if s] + list(REQUESTS.values()) + list(AGENT_REQUESTS.values())
     _, components = msgspec.json.schema_components(
         sorted(set(structs), key=lambda s: s.__name__), ref_template="#/components/schemas/{name}"
     )

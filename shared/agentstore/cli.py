@@ -20,12 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="install what is missing, start the local stack and the services")
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="every process of the stack: pid, address, health")
-    sub.add_parser("run", help="`up` in the foreground; Ctrl-C stops everything")
+    run = sub.add_parser("run", help="`up` in the foreground; Ctrl-C stops everything")
+    run.add_argument("--demo", action="store_true", help="also run the demo fleet and evaluator")
     serve = sub.add_parser("serve", help="run services in this process until SIGTERM")
     serve.add_argument("services", nargs="*", help="logs, tasks, artifacts, metrics (default: all)")
-    export = sub.add_parser(
-        "export", help="conversations, messages, memories, events as JSON Lines"
-    )
+    export = sub.add_parser("export", help="conversations, messages, memories, events as JSON Lines")
     export.add_argument("--agent", help="one agent's data (default: all agents)")
     export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
     load = sub.add_parser("import", help="load an export (idempotent) or seed-001 JSON files")
@@ -38,6 +37,37 @@ def main(argv: list[str] | None = None) -> int:
         "reconcile", help="objects without metadata, metadata without objects, stale uploads"
     )
     rec.add_argument("--repair", action="store_true", help="register, drop and remove as needed")
+    tail = sub.add_parser("tail", help="follow agents' logs live")
+    tail.add_argument("agent", nargs="?", help="one agent (default: all)")
+    tail.add_argument("--level", help="minimum level")
+    tail.add_argument("--grep", help="only messages containing this text")
+    tail.add_argument("--last", action="store_true", help="start with the newest log of each agent")
+    query = sub.add_parser("query", help="any query subject: agentstore query logs agent_ids='[\"a1\"]'")
+    query.add_argument("name", help="logs, memories, tasks, task, files, metrics, runs, summary, ...")
+    query.add_argument("fields", nargs="*", help="key=value; values are JSON when they parse as JSON")
+    query.add_argument("--agent", help="shorthand for agent_ids=[AGENT]")
+    runs = sub.add_parser("runs", help="submit and list runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    submit = runs_sub.add_parser("submit", help="submit a run of a study spec (a JSON file)")
+    submit.add_argument("spec", type=Path)
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--kind", default="run")
+    submit.add_argument("--run-id")
+    listing = runs_sub.add_parser("list", help="list runs")
+    listing.add_argument("--status")
+    dead = sub.add_parser("deadletter", help="inspect and redrive dead letters")
+    dead_sub = dead.add_subparsers(dest="dead_command", required=True)
+    dead_list = dead_sub.add_parser("list")
+    dead_list.add_argument("--service")
+    dead_list.add_argument("--limit", type=int, default=100)
+    dead_sub.add_parser("show").add_argument("seq", type=int)
+    redrive = dead_sub.add_parser("redrive", help="publish back to the original subject")
+    redrive.add_argument("seqs", type=int, nargs="*")
+    redrive.add_argument("--all", action="store_true")
+    redrive.add_argument("--service")
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (e.g. ingest_logs)")
+    bench.add_argument("name")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
         result: int = COMMANDS[args.command](args)
@@ -64,11 +94,7 @@ def _down(args: argparse.Namespace) -> int:
     from agentstore.stack.manager import Stack
 
     stopped = Stack().down()
-    print(
-        json.dumps(stopped)
-        if args.json
-        else f"stopped: {', '.join(stopped) or 'nothing was running'}"
-    )
+    print(json.dumps(stopped) if args.json else f"stopped: {', '.join(stopped) or 'nothing was running'}")
     return 0
 
 
@@ -107,14 +133,154 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        stack.up()
+        settings = stack.up()
         _print_status(stack.status(), as_json=False)
         print("agentstore is running; Ctrl-C stops it", flush=True)
-        while not stopping:
-            signal.pause()
+        if args.demo:
+            asyncio.run(_demo(settings["NATS_URL"]))
+        else:
+            while not stopping:
+                signal.pause()
     finally:
         print("stopping ...", flush=True)
         stack.down()
+    return 0
+
+
+async def _demo(url: str) -> None:
+    from agentstore.tools.demo import run_demo
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_demo(url, stop)
+
+
+async def _nats() -> Any:
+    from agentstore.bus.connect import connect_nats
+    from agentstore.config import Settings
+
+    settings = Settings()
+    return await connect_nats(settings.nats_url, name="agentstore-cli", creds=settings.nats_creds)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from agentstore.tools.tail import tail
+
+    async def go() -> None:
+        nc = await _nats()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await tail(nc, args.agent, level=args.level, text=args.grep, last=args.last,
+                       as_json=args.json, stop=stop)  # fmt: skip
+        finally:
+            await nc.drain()
+
+    asyncio.run(go())
+    return 0
+
+
+def _parse_fields(pairs: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise AgentstoreError(f"expected key=value, got {pair!r}")
+        try:
+            body[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            body[key] = raw
+    return body
+
+
+def _request(subject: str, body: dict[str, Any]) -> Any:
+    from agentstore.client import EvaluatorClient
+    from agentstore.config import Settings
+
+    async def go() -> Any:
+        settings = Settings()
+        async with await EvaluatorClient.connect(settings.nats_url, creds=settings.nats_creds) as client:
+            return await client.request(subject, body)
+
+    return asyncio.run(go())
+
+
+def _print_items(reply: Any, as_json: bool) -> None:
+    if as_json or not isinstance(reply, dict) or "items" not in reply:
+        print(json.dumps(reply, indent=None if as_json else 2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    items = reply["items"]
+    columns: list[str] = []
+    for item in items:
+        columns += [k for k in item if k not in columns and not isinstance(item[k], dict | list)]
+    table = Table(*columns)
+    for item in items:
+        table.add_row(*(str(item.get(c, "")) for c in columns))
+    Console().print(table)
+    if reply.get("next_cursor"):
+        print(f"more: cursor={reply['next_cursor']}")
+
+
+def _query(args: argparse.Namespace) -> int:
+    body = _parse_fields(args.fields)
+    if args.agent:
+        body["agent_ids"] = [args.agent]
+    _print_items(_request(f"query.{args.name}", body), args.json)
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if args.runs_command == "submit":
+        body = {"spec": json.loads(args.spec.read_text()), "priority": args.priority,
+                "kind": args.kind, "run_id": args.run_id}  # fmt: skip
+        print(json.dumps(_request("runs.submit", {k: v for k, v in body.items() if v is not None})))
+    else:
+        _print_items(_request("query.runs", {"status": args.status} if args.status else {}), args.json)
+    return 0
+
+
+def _deadletter(args: argparse.Namespace) -> int:
+    from agentstore.tools import deadletter
+
+    async def go() -> int:
+        nc = await _nats()
+        try:
+            if args.dead_command == "list":
+                letters = await deadletter.list_dead(nc, service=args.service, limit=args.limit)
+                _print_items({"items": [d.summary() for d in letters]}, args.json)
+            elif args.dead_command == "show":
+                letter = await deadletter.show(nc, args.seq)
+                if letter is None:
+                    raise AgentstoreError(f"no dead letter {args.seq}")
+                print(json.dumps({**letter.summary(), "headers": letter.headers,
+                                  "body": letter.data.decode(errors="replace")}, indent=2))  # fmt: skip
+            else:
+                seqs = list(args.seqs)
+                if args.all:
+                    seqs += [
+                        d.seq for d in await deadletter.list_dead(nc, service=args.service, limit=100_000)
+                    ]
+                for seq in seqs:
+                    print(f"redriven {seq} -> {await deadletter.redrive(nc, seq)}")
+        finally:
+            await nc.drain()
+        return 0
+
+    return asyncio.run(go())
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import runpy
+
+    sys.argv = [f"bench.{args.name}", *args.args]
+    runpy.run_module(f"bench.{args.name}", run_name="__main__")
     return 0
 
 
@@ -148,9 +314,7 @@ def _import(args: argparse.Namespace) -> int:
         raise AgentstoreError("give either --from (an export) or --seed-json FILES --agent A")
     if args.seed_json:
         if not args.agent:
-            raise AgentstoreError(
-                "--seed-json needs --agent: the agent the conversations belong to"
-            )
+            raise AgentstoreError("--seed-json needs --agent: the agent the conversations belong to")
         counts = asyncio.run(import_seed(args.seed_json, args.agent))
     else:
         counts = asyncio.run(import_from(args.source))
@@ -183,6 +347,11 @@ def _artifacts(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "artifacts": _artifacts,
+    "tail": _tail,
+    "query": _query,
+    "runs": _runs,
+    "deadletter": _deadletter,
+    "bench": _bench,
     "up": _up,
     "down": _down,
     "status": _status,

@@ -123,9 +123,7 @@ class _Requester:
 class AgentClient:
     """One agent's connection: publishes under `agents.{agent}.*`, requests under its rpc."""
 
-    def __init__(
-        self, nc: Client, agent: str, *, window: int = 2000, timeout: float = 10.0
-    ) -> None:
+    def __init__(self, nc: Client, agent: str, *, window: int = 2000, timeout: float = 10.0) -> None:
         self.nc = nc
         self.agent = agent
         self._js = nc.jetstream(timeout=timeout)
@@ -138,9 +136,7 @@ class AgentClient:
         self.publish_retries = 5
 
     @classmethod
-    async def connect(
-        cls, url: str, agent: str, *, creds: str | None = None, **options: Any
-    ) -> AgentClient:
+    async def connect(cls, url: str, agent: str, *, creds: str | None = None, **options: Any) -> AgentClient:
         nc = await connect_nats(url, name=f"agent-{agent}", creds=creds,
                                 inbox_prefix=f"_INBOX.agents.{agent}")  # fmt: skip
         return cls(nc, agent, **options)
@@ -176,9 +172,7 @@ class AgentClient:
                 return await self._js.publish(subject, data, headers=headers, timeout=timeout)
             except (TimeoutError, NatsTimeout, NoStreamResponseError) as exc:
                 if attempt == self.publish_retries:
-                    raise Unavailable(
-                        f"no PubAck for {subject} after {attempt + 1} tries: {exc}"
-                    ) from exc
+                    raise Unavailable(f"no PubAck for {subject} after {attempt + 1} tries: {exc}") from exc
                 await asyncio.sleep(0.1 * 2**attempt)  # back off before retrying the publish
         raise AssertionError("unreachable")
 
@@ -217,9 +211,7 @@ class AgentClient:
         return event_id
 
     async def memory(self, kind: str, content: str, *, key: str | None = None, **extra: Any) -> str:
-        return await self._event(
-            "memories", {"kind": kind, "content": content, "key": key, **extra}
-        )
+        return await self._event("memories", {"kind": kind, "content": content, "key": key, **extra})
 
     async def conversation(self, conversation_id: str, **fields: Any) -> str:
         return await self._event("conversations", fields, event_id=conversation_id)
@@ -231,9 +223,7 @@ class AgentClient:
     async def event(self, type: str, **extra: Any) -> str:
         return await self._event("events", {"type": type, **extra})
 
-    async def output(
-        self, kind: str, schema_version: int, data: Mapping[str, Any], **extra: Any
-    ) -> str:
+    async def output(self, kind: str, schema_version: int, data: Mapping[str, Any], **extra: Any) -> str:
         return await self._event(
             "outputs", {"kind": kind, "schema_version": schema_version, "data": data, **extra}
         )
@@ -242,9 +232,7 @@ class AgentClient:
         return await self._event("tasks", {"status": status, **extra}, event_id=task_id)
 
     async def progress(self, task_id: str, step: int, status: str, **extra: Any) -> str:
-        return await self._event(
-            "progress", {"task_id": task_id, "step": step, "status": status, **extra}
-        )
+        return await self._event("progress", {"task_id": task_id, "step": step, "status": status, **extra})
 
     async def metric(self, name: str, value: float, **extra: Any) -> str:
         return await self._event("metrics", {"name": name, "value": value, **extra})
@@ -379,9 +367,7 @@ class EvaluatorClient:
         return await self.request("eval.learning", body)
 
     async def update_metrics(self, agent_id: str, updates: Mapping[str, Any]) -> Any:
-        return await self.request(
-            "eval.agent_metrics.update", {"agent_id": agent_id, "updates": updates}
-        )
+        return await self.request("eval.agent_metrics.update", {"agent_id": agent_id, "updates": updates})
 
     async def bulk_update_metrics(self, updates: Mapping[str, Mapping[str, Any]]) -> Any:
         return await self.request("eval.agent_metrics.bulk", {"updates": updates})

@@ -42,9 +42,7 @@ async def _with_bar(work: Callable[[Any], Awaitable[dict[str, int]]]) -> dict[st
         return await work(progress)
 
 
-async def export_to(
-    target: str, agent: str | None, settings: Settings | None = None
-) -> dict[str, int]:
+async def export_to(target: str, agent: str | None, settings: Settings | None = None) -> dict[str, int]:
     from services.logs.portability import COLLECTIONS, export
 
     settings = settings or Settings()
@@ -82,9 +80,7 @@ async def import_from(source: str, settings: Settings | None = None) -> dict[str
             return await _with_bar(lambda p: import_folder(mongo, Path(tmp), p))
 
 
-async def import_seed(
-    files: list[Path], agent: str, settings: Settings | None = None
-) -> dict[str, int]:
+async def import_seed(files: list[Path], agent: str, settings: Settings | None = None) -> dict[str, int]:
     from services.logs.portability import import_seed_files
 
     settings = settings or Settings()
@@ -106,7 +102,5 @@ async def reconcile_artifacts(repair: bool, settings: Settings | None = None) ->
                     tasks[bucket] = bar.add_task(f"listing {bucket}", total=None)
                 bar.update(tasks[bucket], completed=done)
 
-            report = await reconcile(
-                pg, objects, settings.s3_buckets, repair=repair, progress=progress
-            )
+            report = await reconcile(pg, objects, settings.s3_buckets, repair=repair, progress=progress)
     return report.__dict__

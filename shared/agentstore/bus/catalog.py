@@ -61,9 +61,7 @@ def stream_for_kind(kind: str) -> StreamSpec:
 
 # The stream whose writes each query reads: a query's `after` names this stream.
 QUERY_STREAMS: dict[str, str] = {
-    **dict.fromkeys(
-        ("logs", "memories", "conversations", "conversation", "events", "outputs"), "LOGS"
-    ),
+    **dict.fromkeys(("logs", "memories", "conversations", "conversation", "events", "outputs"), "LOGS"),
     **dict.fromkeys(("tasks", "task", "runs", "run"), "TASKS"),
     **dict.fromkeys(("files", "file_url"), "ARTIFACTS"),
     **dict.fromkeys(("metrics", "agent_metrics", "summary"), "METRICS"),

@@ -151,9 +151,7 @@ class IngestWorker:
         try:
             rejected = await handler.write([item for _, item in pairs])
         except StoreUnavailable as exc:
-            log.warning(
-                "store unavailable for %s (%d messages), will retry: %s", kind, len(pairs), exc
-            )
+            log.warning("store unavailable for %s (%d messages), will retry: %s", kind, len(pairs), exc)
             await self._nak_all(kind, pairs)
             return False
         except StoreRejected as exc:

@@ -217,9 +217,7 @@ class RpcServer:
             await self._respond_error(request, code, f"internal error: {type(exc).__name__}")
         finally:
             self.metrics.requests.labels(endpoint=endpoint.name, code=str(code)).inc()
-            self.metrics.request_seconds.labels(endpoint=endpoint.name).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.request_seconds.labels(endpoint=endpoint.name).observe(time.perf_counter() - started)
 
     async def _respond_error(self, request: Request, code: int, message: str) -> None:
         try:

@@ -84,9 +84,7 @@ class ServiceHost:
         s = self.settings
         try:
             wiring: Wiring = await self.spec.build(s, self._stack)
-            self.nc = await connect_nats(
-                s.nats_url, name=f"agentstore-{self.spec.name}", creds=s.nats_creds
-            )
+            self.nc = await connect_nats(s.nats_url, name=f"agentstore-{self.spec.name}", creds=s.nats_creds)
             js = self.nc.jetstream()
             if wiring.bus is not None:
                 wiring.bus.bind(self.nc)
@@ -120,9 +118,7 @@ class ServiceHost:
         except BaseException:
             await self.stop()
             raise
-        log.info(
-            "%s service started (health on %s:%s)", self.spec.name, s.health_host, self.health_port
-        )
+        log.info("%s service started (health on %s:%s)", self.spec.name, s.health_host, self.health_port)
 
     async def _nats_ready(self) -> None:
         if self.nc is None or not self.nc.is_connected:

@@ -68,9 +68,7 @@ def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(
-                    f"key {key[:64]!r} at {where} may not start with '$' or hold '.' or NUL"
-                )
+                raise ValueError(f"key {key[:64]!r} at {where} may not start with '$' or hold '.' or NUL")
             check_tree(item, f"{where}.{key[:64]}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):

@@ -90,9 +90,7 @@ def minio() -> Path:
     return target
 
 
-def _go_build(
-    module: str, version: str, package: str, target: Path, extra_files: dict[str, str]
-) -> None:
+def _go_build(module: str, version: str, package: str, target: Path, extra_files: dict[str, str]) -> None:
     """Download the module at a pinned version and build it (5-15 min the first time)."""
     go = shutil.which("go")
     if go is None:
@@ -107,9 +105,7 @@ def _go_build(
         # which some proxies refuse.
         probe = Path(tmp) / "probe"
         probe.mkdir()
-        subprocess.run(
-            [go, "mod", "init", "probe"], cwd=probe, env=env, check=True, capture_output=True
-        )
+        subprocess.run([go, "mod", "init", "probe"], cwd=probe, env=env, check=True, capture_output=True)
         out = _run(go, ["mod", "download", "-json", f"{module}@{version}"], probe, env)
         source = Path(json.loads(out)["Dir"])
         work = Path(tmp) / "src"

@@ -44,9 +44,7 @@ class Ports:
             mongo_debug=port("MONGO_DEBUG", 27018),
             minio=port("MINIO", 9000),
             minio_console=port("MINIO_CONSOLE", 9001),
-            health={
-                name: port(f"{name.upper()}_HEALTH", 8091 + i) for i, name in enumerate(SERVICES)
-            },
+            health={name: port(f"{name.upper()}_HEALTH", 8091 + i) for i, name in enumerate(SERVICES)},
         )
 
 
@@ -109,9 +107,7 @@ class Stack:
                 "mongo",
                 p.mongo,
                 "AGENTSTORE_MONGO_PORT",
-                lambda: servers.start_mongo(
-                    self.data / "mongo", p.mongo, p.mongo_debug, detach=True
-                ),
+                lambda: servers.start_mongo(self.data / "mongo", p.mongo, p.mongo_debug, detach=True),
             )
         self._ensure(
             "minio",
@@ -125,9 +121,7 @@ class Stack:
             self._ensure_service(name, settings)
         return settings
 
-    def _ensure(
-        self, name: str, port: int, env_var: str, start: Callable[[], servers.Server]
-    ) -> None:
+    def _ensure(self, name: str, port: int, env_var: str, start: Callable[[], servers.Server]) -> None:
         if self.pid(name) is not None:
             return
         servers.check_port_free(port, name, env_var)
@@ -168,9 +162,7 @@ class Stack:
                 health = "ready" if _ready(address) else "not ready"
             else:
                 health = "running"
-            rows.append(
-                {"name": name, "pid": str(pid or "-"), "address": address, "health": health}
-            )
+            rows.append({"name": name, "pid": str(pid or "-"), "address": address, "health": health})
         return rows
 
 

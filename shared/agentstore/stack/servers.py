@@ -131,9 +131,7 @@ def _wait(server: Server) -> Server:
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             tail = server.log_path.read_text(errors="replace")[-1500:]
-            raise StackError(
-                f"{server.name} exited at start (code {server.process.returncode}):\n{tail}"
-            )
+            raise StackError(f"{server.name} exited at start (code {server.process.returncode}):\n{tail}")
         try:
             if server.ready():
                 return server
@@ -141,9 +139,7 @@ def _wait(server: Server) -> Server:
             pass
         time.sleep(0.05)  # polling a starting server's port
     server.kill()
-    raise StackError(
-        f"{server.name} did not answer within {server.timeout:g} s; see {server.log_path}"
-    )
+    raise StackError(f"{server.name} did not answer within {server.timeout:g} s; see {server.log_path}")
 
 
 def _http_ok(url: str) -> bool:

@@ -97,9 +97,7 @@ class MongoStore:
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
 
-    async def ensure_indexes(
-        self, collection: str, indexes: Mapping[str, tuple[IndexKeys, bool]]
-    ) -> None:
+    async def ensure_indexes(self, collection: str, indexes: Mapping[str, tuple[IndexKeys, bool]]) -> None:
         """Create named indexes (keys, unique) idempotently.
 
         Only missing indexes are created, one per command: FerretDB 1.24.2
@@ -230,9 +228,7 @@ class MongoStore:
             raise _convert(exc, self.url) from exc
         return int(result.deleted_count)
 
-    async def explain(
-        self, collection: str, filter: Document, sort: IndexKeys, limit: int
-    ) -> Document:
+    async def explain(self, collection: str, filter: Document, sort: IndexKeys, limit: int) -> Document:
         """The server's query plan, to check that a query uses an index."""
         try:
             cursor = self._db[collection].find(filter).sort(list(sort)).limit(limit)

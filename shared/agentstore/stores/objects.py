@@ -46,8 +46,7 @@ class ObjectStore:
         if isinstance(exc, S3Error) and exc.code in _PERMANENT:
             return StoreRejected(f"S3 refused: {exc.code}: {exc.message}")
         return StoreUnavailable(
-            f"S3 at {self.endpoint} is unavailable ({type(exc).__name__}: {exc}); "
-            "is `make up` running?"
+            f"S3 at {self.endpoint} is unavailable ({type(exc).__name__}: {exc}); is `make up` running?"
         )
 
     async def ping(self) -> None:

@@ -11,9 +11,7 @@ from agentstore.errors import BadRequest
 from agentstore.schemas.common import decode_cursor, encode_cursor, iso
 
 
-def to_wire(
-    row: Any, json_columns: frozenset[str], drop: frozenset[str] = frozenset()
-) -> dict[str, Any]:
+def to_wire(row: Any, json_columns: frozenset[str], drop: frozenset[str] = frozenset()) -> dict[str, Any]:
     """RFC 3339 timestamps, decoded JSON columns, no NULL fields."""
     out: dict[str, Any] = {}
     for key, value in dict(row).items():

@@ -118,9 +118,7 @@ class PostgresStore:
             )
             done = {
                 r["version"]
-                for r in await conn.fetch(
-                    "SELECT version FROM schema_migrations WHERE service = $1", service
-                )
+                for r in await conn.fetch("SELECT version FROM schema_migrations WHERE service = $1", service)
             }
             for path in sorted(folder.glob("[0-9][0-9][0-9]_*.sql")):
                 if path.stem in done:

@@ -1,0 +1,1 @@
+"""Operator tools behind the `agentstore` command: dead letters, tail, demo fleet."""
