@@ -16,9 +16,11 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
+import nats
 
 from agentstore.bus.catalog import TASKS
 from agentstore.stores.postgres import PostgresStore
@@ -100,10 +102,15 @@ async def main() -> None:
         seeds = await seeds_way(seeds_url, rows, seconds=10)
         settings = stack.settings(postgres_url=db(), ingest_workers=2, ingest_batch=500)
         service = await service_drain(stack, "tasks", TASKS, items, settings)
+        # A second run with two processes (as two replicas would be): Python uses one core each.
+        await _reset_stream(stack)
+        settings = stack.settings(postgres_url=db(), ingest_workers=2, service_processes=2)
+        service2 = await service_drain(stack, "tasks", TASKS, items, settings)
     report(
         f"task progress ingest, {args.events:,} events",
         [
             ("tasks service", service),
+            ("tasks service, 2 processes", service2),
             ("raw JetStream consume", raw),
             ("direct COPY", copy),
             ("seeds' way (INSERT each)", seeds),
@@ -111,10 +118,18 @@ async def main() -> None:
         "events/s",
         [
             ("service / raw consume", "tasks service", "raw JetStream consume", 0.7),
+            ("2 processes / raw consume", "tasks service, 2 processes", "raw JetStream consume", 0.7),
             ("service / seeds' way", "tasks service", "seeds' way (INSERT each)", 5.0),
             ("service / direct COPY", "tasks service", "direct COPY", 0.0),
         ],
     )
+
+
+async def _reset_stream(stack: Any) -> None:
+    """Drop the TASKS stream so the next service run starts from an empty one."""
+    nc = await nats.connect(stack.nats.url)
+    await nc.jetstream().delete_stream(TASKS.name)
+    await nc.close()
 
 
 if __name__ == "__main__":

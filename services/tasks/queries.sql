@@ -118,22 +118,28 @@ FROM moved
 RETURNING run_id, type, agent_id, attempt, id, ts
 
 -- name: claim_run
+-- One round trip: claim the next queued run, record the event, return it with its spec.
 WITH next AS (
     SELECT run_id FROM runs
     WHERE status = 'queued' AND ($2::text[] IS NULL OR kind = ANY($2::text[]))
     ORDER BY priority DESC, created_at, run_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE runs r SET
+        status = 'running',
+        claimed_by = $1,
+        lease_expires_at = now() + make_interval(secs => $3),
+        attempt = r.attempt + 1,
+        started_at = coalesce(r.started_at, now()),
+        updated_at = now()
+    FROM next WHERE r.run_id = next.run_id
+    RETURNING r.*
+), event AS (
+    INSERT INTO run_events (run_id, type, agent_id, attempt)
+    SELECT run_id, 'claimed', $1, attempt FROM claimed
 )
-UPDATE runs r SET
-    status = 'running',
-    claimed_by = $1,
-    lease_expires_at = now() + make_interval(secs => $3),
-    attempt = r.attempt + 1,
-    started_at = coalesce(r.started_at, now()),
-    updated_at = now()
-FROM next WHERE r.run_id = next.run_id
-RETURNING r.*
+SELECT claimed.*, studies.spec FROM claimed JOIN studies USING (spec_hash)
 
 -- name: renew_lease
 UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()

@@ -58,6 +58,7 @@ class Runs:
     def __init__(self, pg: PostgresStore, bus: BusHandle) -> None:
         self.pg = pg
         self.bus = bus
+        self._copies: set[asyncio.Task[None]] = set()
 
     # -- evaluators and orchestrators ------------------------------------------
     async def submit(self, ctx: RequestContext, q: SubmitRun) -> dict[str, Any]:
@@ -109,21 +110,14 @@ class Runs:
 
     # -- agents (workers) ------------------------------------------------------
     async def claim(self, ctx: RequestContext, q: ClaimRun) -> dict[str, Any]:
+        """One statement claims, records and returns; expired leases are requeued by the
+        sweeper (every LEASE_SWEEP_SECONDS), not on this hot path."""
         agent = _agent(ctx)
-        expired = await self.expire()
-        async with self.pg.transaction() as conn:
-            row = await conn.fetchrow(SQL["claim_run"], agent, q.kinds, q.lease_seconds)
-            if row is not None:
-                await self._event(conn, row["run_id"], "claimed", agent, row["attempt"], None)
-        if expired:
-            await self._publish(expired)
+        row = await self.pg.fetchrow(SQL["claim_run"], agent, q.kinds, q.lease_seconds)
         if row is None:
             return {"run": None}
-        await self._publish([(row["run_id"], "claimed", agent, row["attempt"])])
-        study = await self.pg.fetchrow(SQL["get_study"], row["spec_hash"])
-        run = run_item(row)
-        run["spec"] = msgspec.json.decode(study["spec"]) if study else None
-        return {"run": run}
+        self._publish_soon([(row["run_id"], "claimed", agent, row["attempt"])])
+        return {"run": run_item(row)}
 
     async def renew(self, ctx: RequestContext, q: RenewLease) -> dict[str, Any]:
         row = await self._fenced(ctx, "renew_lease", q.run_id, q.lease_seconds, q.attempt, event=None)
@@ -161,7 +155,7 @@ class Runs:
             if event is not None:
                 await self._event(conn, run_id, event, agent, row["attempt"], None)
         if event is not None:
-            await self._publish([(run_id, event, agent, row["attempt"])])
+            self._publish_soon([(run_id, event, agent, row["attempt"])])
         return row
 
     async def _explain_miss(self, conn: Connection, run_id: str, why: str) -> None:
@@ -200,6 +194,12 @@ class Runs:
         payload: Any,
     ) -> None:
         await conn.execute(SQL["add_run_event"], run_id, type, agent, attempt, json_text(payload))
+
+    def _publish_soon(self, events: list[tuple[str, str, str | None, int]]) -> None:
+        """Copy to the audit trail without holding up the reply (run_events is the record)."""
+        task = asyncio.create_task(self._publish(events))
+        self._copies.add(task)
+        task.add_done_callback(self._copies.discard)
 
     async def _publish(self, events: list[tuple[str, str, str | None, int]]) -> None:
         """Copy transitions to the holder's audit trail; `run_events` stays the record."""

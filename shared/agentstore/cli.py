@@ -296,7 +296,16 @@ def _serve(args: argparse.Namespace) -> int:
         raise AgentstoreError(f"unknown service {unknown}; choose from {sorted(SERVICES)}")
     settings = Settings()
     configure_logging("+".join(names), settings.log_level)
-    return asyncio.run(serve([SERVICES[n] for n in names], settings))
+    specs = [SERVICES[n] for n in names]
+    if settings.service_processes > 1:
+        from agentstore.lifecycle.processes import with_children
+
+        return asyncio.run(
+            with_children(
+                settings.service_processes, ["serve", *names], lambda stop: serve(specs, settings, stop)
+            )
+        )
+    return asyncio.run(serve(specs, settings))
 
 
 def _export(args: argparse.Namespace) -> int:

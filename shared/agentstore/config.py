@@ -19,6 +19,11 @@ class Settings(BaseSettings):
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_creds: str | None = None
+    # User and password from `agentstore auth` (credentials/service-<name>.json).
+    nats_user: str | None = None
+    nats_password: str | None = None
+    # JetStream replicas for the streams a service provisions (3 on a 3-node cluster).
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/agentstore"
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_db: str = "agentstore"
@@ -32,6 +37,8 @@ class Settings(BaseSettings):
     # Ingest tuning: see MEASUREMENTS (batches of 500-1000 are the sweet spot).
     ingest_batch: int = Field(default=500, ge=1, le=5000)
     ingest_workers: int = Field(default=2, ge=1, le=64)
+    # Processes per `agentstore serve` (each one like a replica): Python uses one core each.
+    service_processes: int = Field(default=1, ge=1, le=64)
     # How long a graceful stop may take before in-flight work is cancelled;
     # keep it below Kubernetes' terminationGracePeriodSeconds.
     drain_seconds: float = Field(default=20.0, gt=0)

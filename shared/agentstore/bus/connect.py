@@ -18,6 +18,8 @@ async def connect_nats(
     *,
     name: str,
     creds: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
     inbox_prefix: str | None = None,
     connect_timeout: float = 5.0,
 ) -> Client:
@@ -44,10 +46,13 @@ async def connect_nats(
     }
     if creds:
         options["user_credentials"] = creds
+    if user:
+        options["user"], options["password"] = user, password
+    servers = [u.strip() for u in url.split(",") if u.strip()]
     if inbox_prefix:
         options["inbox_prefix"] = inbox_prefix
     try:
-        return await nats.connect(url, **options)
+        return await nats.connect(servers, **options)
     except Exception as exc:
         raise ConfigError(
             f"cannot connect to NATS at {url} ({exc}); is `make up` running, "

@@ -84,14 +84,21 @@ class ServiceHost:
         s = self.settings
         try:
             wiring: Wiring = await self.spec.build(s, self._stack)
-            self.nc = await connect_nats(s.nats_url, name=f"agentstore-{self.spec.name}", creds=s.nats_creds)
+            self.nc = await connect_nats(
+                s.nats_url,
+                name=f"agentstore-{self.spec.name}",
+                creds=s.nats_creds,
+                user=s.nats_user,
+                password=s.nats_password,
+                inbox_prefix=f"_INBOX.service.{self.spec.name}",
+            )
             js = self.nc.jetstream()
             if wiring.bus is not None:
                 wiring.bus.bind(self.nc)
             for stream in (DEADLETTER, *wiring.streams):
-                await ensure_stream(js, stream)
+                await ensure_stream(js, stream, s.stream_replicas)
             for ingest in wiring.ingests:
-                await ensure_stream(js, ingest.stream)
+                await ensure_stream(js, ingest.stream, s.stream_replicas)
                 await ensure_consumer(
                     js,
                     ingest.stream.name,
@@ -182,8 +189,8 @@ async def running(spec: ServiceSpec, settings: Settings) -> AsyncIterator[Servic
         await host.stop()
 
 
-async def serve(specs: Sequence[ServiceSpec], settings: Settings) -> int:
-    """Run services until SIGTERM/SIGINT; the exit code for main()."""
+async def serve(specs: Sequence[ServiceSpec], settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run services until SIGTERM/SIGINT (or `stop`); the exit code for main()."""
     hosts = [ServiceHost(spec, settings) for spec in specs]
     loop = asyncio.get_running_loop()
 
@@ -191,8 +198,12 @@ async def serve(specs: Sequence[ServiceSpec], settings: Settings) -> int:
         for host in hosts:
             host.request_stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_all)
+    if stop is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_all)
+    else:
+        stopper = asyncio.create_task(stop.wait())
+        stopper.add_done_callback(lambda _: stop_all())
     started: list[ServiceHost] = []
     waits: list[asyncio.Task[None]] = []
     try:

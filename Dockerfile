@@ -1,0 +1,18 @@
+# One image for every agentstore service: `agentstore serve <name>`.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY services ./services
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --no-create-home agentstore
+COPY --from=build /install /usr/local
+USER 10001
+ENV PYTHONUNBUFFERED=1 HEALTH_HOST=0.0.0.0 HEALTH_PORT=8080
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2).status != 200)"
+ENTRYPOINT ["agentstore", "serve"]
+CMD ["logs"]
