@@ -30,6 +30,7 @@ async def fill(url: str, runs: int) -> None:
             "INSERT INTO runs (run_id, spec_hash) SELECT 'r' || g, 'h' FROM generate_series(1, $1) g",
             runs,
         )
+        await pg.execute("ANALYZE")  # the steady state: autovacuum analyzes a table this size
 
 
 async def direct(url: str, workers: int) -> float:

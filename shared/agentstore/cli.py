@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     redrive.add_argument("seqs", type=int, nargs="*")
     redrive.add_argument("--all", action="store_true")
     redrive.add_argument("--service")
+    auth = sub.add_parser("auth", help="NATS authorization and credentials for a fleet file")
+    auth.add_argument(
+        "fleet", type=Path, help='JSON: {"agents": [...], "evaluators": [...], "frontends": [...]}'
+    )
+    auth.add_argument("--out", type=Path, default=Path(".agentstore/auth"))
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (e.g. ingest_logs)")
     bench.add_argument("name")
     bench.add_argument("args", nargs=argparse.REMAINDER)
@@ -276,6 +281,18 @@ def _deadletter(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _auth(args: argparse.Namespace) -> int:
+    from agentstore.auth import generate, load_fleet
+
+    found = generate(load_fleet(args.fleet), args.out)
+    if args.json:
+        print(json.dumps([i.user for i in found]))
+    else:
+        print(f"wrote {args.out / 'auth.conf'} (include it in nats-server's config) and")
+        print(f"{len(found)} credentials in {args.out / 'credentials'}: " + ", ".join(i.user for i in found))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -361,6 +378,7 @@ COMMANDS = {
     "runs": _runs,
     "deadletter": _deadletter,
     "bench": _bench,
+    "auth": _auth,
     "up": _up,
     "down": _down,
     "status": _status,

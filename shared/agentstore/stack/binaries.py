@@ -125,3 +125,23 @@ def _run(go: str, args: list[str], cwd: Path, env: dict[str, str]) -> str:
     if result.returncode != 0:
         raise StackError(f"`go {' '.join(args)}` failed: {result.stderr.strip()[-2000:]}")
     return result.stdout
+
+
+COMPOSE_GO_MODULE = "github.com/compose-spec/compose-go/v2"
+COMPOSE_GO_VERSION = "v2.16.2"
+
+
+def compose_schema() -> Path:
+    """The Compose Specification JSON schema, from compose-go's module (cached by Go)."""
+    go = shutil.which("go")
+    if go is None:
+        raise StackError("the Compose schema comes from the Go module proxy; install Go")
+    result = subprocess.run(
+        [go, "mod", "download", "-json", f"{COMPOSE_GO_MODULE}@{COMPOSE_GO_VERSION}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
+    if result.returncode != 0:
+        raise StackError(f"go mod download {COMPOSE_GO_MODULE} failed: {result.stderr.strip()[-500:]}")
+    return Path(json.loads(result.stdout)["Dir"]) / "schema" / "compose-spec.json"

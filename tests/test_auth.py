@@ -1,0 +1,153 @@
+"""`agentstore auth`: a real nats-server running the generated authorization, per the roles table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client
+
+from agentstore.auth import Fleet, generate, read_credentials
+from agentstore.lifecycle.runner import running
+from agentstore.stack import servers
+from agentstore.stack.servers import Server
+from services.registry import SERVICES
+from tests.conftest import Stack, make_settings
+from tests.helpers import eventually
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    generate(Fleet(agents=["a", "b"], evaluators=["ev"], frontends=["web"]), tmp_path / "nats")
+    server = servers.start_nats(tmp_path / "nats", servers.free_port(), servers.free_port(),
+                                extra_conf='include "auth.conf"')  # fmt: skip
+    yield server, tmp_path / "nats" / "credentials"
+    server.stop()
+
+
+class Probe:
+    """A client connection that records the server's permission errors."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.nc: Client | None = None
+
+    async def connect(self, url: str, creds: Path, inbox: str) -> Client:
+        user, password = read_credentials(creds)
+
+        async def on_error(exc: Exception) -> None:
+            self.errors.append(str(exc))
+
+        self.nc = await nats.connect(url, user=user, password=password, inbox_prefix=inbox,
+                                     error_cb=on_error, max_reconnect_attempts=0)  # fmt: skip
+        return self.nc
+
+    async def denied(self, what: str) -> None:
+        async def seen() -> bool:
+            return any(
+                "permissions violation" in e.lower() and what.lower() in e.lower() for e in self.errors
+            )
+
+        await eventually(seen, timeout=5, what=f"a permissions violation for {what} (seen: {self.errors})")
+
+
+async def can_request(nc: Client, subject: str, body: Any) -> bool:
+    try:
+        msg = await nc.request(subject, msgspec.json.encode(body), timeout=2)
+    except Exception:
+        return False
+    return (
+        not (msg.headers or {}).get("Nats-Service-Error-Code")
+        or msg.headers["Nats-Service-Error-Code"] != "500"
+    )
+
+
+@pytest.fixture
+async def services_on(secured: tuple[Server, Path], stack_servers: Stack) -> AsyncIterator[Path]:
+    server, creds = secured
+    hosts = []
+    for name, spec in SERVICES.items():
+        user, password = read_credentials(creds / f"service-{name}.json")
+        settings = make_settings(
+            server, stack_servers.mongo, stack_servers, nats_user=user, nats_password=password
+        )
+        host = running(spec, settings)
+        await host.__aenter__()
+        hosts.append(host)
+    yield creds
+    for host in reversed(hosts):
+        await host.__aexit__(None, None, None)
+
+
+async def test_agent_permissions(secured: tuple[Server, Path], services_on: Path) -> None:
+    server, creds = secured
+    probe = Probe()
+    nc = await probe.connect(server.url, creds / "agent-a.json", "_INBOX.agents.a")
+    try:
+        ack = await nc.jetstream().publish("agents.a.logs", b'{"id": "1", "level": "info", "message": "m"}')
+        assert await can_request(
+            nc, "agents.a.rpc.query.logs", {"after": {"stream": ack.stream, "seq": ack.seq}}
+        )
+        assert await can_request(nc, "agents.a.rpc.claim", {})
+        for subject in (
+            "agents.b.logs",
+            "query.logs",
+            "eval.record",
+            "runs.submit",
+            "$JS.API.STREAM.INFO.LOGS",
+        ):
+            await nc.publish(subject, b"{}")
+            await probe.denied(subject)
+        for subject in ("_INBOX.agents.b.>", "agents.a.logs", "agents.*.logs", "query.>"):
+            await nc.subscribe(subject)
+            await probe.denied(subject)
+    finally:
+        await nc.close()
+
+
+async def test_frontend_makes_only_its_five_requests(secured: tuple[Server, Path], services_on: Path) -> None:
+    server, creds = secured
+    probe = Probe()
+    nc = await probe.connect(server.url, creds / "frontend-web.json", "_INBOX.frontend")
+    try:
+        for subject, body in (("query.tasks", {}), ("query.summary", {}), ("query.files", {}),
+                              ("query.task", {"agent_id": "a", "task_id": "t"}),
+                              ("query.file_url", {"file_id": "a:x"})):  # fmt: skip
+            assert await can_request(nc, subject, body), subject
+        for subject in ("query.logs", "eval.record", "runs.submit", "agents.a.logs"):
+            await nc.publish(subject, b"{}")
+            await probe.denied(subject)
+    finally:
+        await nc.close()
+
+
+async def test_evaluator_queries_and_evaluates_but_cannot_act_as_an_agent(
+    secured: tuple[Server, Path], services_on: Path
+) -> None:
+    server, creds = secured
+    probe = Probe()
+    nc = await probe.connect(server.url, creds / "evaluator-ev.json", "_INBOX.evaluator")
+    try:
+        assert await can_request(nc, "query.logs", {})
+        assert await can_request(nc, "runs.submit", {"spec": {"x": 1}})
+        assert await can_request(
+            nc, "eval.custody_test", {"agent_id": "a", "passed": True, "score": 1, "duration": 1}
+        )
+        for subject in ("agents.a.logs", "agents.a.rpc.claim", "$JS.API.STREAM.LIST"):
+            await nc.publish(subject, b"{}")
+            await probe.denied(subject)
+    finally:
+        await nc.close()
+
+
+def test_generated_credentials_are_private_and_distinct(secured: tuple[Server, Path]) -> None:
+    _, creds = secured
+    files = sorted(creds.glob("*.json"))
+    assert {f.stem for f in files} >= {"agent-a", "agent-b", "evaluator-ev", "frontend-web", "service-logs"}
+    assert all(f.stat().st_mode & 0o077 == 0 for f in files)
+    assert len({json.loads(f.read_text())["password"] for f in files}) == len(files)
