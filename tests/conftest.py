@@ -86,19 +86,17 @@ def make_settings(
     nats_server: Server, mongo_server: Server, stack: Stack | None = None, **extra: object
 ) -> Settings:
     """Settings for one test: its own MongoDB database, PostgreSQL database and bucket prefix."""
-    values: dict[str, object] = {}
+    values: dict[str, object] = {
+        "nats_url": nats_server.url,
+        "mongodb_url": mongo_server.url,
+        "mongodb_db": f"t{uuid.uuid4().hex[:12]}",
+        "drain_seconds": 10,
+    }
     if stack is not None:
         name = f"t{uuid.uuid4().hex[:12]}"
         values["postgres_url"] = servers.create_database(stack.postgres.address, name)
         values["s3_endpoint"] = stack.minio.address
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        nats_url=nats_server.url,
-        mongodb_url=mongo_server.url,
-        mongodb_db=f"t{uuid.uuid4().hex[:12]}",
-        drain_seconds=10,
-        **{**values, **extra},  # type: ignore[arg-type]
-    )
+    return Settings(_env_file=None, **{**values, **extra})  # type: ignore[call-arg, arg-type]
 
 
 @pytest.fixture
