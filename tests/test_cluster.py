@@ -65,7 +65,16 @@ async def test_killing_one_node_during_20000_event_ingest_loses_nothing_acked(
             async def all_stored() -> bool:
                 return await mongo.count("logs", {"agent_id": agent}) == 20_000
 
-            await eventually(all_stored, timeout=120, what="all 20,000 acked events stored")
+            try:
+                await eventually(all_stored, timeout=120, what="all 20,000 acked events stored")
+            except AssertionError:
+                js = host.nc.jetstream()
+                info = await js.consumer_info("LOGS", "logs")
+                stream = await js.stream_info("LOGS", subjects_filter=f"agents.{agent}.logs")
+                stored = await mongo.count("logs", {"agent_id": agent})
+                raise AssertionError(
+                    f"stored {stored}; stream holds {stream.state.messages}; consumer {info}"
+                ) from None
             docs = await mongo.find("logs", {"agent_id": agent}, limit=20_100)
             assert len({d["id"] for d in docs}) == 20_000
     finally:

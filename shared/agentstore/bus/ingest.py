@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
@@ -93,13 +95,29 @@ class IngestWorker:
                     msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
                 except (TimeoutError, NatsTimeoutError):
                     continue
+                except ConnectionClosedError:
+                    if self.stopping.is_set():
+                        return
+                    raise
+                except NatsError as exc:
+                    # A node lost, a leader being elected, a reconnect: wait, fetch again.
+                    log.warning("fetch from %s failed, retrying: %r", self.ingest.stream.name, exc)
+                    await self._pause()
+                    continue
                 # A stop request lets the batch in hand finish; only a hard
                 # cancel (drain deadline passed) interrupts it, and then nothing is acked.
-                ok = await self.process(msgs)
+                try:
+                    ok = await self.process(msgs)
+                except NatsError as exc:
+                    # Acks or naks could not be sent: the unacked messages come back after
+                    # ack_wait, and their writes are idempotent.
+                    log.warning("lost the connection mid-batch, messages will be redelivered: %r", exc)
+                    ok = False
                 if not ok:
                     await self._pause()
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
 
     async def _pause(self) -> None:
         """After a transient failure, wait before fetching again (or until stop)."""

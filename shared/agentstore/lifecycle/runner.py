@@ -105,7 +105,8 @@ class ServiceHost:
                     ingest.durable,
                     # Must cover every worker's batch, or workers starve (MEASUREMENTS).
                     max_ack_pending=max(20_000, 4 * s.ingest_batch * s.ingest_workers),
-                    ack_wait=60.0,
+                    # Redelivery after a lost worker or node; writes are idempotent.
+                    ack_wait=30.0,
                 )
             progress = IngestProgress(js, {i.stream.name: i.durable for i in wiring.ingests})
             for ingest in wiring.ingests:
