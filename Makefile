@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 servers: install
 	$(PY) -c "from agentstore.stack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema()"
 
+# make up AUTH=1: NATS with per-identity permissions (.agentstore/fleet.json, .agentstore/auth/).
 up: servers
-	$(AGENTSTORE) up
+	AGENTSTORE_AUTH=$(AUTH) $(AGENTSTORE) up
 
 down:
 	@if [ -x $(AGENTSTORE) ]; then $(AGENTSTORE) down; fi

@@ -106,3 +106,35 @@ def test_a_taken_port_gets_a_one_line_error_that_says_what_to_do(stack_env: dict
     assert up.returncode == 2
     assert up.stderr.count("\n") == 1
     assert "AGENTSTORE_NATS_PORT" in up.stderr and "taken" in up.stderr
+
+
+async def test_up_with_auth_serves_only_known_identities(stack_env: dict[str, str]) -> None:
+    stack_env["AGENTSTORE_AUTH"] = "1"
+    up = cli(stack_env, "up")
+    assert up.returncode == 0, up.stderr
+    home = Path(stack_env["AGENTSTORE_HOME"])
+    settings = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())
+    agent = json.loads((home / "auth" / "credentials" / "agent-a1.json").read_text())
+    nc = await nats.connect(settings["NATS_URL"], user=agent["user"], password=agent["password"],
+                            inbox_prefix="_INBOX.agents.a1")  # fmt: skip
+    try:
+        ack = await nc.jetstream().publish("agents.a1.logs", as_json(log_body(7)))
+        code, page = await request(
+            nc, "agents.a1.rpc.query.logs", {"after": {"stream": ack.stream, "seq": ack.seq}}
+        )
+        assert code == 200 and [it["id"] for it in page["items"]] == ["log-000007"]
+    finally:
+        await nc.close()
+    evaluator = await nats.connect(settings["NATS_URL"], user=settings["NATS_USER"],
+                                   password=settings["NATS_PASSWORD"], inbox_prefix="_INBOX.evaluator")  # fmt: skip
+    try:
+        code, page = await request(evaluator, "query.logs", {"agent_ids": ["a1"]})
+        assert code == 200 and len(page["items"]) == 1
+    finally:
+        await evaluator.close()
+    # Without credentials the server refuses the connection (raw protocol: no client library state).
+    host, port = settings["NATS_URL"].removeprefix("nats://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.recv(4096)  # INFO
+        raw.sendall(b'CONNECT {"verbose": false}\r\nPING\r\n')
+        assert b"Authorization Violation" in raw.recv(4096)

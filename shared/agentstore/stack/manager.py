@@ -56,6 +56,8 @@ class Stack:
         self.logs = self.home / "logs"
         self.env_file = self.home / "stack.env"
         self.ports = Ports.from_env()
+        # AGENTSTORE_AUTH=1 (make up AUTH=1): NATS with per-identity permissions.
+        self.auth = os.environ.get("AGENTSTORE_AUTH", "") not in ("", "0")
 
     # -- pid files ---------------------------------------------------------
     def _pid_file(self, name: str) -> Path:
@@ -90,11 +92,18 @@ class Stack:
             "S3_ACCESS_KEY": servers.S3_ACCESS_KEY,
             "S3_SECRET_KEY": servers.S3_SECRET_KEY,
         }
+        nats_conf = ""
+        service_env: dict[str, dict[str, str]] = {name: {} for name in SERVICES}
+        if self.auth:
+            nats_conf, service_env, evaluator = self._auth()
+            settings.update(evaluator)
         self._ensure(
             "nats",
             p.nats,
             "AGENTSTORE_NATS_PORT",
-            lambda: servers.start_nats(self.data / "nats", p.nats, p.nats_http, detach=True),
+            lambda: servers.start_nats(
+                self.data / "nats", p.nats, p.nats_http, detach=True, extra_conf=nats_conf
+            ),
         )
         self._ensure(
             "postgres",
@@ -103,11 +112,16 @@ class Stack:
             lambda: servers.start_postgres(self.data / "postgres", p.postgres, detach=True),
         )
         if not os.environ.get("MONGODB_URL"):
+            # FerretDB keeps its data in the stack's PostgreSQL (database `ferretdb`),
+            # whose backend pushes equality filters down.
+            ferret_pg = servers.create_database(f"{servers.HOST}:{p.postgres}", "ferretdb")
             self._ensure(
                 "mongo",
                 p.mongo,
                 "AGENTSTORE_MONGO_PORT",
-                lambda: servers.start_mongo(self.data / "mongo", p.mongo, p.mongo_debug, detach=True),
+                lambda: servers.start_mongo(
+                    self.data / "mongo", p.mongo, p.mongo_debug, postgres_url=ferret_pg, detach=True
+                ),
             )
         self._ensure(
             "minio",
@@ -118,7 +132,7 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         for name in SERVICES:
-            self._ensure_service(name, settings)
+            self._ensure_service(name, {**settings, **service_env[name]})
         return settings
 
     def _ensure(self, name: str, port: int, env_var: str, start: Callable[[], servers.Server]) -> None:
@@ -137,6 +151,35 @@ class Stack:
             f"AGENTSTORE_{name.upper()}_HEALTH_PORT",
             lambda: servers.start_service(name, settings, log_path, port, detach=True),
         )
+
+    def _auth(self) -> tuple[str, dict[str, dict[str, str]], dict[str, str]]:
+        """NATS authorization for the fleet in `fleet.json` (made once, kept across `up`s).
+
+        Returns the nats-server config lines, each service's NATS_USER/NATS_PASSWORD,
+        and the evaluator's for `stack.env` (so the CLI can query).
+        """
+        from agentstore.auth import Fleet, generate, load_fleet, read_credentials
+
+        folder = self.home / "auth"
+        fleet_file = self.home / "fleet.json"
+        if not fleet_file.exists():
+            fleet_file.parent.mkdir(parents=True, exist_ok=True)
+            fleet_file.write_text(
+                '{"agents": ["a1", "a2"], "evaluators": ["evaluator"], "frontends": ["frontend"]}\n'
+            )
+        if not (folder / "auth.conf").exists():
+            generate(load_fleet(fleet_file), folder)
+        fleet: Fleet = load_fleet(fleet_file)
+
+        def creds(user: str) -> dict[str, str]:
+            name, password = read_credentials(folder / "credentials" / f"{user}.json")
+            return {"NATS_USER": name, "NATS_PASSWORD": password}
+
+        services = {name: creds(f"service-{name}") for name in SERVICES}
+        evaluator = creds(f"evaluator-{fleet.evaluators[0]}") if fleet.evaluators else {}
+        # nats-server resolves includes relative to its own config file.
+        include = os.path.relpath(folder / "auth.conf", self.data / "nats")
+        return f'include "{include}"', services, evaluator
 
     # -- down ----------------------------------------------------------------
     def down(self) -> list[str]:
