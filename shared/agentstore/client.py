@@ -28,7 +28,7 @@ import uuid6
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import PubAck
-from nats.js.errors import NoStreamResponseError
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from agentstore.bus.catalog import QUERY_STREAMS
 from agentstore.bus.connect import connect_nats
@@ -126,7 +126,7 @@ class AgentClient:
     def __init__(self, nc: Client, agent: str, *, window: int = 2000, timeout: float = 10.0) -> None:
         self.nc = nc
         self.agent = agent
-        self._js = nc.jetstream(timeout=timeout)
+        self._js = nc.jetstream(timeout=timeout, publish_async_max_pending=window)
         self._window = asyncio.Semaphore(window)
         self._inflight: set[asyncio.Task[PubAck]] = set()
         self._acked: dict[str, int] = {}  # stream -> highest acked sequence
@@ -165,15 +165,17 @@ class AgentClient:
         task.add_done_callback(self._done)
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
-        """Retries a publish whose PubAck timed out: safe, JetStream dedupes on Nats-Msg-Id."""
+        """Pipelined publish; a PubAck that does not come in time is retried, which is
+        safe: JetStream dedupes on Nats-Msg-Id."""
         for attempt in range(self.publish_retries + 1):
             try:
-                timeout = self.timeout * 2**attempt
-                return await self._js.publish(subject, data, headers=headers, timeout=timeout)
-            except (TimeoutError, NatsTimeout, NoStreamResponseError) as exc:
+                future = await self._js.publish_async(subject, data, headers=headers)
+                ack: PubAck = await asyncio.wait_for(future, self.timeout * 2**attempt)
+                return ack
+            except (TimeoutError, NatsTimeout, NoStreamResponseError, ServiceUnavailableError) as exc:
                 if attempt == self.publish_retries:
-                    raise Unavailable(f"no PubAck for {subject} after {attempt + 1} tries: {exc}") from exc
-                await asyncio.sleep(0.1 * 2**attempt)  # back off before retrying the publish
+                    raise Unavailable(f"no PubAck for {subject} after {attempt + 1} tries: {exc!r}") from exc
+                await asyncio.sleep(0.05 * 2**attempt)  # back off before retrying the publish
         raise AssertionError("unreachable")
 
     def _done(self, task: asyncio.Task[PubAck]) -> None:
