@@ -84,8 +84,8 @@ async def load_many(url: str, points: int) -> float:
     for tier in (60, 3600):
         await conn.execute(
             """INSERT INTO metric_rollups
-               SELECT $1, name, agent_id, coalesce(experiment_id, ''),
-                      date_bin(make_interval(secs => $1), ts, 'epoch'), count(*), sum(value),
+               SELECT $1::int, name, agent_id, coalesce(experiment_id, ''),
+                      date_bin(make_interval(secs => $1::int), ts, 'epoch'), count(*), sum(value),
                       min(value), max(value),
                       (array_agg(value ORDER BY ts DESC, id DESC))[1], max(ts),
                       (array_agg(id ORDER BY ts DESC, id DESC))[1]

@@ -105,3 +105,14 @@ async def test_agent_reads_its_writes_and_evaluator_pages_with_typed_errors(
         with pytest.raises(NotFound) as err:
             await evaluator.query("conversation", agent_id=agent, conversation_id="none")
         assert err.value.code == 404
+
+
+async def test_every_update_of_an_upsert_lands_inside_the_duplicate_window(
+    tasks_service: ServiceHost, nats_server: Server
+) -> None:
+    agent = new_agent()
+    async with await AgentClient.connect(nats_server.url, agent) as client:
+        for status in ("pending", "running", "completed"):
+            await client.task("t1", status, kind="experiment")
+        task = await client.query("task", agent_id=agent, task_id="t1")
+    assert (task["status"], task["kind"]) == ("completed", "experiment")

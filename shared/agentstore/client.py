@@ -45,6 +45,7 @@ from agentstore.errors import (
 log = logging.getLogger("agentstore.client")
 
 INLINE_LIMIT = 512 * 1024  # artifacts up to this size travel inline on NATS
+UPSERT_KINDS = frozenset({"tasks", "conversations", "outputs"})
 _ERRORS: dict[int, type[RequestError]] = {
     400: BadRequest, 403: Forbidden, 404: NotFound, 409: Conflict, 503: Unavailable,
 }  # fmt: skip
@@ -243,7 +244,10 @@ class AgentClient:
         event_id = event_id or body.get("id") or new_id()
         if isinstance(body.get("ts"), datetime):
             body = {**body, "ts": _ts(body["ts"])}
-        await self.publish(kind, {**body, "id": event_id}, event_id=event_id)
+        # An upsert's id names the entity, not the update: with Nats-Msg-Id `{agent}:{id}`
+        # JetStream would drop every later update inside its duplicate window.
+        msg_id = f"{event_id}@{new_id()}" if kind in UPSERT_KINDS else event_id
+        await self.publish(kind, {**body, "id": event_id}, event_id=msg_id)
         return event_id
 
     async def screenshot(self, data: bytes | Path, name: str, *, content_type: str = "image/png",

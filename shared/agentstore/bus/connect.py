@@ -29,7 +29,8 @@ async def connect_nats(
         log.warning("nats error: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected from %s; reconnecting", url)
+        # Also fires on a deliberate close/drain; a lost server shows as reconnects.
+        log.info("nats disconnected from %s", url)
 
     async def on_reconnect() -> None:
         log.info("nats reconnected to %s", url)
