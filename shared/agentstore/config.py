@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     # User and password from `agentstore auth` (credentials/service-<name>.json).
     nats_user: str | None = None
     nats_password: str | None = None
+    # TLS to NATS (tls:// URLs): a CA bundle, and a client certificate for mutual TLS.
+    nats_tls_ca: str | None = None
+    nats_tls_cert: str | None = None
+    nats_tls_key: str | None = None
     # JetStream replicas for the streams a service provisions (3 on a 3-node cluster).
     stream_replicas: int = Field(default=1, ge=1, le=5)
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/agentstore"
@@ -30,6 +34,7 @@ class Settings(BaseSettings):
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "agentstore"
     s3_secret_key: str = "agentstore-secret"
+    # HTTPS to S3; S3_CA_BUNDLE is honoured through the environment by the S3 client.
     s3_secure: bool = False
     # Buckets agents may write to (Artifact-Bucket / bucket); created at start.
     s3_buckets: list[str] = Field(default_factory=lambda: ["screenshots", "artifacts"])

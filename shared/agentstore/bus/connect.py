@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from typing import Any
 
 import nats
@@ -22,6 +24,9 @@ async def connect_nats(
     password: str | None = None,
     inbox_prefix: str | None = None,
     connect_timeout: float = 5.0,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> Client:
     """Connect with unlimited reconnects; fail fast with a clear message if unreachable."""
 
@@ -49,11 +54,17 @@ async def connect_nats(
         options["user_credentials"] = creds
     if user:
         options["user"], options["password"] = user, password
+    if tls_ca or tls_cert:
+        context = ssl.create_default_context(cafile=tls_ca)
+        if tls_cert:
+            context.load_cert_chain(tls_cert, tls_key)
+        options["tls"] = context
     servers = [u.strip() for u in url.split(",") if u.strip()]
     if inbox_prefix:
         options["inbox_prefix"] = inbox_prefix
     try:
-        return await nats.connect(servers, **options)
+        # nats-py retries the first connection as long as later ones (forever): bound it.
+        return await asyncio.wait_for(nats.connect(servers, **options), timeout=connect_timeout * 3)
     except Exception as exc:
         raise ConfigError(
             f"cannot connect to NATS at {url} ({exc}); is `make up` running, "

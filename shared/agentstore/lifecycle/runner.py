@@ -91,6 +91,9 @@ class ServiceHost:
                 user=s.nats_user,
                 password=s.nats_password,
                 inbox_prefix=f"_INBOX.service.{self.spec.name}",
+                tls_ca=s.nats_tls_ca,
+                tls_cert=s.nats_tls_cert,
+                tls_key=s.nats_tls_key,
             )
             js = self.nc.jetstream()
             if wiring.bus is not None:
