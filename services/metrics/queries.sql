@@ -37,7 +37,8 @@ ON CONFLICT (tier, name, agent_id, experiment_id, bucket) DO UPDATE SET
     last_ts = greatest(r.last_ts, EXCLUDED.last_ts)
 
 -- name: raw_points
-SELECT agent_id, ts, value FROM metric_points
+SELECT agent_id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, value
+FROM metric_points
 WHERE name = $1
   AND ($2::text[] IS NULL OR agent_id = ANY($2::text[]))
   AND ($3::text IS NULL OR experiment_id = $3)
@@ -47,35 +48,33 @@ ORDER BY agent_id, ts, id
 LIMIT $6
 
 -- name: raw_buckets
--- $6 bucket width (s); $7 aggregate.
-SELECT agent_id, date_bin(make_interval(secs => $6), ts, 'epoch') AS bucket,
-       CASE $7 WHEN 'avg' THEN avg(value) WHEN 'min' THEN min(value)
-               WHEN 'max' THEN max(value) WHEN 'sum' THEN sum(value)
-               WHEN 'count' THEN count(*)::float8
-               ELSE (array_agg(value ORDER BY ts DESC, id DESC))[1] END AS value
+-- {agg} is one of RAW_AGGREGATES (series.py), never request text; $6 is the bucket width (s).
+SELECT agent_id,
+       to_char(date_bin(make_interval(secs => $6), ts, 'epoch') AT TIME ZONE 'UTC',
+               'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at,
+       {agg} AS value
 FROM metric_points
 WHERE name = $1
   AND ($2::text[] IS NULL OR agent_id = ANY($2::text[]))
   AND ($3::text IS NULL OR experiment_id = $3)
   AND ($4::timestamptz IS NULL OR ts >= $4)
   AND ($5::timestamptz IS NULL OR ts < $5)
-GROUP BY 1, 2
+GROUP BY agent_id, date_bin(make_interval(secs => $6), ts, 'epoch')
 ORDER BY 1, 2
 
 -- name: rollup_buckets
--- $6 bucket width (s), a multiple of the tier $8; $7 aggregate.
-SELECT agent_id, date_bin(make_interval(secs => $6), bucket, 'epoch') AS bucket,
-       CASE $7 WHEN 'avg' THEN sum(sum) / sum(count) WHEN 'min' THEN min(min)
-               WHEN 'max' THEN max(max) WHEN 'sum' THEN sum(sum)
-               WHEN 'count' THEN sum(count)::float8
-               ELSE (array_agg(last ORDER BY last_ts DESC, last_id DESC))[1] END AS value
+-- {agg} is one of ROLLUP_AGGREGATES (series.py); $6 the bucket width (s), a multiple of tier $7.
+SELECT agent_id,
+       to_char(date_bin(make_interval(secs => $6), bucket, 'epoch') AT TIME ZONE 'UTC',
+               'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at,
+       {agg} AS value
 FROM metric_rollups
-WHERE tier = $8 AND name = $1
+WHERE tier = $7 AND name = $1
   AND ($2::text[] IS NULL OR agent_id = ANY($2::text[]))
   AND ($3::text IS NULL OR experiment_id = $3)
   AND ($4::timestamptz IS NULL OR bucket >= $4)
   AND ($5::timestamptz IS NULL OR bucket < $5)
-GROUP BY 1, 2
+GROUP BY agent_id, date_bin(make_interval(secs => $6), bucket, 'epoch')
 ORDER BY 1, 2
 
 -- name: oldest_raw

@@ -20,7 +20,7 @@ from typing import Any
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
 from agentstore.errors import InvalidMessage, StoreError
-from agentstore.schemas.common import decode_message, iso, ms_of, to_ms
+from agentstore.schemas.common import decode_message, ms_of, to_ms
 from agentstore.schemas.metrics import MetricIn, MetricsQuery
 from agentstore.stores.pgwire import json_text
 from agentstore.stores.postgres import PostgresStore
@@ -29,6 +29,27 @@ from services.metrics.rows import SQL
 log = logging.getLogger("agentstore.metrics")
 
 TIERS = (3600, 60)  # coarsest first
+# One SQL aggregate per `agg`: chosen here, so no request text reaches the SQL.
+RAW_AGGREGATES = {
+    "avg": "avg(value)",
+    "min": "min(value)",
+    "max": "max(value)",
+    "sum": "sum(value)",
+    "count": "count(*)::float8",
+    "last": "(array_agg(value ORDER BY ts DESC, id DESC))[1]",
+}
+ROLLUP_AGGREGATES = {
+    "avg": "sum(sum) / sum(count)",
+    "min": "min(min)",
+    "max": "max(max)",
+    "sum": "sum(sum)",
+    "count": "sum(count)::float8",
+    "last": "(array_agg(last ORDER BY last_ts DESC, last_id DESC))[1]",
+}
+RAW_BUCKETS = {agg: SQL["raw_buckets"].replace("{agg}", expr) for agg, expr in RAW_AGGREGATES.items()}
+ROLLUP_BUCKETS = {
+    agg: SQL["rollup_buckets"].replace("{agg}", expr) for agg, expr in ROLLUP_AGGREGATES.items()
+}
 MAX_RAW_POINTS = 100_000
 
 
@@ -91,13 +112,12 @@ class Series:
         else:
             tier = self.tier_for(q.bucket_seconds, q.since, q.until)
             if tier == 0:
-                rows = await self.pg.fetch(SQL["raw_buckets"], *base, q.bucket_seconds, q.agg)
+                rows = await self.pg.fetch(RAW_BUCKETS[q.agg], *base, q.bucket_seconds)
             else:
-                rows = await self.pg.fetch(SQL["rollup_buckets"], *base, q.bucket_seconds, q.agg, tier)
+                rows = await self.pg.fetch(ROLLUP_BUCKETS[q.agg], *base, q.bucket_seconds, tier)
         series: dict[str, list[list[Any]]] = {}
-        for row in rows:
-            ts = row["ts"] if "ts" in row else row["bucket"]
-            series.setdefault(row["agent_id"], []).append([iso(ts), row["value"]])
+        for agent, at, value in rows:
+            series.setdefault(agent, []).append([at, value])
         return {
             "name": q.name,
             "tier_seconds": tier,

@@ -204,7 +204,14 @@ class RpcServer:
                     raise BadRequest("this service has no ingest stream to wait for")
                 await self.progress.wait_for(after, self.after_wait)
             result = await endpoint.handler(context, body)
-            await request.respond(msgspec.json.encode(result))
+            data = msgspec.json.encode(result)
+            if len(data) > self.nc.max_payload:
+                raise BadRequest(
+                    f"the reply would be {len(data):,} bytes, over the {self.nc.max_payload:,}-byte "
+                    "message limit; narrow the query (fewer agents, a shorter range, a smaller "
+                    "limit or wider buckets)"
+                )
+            await request.respond(data)
         except RequestError as exc:
             code = exc.code
             await self._respond_error(request, code, exc.message)
