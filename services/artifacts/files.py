@@ -33,7 +33,7 @@ from agentstore.schemas.artifacts import (
     check_name,
     object_key,
 )
-from agentstore.schemas.common import EVENT_ID_PATTERN, decode_message, iso
+from agentstore.schemas.common import EVENT_ID_PATTERN, iso
 from agentstore.stores import pgwire
 from agentstore.stores.objects import ObjectStore
 from agentstore.stores.postgres import PostgresStore, load_queries
@@ -143,7 +143,7 @@ class Artifacts:
         }
 
     def decode_upload(self, envelope: Envelope) -> tuple[str, UploadIn, str]:
-        upload = decode_message(envelope.data, UploadIn)
+        upload = envelope.decode(UploadIn)
         try:
             bucket = self._bucket(upload.bucket)
             check_key(envelope.agent, upload.object_key)

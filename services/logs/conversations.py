@@ -16,7 +16,6 @@ from typing import Any
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
 from agentstore.errors import NotFound
-from agentstore.schemas.common import decode_message
 from agentstore.schemas.logs import ConversationIn, ConversationQuery, ConversationsQuery, MessageIn
 from agentstore.stores.mongo import Document, MongoStore
 from services.logs.documents import Indexes, Order, agents_filter, equals, page, to_doc, to_item
@@ -38,11 +37,11 @@ MESSAGE_INDEXES: Indexes = {
 
 
 def decode_conversation(envelope: Envelope) -> Document:
-    return to_doc(envelope, decode_message(envelope.data, ConversationIn))
+    return to_doc(envelope, ConversationIn)
 
 
 def decode_message_doc(envelope: Envelope) -> Document:
-    return to_doc(envelope, decode_message(envelope.data, MessageIn))
+    return to_doc(envelope, MessageIn)
 
 
 def conversation_key(agent: str, conversation_id: str) -> str:

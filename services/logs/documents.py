@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from agentstore.bus.ingest import Envelope
-from agentstore.errors import BadRequest, InvalidMessage
+from agentstore.errors import BadRequest
 from agentstore.schemas.common import decode_cursor, encode_cursor, from_ms, iso, ms_of, to_ms
 from agentstore.stores.mongo import Document, MongoStore
 
@@ -20,18 +20,9 @@ INTERNAL = frozenset({"_id", "level_no", "meta_ts"})
 Indexes = dict[str, tuple[list[tuple[str, int]], bool]]
 
 
-def check_body_agent(envelope: Envelope, body_agent: str | None) -> None:
-    """The subject names the agent; a body claiming another one is refused."""
-    if body_agent is not None and body_agent != envelope.agent:
-        raise InvalidMessage(
-            f"body agent_id {body_agent!r} differs from the subject's agent {envelope.agent!r}"
-        )
-
-
-def to_doc(envelope: Envelope, message: msgspec.Struct) -> Document:
+def to_doc(envelope: Envelope, kind: type[msgspec.Struct]) -> Document:
     """`{_id: "{agent}:{id}", agent_id, ...fields, ts}`; `ts` defaults to the JetStream time."""
-    check_body_agent(envelope, getattr(message, "agent_id", None))
-    return make_doc(envelope.agent, message, envelope.received)
+    return make_doc(envelope.agent, envelope.decode(kind), envelope.received)
 
 
 def make_doc(agent: str, message: msgspec.Struct, default_ts: datetime) -> Document:

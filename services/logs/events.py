@@ -11,7 +11,6 @@ from typing import Any
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.schemas.common import decode_message
 from agentstore.schemas.logs import EventIn, EventsQuery
 from agentstore.stores.mongo import Document, MongoStore
 from services.logs.documents import (
@@ -36,7 +35,7 @@ INDEXES: Indexes = {
 
 
 def decode_event(envelope: Envelope) -> Document:
-    return to_doc(envelope, decode_message(envelope.data, EventIn))
+    return to_doc(envelope, EventIn)
 
 
 class Events:

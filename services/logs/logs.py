@@ -8,7 +8,7 @@ from typing import Any
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.schemas.common import LEVEL_NUMBERS, decode_message
+from agentstore.schemas.common import LEVEL_NUMBERS
 from agentstore.schemas.logs import LogIn, LogsQuery
 from agentstore.stores.mongo import Document, MongoStore
 from services.logs.documents import (
@@ -32,7 +32,7 @@ INDEXES: Indexes = {
 
 
 def decode_log(envelope: Envelope) -> Document:
-    doc = to_doc(envelope, decode_message(envelope.data, LogIn))
+    doc = to_doc(envelope, LogIn)
     # The numeric level makes "at least warning" one range filter.
     doc["level_no"] = LEVEL_NUMBERS[doc["level"]]
     return doc

@@ -11,7 +11,6 @@ from typing import Any
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.schemas.common import decode_message
 from agentstore.schemas.logs import MemoriesQuery, MemoryIn
 from agentstore.stores.mongo import Document, MongoStore
 from services.logs.documents import (
@@ -38,7 +37,7 @@ INDEXES: Indexes = {
 
 
 def decode_memory(envelope: Envelope) -> Document:
-    doc = to_doc(envelope, decode_message(envelope.data, MemoryIn))
+    doc = to_doc(envelope, MemoryIn)
     if "key" in doc:
         doc["_id"] = f"{envelope.agent}#{doc['key']}"
     return doc

@@ -11,7 +11,6 @@ from typing import Any
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.schemas.common import decode_message
 from agentstore.schemas.logs import OutputIn, OutputsQuery
 from agentstore.stores.mongo import Document, MongoStore
 from services.logs.documents import (
@@ -37,7 +36,7 @@ INDEXES: Indexes = {
 
 
 def decode_output(envelope: Envelope) -> Document:
-    return to_doc(envelope, decode_message(envelope.data, OutputIn))
+    return to_doc(envelope, OutputIn)
 
 
 class Outputs:

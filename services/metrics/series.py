@@ -19,8 +19,8 @@ from typing import Any
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.errors import InvalidMessage, StoreError
-from agentstore.schemas.common import decode_message, ms_of, to_ms
+from agentstore.errors import StoreError
+from agentstore.schemas.common import ms_of, to_ms
 from agentstore.schemas.metrics import MetricIn, MetricsQuery
 from agentstore.stores.pgwire import json_text
 from agentstore.stores.postgres import PostgresStore
@@ -73,11 +73,7 @@ class PointRow:
 
 
 def decode_point(envelope: Envelope) -> PointRow:
-    point = decode_message(envelope.data, MetricIn)
-    if point.agent_id is not None and point.agent_id != envelope.agent:
-        raise InvalidMessage(
-            f"body agent_id {point.agent_id!r} differs from the subject's agent {envelope.agent!r}"
-        )
+    point = envelope.decode(MetricIn)
     return PointRow(envelope.agent, point, to_ms(point.ts or envelope.received))
 
 

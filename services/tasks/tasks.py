@@ -14,8 +14,8 @@ from typing import Any
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.errors import InvalidMessage, NotFound
-from agentstore.schemas.common import decode_message, to_ms
+from agentstore.errors import NotFound
+from agentstore.schemas.common import to_ms
 from agentstore.schemas.tasks import EvalRecord, ProgressIn, TaskIn, TaskQuery, TasksQuery
 from agentstore.stores.postgres import PostgresStore
 from services.tasks.rows import SQL, json_text, page_cursor, read_cursor, to_wire
@@ -38,22 +38,13 @@ class ProgressRow:
     ts: datetime
 
 
-def _check_agent(envelope: Envelope, body_agent: str | None) -> None:
-    if body_agent is not None and body_agent != envelope.agent:
-        raise InvalidMessage(
-            f"body agent_id {body_agent!r} differs from the subject's agent {envelope.agent!r}"
-        )
-
-
 def decode_task(envelope: Envelope) -> TaskRow:
-    task = decode_message(envelope.data, TaskIn)
-    _check_agent(envelope, task.agent_id)
+    task = envelope.decode(TaskIn)
     return TaskRow(envelope.agent, task, to_ms(task.ts or envelope.received), envelope.stream_seq)
 
 
 def decode_progress(envelope: Envelope) -> ProgressRow:
-    progress = decode_message(envelope.data, ProgressIn)
-    _check_agent(envelope, progress.agent_id)
+    progress = envelope.decode(ProgressIn)
     return ProgressRow(envelope.agent, progress, to_ms(progress.ts or envelope.received))
 
 

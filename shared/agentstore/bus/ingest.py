@@ -17,8 +17,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import Error as NatsError
@@ -28,9 +29,11 @@ from nats.js import JetStreamContext
 from agentstore.bus.catalog import StreamSpec, deadletter_subject
 from agentstore.errors import InvalidMessage, StoreRejected, StoreUnavailable
 from agentstore.lifecycle.metrics import ServiceMetrics
-from agentstore.schemas.common import AGENT_ID_PATTERN
+from agentstore.schemas.common import AGENT_ID_PATTERN, decode_message
 
 log = logging.getLogger("agentstore.ingest")
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 _AGENT_RE = re.compile(AGENT_ID_PATTERN)
 
@@ -46,6 +49,17 @@ class Envelope:
     # JetStream's timestamp: the default `ts`, stable across redelivery.
     received: datetime
     stream_seq: int
+
+    def decode(self, kind: type[S]) -> S:
+        """The body as `kind`, validated; a body naming another agent than the subject's
+        is refused (services never trust an agent id from a body)."""
+        message = decode_message(self.data, kind)
+        body_agent = getattr(message, "agent_id", None)
+        if body_agent is not None and body_agent != self.agent:
+            raise InvalidMessage(
+                f"body agent_id {body_agent!r} differs from the subject's agent {self.agent!r}"
+            )
+        return message
 
 
 # decode: Envelope -> item, raising InvalidMessage. write: items -> {index: reason}
