@@ -22,7 +22,8 @@ COLORS = {
 
 
 async def tail(nc: Client, agent: str | None, *, level: str | None, text: str | None,
-               last: int, as_json: bool, stop: asyncio.Event) -> None:  # fmt: skip
+               last: int, as_json: bool, stop: asyncio.Event,
+               ready: asyncio.Event | None = None) -> None:  # fmt: skip
     """Print each log as it arrives (after the `last` newest ones) until `stop` is set."""
     from rich.console import Console
 
@@ -52,6 +53,8 @@ async def tail(nc: Client, agent: str | None, *, level: str | None, text: str | 
     js = nc.jetstream()
     policy = DeliverPolicy.LAST_PER_SUBJECT if last else DeliverPolicy.NEW
     sub = await js.subscribe(subject, cb=show, ordered_consumer=True, deliver_policy=policy)
+    if ready is not None:
+        ready.set()
     try:
         await stop.wait()
     finally:
