@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import uuid6
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
@@ -103,10 +104,8 @@ class _Requester:
             raise Unavailable(
                 f"no reply on {subject} within {self.timeout:g} s; is the service up?"
             ) from None
-        except Exception as exc:
-            if type(exc).__name__ == "NoRespondersError":
-                raise Unavailable(f"no service answers {subject}; is `make up` running?") from None
-            raise
+        except NoRespondersError:
+            raise Unavailable(f"no service answers {subject}; is `make up` running?") from None
         return raise_for_reply(msg)
 
     async def pages(self, subject: str, **body: Any) -> AsyncIterator[dict[str, Any]]:
