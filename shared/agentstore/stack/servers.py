@@ -65,11 +65,23 @@ class Server:
         _wait(self)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free right now that this process has not handed out before.
+
+    The OS may return the same ephemeral port to two quick calls (the probe
+    socket is closed at once), so a server asked for two ports could get one
+    twice; remembering them rules that out.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def check_port_free(port: int, what: str, env_var: str) -> None:
