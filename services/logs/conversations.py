@@ -16,9 +16,10 @@ from typing import Any
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
 from agentstore.errors import NotFound
+from agentstore.schemas.common import EPOCH
 from agentstore.schemas.logs import ConversationIn, ConversationQuery, ConversationsQuery, MessageIn
 from agentstore.stores.mongo import Document, MongoStore
-from services.logs.documents import Indexes, Order, agents_filter, equals, page, to_doc, to_item
+from services.logs.documents import Indexes, Order, agents_filter, converge, equals, page, to_doc, to_item
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -72,16 +73,29 @@ def metadata(doc: Document) -> tuple[Document, Document]:
     return guard, update
 
 
+def covers(stored: Document | None, oldest: datetime, newest: datetime) -> bool:
+    """Whether a stored conversation's [created_at, updated_at] spans [oldest, newest]."""
+    return stored is not None and stored["created_at"] <= oldest and stored["updated_at"] >= newest
+
+
 class Conversations:
     def __init__(self, mongo: MongoStore) -> None:
         self.mongo = mongo
 
     async def write_conversations(self, docs: Sequence[Document]) -> Mapping[int, str]:
+        spans = [(d["ts"], d["ts"]) for d in docs]
         updates = [touch(d["agent_id"], d["id"], d["ts"], d["ts"]) for d in docs]
-        refused = await self.mongo.upsert_many(CONVERSATIONS, updates)
+        refused = await converge(self.mongo, CONVERSATIONS, updates, lambda s, i: covers(s, *spans[i]))
         ok = [i for i in range(len(docs)) if i not in refused]
-        late = await self.mongo.upsert_many(CONVERSATIONS, [metadata(docs[i]) for i in ok])
-        refused.update({ok[i]: reason for i, reason in late.items()})
+        meta = [metadata(docs[i]) for i in ok]
+        stamps = [docs[i]["ts"] for i in ok]
+        late = await converge(
+            self.mongo,
+            CONVERSATIONS,
+            meta,
+            lambda s, j: s is not None and s.get("meta_ts", EPOCH) >= stamps[j],
+        )
+        refused.update({ok[j]: reason for j, reason in late.items()})
         return refused
 
     async def write_messages(self, docs: Sequence[Document]) -> Mapping[int, str]:
@@ -94,9 +108,12 @@ class Conversations:
             key = (d["agent_id"], d["conversation_id"])
             newest[key] = max(newest.get(key, d["ts"]), d["ts"])
             oldest[key] = min(oldest.get(key, d["ts"]), d["ts"])
-        updates = [touch(a, c, oldest[key], ts) for key, ts in newest.items() for a, c in [key]]
+        keys = list(newest)
+        updates = [touch(a, c, oldest[(a, c)], newest[(a, c)]) for a, c in keys]
         # Touching is idempotent, so a retry after a failure here is harmless.
-        await self.mongo.upsert_many(CONVERSATIONS, updates)
+        await converge(
+            self.mongo, CONVERSATIONS, updates, lambda s, i: covers(s, oldest[keys[i]], newest[keys[i]])
+        )
         return refused
 
     async def query_list(self, ctx: RequestContext, q: ConversationsQuery) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from agentstore.bus.ingest import Envelope
-from agentstore.errors import BadRequest
+from agentstore.errors import BadRequest, StoreUnavailable
 from agentstore.schemas.common import decode_cursor, encode_cursor, from_ms, iso, ms_of, to_ms
 from agentstore.stores.mongo import Document, MongoStore
 
@@ -69,6 +69,41 @@ def newer_or_same(doc: Document) -> Document:
         "_id": doc["_id"],
         "$or": [{"ts": {"$lt": doc["ts"]}}, {"ts": doc["ts"], "id": {"$lte": doc["id"]}}],
     }
+
+
+Update = tuple[Document, Document]
+
+
+async def converge(
+    mongo: MongoStore,
+    collection: str,
+    updates: Sequence[Update],
+    applied: Callable[[Document | None, int], bool],
+    rounds: int = 5,
+) -> dict[int, str]:
+    """Upsert, then read back and re-apply any update a concurrent writer overwrote.
+
+    FerretDB 1.x applies an update as read, modify, write without locking the
+    document, so two workers updating one document can lose the newer write.
+    The guards make every re-apply idempotent; `applied(stored, i)` says whether
+    update i is reflected. Real MongoDB never needs the second round.
+    """
+    refused = await mongo.upsert_many(collection, updates)
+    pending = [i for i in range(len(updates)) if i not in refused]
+    for _ in range(rounds):
+        stored = {i: await mongo.find_one(collection, {"_id": updates[i][0]["_id"]}) for i in pending}
+        pending = [i for i in pending if not applied(stored[i], i)]
+        if not pending:
+            return refused
+        again = await mongo.upsert_many(collection, [updates[i] for i in pending])
+        refused.update({pending[j]: reason for j, reason in again.items()})
+        pending = [i for j, i in enumerate(pending) if j not in again]
+    raise StoreUnavailable(f"concurrent writers kept overwriting {collection} documents; will retry")
+
+
+def at_least_as_new(doc: Document) -> Callable[[Document | None], bool]:
+    """Whether a stored document is `doc` or newer (the newest-wins order of newer_or_same)."""
+    return lambda stored: stored is not None and (stored["ts"], stored["id"]) >= (doc["ts"], doc["id"])
 
 
 def replacement(doc: Document) -> Document:

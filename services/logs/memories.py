@@ -17,6 +17,8 @@ from services.logs.documents import (
     Indexes,
     Order,
     agents_filter,
+    at_least_as_new,
+    converge,
     equals,
     newer_or_same,
     page,
@@ -56,7 +58,8 @@ class Memories:
             refused.update({plain[i]: reason for i, reason in result.items()})
         if keyed:
             updates = [(newer_or_same(docs[i]), replacement(docs[i])) for i in keyed]
-            result = await self.mongo.upsert_many(COLLECTION, updates)
+            checks = [at_least_as_new(docs[i]) for i in keyed]
+            result = await converge(self.mongo, COLLECTION, updates, lambda stored, j: checks[j](stored))
             refused.update({keyed[i]: reason for i, reason in result.items()})
         return refused
 

@@ -17,6 +17,8 @@ from services.logs.documents import (
     Indexes,
     Order,
     agents_filter,
+    at_least_as_new,
+    converge,
     equals,
     newer_or_same,
     page,
@@ -45,7 +47,8 @@ class Outputs:
 
     async def write(self, docs: Sequence[Document]) -> Mapping[int, str]:
         updates = [(newer_or_same(d), replacement(d)) for d in docs]
-        return await self.mongo.upsert_many(COLLECTION, updates)
+        checks = [at_least_as_new(d) for d in docs]
+        return await converge(self.mongo, COLLECTION, updates, lambda stored, i: checks[i](stored))
 
     async def query(self, ctx: RequestContext, q: OutputsQuery) -> dict[str, Any]:
         filter = {
