@@ -101,14 +101,15 @@ async def converge(
     raise StoreUnavailable(f"concurrent writers kept overwriting {collection} documents; will retry")
 
 
-def at_least_as_new(doc: Document) -> Callable[[Document | None], bool]:
-    """Whether a stored document is `doc` or newer (the newest-wins order of newer_or_same)."""
-    return lambda stored: stored is not None and (stored["ts"], stored["id"]) >= (doc["ts"], doc["id"])
+async def upsert_newest(mongo: MongoStore, collection: str, docs: Sequence[Document]) -> dict[int, str]:
+    """Replace each document by `_id` unless a newer one (by ts, then id) is stored."""
+    updates = [(newer_or_same(d), {k: v for k, v in d.items() if k != "_id"}) for d in docs]
 
+    def applied(stored: Document | None, i: int) -> bool:
+        doc = docs[i]
+        return stored is not None and (stored["ts"], stored["id"]) >= (doc["ts"], doc["id"])
 
-def replacement(doc: Document) -> Document:
-    """The whole document minus `_id`: an upsert with it replaces every field."""
-    return {k: v for k, v in doc.items() if k != "_id"}
+    return await converge(mongo, collection, updates, applied)
 
 
 @dataclass(frozen=True)

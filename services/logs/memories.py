@@ -17,13 +17,10 @@ from services.logs.documents import (
     Indexes,
     Order,
     agents_filter,
-    at_least_as_new,
-    converge,
     equals,
-    newer_or_same,
     page,
-    replacement,
     to_doc,
+    upsert_newest,
 )
 
 COLLECTION = "memories"
@@ -57,9 +54,7 @@ class Memories:
             result = await self.mongo.insert_new(COLLECTION, [docs[i] for i in plain])
             refused.update({plain[i]: reason for i, reason in result.items()})
         if keyed:
-            updates = [(newer_or_same(docs[i]), replacement(docs[i])) for i in keyed]
-            checks = [at_least_as_new(docs[i]) for i in keyed]
-            result = await converge(self.mongo, COLLECTION, updates, lambda stored, j: checks[j](stored))
+            result = await upsert_newest(self.mongo, COLLECTION, [docs[i] for i in keyed])
             refused.update({keyed[i]: reason for i, reason in result.items()})
         return refused
 

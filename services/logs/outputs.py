@@ -17,13 +17,10 @@ from services.logs.documents import (
     Indexes,
     Order,
     agents_filter,
-    at_least_as_new,
-    converge,
     equals,
-    newer_or_same,
     page,
-    replacement,
     to_doc,
+    upsert_newest,
 )
 
 COLLECTION = "agent_outputs"
@@ -46,9 +43,7 @@ class Outputs:
         self.mongo = mongo
 
     async def write(self, docs: Sequence[Document]) -> Mapping[int, str]:
-        updates = [(newer_or_same(d), replacement(d)) for d in docs]
-        checks = [at_least_as_new(d) for d in docs]
-        return await converge(self.mongo, COLLECTION, updates, lambda stored, i: checks[i](stored))
+        return await upsert_newest(self.mongo, COLLECTION, docs)
 
     async def query(self, ctx: RequestContext, q: OutputsQuery) -> dict[str, Any]:
         filter = {

@@ -52,13 +52,6 @@ def deadletter_subject(service: str) -> str:
     return f"{DEADLETTER_PREFIX}.{service}"
 
 
-def stream_for_kind(kind: str) -> StreamSpec:
-    for spec in INGEST_STREAMS:
-        if kind in spec.kinds:
-            return spec
-    raise KeyError(f"no stream captures agents.*.{kind}")
-
-
 # The stream whose writes each query reads: a query's `after` names this stream.
 QUERY_STREAMS: dict[str, str] = {
     **dict.fromkeys(("logs", "memories", "conversations", "conversation", "events", "outputs"), "LOGS"),
