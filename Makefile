@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 # Build FerretDB and MinIO once into ~/.cache/agentstore (reused by every checkout and CI).
 servers: install
-	$(PY) -c "from agentstore.stack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema()"
+	$(PY) -c "from agentstore.devstack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema()"
 
 # make up AUTH=1: NATS with per-identity permissions (.agentstore/fleet.json, .agentstore/auth/).
 up: servers

@@ -15,10 +15,10 @@ import asyncpg
 import msgspec
 import nats
 
-from agentstore.stack import servers
+from agentstore.devstack import servers
 from agentstore.stores.postgres import PostgresStore
+from agentstore_services.tasks.rows import MIGRATIONS, SQL
 from bench.common import BenchStack, bench_stack, report
-from services.tasks.rows import MIGRATIONS, SQL
 
 
 async def fill(url: str, runs: int) -> None:

@@ -15,9 +15,9 @@ import uuid
 import msgspec
 import nats
 
-from agentstore.bus.catalog import LOGS
 from agentstore.bus.provision import ensure_stream
 from agentstore.client import AgentClient
+from agentstore.contract import STREAMS
 from bench.common import bench_stack, report
 
 
@@ -54,7 +54,7 @@ async def main() -> None:
     args = parser.parse_args()
     with bench_stack() as stack:
         nc = await nats.connect(stack.nats.url)
-        await ensure_stream(nc.jetstream(), LOGS)
+        await ensure_stream(nc.jetstream(), STREAMS["LOGS"])
         await nc.close()
         base = await raw(stack.nats.url, args.events, args.window)
         mine = await client(stack.nats.url, args.events, args.window)

@@ -16,11 +16,11 @@ from typing import Any
 import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 
-from agentstore.bus.catalog import StreamSpec
 from agentstore.bus.provision import ensure_stream
 from agentstore.config import Settings
-from agentstore.stack import servers
-from agentstore.stack.servers import Server
+from agentstore.contract import StreamSpec
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
 
 
 @dataclass

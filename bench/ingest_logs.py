@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from agentstore.bus.catalog import LOGS
+from agentstore.contract import STREAMS
 from agentstore.stores.mongo import MongoStore
+from agentstore_services.logs.logs import COLLECTION, INDEXES
 from bench.common import BenchStack, bench_stack, raw_consume, report, service_drain
-from services.logs.logs import COLLECTION, INDEXES
 
 AGENTS = 100
 
@@ -86,7 +86,7 @@ async def seeds_way(stack: BenchStack, events: list[tuple[str, str, bytes]], sec
 async def end_to_end(stack: BenchStack, events: list[tuple[str, str, bytes]], workers: int) -> float:
     settings = stack.settings(ingest_workers=workers, ingest_batch=500)
     items = [(f"agents.{a}.logs", b, {"Nats-Msg-Id": f"{a}:{i}"}) for a, i, b in events]
-    rate = await service_drain(stack, "logs", LOGS, items, settings)
+    rate = await service_drain(stack, "logs", STREAMS["LOGS"], items, settings)
     mongo = MongoStore(stack.mongo.url, settings.mongodb_db)
     stored = await mongo.count(COLLECTION, {})
     mongo.close()

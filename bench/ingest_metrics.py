@@ -24,12 +24,12 @@ import asyncpg
 import msgspec
 import nats
 
-from agentstore.bus.catalog import METRICS
-from agentstore.stack import servers
+from agentstore.contract import STREAMS
+from agentstore.devstack import servers
 from agentstore.stores.postgres import PostgresStore
+from agentstore_services.metrics.rows import MIGRATIONS
+from agentstore_services.metrics.series import RAW_BUCKETS
 from bench.common import BenchStack, bench_stack, raw_consume, report, service_drain
-from services.metrics.rows import MIGRATIONS
-from services.metrics.series import RAW_BUCKETS
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
@@ -62,7 +62,7 @@ async def ingest_part(stack: BenchStack, n: int, db: str) -> tuple[float, float,
     copy = len(records) / (time.perf_counter() - started)
     await conn.close()
     settings = stack.settings(postgres_url=db, ingest_workers=2)
-    service = await service_drain(stack, "metrics", METRICS, items, settings)
+    service = await service_drain(stack, "metrics", STREAMS["METRICS"], items, settings)
     return service, raw, copy
 
 

@@ -22,10 +22,10 @@ import asyncpg
 import msgspec
 import nats
 
-from agentstore.bus.catalog import TASKS
+from agentstore.contract import STREAMS
 from agentstore.stores.postgres import PostgresStore
+from agentstore_services.tasks.rows import MIGRATIONS
 from bench.common import bench_stack, raw_consume, report, service_drain
-from services.tasks.rows import MIGRATIONS
 
 
 def events(n: int) -> list[tuple[str, dict[str, object]]]:
@@ -90,7 +90,7 @@ async def main() -> None:
     items = [(f"agents.{a}.progress", msgspec.json.encode(e), {"Nats-Msg-Id": f"{a}:{e['id']}"})
              for a, e in rows]  # fmt: skip
     with bench_stack() as stack:
-        from agentstore.stack import servers
+        from agentstore.devstack import servers
 
         def db() -> str:
             return servers.create_database(stack.postgres.address, f"b{uuid.uuid4().hex[:8]}")
@@ -101,11 +101,11 @@ async def main() -> None:
         await (await fresh_db(seeds_url)).__aexit__()
         seeds = await seeds_way(seeds_url, rows, seconds=10)
         settings = stack.settings(postgres_url=db(), ingest_workers=2, ingest_batch=500)
-        service = await service_drain(stack, "tasks", TASKS, items, settings)
+        service = await service_drain(stack, "tasks", STREAMS["TASKS"], items, settings)
         # A second run with two processes (as two replicas would be): Python uses one core each.
         await _reset_stream(stack)
         settings = stack.settings(postgres_url=db(), ingest_workers=2, service_processes=2)
-        service2 = await service_drain(stack, "tasks", TASKS, items, settings)
+        service2 = await service_drain(stack, "tasks", STREAMS["TASKS"], items, settings)
     report(
         f"task progress ingest, {args.events:,} events",
         [
@@ -128,7 +128,7 @@ async def main() -> None:
 async def _reset_stream(stack: Any) -> None:
     """Drop the TASKS stream so the next service run starts from an empty one."""
     nc = await nats.connect(stack.nats.url)
-    await nc.jetstream().delete_stream(TASKS.name)
+    await nc.jetstream().delete_stream("TASKS")
     await nc.close()
 
 

@@ -23,11 +23,11 @@ import msgspec
 import nats
 from motor.motor_asyncio import AsyncIOMotorClient
 
+from agentstore.devstack import servers
 from agentstore.schemas.common import LEVEL_NUMBERS
-from agentstore.stack import servers
 from agentstore.stores.mongo import MongoStore
+from agentstore_services.logs.logs import COLLECTION, INDEXES
 from bench.common import bench_stack
-from services.logs.logs import COLLECTION, INDEXES
 
 DAY = timedelta(days=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -13,8 +13,8 @@ import os
 import time
 import uuid
 
-from agentstore.bus.catalog import ARTIFACTS
-from agentstore.stack import servers
+from agentstore.contract import STREAMS
+from agentstore.devstack import servers
 from agentstore.stores.objects import ObjectStore
 from bench.common import bench_stack, report, service_drain
 
@@ -50,7 +50,7 @@ async def main() -> None:
                   "Artifact-Name": "shot.png"})
                 for i, data in enumerate(images)
             ]  # fmt: skip
-            service = await service_drain(stack, "artifacts", ARTIFACTS, items, settings)
+            service = await service_drain(stack, "artifacts", STREAMS["ARTIFACTS"], items, settings)
         finally:
             minio.stop()
     report(

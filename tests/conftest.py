@@ -14,14 +14,14 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore.config import Settings
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
 from agentstore.lifecycle.runner import ServiceHost, running
-from agentstore.stack import servers
-from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
-from services.artifacts.service import SPEC as ARTIFACTS
-from services.logs.service import SPEC as LOGS
-from services.metrics.service import SPEC as METRICS
-from services.tasks.service import SPEC as TASKS
+from agentstore_services.artifacts.service import SPEC as ARTIFACTS
+from agentstore_services.logs.service import SPEC as LOGS
+from agentstore_services.metrics.service import SPEC as METRICS
+from agentstore_services.tasks.service import SPEC as TASKS
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from nats.aio.client import Client
 from nats.js.api import PubAck
 
 from agentstore.config import Settings
-from agentstore.stack.servers import Server, free_port, service_env, start_service
+from agentstore.devstack.servers import Server, free_port, service_env, start_service
 
 
 async def eventually(

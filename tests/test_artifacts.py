@@ -15,13 +15,13 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore.config import Settings
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
 from agentstore.lifecycle.runner import ServiceHost, running
-from agentstore.stack import servers
-from agentstore.stack.servers import Server
 from agentstore.stores.objects import ObjectStore
 from agentstore.stores.postgres import PostgresStore
-from services.artifacts.reconcile import reconcile
-from services.artifacts.service import SPEC as ARTIFACTS
+from agentstore_services.artifacts.reconcile import reconcile
+from agentstore_services.artifacts.service import SPEC as ARTIFACTS
 from tests.conftest import Stack, make_settings
 from tests.helpers import after, dead_letters, eventually, new_agent, publish_all, request
 

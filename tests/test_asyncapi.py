@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from agentstore.asyncapi import document, render
 from agentstore.config import Settings
 from agentstore.lifecycle.runner import running
-from services.registry import SERVICES
+from agentstore_services.registry import SERVICES
 
 DOC = Path(__file__).parent.parent / "docs" / "asyncapi.json"
 

@@ -13,10 +13,10 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore.auth import Fleet, generate, read_credentials
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
 from agentstore.lifecycle.runner import running
-from agentstore.stack import servers
-from agentstore.stack.servers import Server
-from services.registry import SERVICES
+from agentstore_services.registry import SERVICES
 from tests.conftest import Stack, make_settings
 from tests.helpers import eventually
 

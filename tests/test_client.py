@@ -8,17 +8,20 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from agentstore.bus.catalog import LOGS
+from agentstore import AgentClient, EvaluatorClient, contract
 from agentstore.bus.provision import ensure_stream
-from agentstore.client import AgentClient, EvaluatorClient
-from agentstore.errors import Forbidden, NotFound
+from agentstore.contract import STREAMS
+from agentstore.devstack.servers import Server
+from agentstore.errors import BadRequest, Forbidden, NotFound
+from agentstore.schemas.common import Page
+from agentstore.schemas.logs import LogItem
+from agentstore.schemas.tasks import MovePhase, RunDetail, RunQuery, Task
 from agentstore.lifecycle.runner import ServiceHost
-from agentstore.stack.servers import Server
 from tests.helpers import new_agent
 
 
 async def test_publish_window_bounds_a_100000_call_burst(nats_server: Server, nc: Client) -> None:
-    await ensure_stream(nc.jetstream(), LOGS)
+    await ensure_stream(nc.jetstream(), STREAMS["LOGS"])
     agent = new_agent()
     client = await AgentClient.connect(nats_server.url, agent, window=500)
     most = 0
@@ -35,7 +38,7 @@ async def test_publish_window_bounds_a_100000_call_burst(nats_server: Server, nc
 
 async def test_a_timed_out_puback_is_retried_without_a_duplicate(nats_server: Server, nc: Client) -> None:
     js = nc.jetstream()
-    await ensure_stream(js, LOGS)
+    await ensure_stream(js, STREAMS["LOGS"])
     agent = new_agent()
     # So short a PubAck timeout that the first tries time out after the server stored the
     # message; the retries carry the same Nats-Msg-Id, so JetStream keeps one copy.
@@ -56,22 +59,24 @@ async def test_claim_context_manager_releases_a_failed_run_with_its_exception(
             await AgentClient.connect(nats_server.url, agent) as worker:  # fmt: skip
         await evaluator.submit_run({"model": "m"}, run_id="boom-run")
         with pytest.raises(ValueError, match="boom"):
-            async with worker.claim(lease_seconds=3) as run:
-                assert run is not None and run["run_id"] == "boom-run"
+            async with worker.claim(lease_seconds=3) as lease:
+                assert lease is not None and lease.run.run_id == "boom-run"
+                assert lease.run.spec == {"model": "m"}
                 raise ValueError("boom")
-        failed = await evaluator.query("run", run_id="boom-run")
-        assert failed["status"] == "failed"
-        assert failed["error"] == {"type": "ValueError", "message": "boom"}
+        failed = await evaluator.call(contract.QUERY_RUN, RunQuery(run_id="boom-run"))
+        assert isinstance(failed, RunDetail) and failed.status == "failed"
+        assert failed.error == {"type": "ValueError", "message": "boom"}
         await evaluator.submit_run({"model": "n"}, run_id="ok-run")
-        async with worker.claim(lease_seconds=0.9) as run:
-            assert run is not None
-            run["summary"] = {"score": 1}
+        async with worker.claim(lease_seconds=0.9) as lease:
+            assert lease is not None
+            lease.summary = {"score": 1}
             # Outlive the lease twice over: the background renewal keeps it.
             for _ in range(3):
-                await worker.rpc("phase", {"run_id": run["run_id"], "phase": "execute"})
+                await worker.call(contract.PHASE, MovePhase(run_id=lease.run.run_id, phase="execute"))
                 await _wait(0.6)
+            assert not lease.lost.is_set()
         done = await evaluator.query("run", run_id="ok-run")
-        assert (done["status"], done["summary"]) == ("succeeded", {"score": 1})
+        assert (done.status, done.summary) == ("succeeded", {"score": 1})
         async with worker.claim() as nothing:
             assert nothing is None
 
@@ -92,16 +97,19 @@ async def test_agent_reads_its_writes_and_evaluator_pages_with_typed_errors(
         small = await client.screenshot(b"png-bytes", "small.png", task_id="t")
         big = await client.screenshot(os.urandom(700 * 1024), "big.png", task_id="t")
         page = await client.query("logs", limit=5)  # reads its own writes by default
-        assert len(page["items"]) == 5
+        assert isinstance(page, Page) and len(page.items) == 5
+        assert all(isinstance(item, LogItem) and item.agent_id == agent for item in page.items)
         with pytest.raises(Forbidden):
             await client.query("logs", agent_ids=[other])
+        with pytest.raises(BadRequest):  # checked against the request Struct before sending
+            await client.query("logs", limit="many")
         files = await client.query("files")
-        assert {f["file_id"] for f in files["items"]} == {small, big}
+        assert {f.file_id for f in files.items} == {small, big}
     async with await EvaluatorClient.connect(nats_server.url) as evaluator:
         items: list[Any] = [
             it async for it in evaluator.pages("logs", agent_ids=[agent], level="warning", limit=40)
         ]
-        assert len(items) == 125 and len({it["id"] for it in items}) == 125
+        assert len(items) == 125 and len({it.id for it in items}) == 125
         with pytest.raises(NotFound) as err:
             await evaluator.query("conversation", agent_id=agent, conversation_id="none")
         assert err.value.code == 404
@@ -115,4 +123,5 @@ async def test_every_update_of_an_upsert_lands_inside_the_duplicate_window(
         for status in ("pending", "running", "completed"):
             await client.task("t1", status, kind="experiment")
         task = await client.query("task", agent_id=agent, task_id="t1")
-    assert (task["status"], task["kind"]) == ("completed", "experiment")
+    assert isinstance(task, Task)
+    assert (task.status, task.kind) == ("completed", "experiment")

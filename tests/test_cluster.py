@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from agentstore.client import AgentClient
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
 from agentstore.lifecycle.runner import running
-from agentstore.stack import servers
-from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
-from services.logs.service import SPEC as LOGS
+from agentstore_services.logs.service import SPEC as LOGS
 from tests.conftest import Stack, make_settings
 from tests.helpers import eventually, new_agent
 

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agentstore.stack.binaries import compose_schema
+from agentstore.devstack.binaries import compose_schema
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "deploy" / "k8s"

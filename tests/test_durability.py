@@ -10,10 +10,10 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore.config import Settings
+from agentstore.devstack.servers import Server
 from agentstore.lifecycle.runner import running
-from agentstore.stack.servers import Server
 from agentstore.stores.mongo import MongoStore
-from services.logs.service import SPEC as LOGS
+from agentstore_services.logs.service import SPEC as LOGS
 from tests.conftest import make_settings, start_mongo
 from tests.helpers import ServiceProcess, as_json, eventually, log_body, new_agent, publish_all
 

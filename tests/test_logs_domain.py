@@ -11,7 +11,7 @@ from nats.aio.client import Client
 
 from agentstore.lifecycle.runner import ServiceHost
 from agentstore.stores.mongo import MongoStore
-from services.logs.retention import sweep_once
+from agentstore_services.logs.retention import sweep_once
 from tests.helpers import (
     after,
     as_json,

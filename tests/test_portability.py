@@ -10,9 +10,9 @@ from nats.aio.client import Client
 
 from agentstore.config import Settings
 from agentstore.lifecycle.runner import ServiceHost
-from agentstore.portable import export_to, import_from, import_seed
+from agentstore.ops.portable import export_to, import_from, import_seed
 from agentstore.stores.mongo import MongoStore
-from services.logs.portability import COLLECTIONS
+from agentstore_services.logs.portability import COLLECTIONS
 from tests.helpers import after, as_json, new_agent, publish_all, request
 
 

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 from agentstore.config import Settings
 from agentstore.lifecycle.runner import ServiceHost, running
-from services.logs.service import SPEC as LOGS
+from agentstore_services.logs.service import SPEC as LOGS
 from tests.helpers import eventually, new_agent, request
 
 

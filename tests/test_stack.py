@@ -13,8 +13,10 @@ from pathlib import Path
 import nats
 import pytest
 
-from agentstore.stack import servers
-from agentstore.stack.manager import SERVICES
+from agentstore import AgentClient, EvaluatorClient, NatsSettings
+from agentstore.devstack import servers
+from agentstore.devstack.manager import SERVICES
+from agentstore.errors import ConfigError, Forbidden
 from tests.helpers import as_json, log_body, request
 
 pytestmark = pytest.mark.slow
@@ -138,3 +140,27 @@ async def test_up_with_auth_serves_only_known_identities(stack_env: dict[str, st
         raw.recv(4096)  # INFO
         raw.sendall(b'CONNECT {"verbose": false}\r\nPING\r\n')
         assert b"Authorization Violation" in raw.recv(4096)
+
+
+async def test_both_clients_and_the_cli_log_in_under_auth(stack_env: dict[str, str]) -> None:
+    """`make up AUTH=1`: the shipped clients and `agentstore query` find their identities."""
+    stack_env["AGENTSTORE_AUTH"] = "1"
+    up = cli(stack_env, "up")
+    assert up.returncode == 0, up.stderr
+    settings = NatsSettings.from_env(env=stack_env)
+    assert settings.user == "evaluator-evaluator" and settings.credentials_dir
+    async with await AgentClient.connect(settings, "a1") as agent:
+        await agent.log("error", "logged in as agent-a1", id="auth-1")
+        mine = await agent.query("logs")  # its own rpc subject, reading its own writes
+        assert [item.id for item in mine.items] == ["auth-1"]
+        with pytest.raises(Forbidden):
+            await agent.query("logs", agent_ids=["a2"])
+    async with await EvaluatorClient.connect(settings) as evaluator:
+        page = await evaluator.query("logs", agent_ids=["a1"], level="error")
+        assert [item.message for item in page.items] == ["logged in as agent-a1"]
+    shown = cli(stack_env, "--json", "query", "logs", "--agent", "a1")
+    assert shown.returncode == 0, shown.stderr
+    assert [item["id"] for item in json.loads(shown.stdout)["items"]] == ["auth-1"]
+    # An agent the fleet does not know cannot log in, and says why.
+    with pytest.raises(ConfigError, match="NATS_URL|credentials"):
+        await AgentClient.connect(NatsSettings(url=settings.url, user="nobody", password="x"), "zz")

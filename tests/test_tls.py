@@ -9,12 +9,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agentstore.bus.connect import connect_nats
+from agentstore.bus.connect import NatsSettings, connect_nats
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
 from agentstore.errors import ConfigError
 from agentstore.lifecycle.runner import running
-from agentstore.stack import servers
-from agentstore.stack.servers import Server
-from services.logs.service import SPEC as LOGS
+from agentstore_services.logs.service import SPEC as LOGS
 from tests.conftest import Stack, make_settings
 
 
@@ -59,7 +59,7 @@ async def test_service_talks_tls_with_the_given_ca_and_refuses_without(
         await connect_nats(url, name="no-ca", connect_timeout=2)
     settings = make_settings(server, stack_servers.mongo, stack_servers, nats_url=url, nats_tls_ca=str(ca))
     async with running(LOGS, settings):
-        client = await connect_nats(url, name="probe", tls_ca=str(ca))
+        client = await connect_nats(NatsSettings(url=url, tls_ca=str(ca)), name="probe")
         try:
             reply = await client.request("query.logs", b"{}", timeout=5)
             assert msgspec.json.decode(reply.data) == {"items": [], "next_cursor": None}

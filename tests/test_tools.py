@@ -9,8 +9,8 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore.lifecycle.runner import ServiceHost
-from agentstore.tools import deadletter
-from agentstore.tools.tail import tail
+from agentstore.ops import deadletter
+from agentstore.ops.tail import tail
 from tests.helpers import as_json, eventually, log_body, new_agent, publish_all, request
 
 

@@ -1,3 +1,3 @@
-from agentstore.cli import main
+from agentstore.ops.cli import main
 
 raise SystemExit(main())

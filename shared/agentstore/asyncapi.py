@@ -1,7 +1,10 @@
-"""The AsyncAPI 3.0 document of the wire contract, generated from the msgspec Structs.
+"""The AsyncAPI 3.0 document of the wire contract, derived from `agentstore.contract`.
 
-`python -m agentstore.asyncapi > docs/asyncapi.json` regenerates it; a test
-fails when the checked-in document drifts from the code.
+It describes agentstore as the application: it receives ingest messages and
+requests, replies with the declared reply shapes (or the contract's error),
+and sends dead letters. `python -m agentstore.asyncapi > docs/asyncapi.json`
+regenerates it; tests check the file is current and valid against the
+official AsyncAPI 3.0 JSON Schema.
 """
 
 from __future__ import annotations
@@ -11,77 +14,11 @@ from typing import Any
 
 import msgspec
 
-from agentstore import __version__
-from agentstore.schemas import artifacts, logs, metrics, tasks
+from agentstore import __version__, contract
 
-# Ingest: agents.{agent}.{kind} -> body (None: raw bytes)
-INGEST: dict[str, type[msgspec.Struct] | None] = {
-    "logs": logs.LogIn,
-    "memories": logs.MemoryIn,
-    "conversations": logs.ConversationIn,
-    "messages": logs.MessageIn,
-    "events": logs.EventIn,
-    "outputs": logs.OutputIn,
-    "tasks": tasks.TaskIn,
-    "progress": tasks.ProgressIn,
-    "metrics": metrics.MetricIn,
-    "artifacts": None,
-    "uploads": artifacts.UploadIn,
-}
-
-# Request-reply for evaluators and frontends: subject -> request
-REQUESTS: dict[str, type[msgspec.Struct]] = {
-    "query.logs": logs.LogsQuery,
-    "query.memories": logs.MemoriesQuery,
-    "query.conversations": logs.ConversationsQuery,
-    "query.conversation": logs.ConversationQuery,
-    "query.events": logs.EventsQuery,
-    "query.outputs": logs.OutputsQuery,
-    "query.tasks": tasks.TasksQuery,
-    "query.task": tasks.TaskQuery,
-    "query.files": artifacts.FilesQuery,
-    "query.file_url": artifacts.FileUrlQuery,
-    "query.metrics": metrics.MetricsQuery,
-    "query.agent_metrics": metrics.ProfileQuery,
-    "query.summary": metrics.SummaryQuery,
-    "query.runs": tasks.RunsQuery,
-    "query.run": tasks.RunQuery,
-    "eval.record": tasks.EvalRecord,
-    "eval.custody_test": metrics.CustodyTest,
-    "eval.learning": metrics.Learning,
-    "eval.agent_metrics.update": metrics.UpdateProfile,
-    "eval.agent_metrics.bulk": metrics.BulkUpdate,
-    "eval.agent_metrics.reset": metrics.ResetProfile,
-    "runs.submit": tasks.SubmitRun,
-    "runs.cancel": tasks.CancelRun,
-}
-
-# Request-reply for agents: agents.{agent}.rpc.{name} -> request
-AGENT_REQUESTS: dict[str, type[msgspec.Struct]] = {
-    "presign": artifacts.PresignRequest,
-    "restore": tasks.RestoreRequest,
-    "claim": tasks.ClaimRun,
-    "renew": tasks.RenewLease,
-    "phase": tasks.MovePhase,
-    "release": tasks.ReleaseRun,
-    **{
-        f"query.{name}": REQUESTS[f"query.{name}"]
-        for name in (
-            "logs",
-            "memories",
-            "conversations",
-            "conversation",
-            "events",
-            "outputs",
-            "tasks",
-            "task",
-            "files",
-            "file_url",
-            "metrics",
-            "agent_metrics",
-        )
-    },
-}
+NATS_BINDING_VERSION = "0.1.0"
+AGENT_PARAM = {"agent": {"description": "agent id, ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}}
+SERVICE_PARAM = {"service": {"description": "the service that refused the message", "enum": [s.name for s in contract.SERVICES]}}  # fmt: skip
 
 ERROR = {
     "type": "object",
@@ -97,63 +34,97 @@ ERROR = {
         }
     },
 }
+ERROR_HEADERS = {"type": "object", "properties": {
+    "Nats-Service-Error-Code": {"type": "string"}, "Nats-Service-Error": {"type": "string", "maxLength": 512}}}  # fmt: skip
+ARTIFACT_HEADERS = ("Nats-Msg-Id", "Content-Type", "Artifact-Name", "Task-Id", "Artifact-Bucket")
+DEAD_HEADERS = ("Dead-Reason", "Dead-Subject", "Dead-Stream", "Dead-Seq", "Nats-Msg-Id",
+                *(f"Original-{h}" for h in ("Nats-Msg-Id", "Content-Type", "Artifact-Name", "Task-Id")))  # fmt: skip
 
 
-def _key(subject: str) -> str:
-    return subject.replace(".", "_").replace("{", "").replace("}", "")
+def _key(address: str) -> str:
+    return address.replace(".", "_").replace("{", "").replace("}", "")
+
+
+def _name(t: Any) -> str:
+    """A schema's component name as msgspec writes it (generics: `Page_LogItem_`)."""
+    args = getattr(t, "__args__", None)
+    origin = getattr(t, "__origin__", t)
+    return f"{origin.__name__}_{'_'.join(a.__name__ for a in args)}_" if args else str(t.__name__)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/messages/{name}"}
 
 
 def document() -> dict[str, Any]:
-    structs = [s for s in INGEST.values() if s] + list(REQUESTS.values()) + list(AGENT_REQUESTS.values())
-    _, components = msgspec.json.schema_components(
-        sorted(set(structs), key=lambda s: s.__name__), ref_template="#/components/schemas/{name}"
+    types: list[Any] = [i.body for i in contract.INGEST if i.body is not None]
+    for e in contract.ENDPOINTS:
+        types += [e.request, *e.reply_types]
+    _, schemas = msgspec.json.schema_components(
+        sorted(set(types), key=_name), ref_template="#/components/schemas/{name}"
     )
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
     messages: dict[str, Any] = {
-        "Error": {"name": "Error", "payload": ERROR, "headers": {"type": "object", "properties": {
-            "Nats-Service-Error-Code": {"type": "string"}, "Nats-Service-Error": {"type": "string"}}}},
-        "Reply": {"name": "Reply", "contentType": "application/json", "payload": {"type": "object"}},
+        "Error": {"name": "Error", "contentType": "application/json", "payload": ERROR, "headers": ERROR_HEADERS},
         "Artifact": {"name": "Artifact", "contentType": "application/octet-stream",
                      "payload": {"type": "string", "format": "binary"},
                      "headers": {"type": "object", "required": ["Nats-Msg-Id", "Content-Type", "Artifact-Name"],
-                                 "properties": {h: {"type": "string"} for h in
-                                                ("Nats-Msg-Id", "Content-Type", "Artifact-Name", "Task-Id", "Artifact-Bucket")}}},
+                                 "properties": {h: {"type": "string"} for h in ARTIFACT_HEADERS}}},
+        "DeadLetter": {"name": "DeadLetter", "summary": "the original body, with why it can never be stored",
+                       "payload": {}, "headers": {"type": "object", "required": list(DEAD_HEADERS[:5]),
+                                                  "properties": {h: {"type": "string"} for h in DEAD_HEADERS}}},
     }  # fmt: skip
-    agent_param = {"agent": {"description": "agent id, ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}}
-    for kind, struct in INGEST.items():
-        name = struct.__name__ if struct else "Artifact"
-        if struct:
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for i in contract.INGEST:
+        name = i.body.__name__ if i.body else "Artifact"
+        if i.body:
+            msg_id = "{agent}:{id}@{update}" if i.upsert else "{agent}:{id}"
             messages[name] = {"name": name, "contentType": "application/json",
                               "payload": {"$ref": f"#/components/schemas/{name}"},
                               "headers": {"type": "object", "properties": {"Nats-Msg-Id": {
-                                  "type": "string", "description": "{agent}:{id}"}}}}  # fmt: skip
-        key = f"agents_agent_{kind}"
-        channels[key] = {"address": f"agents.{{agent}}.{kind}", "parameters": agent_param,
-                         "messages": {name: {"$ref": f"#/components/messages/{name}"}}}  # fmt: skip
-        operations[f"publish_{kind}"] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"},
-                                         "summary": f"An agent publishes {kind} (JetStream; PubAck = durable)"}  # fmt: skip
-    for subject, struct in [
-        *REQUESTS.items(),
-        *((f"agents.{{agent}}.rpc.{n}", s) for n, s in AGENT_REQUESTS.items()),
-    ]:
-        name = struct.__name__
-        messages.setdefault(name, {"name": name, "contentType": "application/json",
-                                   "payload": {"$ref": f"#/components/schemas/{name}"}})  # fmt: skip
-        key = _key(subject)
-        channel: dict[str, Any] = {"address": subject, "messages": {
-            name: {"$ref": f"#/components/messages/{name}"},
-            "Reply": {"$ref": "#/components/messages/Reply"},
-            "Error": {"$ref": "#/components/messages/Error"}}}  # fmt: skip
-        if "{agent}" in subject:
-            channel["parameters"] = agent_param
-        channels[key] = channel
-        operations[f"request_{key}"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{key}"},
-            "messages": [{"$ref": f"#/channels/{key}/messages/{name}"}],
-            "reply": {"messages": [{"$ref": f"#/channels/{key}/messages/Reply"},
-                                   {"$ref": f"#/channels/{key}/messages/Error"}]},
+                                  "type": "string", "description": msg_id}}}}  # fmt: skip
+        key = _key(i.address)
+        channels[key] = {"address": i.address, "parameters": AGENT_PARAM, "description": i.summary,
+                         "messages": {name: _ref(name)}, "x-jetstream-stream": i.stream}  # fmt: skip
+        operations[f"ingest_{i.kind}"] = {
+            "action": "receive", "channel": {"$ref": f"#/channels/{key}"},
+            "summary": f"{i.service} stores {i.summary} (JetStream stream {i.stream}; PubAck = durable)",
+            "bindings": {"nats": {"queue": f"durable consumer {i.service}", "bindingVersion": NATS_BINDING_VERSION}},
         }  # fmt: skip
+    for e in contract.ENDPOINTS:
+        request = e.request.__name__
+        messages.setdefault(request, {"name": request, "contentType": "application/json",
+                                      "payload": {"$ref": f"#/components/schemas/{request}"}})  # fmt: skip
+        replies = [_name(t) for t in e.reply_types]
+        for reply in replies:
+            messages.setdefault(reply, {"name": reply, "contentType": "application/json",
+                                        "payload": {"$ref": f"#/components/schemas/{reply}"}})  # fmt: skip
+        for address in e.addresses:
+            key = _key(address)
+            channel: dict[str, Any] = {
+                "address": address, "description": e.summary,
+                "messages": {request: _ref(request), **{r: _ref(r) for r in replies}, "Error": _ref("Error")},
+            }  # fmt: skip
+            if "{agent}" in address:
+                channel["parameters"] = AGENT_PARAM
+            if e.after:
+                channel["x-after-stream"] = e.after
+            channels[key] = channel
+            operations[f"serve_{key}"] = {
+                "action": "receive", "channel": {"$ref": f"#/channels/{key}"},
+                "summary": f"{e.service}: {e.summary}",
+                "messages": [{"$ref": f"#/channels/{key}/messages/{request}"}],
+                "reply": {"messages": [{"$ref": f"#/channels/{key}/messages/{r}"} for r in [*replies, "Error"]]},
+                "bindings": {"nats": {"queue": f"agentstore.{contract.micro_name(address)}",
+                                      "bindingVersion": NATS_BINDING_VERSION}},
+                "x-roles": sorted(e.roles),
+            }  # fmt: skip
+    channels["deadletter_service"] = {"address": "deadletter.{service}", "parameters": SERVICE_PARAM,
+                                      "description": "what a service can never store (stream DEADLETTER, 30 days)",
+                                      "messages": {"DeadLetter": _ref("DeadLetter")},
+                                      "x-jetstream-stream": contract.DEADLETTER_STREAM}  # fmt: skip
+    operations["send_deadletter"] = {"action": "send", "channel": {"$ref": "#/channels/deadletter_service"},
+                                     "summary": "a service dead-letters a message that can never be stored"}  # fmt: skip
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "agentstore", "version": __version__,
@@ -162,7 +133,7 @@ def document() -> dict[str, Any]:
         "servers": {"local": {"host": "127.0.0.1:4222", "protocol": "nats"}},
         "channels": channels,
         "operations": operations,
-        "components": {"schemas": components, "messages": messages},
+        "components": {"schemas": schemas, "messages": messages},
     }  # fmt: skip
 
 

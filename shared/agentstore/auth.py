@@ -7,10 +7,11 @@ A fleet file names the agents, evaluators and frontends:
 `generate` writes `auth.conf` (an `authorization` block to `include` in
 nats-server's config) and `credentials/<identity>.json` ({"user",
 "password"}) for each agent, evaluator, frontend and service, each with a
-fresh random password. Agents may publish only under `agents.{self}.>` and
-receive only on `_INBOX.agents.{self}.>`; evaluators publish `query.>`,
-`eval.>`, `runs.>`; frontends make their five requests; each service may
-use what it serves and consumes and nothing more.
+fresh random password. Agents may publish only their own ingest and rpc subjects and
+receive only on `_INBOX.agents.{self}.>`; evaluators and frontends make
+the requests the contract opens to their role; each service may use what it
+serves and consumes and nothing more. Every subject comes from
+`agentstore.contract`.
 """
 
 from __future__ import annotations
@@ -24,33 +25,31 @@ from typing import Annotated, Any
 
 import msgspec
 
+from agentstore import contract
 from agentstore.schemas.common import AgentId
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 
-FRONTEND_REQUESTS = ["query.tasks", "query.task", "query.summary", "query.file_url", "query.files"]
 
-# Subjects each service answers (request-reply), beyond its JetStream consumer.
-SERVICE_SUBJECTS: dict[str, list[str]] = {
-    "logs": [
-        f"query.{n}" for n in ("logs", "memories", "conversations", "conversation", "events", "outputs")
-    ],
-    "tasks": ["query.tasks", "query.task", "query.runs", "query.run", "eval.record", "runs.>"]
-    + [f"agents.*.rpc.{n}" for n in ("claim", "renew", "phase", "release", "restore")],
-    "artifacts": ["query.files", "query.file_url", "agents.*.rpc.presign"],
-    "metrics": [
-        "query.metrics",
-        "query.agent_metrics",
-        "query.summary",
-        "eval.custody_test",
-        "eval.learning",
-        "eval.agent_metrics.>",
-    ],  # fmt: skip
-}
-# What each service publishes besides replies, acks and its dead letters.
-SERVICE_PUBLISHES: dict[str, list[str]] = {
-    "tasks": ["agents.*.events", "query.agent_metrics"],
-}
+def role_requests(role: contract.Role, agent: str = "*") -> list[str]:
+    """The request subjects a role may publish: every address of every endpoint the
+    contract opens to it (an agent's own `agents.{self}.rpc.*` forms)."""
+    subjects: list[str] = []
+    for e in contract.callable_by(role):
+        for address in e.addresses:
+            agent_form = address.startswith("agents.{agent}.")
+            if agent_form == (role == "agent"):
+                subjects.append(contract.concrete(address, agent))
+    return subjects
+
+
+def agent_publishes(agent: str) -> list[str]:
+    return [i.subject(agent) for i in contract.INGEST] + role_requests("agent", agent)
+
+
+def service_subjects(service: str) -> list[str]:
+    """What a service subscribes to answer: every address of its endpoints."""
+    return [contract.wildcard(address) for e in contract.endpoints_of(service) for address in e.addresses]
 
 
 class Fleet(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,18 +82,18 @@ def identities(fleet: Fleet) -> list[Identity]:
         return secrets.token_urlsafe(24)
 
     found = [
-        Identity(f"agent-{a}", password(), [f"agents.{a}.>"], [f"_INBOX.agents.{a}.>"]) for a in fleet.agents
+        Identity(f"agent-{a}", password(), agent_publishes(a), [f"_INBOX.agents.{a}.>"]) for a in fleet.agents
     ]
     found += [
-        Identity(f"evaluator-{e}", password(), ["query.>", "eval.>", "runs.>"], ["_INBOX.evaluator.>"])
+        Identity(f"evaluator-{e}", password(), role_requests("evaluator"), ["_INBOX.evaluator.>"])
         for e in fleet.evaluators
     ]
     found += [
-        Identity(f"frontend-{f}", password(), list(FRONTEND_REQUESTS), ["_INBOX.frontend.>"])
+        Identity(f"frontend-{f}", password(), role_requests("frontend"), ["_INBOX.frontend.>"])
         for f in fleet.frontends
     ]
-    for service, subjects in SERVICE_SUBJECTS.items():
-        agent_queries = [f"agents.*.rpc.{s}" for s in subjects if s.startswith("query.")]
+    for decl in contract.SERVICES:
+        service = decl.name
         found.append(
             Identity(
                 f"service-{service}",
@@ -105,9 +104,10 @@ def identities(fleet: Fleet) -> list[Identity]:
                     f"deadletter.{service}",
                     "$SRV.>",
                     f"{service_inbox(service)}.>",
-                    *SERVICE_PUBLISHES.get(service, []),
+                    *decl.publishes,
+                    *decl.calls,
                 ],  # fmt: skip
-                subscribe=[*subjects, *agent_queries, "$SRV.>", f"{service_inbox(service)}.>"],
+                subscribe=[*service_subjects(service), "$SRV.>", f"{service_inbox(service)}.>"],
                 responses=True,
             )
         )

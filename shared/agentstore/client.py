@@ -1,15 +1,21 @@
-"""Clients for agents and evaluators: typed, pipelined, with the contract's conventions.
+"""Clients for agents and evaluators: typed by the contract, pipelined, logged in from settings.
 
-async with await AgentClient.connect("nats://127.0.0.1:4222", "a1") as agent:
-    await agent.log("info", "started")
-    async with agent.claim(lease_seconds=60) as run:
-        if run is not None:
-            ...                                  # the lease is renewed meanwhile
-    position = await agent.flush()               # everything published is acked
+    async with await AgentClient.connect(None, "a1") as agent:   # settings from the environment
+        await agent.log("info", "started")
+        async with agent.claim(lease_seconds=60) as lease:
+            if lease is not None:
+                ...                                  # lease.run.spec; renewed meanwhile
+                lease.summary = {"keff": 1.002}
+        position = await agent.flush()               # everything published is acked
 
-evaluator = await EvaluatorClient.connect("nats://127.0.0.1:4222")
-async for log in evaluator.pages("logs", agent_ids=["a1"], level="error"):
-    ...
+    async with await EvaluatorClient.connect(None) as evaluator:
+        page = await evaluator.call(contract.QUERY_LOGS, LogsQuery(agent_ids=["a1"]))
+        async for log in evaluator.pages("query.logs", agent_ids=["a1"], level="error"):
+            ...
+
+`connect`'s first argument is a URL, a `NatsSettings`, or None for
+`NatsSettings.from_env()` (NATS_URL, NATS_USER/NATS_PASSWORD, NATS_CREDS,
+NATS_NKEY, NATS_TLS_*, NATS_CONTEXT, and `.agentstore/stack.env`).
 """
 
 from __future__ import annotations
@@ -17,22 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
-import uuid6
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
-from agentstore.bus.catalog import QUERY_STREAMS
-from agentstore.bus.connect import connect_nats
+from agentstore import contract
+from agentstore.bus.connect import NatsSettings, connect_nats
 from agentstore.errors import (
     AgentstoreError,
     BadRequest,
@@ -42,14 +49,51 @@ from agentstore.errors import (
     RequestError,
     Unavailable,
 )
+from agentstore.ids import new_id
+from agentstore.schemas.artifacts import Presigned, PresignRequest, UploadIn
+from agentstore.schemas.common import Level, Page
+from agentstore.schemas.logs import ConversationIn, EventIn, LogIn, MemoryIn, MessageIn, OutputIn, Role
+from agentstore.schemas.metrics import (
+    BulkUpdate,
+    BulkUpdated,
+    CustodyTest,
+    Learning,
+    MetricIn,
+    Profile,
+    ProfileUpdate,
+    ResetProfile,
+    UpdateProfile,
+)
+from agentstore.schemas.tasks import (
+    CancelRun,
+    ClaimedRun,
+    ClaimRun,
+    EvalRecord,
+    Evaluation,
+    ProgressIn,
+    ReleaseRun,
+    ReleaseStatus,
+    RenewLease,
+    Restored,
+    RestoreRequest,
+    Run,
+    SubmitRun,
+    Submitted,
+    TaskIn,
+    TaskStatus,
+)
 
 log = logging.getLogger("agentstore.client")
 
 INLINE_LIMIT = 512 * 1024  # artifacts up to this size travel inline on NATS
-UPSERT_KINDS = frozenset({"tasks", "conversations", "outputs"})
 _ERRORS: dict[int, type[RequestError]] = {
     400: BadRequest, 403: Forbidden, 404: NotFound, 409: Conflict, 503: Unavailable,
 }  # fmt: skip
+Req = TypeVar("Req", bound=msgspec.Struct)
+Rep = TypeVar("Rep", bound=msgspec.Struct)
+Server = str | NatsSettings | None
+
+__all__ = ["AgentClient", "EvaluatorClient", "Lease", "Position", "new_id"]
 
 
 @dataclass(frozen=True)
@@ -63,61 +107,108 @@ class Position:
         return {"stream": self.stream, "seq": self.seq}
 
 
-def new_id() -> str:
-    return str(uuid6.uuid7())
+def _settings(server: Server) -> NatsSettings:
+    if server is None:
+        return NatsSettings.from_env()
+    return NatsSettings(url=server) if isinstance(server, str) else server
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _utc(ts: datetime | None) -> datetime | None:
+    """Aware UTC; a naive datetime is taken as local time (what `datetime.now()` gives)."""
+    return ts.astimezone(UTC) if ts is not None else None
 
 
-def _clean(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def raise_for_reply(msg: Any) -> Any:
-    """The decoded reply, or the service's error as a typed exception."""
+def check_reply(msg: Msg) -> bytes:
+    """The reply body, or the service's error as a typed exception."""
     headers = msg.headers or {}
     code = headers.get("Nats-Service-Error-Code")
-    body = msgspec.json.decode(msg.data) if msg.data else None
     if code:
         message = headers.get("Nats-Service-Error", "")
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            message = body["error"].get("message", message)
+        with contextlib.suppress(msgspec.DecodeError):
+            body = msgspec.json.decode(msg.data) if msg.data else None
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                message = body["error"].get("message", message)
         raise _ERRORS.get(int(code), RequestError)(message, int(code))
-    return body
+    return bytes(msg.data)
+
+
+def decode_reply(data: bytes, endpoint: contract.Endpoint[Any, Any]) -> Any:
+    """The reply as the first of the endpoint's declared shapes it matches."""
+    error: msgspec.ValidationError | None = None
+    for shape in endpoint.reply_types:
+        try:
+            return msgspec.json.decode(data, type=shape)
+        except msgspec.ValidationError as exc:
+            error = error or exc
+    raise AgentstoreError(f"the reply of {endpoint.name} does not match the contract: {error}")
 
 
 class _Requester:
-    """Request-reply with the contract's errors."""
+    """Request-reply with the contract's types and errors."""
 
-    def __init__(self, nc: Client, timeout: float) -> None:
+    def __init__(self, nc: Client, timeout: float, agent: str | None = None) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.agent = agent
 
-    async def request(self, subject: str, body: Mapping[str, Any] | None = None) -> Any:
+    def subject(self, endpoint: contract.Endpoint[Any, Any]) -> str:
+        if self.agent is None:
+            if endpoint.agent_only:
+                raise AgentstoreError(f"{endpoint.subject} is for agents; use an AgentClient")
+            return endpoint.subject
+        if not (endpoint.agent_only or "agent" in endpoint.roles):
+            raise AgentstoreError(f"{endpoint.subject} is not open to agents")
+        return contract.concrete(endpoint.addresses[-1], self.agent)
+
+    async def call(self, endpoint: contract.Endpoint[Req, Rep], request: Req) -> Rep:
+        subject = self.subject(endpoint)
         try:
-            msg = await self.nc.request(
-                subject, msgspec.json.encode(_clean(body or {})), timeout=self.timeout
-            )
+            msg = await self.nc.request(subject, msgspec.json.encode(request), timeout=self.timeout)
         except NatsTimeout:
             raise Unavailable(
                 f"no reply on {subject} within {self.timeout:g} s; is the service up?"
             ) from None
         except NoRespondersError:
             raise Unavailable(f"no service answers {subject}; is `make up` running?") from None
-        return raise_for_reply(msg)
+        reply: Rep = decode_reply(check_reply(msg), endpoint)
+        return reply
 
-    async def pages(self, subject: str, **body: Any) -> AsyncIterator[dict[str, Any]]:
+    async def named(self, name: str, fields: Mapping[str, Any]) -> Any:
+        """An endpoint by short name with the request's fields (checked against its Struct)."""
+        try:
+            endpoint = contract.endpoint(name)
+        except KeyError as exc:
+            raise BadRequest(str(exc.args[0])) from None
+        try:
+            request = msgspec.convert({k: v for k, v in fields.items() if v is not None}, endpoint.request)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"invalid {endpoint.request.__name__}: {exc}") from None
+        return await self.call(endpoint, request)
+
+    async def pages(self, name: str, fields: Mapping[str, Any]) -> AsyncIterator[Any]:
         """Every item of a list query, page after page."""
         cursor = None
         while True:
-            page = await self.request(subject, {**body, "cursor": cursor})
-            for item in page["items"]:
+            page = await self.named(name, {**fields, "cursor": cursor})
+            if not isinstance(page, Page):
+                raise AgentstoreError(f"{name} does not answer in pages")
+            for item in page.items:
                 yield item
-            cursor = page.get("next_cursor")
+            cursor = page.next_cursor
             if not cursor:
                 return
+
+
+@dataclass
+class Lease:
+    """A claimed run while its body runs: set `summary`, `artifacts` or `release_as`
+    before the `async with` ends to release it with them."""
+
+    run: ClaimedRun
+    summary: dict[str, Any] | None = None
+    artifacts: dict[str, Any] | None = None
+    release_as: ReleaseStatus = "succeeded"
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class AgentClient:
@@ -131,15 +222,18 @@ class AgentClient:
         self._inflight: set[asyncio.Task[PubAck]] = set()
         self._acked: dict[str, int] = {}  # stream -> highest acked sequence
         self._failure: BaseException | None = None
-        self._rpc = _Requester(nc, timeout)
+        self._rpc = _Requester(nc, timeout, agent)
         self.timeout = timeout
         self.publish_retries = 5
 
     @classmethod
-    async def connect(cls, url: str, agent: str, *, creds: str | None = None, **options: Any) -> AgentClient:
-        nc = await connect_nats(url, name=f"agent-{agent}", creds=creds,
-                                inbox_prefix=f"_INBOX.agents.{agent}")  # fmt: skip
-        return cls(nc, agent, **options)
+    async def connect(
+        cls, server: Server, agent: str, *, window: int = 2000, timeout: float = 10.0
+    ) -> AgentClient:
+        """Connect as `agent` (its own credentials when `AGENTSTORE_CREDENTIALS` holds them)."""
+        settings = _settings(server).as_identity(f"agent-{agent}")
+        nc = await connect_nats(settings, name=f"agent-{agent}", inbox_prefix=f"_INBOX.agents.{agent}")
+        return cls(nc, agent, window=window, timeout=timeout)
 
     async def __aenter__(self) -> AgentClient:
         return self
@@ -151,13 +245,17 @@ class AgentClient:
             await self.nc.drain()
 
     # -- publishing -------------------------------------------------------------------
-    async def publish(self, kind: str, body: Mapping[str, Any] | bytes, *, event_id: str,
+    async def publish(self, kind: str, body: msgspec.Struct | bytes, *, event_id: str,
                       headers: Mapping[str, str] | None = None) -> None:  # fmt: skip
         """Queue one publish; at most `window` are in flight, so hot loops stay bounded."""
+        if kind not in contract.INGEST_BY_KIND:
+            raise BadRequest(
+                f"no ingest subject {kind!r}; the contract has {sorted(contract.INGEST_BY_KIND)}"
+            )
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise AgentstoreError(f"an earlier publish failed: {failure}") from failure
-        data = body if isinstance(body, bytes) else msgspec.json.encode(_clean(body))
+        data = body if isinstance(body, bytes) else msgspec.json.encode(body)
         hdrs = {"Nats-Msg-Id": f"{self.agent}:{event_id}", **(headers or {})}
         await self._window.acquire()
         task = asyncio.create_task(self._publish(f"agents.{self.agent}.{kind}", data, hdrs))
@@ -203,51 +301,72 @@ class AgentClient:
         seq = self._acked.get(stream)
         return Position(stream, seq) if seq is not None else None
 
-    async def log(self, level: str, message: str, *, task_id: str | None = None,
-                  fields: Mapping[str, Any] | None = None, ts: datetime | None = None,
-                  id: str | None = None) -> str:  # fmt: skip
-        event_id = id or new_id()
-        await self.publish("logs", {"id": event_id, "level": level, "message": message,
-                                    "task_id": task_id, "fields": fields, "ts": _ts(ts)},
-                           event_id=event_id)  # fmt: skip
-        return event_id
-
-    async def memory(self, kind: str, content: str, *, key: str | None = None, **extra: Any) -> str:
-        return await self._event("memories", {"kind": kind, "content": content, "key": key, **extra})
-
-    async def conversation(self, conversation_id: str, **fields: Any) -> str:
-        return await self._event("conversations", fields, event_id=conversation_id)
-
-    async def message(self, conversation_id: str, role: str, content: str, **extra: Any) -> str:
-        body = {"conversation_id": conversation_id, "role": role, "content": content, **extra}
-        return await self._event("messages", body)
-
-    async def event(self, type: str, **extra: Any) -> str:
-        return await self._event("events", {"type": type, **extra})
-
-    async def output(self, kind: str, schema_version: int, data: Mapping[str, Any], **extra: Any) -> str:
-        return await self._event(
-            "outputs", {"kind": kind, "schema_version": schema_version, "data": data, **extra}
-        )
-
-    async def task(self, task_id: str, status: str, **extra: Any) -> str:
-        return await self._event("tasks", {"status": status, **extra}, event_id=task_id)
-
-    async def progress(self, task_id: str, step: int, status: str, **extra: Any) -> str:
-        return await self._event("progress", {"task_id": task_id, "step": step, "status": status, **extra})
-
-    async def metric(self, name: str, value: float, **extra: Any) -> str:
-        return await self._event("metrics", {"name": name, "value": value, **extra})
-
-    async def _event(self, kind: str, body: Mapping[str, Any], event_id: str | None = None) -> str:
-        event_id = event_id or body.get("id") or new_id()
-        if isinstance(body.get("ts"), datetime):
-            body = {**body, "ts": _ts(body["ts"])}
+    async def send(self, body: msgspec.Struct) -> str:
+        """Publish an ingest body (`LogIn`, `TaskIn` ...) on its subject; returns its id."""
+        kind = _KIND_OF_BODY[type(body)]
+        event_id: str = body.id  # type: ignore[attr-defined]
         # An upsert's id names the entity, not the update: with Nats-Msg-Id `{agent}:{id}`
         # JetStream would drop every later update inside its duplicate window.
-        msg_id = f"{event_id}@{new_id()}" if kind in UPSERT_KINDS else event_id
-        await self.publish(kind, {**body, "id": event_id}, event_id=msg_id)
+        msg_id = f"{event_id}@{new_id()}" if contract.INGEST_BY_KIND[kind].upsert else event_id
+        await self.publish(kind, body, event_id=msg_id)
         return event_id
+
+    async def log(self, level: Level, message: str, *, task_id: str | None = None,
+                  fields: dict[str, Any] | None = None, ts: datetime | None = None,
+                  id: str | None = None) -> str:  # fmt: skip
+        return await self.send(LogIn(id=id or new_id(), level=level, message=message, task_id=task_id,
+                                     fields=fields, ts=_utc(ts)))  # fmt: skip
+
+    async def memory(self, kind: str, content: str, *, key: str | None = None, task_id: str | None = None,
+                     tags: list[str] | None = None, data: dict[str, Any] | None = None,
+                     ts: datetime | None = None, id: str | None = None) -> str:  # fmt: skip
+        return await self.send(MemoryIn(id=id or new_id(), kind=kind, content=content, key=key,
+                                        task_id=task_id, tags=tags, data=data, ts=_utc(ts)))  # fmt: skip
+
+    async def conversation(self, conversation_id: str, *, user_id: str | None = None,
+                           context: dict[str, Any] | None = None, ts: datetime | None = None) -> str:  # fmt: skip
+        return await self.send(
+            ConversationIn(id=conversation_id, user_id=user_id, context=context, ts=_utc(ts))
+        )
+
+    async def message(self, conversation_id: str, role: Role, content: str, *,
+                      agent_steps: list[Any] | None = None, pdf_names: list[str] | None = None,
+                      source_citations: list[dict[str, Any]] | None = None,
+                      meta_data: dict[str, Any] | None = None, ts: datetime | None = None,
+                      id: str | None = None) -> str:  # fmt: skip
+        return await self.send(MessageIn(
+            id=id or new_id(), conversation_id=conversation_id, role=role, content=content,
+            agent_steps=agent_steps, pdf_names=pdf_names, source_citations=source_citations,
+            meta_data=meta_data, ts=_utc(ts)))  # fmt: skip
+
+    async def event(self, type: str, *, run_id: str | None = None, task_id: str | None = None,
+                    payload: dict[str, Any] | None = None, ts: datetime | None = None,
+                    id: str | None = None) -> str:  # fmt: skip
+        return await self.send(EventIn(id=id or new_id(), type=type, run_id=run_id, task_id=task_id,
+                                       payload=payload, ts=_utc(ts)))  # fmt: skip
+
+    async def output(self, kind: str, schema_version: int, data: dict[str, Any], *, run_id: str | None = None,
+                     task_id: str | None = None, ts: datetime | None = None, id: str | None = None) -> str:  # fmt: skip
+        return await self.send(OutputIn(id=id or new_id(), kind=kind, schema_version=schema_version, data=data,
+                                        run_id=run_id, task_id=task_id, ts=_utc(ts)))  # fmt: skip
+
+    async def task(self, task_id: str, status: TaskStatus, *, kind: str | None = None, title: str | None = None,
+                   meta: dict[str, Any] | None = None, ts: datetime | None = None) -> str:  # fmt: skip
+        return await self.send(
+            TaskIn(id=task_id, status=status, kind=kind, title=title, meta=meta, ts=_utc(ts))
+        )
+
+    async def progress(self, task_id: str, step: int, status: str, *, percent: float | None = None,
+                       detail: dict[str, Any] | None = None, ts: datetime | None = None,
+                       id: str | None = None) -> str:  # fmt: skip
+        return await self.send(ProgressIn(id=id or new_id(), task_id=task_id, step=step, status=status,
+                                          percent=percent, detail=detail, ts=_utc(ts)))  # fmt: skip
+
+    async def metric(self, name: str, value: float, *, experiment_id: str | None = None,
+                     task_id: str | None = None, tags: dict[str, Any] | None = None,
+                     ts: datetime | None = None, id: str | None = None) -> str:  # fmt: skip
+        return await self.send(MetricIn(id=id or new_id(), name=name, value=value, experiment_id=experiment_id,
+                                        task_id=task_id, tags=tags, ts=_utc(ts)))  # fmt: skip
 
     async def screenshot(self, data: bytes | Path, name: str, *, content_type: str = "image/png",
                          task_id: str | None = None, bucket: str | None = None) -> str:  # fmt: skip
@@ -262,76 +381,76 @@ class AgentClient:
                 headers["Artifact-Bucket"] = bucket
             await self.publish("artifacts", payload, event_id=artifact_id, headers=headers)
         else:
-            grant = await self.rpc("presign", {"name": name, "content_type": content_type,
-                                               "task_id": task_id, "bucket": bucket})  # fmt: skip
-            await _http_put(grant["upload_url"], payload, content_type)
-            await self.publish("uploads", {"id": artifact_id, "object_key": grant["object_key"],
-                                           "name": name, "content_type": content_type,
-                                           "task_id": task_id, "bucket": grant.get("bucket")},
-                               event_id=artifact_id)  # fmt: skip
+            grant: Presigned = await self.call(contract.PRESIGN, PresignRequest(
+                name=name, content_type=content_type, task_id=task_id, bucket=bucket))  # fmt: skip
+            await asyncio.to_thread(_http_put, grant.upload_url, payload, content_type)
+            await self.send(UploadIn(id=artifact_id, object_key=grant.object_key, name=name,
+                                     content_type=content_type, task_id=task_id, bucket=grant.bucket))  # fmt: skip
         return f"{self.agent}:{artifact_id}"
 
     # -- request-reply -------------------------------------------------------------
-    async def rpc(self, name: str, body: Mapping[str, Any] | None = None) -> Any:
-        return await self._rpc.request(f"agents.{self.agent}.rpc.{name}", body)
+    async def call(self, endpoint: contract.Endpoint[Req, Rep], request: Req) -> Rep:
+        """Any endpoint open to agents, on this agent's `agents.{agent}.rpc.*` subject."""
+        return await self._rpc.call(endpoint, request)
 
-    async def query(self, name: str, *, fresh: bool = True, **body: Any) -> Any:
-        """`agents.{agent}.rpc.query.{name}`; with `fresh`, waits for this client's own
-        acked publishes to be stored first (read your writes)."""
-        if fresh and "after" not in body:
+    async def query(self, name: str, *, fresh: bool = True, **fields: Any) -> Any:
+        """`agents.{agent}.rpc.query.{name}` (fields as in `query.{name}`); with `fresh`, waits
+        for this client's own acked publishes to be stored first (read your writes)."""
+        endpoint = contract.endpoint(f"query.{name}")
+        if fresh and "after" not in fields and endpoint.after is not None:
             await self.flush()
-            position = self.position(QUERY_STREAMS.get(name, ""))
+            position = self.position(endpoint.after)
             if position is not None:
-                body["after"] = position.as_after()
-        return await self.rpc(f"query.{name}", body)
+                fields["after"] = position.as_after()
+        return await self._rpc.named(endpoint.name, fields)
 
-    async def restore(self) -> Any:
-        return await self.rpc("restore", {})
+    async def restore(self) -> Restored:
+        return await self.call(contract.RESTORE, RestoreRequest())
 
     @contextlib.asynccontextmanager
-    async def claim(
-        self, *, lease_seconds: float = 300, kinds: list[str] | None = None
-    ) -> AsyncIterator[dict[str, Any] | None]:
+    async def claim(self, *, lease_seconds: float = 300, kinds: list[str] | None = None
+                    ) -> AsyncIterator[Lease | None]:  # fmt: skip
         """Claim a run; renew its lease in the background; release it on exit.
 
-        A normal exit releases it as succeeded (with `run["summary"]` if set),
-        an exception as failed with that exception; `run["release"]` may name
-        another status (e.g. "queued"). Yields None when no run is queued.
+        A normal exit releases it as `lease.release_as` (succeeded by default)
+        with `lease.summary` and `lease.artifacts`; an exception releases it as
+        failed with that exception. Yields None when no run is queued.
         """
-        reply = await self.rpc("claim", {"lease_seconds": lease_seconds, "kinds": kinds})
-        run = reply["run"]
-        if run is None:
+        reply = await self.call(contract.CLAIM, ClaimRun(lease_seconds=lease_seconds, kinds=kinds))
+        if reply.run is None:
             yield None
             return
-        renewer = asyncio.create_task(self._renew(run, lease_seconds))
+        lease = Lease(reply.run)
+        renewer = asyncio.create_task(self._renew(lease, lease_seconds))
+        run = lease.run
         try:
-            yield run
+            yield lease
         except BaseException as exc:
             renewer.cancel()
             error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
             with contextlib.suppress(AgentstoreError):
-                await self.rpc("release", {"run_id": run["run_id"], "status": "failed",
-                                           "error": error, "attempt": run["attempt"]})  # fmt: skip
+                await self.call(contract.RELEASE, ReleaseRun(run_id=run.run_id, status="failed", error=error,
+                                                             attempt=run.attempt))  # fmt: skip
             raise
         else:
             renewer.cancel()
-            await self.rpc("release", {"run_id": run["run_id"],
-                                       "status": run.get("release", "succeeded"),
-                                       "summary": run.get("summary"),
-                                       "artifacts": run.get("artifacts"),
-                                       "attempt": run["attempt"]})  # fmt: skip
+            await self.call(contract.RELEASE, ReleaseRun(
+                run_id=run.run_id, status=lease.release_as, summary=lease.summary,
+                artifacts=lease.artifacts, attempt=run.attempt))  # fmt: skip
 
-    async def _renew(self, run: dict[str, Any], lease_seconds: float) -> None:
+    async def _renew(self, lease: Lease, lease_seconds: float) -> None:
+        run = lease.run
         while True:
             await asyncio.sleep(lease_seconds / 3)  # renew well before the lease ends
             try:
-                await self.rpc("renew", {"run_id": run["run_id"], "lease_seconds": lease_seconds,
-                                         "attempt": run["attempt"]})  # fmt: skip
+                await self.call(contract.RENEW, RenewLease(run_id=run.run_id, lease_seconds=lease_seconds,
+                                                           attempt=run.attempt))  # fmt: skip
             except Conflict:
-                log.warning("lost the lease on run %s", run["run_id"])
+                log.warning("lost the lease on run %s", run.run_id)
+                lease.lost.set()
                 return
             except AgentstoreError as exc:
-                log.warning("could not renew run %s: %s", run["run_id"], exc)
+                log.warning("could not renew run %s: %s", run.run_id, exc)
 
 
 class EvaluatorClient:
@@ -342,10 +461,12 @@ class EvaluatorClient:
         self._rpc = _Requester(nc, timeout)
 
     @classmethod
-    async def connect(cls, url: str, *, creds: str | None = None, inbox_prefix: str = "_INBOX.evaluator",
-                      **options: Any) -> EvaluatorClient:  # fmt: skip
-        nc = await connect_nats(url, name="evaluator", creds=creds, inbox_prefix=inbox_prefix)
-        return cls(nc, **options)
+    async def connect(cls, server: Server, *, name: str = "evaluator", inbox_prefix: str = "_INBOX.evaluator",
+                      timeout: float = 10.0) -> EvaluatorClient:  # fmt: skip
+        """Connect as evaluator `name` (its own credentials when `AGENTSTORE_CREDENTIALS` holds them)."""
+        settings = _settings(server).as_identity(f"evaluator-{name}")
+        nc = await connect_nats(settings, name=f"evaluator-{name}", inbox_prefix=inbox_prefix)
+        return cls(nc, timeout=timeout)
 
     async def __aenter__(self) -> EvaluatorClient:
         return self
@@ -353,48 +474,63 @@ class EvaluatorClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.nc.drain()
 
-    async def request(self, subject: str, body: Mapping[str, Any] | None = None) -> Any:
-        return await self._rpc.request(subject, body)
+    async def call(self, endpoint: contract.Endpoint[Req, Rep], request: Req) -> Rep:
+        """Any endpoint, typed by the contract: `call(contract.QUERY_TASK, TaskQuery(...))`."""
+        return await self._rpc.call(endpoint, request)
 
-    async def query(self, name: str, **body: Any) -> Any:
-        return await self.request(f"query.{name}", body)
+    async def request(self, name: str, **fields: Any) -> Any:
+        """Any endpoint by short name (`query.logs`, `runs.submit`) with the request's fields;
+        the reply as the contract declares it."""
+        return await self._rpc.named(name, fields)
 
-    def pages(self, name: str, **body: Any) -> AsyncIterator[dict[str, Any]]:
-        return self._rpc.pages(f"query.{name}", **body)
+    async def query(self, name: str, **fields: Any) -> Any:
+        """`query.{name}` with the request's fields; the reply as the contract declares it."""
+        return await self._rpc.named(f"query.{name}", fields)
 
-    async def record_evaluation(self, **body: Any) -> Any:
-        return await self.request("eval.record", body)
+    def pages(self, name: str, **fields: Any) -> AsyncIterator[Any]:
+        """Every item of `query.{name}`, page after page."""
+        return self._rpc.pages(f"query.{name}", fields)
 
-    async def custody_test(self, **body: Any) -> Any:
-        return await self.request("eval.custody_test", body)
+    async def record_evaluation(self, evaluation: EvalRecord) -> Evaluation:
+        return await self.call(contract.EVAL_RECORD, evaluation)
 
-    async def learning(self, **body: Any) -> Any:
-        return await self.request("eval.learning", body)
+    async def custody_test(self, result: CustodyTest) -> Profile:
+        return await self.call(contract.EVAL_CUSTODY_TEST, result)
 
-    async def update_metrics(self, agent_id: str, updates: Mapping[str, Any]) -> Any:
-        return await self.request("eval.agent_metrics.update", {"agent_id": agent_id, "updates": updates})
+    async def learning(self, figures: Learning) -> Profile:
+        return await self.call(contract.EVAL_LEARNING, figures)
 
-    async def bulk_update_metrics(self, updates: Mapping[str, Mapping[str, Any]]) -> Any:
-        return await self.request("eval.agent_metrics.bulk", {"updates": updates})
+    async def update_metrics(self, agent_id: str, updates: ProfileUpdate) -> Profile:
+        return await self.call(
+            contract.EVAL_AGENT_METRICS_UPDATE, UpdateProfile(agent_id=agent_id, updates=updates)
+        )
 
-    async def reset_metrics(self, agent_id: str) -> Any:
-        return await self.request("eval.agent_metrics.reset", {"agent_id": agent_id})
+    async def bulk_update_metrics(self, updates: dict[str, ProfileUpdate]) -> BulkUpdated:
+        return await self.call(contract.EVAL_AGENT_METRICS_BULK, BulkUpdate(updates=updates))
 
-    async def submit_run(self, spec: Mapping[str, Any], **extra: Any) -> Any:
-        return await self.request("runs.submit", {"spec": spec, **extra})
+    async def reset_metrics(self, agent_id: str) -> Profile:
+        return await self.call(contract.EVAL_AGENT_METRICS_RESET, ResetProfile(agent_id=agent_id))
 
-    async def cancel_run(self, run_id: str) -> Any:
-        return await self.request("runs.cancel", {"run_id": run_id})
+    async def submit_run(self, spec: dict[str, Any], *, run_id: str | None = None, priority: int = 0,
+                         kind: str = "run", max_attempts: int = 3) -> Submitted:  # fmt: skip
+        return await self.call(contract.RUNS_SUBMIT, SubmitRun(spec=spec, run_id=run_id, priority=priority,
+                                                               kind=kind, max_attempts=max_attempts))  # fmt: skip
+
+    async def cancel_run(self, run_id: str) -> Run:
+        return await self.call(contract.RUNS_CANCEL, CancelRun(run_id=run_id))
 
 
-async def _http_put(url: str, data: bytes, content_type: str) -> None:
-    import io
+_KIND_OF_BODY: dict[type[msgspec.Struct], str] = {
+    i.body: i.kind for i in contract.INGEST if i.body is not None
+}
 
-    import aiohttp
 
-    async with (
-        aiohttp.ClientSession() as http,
-        http.put(url, data=io.BytesIO(data), headers={"Content-Type": content_type}) as response,
-    ):
-        if response.status >= 300:
-            raise Unavailable(f"presigned upload failed with HTTP {response.status}")
+def _http_put(url: str, data: bytes, content_type: str) -> None:
+    """A presigned PUT with the standard library: the SDK needs no HTTP package."""
+    request = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            if response.status >= 300:
+                raise Unavailable(f"presigned upload failed with HTTP {response.status}")
+    except OSError as exc:
+        raise Unavailable(f"presigned upload failed: {exc}") from exc

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentstore.bus.connect import NatsSettings
+
 
 class Settings(BaseSettings):
     """Where the servers are and how a service behaves."""
@@ -26,6 +28,10 @@ class Settings(BaseSettings):
     nats_tls_ca: str | None = None
     nats_tls_cert: str | None = None
     nats_tls_key: str | None = None
+    # An nkey seed file, a token, or a `nats` CLI context (see agentstore.bus.connect).
+    nats_nkey: str | None = None
+    nats_token: str | None = None
+    nats_context: str | None = None
     # JetStream replicas for the streams a service provisions (3 on a 3-node cluster).
     stream_replicas: int = Field(default=1, ge=1, le=5)
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/agentstore"
@@ -62,3 +68,12 @@ class Settings(BaseSettings):
     # metrics service: days per tier, e.g. METRICS_RETENTION_DAYS='{"raw_days": 7,
     # "minute_days": 30, "hour_days": 400}' (those are the defaults).
     metrics_retention_days: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def nats(self) -> NatsSettings:
+        """The NATS connection settings, as clients and the CLI build them too."""
+        return NatsSettings(
+            url=self.nats_url, user=self.nats_user, password=self.nats_password, creds=self.nats_creds,
+            nkey=self.nats_nkey, token=self.nats_token, tls_ca=self.nats_tls_ca,
+            tls_cert=self.nats_tls_cert, tls_key=self.nats_tls_key, context=self.nats_context,
+        ).with_context()  # fmt: skip

@@ -12,7 +12,13 @@
     │   └── Unavailable        503
     └── StoreError             raised by the store adapters, never a driver error
         ├── StoreUnavailable   transient: the database is down or slow; retry later
+        │   └── StoreMisconfigured  a fault of the deployment (missing table, column,
+        │                      privilege, bucket, login): retried until fixed, and the
+        │                      service reports not ready with the reason
         └── StoreRejected      permanent: the database refuses this data
+
+Only data errors are permanent (dead-lettered): everything about the
+deployment is retried, so a missed migration never dead-letters a stream.
 
 Adapters convert driver errors (pymongo, asyncpg, minio) at their edge with
 ``raise ... from exc`` so callers can tell transient from permanent.
@@ -79,3 +85,8 @@ class StoreUnavailable(StoreError):
 
 class StoreRejected(StoreError):
     """Permanent: the store refuses this data; retrying will not help."""
+
+
+class StoreMisconfigured(StoreUnavailable):
+    """The deployment is wrong (a missing table or bucket, a privilege, a login): retried
+    like an outage, and shown in readiness until an operator fixes it."""

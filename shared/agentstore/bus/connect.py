@@ -1,10 +1,23 @@
-"""Connecting to NATS with reconnects and errors that say what to do."""
+"""One way to connect to NATS, for the services, both clients and the CLI.
+
+`NatsSettings` says where NATS is and who we are: a URL list, user and
+password, a credentials file (a NATS `.creds` JWT file, or the JSON that
+`agentstore auth` writes), an nkey seed file, a token, TLS (CA, client
+certificate), or a context of the `nats` CLI. `NatsSettings.from_env()` reads
+them from the environment and `.agentstore/stack.env`; `connect_nats` opens
+the connection with reconnects and errors that say what to do.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -14,21 +27,145 @@ from agentstore.errors import ConfigError
 
 log = logging.getLogger("agentstore.nats")
 
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+# Environment variable -> NatsSettings field.
+ENV_FIELDS = {
+    "NATS_URL": "url",
+    "NATS_USER": "user",
+    "NATS_PASSWORD": "password",
+    "NATS_CREDS": "creds",
+    "NATS_NKEY": "nkey",
+    "NATS_TOKEN": "token",
+    "NATS_TLS_CA": "tls_ca",
+    "NATS_TLS_CERT": "tls_cert",
+    "NATS_TLS_KEY": "tls_key",
+    "NATS_CONTEXT": "context",
+    # `make up AUTH=1`: the folder of per-identity credentials (`agentstore auth`).
+    "AGENTSTORE_CREDENTIALS": "credentials_dir",
+}
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    """Where NATS is and how to log in; every field optional but the URL."""
+
+    url: str = DEFAULT_URL  # one URL or a comma-separated list (a cluster)
+    user: str | None = None
+    password: str | None = None
+    creds: str | None = None  # a NATS .creds file, or {"user", "password"} JSON from `agentstore auth`
+    nkey: str | None = None  # a file holding an nkey seed (SU...)
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    context: str | None = None  # a `nats` CLI context name; its values fill what is unset
+    credentials_dir: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, env_file: Path | None = None) -> NatsSettings:
+        """Settings from the environment, then the local stack's `stack.env`
+        (`$AGENTSTORE_HOME/stack.env`, default `.agentstore/stack.env`); the environment wins."""
+        environ = os.environ if env is None else env
+        env_file = env_file or Path(environ.get("AGENTSTORE_HOME") or ".agentstore") / "stack.env"
+        values: dict[str, str] = {}
+        if env_file.is_file():
+            values.update(read_env_file(env_file))
+        values.update(environ)
+        fields = {field: values[var] for var, field in ENV_FIELDS.items() if values.get(var)}
+        return cls(**fields).with_context()
+
+    def with_context(self) -> NatsSettings:
+        """Fill unset fields from the `nats` CLI context (`NATS_CONTEXT` or its selected one)."""
+        path = context_file(self.context)
+        if path is None:
+            return self
+        try:
+            ctx: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read nats context {path}: {exc}") from exc
+        given = {
+            "url": ctx.get("url"), "user": ctx.get("user"), "password": ctx.get("password"),
+            "creds": ctx.get("creds"), "nkey": ctx.get("nkey"), "token": ctx.get("token"),
+            "tls_ca": ctx.get("ca"), "tls_cert": ctx.get("cert"), "tls_key": ctx.get("key"),
+        }  # fmt: skip
+        unset = {k: v for k, v in given.items() if v and getattr(self, k) in (None, DEFAULT_URL)}
+        return replace(self, context=None, **unset)
+
+    def as_identity(self, identity: str) -> NatsSettings:
+        """These settings logged in as `identity` (`agent-a1`, `evaluator-evaluator`) when a
+        credentials folder holds its file; unchanged otherwise."""
+        if not self.credentials_dir:
+            return self
+        path = Path(self.credentials_dir) / f"{identity}.json"
+        if not path.is_file():
+            return self
+        return replace(self, creds=str(path), user=None, password=None)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def context_file(name: str | None) -> Path | None:
+    """The `nats` CLI's context file: the one named, else the selected one, else None."""
+    root = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "nats"
+    if not name:
+        selected = root / "context.txt"
+        name = selected.read_text().strip() if selected.is_file() else None
+        if not name:
+            return None
+        path = root / "context" / f"{name}.json"
+        return path if path.is_file() else None
+    path = root / "context" / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"no nats context {name!r} (looked for {path}); `nats context ls` lists them")
+    return path
+
+
+def connect_options(settings: NatsSettings) -> dict[str, Any]:
+    """nats-py options for the identity and TLS of `settings`."""
+    options: dict[str, Any] = {}
+    if settings.creds:
+        if settings.creds.endswith(".json"):
+            try:
+                data = json.loads(Path(settings.creds).read_text())
+                options["user"], options["password"] = data["user"], data["password"]
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"cannot read credentials {settings.creds}: {exc!r}") from exc
+        else:
+            options["user_credentials"] = settings.creds
+    elif settings.user:
+        options["user"], options["password"] = settings.user, settings.password
+    if settings.nkey:
+        options["nkeys_seed"] = settings.nkey
+    if settings.token:
+        options["token"] = settings.token
+    if settings.tls_ca or settings.tls_cert:
+        context = ssl.create_default_context(cafile=settings.tls_ca)
+        if settings.tls_cert:
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        options["tls"] = context
+    return options
+
 
 async def connect_nats(
-    url: str,
+    settings: NatsSettings | str,
     *,
     name: str,
-    creds: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
     inbox_prefix: str | None = None,
     connect_timeout: float = 5.0,
-    tls_ca: str | None = None,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
 ) -> Client:
     """Connect with unlimited reconnects; fail fast with a clear message if unreachable."""
+    if isinstance(settings, str):
+        settings = NatsSettings(url=settings)
+    url = settings.url
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -49,24 +186,18 @@ async def connect_nats(
         "error_cb": on_error,
         "disconnected_cb": on_disconnect,
         "reconnected_cb": on_reconnect,
+        **connect_options(settings),
     }
-    if creds:
-        options["user_credentials"] = creds
-    if user:
-        options["user"], options["password"] = user, password
-    if tls_ca or tls_cert:
-        context = ssl.create_default_context(cafile=tls_ca)
-        if tls_cert:
-            context.load_cert_chain(tls_cert, tls_key)
-        options["tls"] = context
-    servers = [u.strip() for u in url.split(",") if u.strip()]
     if inbox_prefix:
         options["inbox_prefix"] = inbox_prefix
+    servers = [u.strip() for u in url.split(",") if u.strip()]
     try:
         # nats-py retries the first connection as long as later ones (forever): bound it.
         return await asyncio.wait_for(nats.connect(servers, **options), timeout=connect_timeout * 3)
     except Exception as exc:
+        who = " (check the credentials: NATS_USER/NATS_PASSWORD, NATS_CREDS, NATS_NKEY)" if (
+            "authorization" in str(exc).lower()) else ""  # fmt: skip
         raise ConfigError(
-            f"cannot connect to NATS at {url} ({exc}); is `make up` running, "
+            f"cannot connect to NATS at {url} ({exc!r}){who}; is `make up` running, "
             "or is NATS_URL set to the right server?"
         ) from exc

@@ -26,8 +26,10 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from agentstore.bus.catalog import StreamSpec, deadletter_subject
-from agentstore.errors import InvalidMessage, StoreRejected, StoreUnavailable
+from agentstore import contract
+from agentstore.contract import StreamSpec, deadletter_subject
+from agentstore.errors import ConfigError, InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
+from agentstore.lifecycle.health import Faults
 from agentstore.lifecycle.metrics import ServiceMetrics
 from agentstore.schemas.common import AGENT_ID_PATTERN, decode_message
 
@@ -83,6 +85,27 @@ class Ingest:
     handlers: Mapping[str, Handler]
 
 
+def ingests(service: str, handlers: Mapping[str, Handler]) -> list[Ingest]:
+    """The service's consumers, one per stream the contract gives it, each with the
+    handlers of that stream's kinds; a missing or undeclared kind is a ConfigError."""
+    declared = {i.kind: i for i in contract.ingest_of(service)}
+    missing, unknown = declared.keys() - handlers.keys(), handlers.keys() - declared.keys()
+    if missing or unknown:
+        raise ConfigError(
+            f"service {service}: no ingest handler for {sorted(missing)}; "
+            f"handlers for kinds the contract does not give it: {sorted(unknown)}"
+        )
+    decl = contract.SERVICE_BY_NAME[service]
+    return [
+        Ingest(
+            contract.STREAMS[stream],
+            decl.durable,
+            {kind: handlers[kind] for kind, i in declared.items() if i.stream == stream},
+        )
+        for stream in decl.streams
+    ]
+
+
 def retry_delay(num_delivered: int) -> float:
     """0.5 s, 1 s, 2 s ... capped at 10 s."""
     return float(min(0.5 * 2 ** max(num_delivered - 1, 0), 10.0))
@@ -98,6 +121,7 @@ class IngestWorker:
     metrics: ServiceMetrics
     batch: int
     stopping: asyncio.Event
+    faults: Faults = field(default_factory=Faults)
     fetch_timeout: float = 1.0
     _failures: int = field(default=0, init=False)
 
@@ -180,8 +204,14 @@ class IngestWorker:
 
     async def _write(self, kind: str, pairs: list[tuple[Msg, Any]]) -> bool:
         handler = self.ingest.handlers[kind]
+        where = f"{self.ingest.stream.name}/{kind}"
         try:
             rejected = await handler.write([item for _, item in pairs])
+        except StoreMisconfigured as exc:
+            # The deployment, not the data: keep every message (nak) and say so in readiness.
+            self.faults.report(where, str(exc))
+            await self._nak_all(kind, pairs)
+            return False
         except StoreUnavailable as exc:
             log.warning("store unavailable for %s (%d messages), will retry: %s", kind, len(pairs), exc)
             await self._nak_all(kind, pairs)
@@ -199,6 +229,7 @@ class IngestWorker:
             log.exception("unexpected error writing %d %s messages; will retry", len(pairs), kind)
             await self._nak_all(kind, pairs)
             return False
+        self.faults.clear(where)
         for index, (msg, _) in enumerate(pairs):
             reason = rejected.get(index)
             if reason is not None:

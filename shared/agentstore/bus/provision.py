@@ -20,7 +20,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from agentstore.bus.catalog import DUPLICATE_WINDOW_SECONDS, MAX_MESSAGE_BYTES, StreamSpec
+from agentstore.contract import DUPLICATE_WINDOW_SECONDS, MAX_MESSAGE_BYTES, StreamSpec
 from agentstore.errors import ConfigError
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, get_origin
 
 import msgspec
 from nats.aio.client import Client
@@ -22,8 +22,10 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from agentstore import contract
 from agentstore.errors import (
     BadRequest,
+    ConfigError,
     Forbidden,
     RequestError,
     StoreUnavailable,
@@ -33,8 +35,6 @@ from agentstore.lifecycle.metrics import ServiceMetrics
 from agentstore.schemas.common import After, decode_request
 
 log = logging.getLogger("agentstore.rpc")
-
-Req = TypeVar("Req")
 
 
 @dataclass
@@ -62,27 +62,50 @@ Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
-class Endpoint(Generic[Req]):
-    name: str
-    subject: str
-    request: type[Req]
-    handler: Callable[[RequestContext, Req], Awaitable[Any]]
+class Route:
+    """One declared endpoint bound to its handler, on one of its addresses."""
+
+    endpoint: contract.Endpoint  # type: ignore[type-arg]
+    address: str
+    handler: Handler
+
+    @property
+    def name(self) -> str:
+        return contract.micro_name(self.address)
+
+    @property
+    def subject(self) -> str:
+        return contract.wildcard(self.address)
+
+    @property
+    def request(self) -> type[msgspec.Struct]:
+        return self.endpoint.request
+
+    def reply_bytes(self, result: Any) -> bytes:
+        """The handler's result in the declared reply shape (a mismatch is a bug: 500)."""
+        if not isinstance(result, self._reply_classes):
+            result = msgspec.convert(result, self.endpoint.reply)
+        return msgspec.json.encode(result)
+
+    @property
+    def _reply_classes(self) -> tuple[type, ...]:
+        return tuple(get_origin(t) or t for t in self.endpoint.reply_types)
 
 
-def query_endpoints(
-    name: str, request: type[Req], handler: Callable[[RequestContext, Req], Awaitable[Any]]
-) -> list[Endpoint[Any]]:
-    """`query.{name}` for evaluators and `agents.*.rpc.query.{name}` scoped to the agent."""
-    return [
-        Endpoint(f"query_{name}", f"query.{name}", request, handler),
-        Endpoint(f"agent_query_{name}", f"agents.*.rpc.query.{name}", request, handler),
-    ]
+def bind(service: str, handlers: Mapping[str, Handler]) -> list[Route]:
+    """Every endpoint the contract gives `service`, bound to its handler by short name.
 
-
-def agent_endpoint(
-    name: str, request: type[Req], handler: Callable[[RequestContext, Req], Awaitable[Any]]
-) -> Endpoint[Any]:
-    return Endpoint(f"agent_{name}", f"agents.*.rpc.{name}", request, handler)
+    A declared endpoint without a handler, or a handler for an endpoint the
+    contract does not give this service, is a ConfigError at start.
+    """
+    declared = {e.name: e for e in contract.endpoints_of(service)}
+    missing, unknown = declared.keys() - handlers.keys(), handlers.keys() - declared.keys()
+    if missing or unknown:
+        raise ConfigError(
+            f"service {service}: no handler for {sorted(missing)}; "
+            f"handlers for endpoints the contract does not give it: {sorted(unknown)}"
+        )
+    return [Route(e, address, handlers[name]) for name, e in declared.items() for address in e.addresses]
 
 
 def error_body(code: int, message: str) -> bytes:
@@ -152,19 +175,19 @@ class RpcServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._micro: Service | None = None
 
-    async def start(self, endpoints: Sequence[Endpoint[Any]]) -> None:
+    async def start(self, routes: Sequence[Route]) -> None:
         self._micro = await add_service(
             self.nc,
             name=f"agentstore-{self.service_name}",
             version=self.version,
             description=f"agentstore {self.service_name} service",
         )
-        for endpoint in endpoints:
+        for route in routes:
             await self._micro.add_endpoint(
-                name=endpoint.name,
-                subject=endpoint.subject,
-                handler=self._spawner(endpoint),
-                queue_group=f"agentstore.{endpoint.name}",
+                name=route.name,
+                subject=route.subject,
+                handler=self._spawner(route),
+                queue_group=f"agentstore.{route.name}",
             )
         # Subscriptions travel asynchronously; only after a flush round trip has
         # the server seen them, so "started" really means "answering".
@@ -179,10 +202,10 @@ class RpcServer:
             for task in late:
                 task.cancel()
 
-    def _spawner(self, endpoint: Endpoint[Any]) -> Callable[[Request], Awaitable[None]]:
+    def _spawner(self, route: Route) -> Callable[[Request], Awaitable[None]]:
         async def spawn(request: Request) -> None:
             await self._slots.acquire()
-            task = asyncio.create_task(self._serve(endpoint, request))
+            task = asyncio.create_task(self._serve(route, request))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
 
@@ -192,19 +215,19 @@ class RpcServer:
         self._tasks.discard(task)
         self._slots.release()
 
-    async def _serve(self, endpoint: Endpoint[Any], request: Request) -> None:
+    async def _serve(self, route: Route, request: Request) -> None:
         started = time.perf_counter()
         code = 200
         try:
-            body = decode_request(request.data, endpoint.request)
+            body = decode_request(request.data, route.request)
             context = RequestContext(subject=request.subject, agent=_agent_of(request.subject))
             after = getattr(body, "after", None)
             if after is not None:
                 if self.progress is None:
                     raise BadRequest("this service has no ingest stream to wait for")
                 await self.progress.wait_for(after, self.after_wait)
-            result = await endpoint.handler(context, body)
-            data = msgspec.json.encode(result)
+            result = await route.handler(context, body)
+            data = route.reply_bytes(result)
             if len(data) > self.nc.max_payload:
                 raise BadRequest(
                     f"the reply would be {len(data):,} bytes, over the {self.nc.max_payload:,}-byte "
@@ -220,11 +243,11 @@ class RpcServer:
             await self._respond_error(request, code, f"store unavailable, retry later: {exc}")
         except Exception as exc:
             code = 500
-            log.exception("endpoint %s failed", endpoint.subject)
+            log.exception("endpoint %s failed", route.subject)
             await self._respond_error(request, code, f"internal error: {type(exc).__name__}")
         finally:
-            self.metrics.requests.labels(endpoint=endpoint.name, code=str(code)).inc()
-            self.metrics.request_seconds.labels(endpoint=endpoint.name).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(endpoint=route.name, code=str(code)).inc()
+            self.metrics.request_seconds.labels(endpoint=route.name).observe(time.perf_counter() - started)
 
     async def _respond_error(self, request: Request, code: int, message: str) -> None:
         try:

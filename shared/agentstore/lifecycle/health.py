@@ -15,6 +15,31 @@ log = logging.getLogger("agentstore.health")
 Check = Callable[[], Awaitable[None]]
 
 
+class Faults:
+    """Faults of the deployment the service met and has not yet seen cleared (a dropped
+    table, a missing bucket): readiness is false, with the reason, while any is active."""
+
+    def __init__(self) -> None:
+        self._active: dict[str, str] = {}
+
+    def report(self, where: str, reason: str) -> None:
+        if where not in self._active:
+            log.error("deployment fault at %s, retrying until fixed: %s", where, reason)
+        self._active[where] = reason
+
+    def clear(self, where: str) -> None:
+        if self._active.pop(where, None) is not None:
+            log.info("deployment fault at %s cleared", where)
+
+    @property
+    def active(self) -> dict[str, str]:
+        return dict(self._active)
+
+    async def check(self) -> None:
+        if self._active:
+            raise RuntimeError("; ".join(f"{where}: {reason}" for where, reason in self._active.items()))
+
+
 class HealthServer:
     """Liveness is "the event loop answers"; readiness runs every check (NATS, stores)."""
 

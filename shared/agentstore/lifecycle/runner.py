@@ -23,14 +23,14 @@ from typing import Any
 from nats.aio.client import Client
 
 from agentstore import __version__
-from agentstore.bus.catalog import DEADLETTER, StreamSpec
 from agentstore.bus.connect import connect_nats
 from agentstore.bus.handle import BusHandle
 from agentstore.bus.ingest import Ingest, IngestWorker
 from agentstore.bus.provision import ensure_consumer, ensure_stream
-from agentstore.bus.rpc import Endpoint, IngestProgress, RpcServer
+from agentstore.bus.rpc import IngestProgress, Route, RpcServer
 from agentstore.config import Settings
-from agentstore.lifecycle.health import Check, HealthServer
+from agentstore.contract import DEADLETTER, StreamSpec
+from agentstore.lifecycle.health import Check, Faults, HealthServer
 from agentstore.lifecycle.metrics import ServiceMetrics
 
 log = logging.getLogger("agentstore.runner")
@@ -44,7 +44,7 @@ class Wiring:
     # Streams to provision without a consumer yet: publishes are durably
     # accepted and wait in the stream until a handler for them exists.
     streams: Sequence[StreamSpec] = ()
-    endpoints: Sequence[Endpoint[Any]] = ()
+    endpoints: Sequence[Route] = ()
     checks: dict[str, Check] = field(default_factory=dict)
     # Extra background loops (retention sweeps ...): each runs until cancelled.
     background: Sequence[Callable[[], Any]] = ()
@@ -70,6 +70,7 @@ class ServiceHost:
         self.spec = spec
         self.settings = settings
         self.metrics = ServiceMetrics()
+        self.faults = Faults()
         self.health_port: int | None = None
         self.nc: Client | None = None
         self._stack = AsyncExitStack()
@@ -85,15 +86,7 @@ class ServiceHost:
         try:
             wiring: Wiring = await self.spec.build(s, self._stack)
             self.nc = await connect_nats(
-                s.nats_url,
-                name=f"agentstore-{self.spec.name}",
-                creds=s.nats_creds,
-                user=s.nats_user,
-                password=s.nats_password,
-                inbox_prefix=f"_INBOX.service.{self.spec.name}",
-                tls_ca=s.nats_tls_ca,
-                tls_cert=s.nats_tls_cert,
-                tls_key=s.nats_tls_key,
+                s.nats, name=f"agentstore-{self.spec.name}", inbox_prefix=f"_INBOX.service.{self.spec.name}"
             )
             js = self.nc.jetstream()
             if wiring.bus is not None:
@@ -115,7 +108,7 @@ class ServiceHost:
             for ingest in wiring.ingests:
                 for _ in range(s.ingest_workers):
                     worker = IngestWorker(
-                        self.spec.name, ingest, js, self.metrics, s.ingest_batch, self._stopping
+                        self.spec.name, ingest, js, self.metrics, s.ingest_batch, self._stopping, self.faults
                     )
                     self._workers.append(self._watch(asyncio.create_task(worker.run())))
             for loop in wiring.background:
@@ -124,7 +117,8 @@ class ServiceHost:
                 self.nc, self.spec.name, __version__, self.metrics, progress, s.after_wait_seconds
             )
             await self._rpc.start(wiring.endpoints)
-            self._health = HealthServer(self.metrics, {"nats": self._nats_ready, **wiring.checks})
+            checks = {"nats": self._nats_ready, **wiring.checks, "deployment": self.faults.check}
+            self._health = HealthServer(self.metrics, checks)
             self.health_port = await self._health.start(s.health_host, s.health_port)
         except BaseException:
             await self.stop()

@@ -15,6 +15,7 @@ from agentstore.schemas.common import (
     AgentIds,
     EventId,
     Limit,
+    Reply,
     Strict,
 )
 
@@ -103,3 +104,35 @@ class FilesQuery(Strict):
 class FileUrlQuery(Strict):
     file_id: Annotated[str, msgspec.Meta(min_length=3, max_length=200)]
     expires_seconds: Annotated[int, msgspec.Meta(ge=1, le=604_800)] = 3600
+
+
+# -- replies -------------------------------------------------------------------
+
+
+class FileItem(Reply):
+    """A file's metadata row (`binary_file_metadata`)."""
+
+    file_id: str
+    bucket: str
+    object_key: str
+    agent_id: str
+    name: str
+    content_type: str
+    size: int
+    source: str
+    created_at: str
+    task_id: str | None = None
+    sha256: str | None = None
+    etag: str | None = None
+
+
+class FileUrl(Reply):
+    url: str
+    expires_at: str
+
+
+class Presigned(Reply):
+    upload_url: str
+    object_key: str
+    bucket: str
+    expires_at: str

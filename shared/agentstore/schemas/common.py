@@ -6,7 +6,7 @@ import base64
 import binascii
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -45,6 +45,26 @@ LEVEL_NUMBERS: dict[str, int] = {
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Base of every wire message: unknown fields are an error, never ignored."""
+
+
+class Reply(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Base of every reply: the declared wire shape of an answer.
+
+    Replies are built with ``msgspec.convert`` from rows or documents, so a
+    column the table gains never leaks into the public API; fields never set
+    are omitted. Unknown fields are allowed when a client decodes a reply, so
+    a newer server's additions never break an older client.
+    """
+
+
+Item = TypeVar("Item")
+
+
+class Page(Reply, Generic[Item]):
+    """Every list reply: a page of items and the cursor of the next one (null at the end)."""
+
+    items: list[Item]
+    next_cursor: str | None
 
 
 class After(Strict):

@@ -19,6 +19,7 @@ from agentstore.schemas.common import (
     Level,
     Limit,
     Name,
+    Reply,
     Strict,
     UtcTime,
 )
@@ -186,3 +187,79 @@ class OutputsQuery(Strict):
     limit: Limit = DEFAULT_LIMIT
     cursor: Cursor | None = None
     after: After | None = None
+
+
+# -- replies -------------------------------------------------------------------
+
+
+class LogItem(Reply):
+    """A stored log, as `query.logs` lists it."""
+
+    id: str
+    agent_id: str
+    ts: str
+    level: Level
+    message: str
+    task_id: str | None = None
+    fields: FreeMap | None = None
+
+
+class MemoryItem(Reply):
+    id: str
+    agent_id: str
+    ts: str
+    kind: str
+    content: str
+    key: str | None = None
+    task_id: str | None = None
+    tags: list[str] | None = None
+    data: FreeMap | None = None
+
+
+class ConversationItem(Reply):
+    conversation_id: str
+    agent_id: str
+    created_at: str
+    updated_at: str
+    user_id: str | None = None
+    context: FreeMap | None = None
+
+
+class MessageItem(Reply):
+    id: str
+    agent_id: str
+    conversation_id: str
+    ts: str
+    role: Role
+    content: str
+    agent_steps: list[Any] | None = None
+    pdf_names: list[str] | None = None
+    source_citations: list[FreeMap] | None = None
+    meta_data: FreeMap | None = None
+
+
+class Conversation(ConversationItem):
+    """`query.conversation`: the conversation and its messages, oldest first."""
+
+    messages: list[MessageItem] = msgspec.field(default_factory=list)
+
+
+class EventItem(Reply):
+    id: str
+    agent_id: str
+    ts: str
+    type: str
+    run_id: str | None = None
+    task_id: str | None = None
+    payload: FreeMap | None = None
+
+
+class OutputItem(Reply):
+    id: str
+    agent_id: str
+    ts: str
+    kind: str
+    schema_version: int
+    data: FreeMap
+    run_id: str | None = None
+    task_id: str | None = None

@@ -13,6 +13,7 @@ from agentstore.schemas.common import (
     EventId,
     FreeMap,
     Name,
+    Reply,
     Strict,
     UtcTime,
 )
@@ -120,3 +121,82 @@ class ResetProfile(Strict):
 
 def update_fields(update: ProfileUpdate) -> dict[str, Any]:
     return {k: v for k, v in msgspec.structs.asdict(update).items() if v is not None}
+
+
+# -- replies -------------------------------------------------------------------
+
+
+class Series(Reply):
+    """One agent's points: `[ts, value]` pairs, oldest first."""
+
+    agent_id: str
+    points: list[tuple[str, float]]
+
+
+class MetricSeries(Reply):
+    """`query.metrics`: `tier_seconds` says which tier answered (3600, 60, or 0 for raw points)."""
+
+    name: str
+    tier_seconds: int
+    series: list[Series]
+
+
+class Profile(Reply):
+    """An agent's metrics profile (seed 002's `agent_metrics` row)."""
+
+    agent_id: str
+    learning_score: float
+    success_rate: float
+    failure_rate: float
+    pass_rate: float
+    total_learning_cycles: int
+    xp: int
+    level: int
+    prestige: int
+    current_difficulty: Difficulty
+    total_tests_given: int
+    total_tests_passed: int
+    total_tests_failed: int
+    consecutive_successes: int
+    consecutive_failures: int
+    test_history: list[Any]
+    custody_level: int
+    custody_xp: int
+    adversarial_wins: int
+    learning_patterns: list[Any]
+    improvement_suggestions: list[Any]
+    status: str
+    is_active: bool
+    priority: str
+    created_at: str
+    updated_at: str
+    agent_type: str | None = None
+    last_test_date: str | None = None
+    capabilities: Any = None
+    config: Any = None
+
+
+class Profiles(Reply):
+    """`query.agent_metrics` without `agent_id`: every profile."""
+
+    items: list[Profile]
+
+
+class BulkUpdated(Reply):
+    updated: dict[str, Profile]
+
+
+class SummaryFigures(Reply):
+    total_learning_score: float
+    total_xp: int
+    total_tests_given: int
+    total_tests_passed: int
+    average_level: float
+
+
+class Summary(Reply):
+    """`query.summary`: fleet analytics (seed 002)."""
+
+    total_agents: int
+    agents: list[str]
+    summary: SummaryFigures

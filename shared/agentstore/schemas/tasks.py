@@ -15,9 +15,11 @@ from agentstore.schemas.common import (
     FreeMap,
     Limit,
     Name,
+    Reply,
     Strict,
     UtcTime,
 )
+from agentstore.schemas.metrics import Profile
 
 TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -142,3 +144,122 @@ class RunsQuery(Strict):
 
 class RunQuery(Strict):
     run_id: EventId
+
+
+# -- replies -------------------------------------------------------------------
+
+
+class Progress(Reply):
+    id: str
+    step: int
+    status: str
+    ts: str
+    percent: float | None = None
+    detail: FreeMap | None = None
+
+
+class TaskItem(Reply):
+    """A task as `query.tasks` lists it, with its latest progress."""
+
+    id: str
+    agent_id: str
+    status: TaskStatus
+    kind: str
+    created_at: str
+    updated_at: str
+    title: str | None = None
+    meta: FreeMap | None = None
+    latest_progress: Progress | None = None
+
+
+class Evaluation(Reply):
+    id: str
+    agent_id: str
+    task_id: str
+    evaluator: str
+    score: float
+    passed: bool
+    created_at: str
+    notes: str | None = None
+    details: FreeMap | None = None
+
+
+class Task(TaskItem):
+    """`query.task`: the task, all its progress (by step) and its evaluations."""
+
+    progress: list[Progress] = msgspec.field(default_factory=list)
+    evaluations: list[Evaluation] = msgspec.field(default_factory=list)
+
+
+class Run(Reply):
+    run_id: str
+    spec_hash: str
+    kind: str
+    priority: int
+    status: RunStatus
+    phase: Phase
+    attempt: int
+    max_attempts: int
+    created_at: str
+    updated_at: str
+    claimed_by: str | None = None
+    lease_expires_at: str | None = None
+    error: FreeMap | None = None
+    summary: FreeMap | None = None
+    artifacts: FreeMap | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+
+
+class ClaimedRun(Run):
+    """A claimed run carries its study's spec, so the worker needs no second request."""
+
+    spec: FreeMap = msgspec.field(default_factory=dict)
+
+
+class Claimed(Reply):
+    """`rpc.claim`: the run, or null when none is queued."""
+
+    run: ClaimedRun | None
+
+
+class Renewed(Reply):
+    run_id: str
+    lease_expires_at: str
+
+
+class Submitted(Reply):
+    run_id: str
+    spec_hash: str
+    study_created: bool
+
+
+class Study(Reply):
+    spec_hash: str
+    spec: FreeMap
+    created_at: str
+
+
+class RunEvent(Reply):
+    id: int
+    ts: str
+    type: str
+    attempt: int
+    agent_id: str | None = None
+    payload: FreeMap | None = None
+
+
+class RunDetail(Run):
+    """`query.run`: the run, its study, its events."""
+
+    study: Study | None = None
+    events: list[RunEvent] = msgspec.field(default_factory=list)
+
+
+class Restored(Reply):
+    """`rpc.restore`: what an agent needs to resume after a restart."""
+
+    agent_id: str
+    tasks: list[TaskItem]
+    runs: list[Run]
+    metrics: Profile | None

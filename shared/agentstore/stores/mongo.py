@@ -20,21 +20,25 @@ from pymongo.errors import (
     ConnectionFailure,
     ExecutionTimeout,
     NetworkTimeout,
+    OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
     WriteConcernError,
 )
 
-from agentstore.errors import StoreRejected, StoreUnavailable
+from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 
 log = logging.getLogger("agentstore.mongo")
 
 DUPLICATE_KEY = 11000
+# Unauthorized, AuthenticationFailed: the deployment's login or roles are wrong.
+_DEPLOYMENT_CODES = frozenset({13, 18})
 _TRANSIENT = (
     AutoReconnect,
     ConnectionFailure,
     ExecutionTimeout,
     NetworkTimeout,
+    OperationFailure,
     ServerSelectionTimeoutError,
     WriteConcernError,
 )
@@ -64,6 +68,8 @@ def _chunks(indexes: list[int], updates: list[tuple[Document, Document]]) -> lis
 def _convert(exc: PyMongoError, url: str) -> Exception:
     if isinstance(exc, _TRANSIENT):
         return StoreUnavailable(f"MongoDB at {url} is unreachable ({exc}); is `make up` running?")
+    if isinstance(exc, OperationFailure) and exc.code in _DEPLOYMENT_CODES:
+        return StoreMisconfigured(f"MongoDB at {url} refused: {exc}; check the deployment's user and roles")
     return StoreRejected(str(exc))
 
 

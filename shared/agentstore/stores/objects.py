@@ -12,10 +12,12 @@ import aiohttp
 from miniopy_async.api import Minio
 from miniopy_async.error import S3Error
 
-from agentstore.errors import StoreRejected, StoreUnavailable
+from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 
 # S3 error codes that mean "this request is wrong", not "try later".
-_PERMANENT = {"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidObjectName", "EntityTooLarge"}
+_PERMANENT = {"NoSuchKey", "InvalidObjectName", "EntityTooLarge"}
+# Faults of the deployment, not of the data: retried, and shown in readiness.
+_DEPLOYMENT = {"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class ObjectStore:
     def _convert(self, exc: Exception) -> Exception:
         if isinstance(exc, S3Error) and exc.code in _PERMANENT:
             return StoreRejected(f"S3 refused: {exc.code}: {exc.message}")
+        if isinstance(exc, S3Error) and exc.code in _DEPLOYMENT:
+            return StoreMisconfigured(
+                f"S3 at {self.endpoint} refused: {exc.code}: {exc.message}; the deployment is wrong "
+                "(a missing bucket, a key or a policy): fix it and everything waiting is stored"
+            )
         return StoreUnavailable(
             f"S3 at {self.endpoint} is unavailable ({type(exc).__name__}: {exc}); is `make up` running?"
         )

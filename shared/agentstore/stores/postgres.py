@@ -1,22 +1,26 @@
-"""The PostgreSQL adapter: a pool, named SQL, versioned migrations, our errors.
+"""The PostgreSQL adapter: a pool, named SQL with named parameters, migrations, our errors.
 
 Nothing else imports asyncpg. SQL lives in `.sql` files of named queries
-(`-- name: claim_run`), reviewed like code.
+(`-- name: claim_run`), reviewed like code, with named parameters
+(`:agent_id`, never `$1`); each service calls them through one typed gateway
+(its `db.py`), so no SQL is written in a service class and none is built
+with string formatting.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from agentstore.errors import StoreRejected, StoreUnavailable
+from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 
 Record = asyncpg.Record
 if TYPE_CHECKING:
@@ -26,23 +30,103 @@ else:
 
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
-# SQLSTATE classes that are about this data or request, never about the server's health.
-_PERMANENT_CLASSES = ("22", "23", "42")
+# SQLSTATE classes about the data itself (data exceptions, integrity constraints):
+# the only errors that can never succeed on retry. Every statement is parameterised,
+# so class 42 (undefined table or column, insufficient privilege, ...), 28 (login)
+# and 3D/3F (database, schema) are faults of the deployment, never of the data.
+_DATA_CLASSES = ("22", "23")
+_DEPLOYMENT_CLASSES = ("42", "28", "3D", "3F")
 
 
-def load_queries(path: Path) -> dict[str, str]:
+# A named parameter: `:name`, but not the second colon of a `::type` cast.
+_PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+# What never holds parameters: quoted strings and identifiers, comments.
+_LITERAL = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One named statement: its text in asyncpg's `$n` form and the parameter names in order."""
+
+    name: str
+    text: str
+    params: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, name: str, sql: str) -> Query:
+        params: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in params:
+                params.append(match.group(1))
+            return f"${params.index(match.group(1)) + 1}"
+
+        pieces, end = [], 0
+        for literal in _LITERAL.finditer(sql):
+            pieces.append(_PARAM.sub(number, sql[end : literal.start()]))
+            pieces.append(literal.group(0))
+            end = literal.end()
+        pieces.append(_PARAM.sub(number, sql[end:]))
+        return cls(name, "".join(pieces).strip(), tuple(params))
+
+    def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The positional arguments for `values`; a missing or unknown name is a bug here."""
+        missing = [p for p in self.params if p not in values]
+        unknown = sorted(set(values) - set(self.params))
+        if missing or unknown:
+            raise TypeError(f"query {self.name}: missing parameters {missing}, unknown {unknown}")
+        return tuple(values[p] for p in self.params)
+
+
+def load_queries(path: Path) -> dict[str, Query]:
     """Named queries of a .sql file: each starts with a `-- name: x` line."""
-    text = path.read_text()
-    parts = _NAME.split(text)
-    return {name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
+    parts = _NAME.split(path.read_text())
+    return {name: Query.parse(name, sql) for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+_DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class Executor:
+    """Runs named queries on the pool or on one transaction's connection; driver errors
+    leave as our errors."""
+
+    def __init__(self, target: asyncpg.Pool | Connection, url: str) -> None:
+        self._target = target
+        self._url = url
+
+    async def fetch(self, query: Query, /, **params: Any) -> list[Record]:
+        try:
+            return list(await self._target.fetch(query.text, *query.args(params)))
+        except _DRIVER_ERRORS as exc:
+            raise convert(exc, self._url) from exc
+
+    async def fetchrow(self, query: Query, /, **params: Any) -> Record | None:
+        try:
+            row: Record | None = await self._target.fetchrow(query.text, *query.args(params))
+            return row
+        except _DRIVER_ERRORS as exc:
+            raise convert(exc, self._url) from exc
+
+    async def execute(self, query: Query, /, **params: Any) -> str:
+        try:
+            return str(await self._target.execute(query.text, *query.args(params)))
+        except _DRIVER_ERRORS as exc:
+            raise convert(exc, self._url) from exc
 
 
 def convert(exc: BaseException, url: str) -> Exception:
     """Driver error -> StoreRejected (the data or query is wrong) or StoreUnavailable."""
     state = getattr(exc, "sqlstate", None) or ""
-    if isinstance(exc, asyncpg.PostgresError) and state[:2] in _PERMANENT_CLASSES:
-        return StoreRejected(f"PostgreSQL refused it: {exc}")
     host = url.split("@")[-1]
+    if isinstance(exc, asyncpg.PostgresError) and state[:2] in _DATA_CLASSES:
+        return StoreRejected(f"PostgreSQL refused it: {exc}")
+    if isinstance(exc, asyncpg.PostgresError) and state[:2] in _DEPLOYMENT_CLASSES:
+        return StoreMisconfigured(
+            f"PostgreSQL at {host} refused the statement ({state} {type(exc).__name__}: {exc}); "
+            "the deployment is wrong (a missed migration, a privilege, a login): fix it and "
+            "everything waiting is stored"
+        )
     return StoreUnavailable(
         f"PostgreSQL at {host} is unavailable ({type(exc).__name__}: {exc}); is `make up` running?"
     )
@@ -72,35 +156,25 @@ class PostgresStore:
         assert self._pool is not None, "use `async with PostgresStore(...)`"
         return self._pool
 
+    @property
+    def run(self) -> Executor:
+        """Named queries on the pool (each statement its own transaction)."""
+        return Executor(self.pool, self.url)
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        """A connection in a transaction; driver errors leave as our errors."""
+    async def transaction(self) -> AsyncIterator[Executor]:
+        """Named queries in one transaction; driver errors leave as our errors."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise convert(exc, self.url) from exc
-
-    async def fetch(self, sql: str, *args: Any) -> list[Record]:
-        try:
-            return list(await self.pool.fetch(sql, *args))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise convert(exc, self.url) from exc
-
-    async def fetchrow(self, sql: str, *args: Any) -> Record | None:
-        try:
-            return await self.pool.fetchrow(sql, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise convert(exc, self.url) from exc
-
-    async def execute(self, sql: str, *args: Any) -> str:
-        try:
-            return str(await self.pool.execute(sql, *args))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                yield Executor(conn, self.url)
+        except _DRIVER_ERRORS as exc:
             raise convert(exc, self.url) from exc
 
     async def ping(self) -> None:
-        await self.fetchrow("SELECT 1")
+        try:
+            await self.pool.fetchval("SELECT 1")
+        except _DRIVER_ERRORS as exc:
+            raise convert(exc, self.url) from exc
 
     async def migrate(self, service: str, folder: Path) -> list[str]:
         """Apply `NNN_name.sql` files not applied yet, in order, in one transaction

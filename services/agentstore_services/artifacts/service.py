@@ -1,0 +1,47 @@
+"""The artifacts service's declaration: inline and presigned uploads, metadata queries."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from agentstore.bus.ingest import Handler, ingests
+from agentstore.bus.rpc import bind
+from agentstore.config import Settings
+from agentstore.lifecycle.runner import ServiceSpec, Wiring
+from agentstore.stores.objects import ObjectStore
+from agentstore.stores.postgres import PostgresStore
+from agentstore_services.artifacts.files import MIGRATIONS, Artifacts
+
+
+async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
+    pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
+    await pg.migrate("artifacts", MIGRATIONS)
+    objects = await stack.enter_async_context(
+        ObjectStore(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+            secure=settings.s3_secure,
+        )
+    )  # fmt: skip
+    artifacts = Artifacts(pg, objects, settings.s3_buckets)
+    await artifacts.setup()
+    return Wiring(
+        ingests=ingests(
+            "artifacts",
+            {
+                "artifacts": Handler(artifacts.decode_inline, artifacts.write_inline),
+                "uploads": Handler(artifacts.decode_upload, artifacts.write_uploads),
+            },
+        ),
+        endpoints=bind(
+            "artifacts",
+            {
+                "presign": artifacts.presign,
+                "query.files": artifacts.query_files,
+                "query.file_url": artifacts.file_url,
+            },
+        ),
+        checks={"postgres": pg.ping, "s3": objects.ping},
+    )
+
+
+SPEC = ServiceSpec(name="artifacts", build=build)

@@ -1,0 +1,58 @@
+"""`agents.{agent}.logs` → MongoDB `logs`, and `query.logs` (newest first)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agentstore.bus.ingest import Envelope
+from agentstore.bus.rpc import RequestContext
+from agentstore.schemas.common import LEVEL_NUMBERS
+from agentstore.schemas.logs import LogIn, LogsQuery
+from agentstore.stores.mongo import Document, MongoStore
+from agentstore_services.logs.documents import (
+    Indexes,
+    Order,
+    agents_filter,
+    equals,
+    page,
+    time_range,
+    to_doc,
+)
+
+COLLECTION = "logs"
+ORDER = Order("ts", descending=True)
+INDEXES: Indexes = {
+    "agent_ts": ([("agent_id", 1), ("ts", -1), ("_id", -1)], False),
+    "task_ts": ([("task_id", 1), ("ts", -1)], False),
+    "level_ts": ([("level_no", 1), ("ts", -1)], False),
+    "ts": ([("ts", -1), ("_id", -1)], False),
+}
+
+
+def decode_log(envelope: Envelope) -> Document:
+    doc = to_doc(envelope, LogIn)
+    # The numeric level makes "at least warning" one range filter.
+    doc["level_no"] = LEVEL_NUMBERS[doc["level"]]
+    return doc
+
+
+class Logs:
+    def __init__(self, mongo: MongoStore) -> None:
+        self.mongo = mongo
+
+    async def write(self, docs: Sequence[Document]) -> Mapping[int, str]:
+        return await self.mongo.insert_new(COLLECTION, docs)
+
+    async def query(self, ctx: RequestContext, q: LogsQuery) -> dict[str, Any]:
+        filter = {
+            **agents_filter(ctx.scope(q.agent_ids)),
+            **equals(task_id=q.task_id),
+            **time_range("ts", q.since, q.until),
+        }
+        if q.level is not None and q.level != "debug":
+            filter["level_no"] = {"$gte": LEVEL_NUMBERS[q.level]}
+        if q.text is not None:
+            filter["message"] = {"$regex": re.escape(q.text), "$options": "i"}
+        return await page(self.mongo, COLLECTION, filter, ORDER, q.limit, q.cursor)

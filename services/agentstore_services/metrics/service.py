@@ -1,0 +1,44 @@
+"""The metrics service's declaration: time series with rollups, and agent profiles."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from agentstore.bus.ingest import Handler, ingests
+from agentstore.bus.rpc import bind
+from agentstore.config import Settings
+from agentstore.lifecycle.runner import ServiceSpec, Wiring
+from agentstore.stores.postgres import PostgresStore
+from agentstore_services.metrics.profiles import Profiles
+from agentstore_services.metrics.rows import MIGRATIONS
+from agentstore_services.metrics.series import Retention, Series, decode_point
+
+SWEEP_SECONDS = 3600.0
+
+
+async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
+    pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
+    await pg.migrate("metrics", MIGRATIONS)
+    series = Series(pg, Retention(**settings.metrics_retention_days))
+    profiles = Profiles(pg)
+    return Wiring(
+        ingests=ingests("metrics", {"metrics": Handler(decode_point, series.write)}),
+        endpoints=bind(
+            "metrics",
+            {
+                "query.metrics": series.query,
+                "query.agent_metrics": profiles.query,
+                "query.summary": profiles.summary,
+                "eval.custody_test": profiles.custody_test,
+                "eval.learning": profiles.learning,
+                "eval.agent_metrics.update": profiles.update,
+                "eval.agent_metrics.bulk": profiles.bulk,
+                "eval.agent_metrics.reset": profiles.reset,
+            },
+        ),
+        checks={"postgres": pg.ping},
+        background=[series.sweeper(SWEEP_SECONDS)],
+    )
+
+
+SPEC = ServiceSpec(name="metrics", build=build)

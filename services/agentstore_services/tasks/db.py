@@ -1,0 +1,201 @@
+"""The tasks service's one door to PostgreSQL: a typed method per named query.
+
+The SQL is in `queries.sql` (named parameters); nothing else in the service
+writes SQL. Rows leave as the wire shows them (`to_wire`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentstore.schemas.tasks import EvalRecord, ProgressIn, TaskIn
+from agentstore.stores import pgwire
+from agentstore.stores.pgwire import json_text, page_cursor, read_cursor
+from agentstore.stores.postgres import Executor, PostgresStore, Record, load_queries
+
+Q = load_queries(Path(__file__).with_name("queries.sql"))
+MIGRATIONS = Path(__file__).with_name("migrations")
+JSON_COLUMNS = frozenset({"meta", "detail", "details", "error", "summary", "artifacts", "payload", "spec"})
+
+
+def to_wire(row: Any, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return pgwire.to_wire(row, JSON_COLUMNS, drop)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    agent: str
+    task: TaskIn
+    ts: datetime
+    seq: int
+
+
+@dataclass(frozen=True)
+class ProgressRow:
+    agent: str
+    progress: ProgressIn
+    ts: datetime
+
+
+# A keyset position: (timestamp, key...) of the last row of a page.
+After = tuple[datetime | None, list[str]]
+
+
+class TasksDb:
+    """Tasks, progress, evaluations, studies and runs. `transaction()` gives the same
+    methods inside one transaction."""
+
+    def __init__(self, pg: PostgresStore, run: Executor | None = None) -> None:
+        self.pg = pg
+        self.run = run or pg.run
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[TasksDb]:
+        async with self.pg.transaction() as tx:
+            yield TasksDb(self.pg, tx)
+
+    # -- tasks and progress ------------------------------------------------------
+    async def upsert_tasks(self, rows: Sequence[TaskRow]) -> None:
+        await self.run.execute(
+            Q["upsert_tasks"],
+            agent_ids=[r.agent for r in rows],
+            task_ids=[r.task.id for r in rows],
+            statuses=[r.task.status for r in rows],
+            kinds=[r.task.kind for r in rows],
+            titles=[r.task.title for r in rows],
+            metas=[json_text(r.task.meta) for r in rows],
+            tss=[r.ts for r in rows],
+            seqs=[r.seq for r in rows],
+        )
+
+    async def insert_progress(self, rows: Sequence[ProgressRow]) -> None:
+        await self.run.execute(
+            Q["insert_progress"],
+            agent_ids=[r.agent for r in rows],
+            ids=[r.progress.id for r in rows],
+            task_ids=[r.progress.task_id for r in rows],
+            tss=[r.ts for r in rows],
+            steps=[r.progress.step for r in rows],
+            statuses=[r.progress.status for r in rows],
+            percents=[r.progress.percent for r in rows],
+            details=[json_text(r.progress.detail) for r in rows],
+        )
+
+    async def list_tasks(
+        self,
+        agent_ids: list[str] | None,
+        statuses: list[str] | None,
+        kind: str | None,
+        after: After,
+        limit: int,
+    ) -> list[Record]:
+        at, (agent, task) = after
+        return await self.run.fetch(
+            Q["list_tasks"], agent_ids=agent_ids, statuses=statuses, kind=kind,
+            after_ts=at, after_agent=agent, after_task=task, limit=limit,
+        )  # fmt: skip
+
+    async def get_task(self, agent_id: str, task_id: str) -> Record | None:
+        return await self.run.fetchrow(Q["get_task"], agent_id=agent_id, task_id=task_id)
+
+    async def task_progress(self, agent_id: str, task_id: str) -> list[Record]:
+        return await self.run.fetch(Q["task_progress"], agent_id=agent_id, task_id=task_id)
+
+    async def task_evaluations(self, agent_id: str, task_id: str) -> list[Record]:
+        return await self.run.fetch(Q["task_evaluations"], agent_id=agent_id, task_id=task_id)
+
+    async def insert_evaluation(self, e: EvalRecord) -> None:
+        await self.run.execute(
+            Q["insert_evaluation"], id=e.id, agent_id=e.agent_id, task_id=e.task_id, evaluator=e.evaluator,
+            score=e.score, passed=e.passed, notes=e.notes, details=json_text(e.details),
+        )  # fmt: skip
+
+    async def get_evaluation(self, id: str) -> Record | None:
+        return await self.run.fetchrow(Q["get_evaluation"], id=id)
+
+    # -- studies and runs --------------------------------------------------------
+    async def insert_study(self, spec_hash: str, spec_json: str) -> Record | None:
+        return await self.run.fetchrow(Q["insert_study"], spec_hash=spec_hash, spec=spec_json)
+
+    async def insert_run(
+        self, run_id: str, spec_hash: str, kind: str, priority: int, max_attempts: int
+    ) -> Record | None:
+        return await self.run.fetchrow(
+            Q["insert_run"], run_id=run_id, spec_hash=spec_hash, kind=kind, priority=priority,
+            max_attempts=max_attempts,
+        )  # fmt: skip
+
+    async def get_run(self, run_id: str) -> Record | None:
+        return await self.run.fetchrow(Q["get_run"], run_id=run_id)
+
+    async def get_study(self, spec_hash: str) -> Record | None:
+        return await self.run.fetchrow(Q["get_study"], spec_hash=spec_hash)
+
+    async def run_events(self, run_id: str) -> list[Record]:
+        return await self.run.fetch(Q["run_events"], run_id=run_id)
+
+    async def add_run_event(
+        self, run_id: str, type: str, agent_id: str | None, attempt: int, payload: Any
+    ) -> None:
+        await self.run.execute(
+            Q["add_run_event"], run_id=run_id, type=type, agent_id=agent_id, attempt=attempt,
+            payload=json_text(payload),
+        )  # fmt: skip
+
+    async def claim_run(self, agent_id: str, kinds: list[str] | None, lease_seconds: float) -> Record | None:
+        return await self.run.fetchrow(
+            Q["claim_run"], agent_id=agent_id, kinds=kinds, lease_seconds=lease_seconds
+        )
+
+    async def renew_lease(
+        self, run_id: str, agent_id: str, lease_seconds: float, attempt: int | None
+    ) -> Record | None:
+        return await self.run.fetchrow(
+            Q["renew_lease"], run_id=run_id, agent_id=agent_id, lease_seconds=lease_seconds, attempt=attempt
+        )
+
+    async def move_phase(self, run_id: str, agent_id: str, phase: str, attempt: int | None) -> Record | None:
+        return await self.run.fetchrow(
+            Q["move_phase"], run_id=run_id, agent_id=agent_id, phase=phase, attempt=attempt
+        )
+
+    async def release_run(
+        self,
+        run_id: str,
+        agent_id: str,
+        status: str,
+        error: Any,
+        summary: Any,
+        artifacts: Any,
+        attempt: int | None,
+    ) -> Record | None:
+        return await self.run.fetchrow(
+            Q["release_run"], run_id=run_id, agent_id=agent_id, status=status, error=json_text(error),
+            summary=json_text(summary), artifacts=json_text(artifacts), attempt=attempt,
+        )  # fmt: skip
+
+    async def cancel_run(self, run_id: str) -> Record | None:
+        return await self.run.fetchrow(Q["cancel_run"], run_id=run_id)
+
+    async def held_runs(self, agent_id: str) -> list[Record]:
+        return await self.run.fetch(Q["held_runs"], agent_id=agent_id)
+
+    async def list_runs(
+        self, status: str | None, phase: str | None, claimed_by: str | None, after: After, limit: int
+    ) -> list[Record]:
+        at, (run_id,) = after
+        return await self.run.fetch(
+            Q["list_runs"], status=status, phase=phase, claimed_by=claimed_by, after_ts=at, after_run=run_id,
+            limit=limit,
+        )  # fmt: skip
+
+    async def expire_leases(self) -> list[Record]:
+        return await self.run.fetch(Q["expire_leases"])
+
+
+__all__ = ["MIGRATIONS", "ProgressRow", "Q", "TaskRow", "TasksDb", "page_cursor", "read_cursor", "to_wire"]

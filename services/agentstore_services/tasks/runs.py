@@ -1,0 +1,210 @@
+"""Runs with lease-based claiming (seed 004), in PostgreSQL.
+
+A run is claimed with `FOR UPDATE SKIP LOCKED` (priority, then age), so no
+two workers ever hold it; the lease comes from the database clock. Every
+later change (renew, phase, release) is fenced by the holder, a live lease
+and, when given, the attempt number: a worker whose lease expired gets 409.
+Expired leases return runs to the queue (a sweep here and before each
+claim), and after `max_attempts` the run fails with the reason. Each
+transition is recorded in `run_events` and published to the holder's
+`agents.{agent}.events` audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from agentstore.bus.handle import BusHandle
+from agentstore.bus.rpc import RequestContext
+from agentstore.errors import Conflict, NotFound
+from agentstore.ids import new_id
+from agentstore.lifecycle.periodic import Periodic
+from agentstore.schemas.common import iso
+from agentstore.schemas.tasks import (
+    CancelRun,
+    ClaimRun,
+    MovePhase,
+    ReleaseRun,
+    RenewLease,
+    RunQuery,
+    RunsQuery,
+    SubmitRun,
+)
+from agentstore.stores.postgres import Record
+from agentstore_services.tasks.db import TasksDb, page_cursor, read_cursor, to_wire
+
+log = logging.getLogger("agentstore.runs")
+
+
+def canonical_json(spec: dict[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: equal specs give equal bytes, whatever their order."""
+    return msgspec.json.encode(spec, order="sorted")
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(spec)).hexdigest()
+
+
+def run_item(row: Record) -> dict[str, Any]:
+    return to_wire(row)
+
+
+class Runs:
+    def __init__(self, db: TasksDb, bus: BusHandle) -> None:
+        self.db = db
+        self.bus = bus
+        self._copies: set[asyncio.Task[None]] = set()
+
+    # -- evaluators and orchestrators ------------------------------------------
+    async def submit(self, ctx: RequestContext, q: SubmitRun) -> dict[str, Any]:
+        digest = spec_hash(q.spec)
+        run_id = q.run_id or new_id()
+        async with self.db.transaction() as tx:
+            created = await tx.insert_study(digest, canonical_json(q.spec).decode())
+            row = await tx.insert_run(run_id, digest, q.kind, q.priority, q.max_attempts)
+            if row is None:  # the run id exists: same spec is a harmless retry
+                existing = await tx.get_run(run_id)
+                assert existing is not None
+                if existing["spec_hash"] != digest:
+                    raise Conflict(f"run {run_id!r} exists with another spec")
+            else:
+                await tx.add_run_event(run_id, "queued", None, 0, {"spec_hash": digest})
+        return {"run_id": run_id, "spec_hash": digest, "study_created": created is not None}
+
+    async def cancel(self, ctx: RequestContext, q: CancelRun) -> dict[str, Any]:
+        async with self.db.transaction() as tx:
+            row = await tx.cancel_run(q.run_id)
+            if row is None:
+                await self._explain_miss(tx, q.run_id, "can only cancel a queued or running run")
+            assert row is not None
+            await tx.add_run_event(q.run_id, "cancelled", None, row["attempt"], None)
+        return run_item(row)
+
+    async def query_list(self, ctx: RequestContext, q: RunsQuery) -> dict[str, Any]:
+        after = read_cursor(q.cursor, 1)
+        rows = await self.db.list_runs(q.status, q.phase, q.claimed_by, after, q.limit + 1)
+        next_cursor = None
+        if len(rows) > q.limit:
+            last = rows[q.limit - 1]
+            next_cursor = page_cursor(last["created_at"], last["run_id"])
+        return {"items": [run_item(r) for r in rows[: q.limit]], "next_cursor": next_cursor}
+
+    async def query_one(self, ctx: RequestContext, q: RunQuery) -> dict[str, Any]:
+        row = await self.db.get_run(q.run_id)
+        if row is None:
+            raise NotFound(f"no run {q.run_id!r}")
+        study = await self.db.get_study(row["spec_hash"])
+        events = await self.db.run_events(q.run_id)
+        item = run_item(row)
+        return {
+            **item,
+            "study": to_wire(study) if study else None,
+            "summary": item.get("summary"),
+            "events": [to_wire(e) for e in events],
+        }
+
+    # -- agents (workers) ------------------------------------------------------
+    async def claim(self, ctx: RequestContext, q: ClaimRun) -> dict[str, Any]:
+        """One statement claims, records and returns; expired leases are requeued by the
+        sweeper (every LEASE_SWEEP_SECONDS), not on this hot path."""
+        agent = _agent(ctx)
+        row = await self.db.claim_run(agent, q.kinds, q.lease_seconds)
+        if row is None:
+            return {"run": None}
+        self._publish_soon([(row["run_id"], "claimed", agent, row["attempt"])])
+        return {"run": run_item(row)}
+
+    async def renew(self, ctx: RequestContext, q: RenewLease) -> dict[str, Any]:
+        agent = _agent(ctx)
+        row = await self._fenced(
+            q.run_id, agent, None, lambda tx: tx.renew_lease(q.run_id, agent, q.lease_seconds, q.attempt)
+        )
+        return {"run_id": q.run_id, "lease_expires_at": iso(row["lease_expires_at"])}
+
+    async def phase(self, ctx: RequestContext, q: MovePhase) -> dict[str, Any]:
+        agent = _agent(ctx)
+        row = await self._fenced(
+            q.run_id, agent, f"phase.{q.phase}", lambda tx: tx.move_phase(q.run_id, agent, q.phase, q.attempt)
+        )
+        return run_item(row)
+
+    async def release(self, ctx: RequestContext, q: ReleaseRun) -> dict[str, Any]:
+        agent = _agent(ctx)
+
+        def release(tx: TasksDb) -> Awaitable[Record | None]:
+            return tx.release_run(q.run_id, agent, q.status, q.error, q.summary, q.artifacts, q.attempt)
+
+        row = await self._fenced(q.run_id, agent, f"released.{q.status}", release)
+        return run_item(row)
+
+    async def _fenced(
+        self,
+        run_id: str,
+        agent: str,
+        event: str | None,
+        change: Callable[[TasksDb], Awaitable[Record | None]],
+    ) -> Record:
+        """A change only the lease holder may make (holder, live lease, attempt), recorded."""
+        async with self.db.transaction() as tx:
+            row = await change(tx)
+            if row is None:
+                await self._explain_miss(
+                    tx, run_id, f"agent {agent} does not hold a live lease on it (attempt fenced)"
+                )
+            assert row is not None
+            if event is not None:
+                await tx.add_run_event(run_id, event, agent, row["attempt"], None)
+        if event is not None:
+            self._publish_soon([(run_id, event, agent, row["attempt"])])
+        return row
+
+    async def _explain_miss(self, tx: TasksDb, run_id: str, why: str) -> None:
+        if await tx.get_run(run_id) is None:
+            raise NotFound(f"no run {run_id!r}")
+        raise Conflict(f"run {run_id!r}: {why}")
+
+    # -- leases ------------------------------------------------------------------
+    async def expire(self) -> list[tuple[str, str, str | None, int]]:
+        """Requeue (or fail) runs whose lease expired; returns the moves made."""
+        async with self.db.transaction() as tx:
+            rows = await tx.expire_leases()
+        return [(r["run_id"], r["type"], r["agent_id"], r["attempt"]) for r in rows]
+
+    def sweeper(self, every_seconds: float) -> Periodic:
+        async def sweep() -> None:
+            moved = await self.expire()
+            if moved:
+                await self._publish(moved)
+
+        return Periodic("lease expiry sweep", every_seconds, sweep)
+
+    # -- audit trail ---------------------------------------------------------------
+    def _publish_soon(self, events: list[tuple[str, str, str | None, int]]) -> None:
+        """Copy to the audit trail without holding up the reply (run_events is the record)."""
+        task = asyncio.create_task(self._publish(events))
+        self._copies.add(task)
+        task.add_done_callback(self._copies.discard)
+
+    async def _publish(self, events: list[tuple[str, str, str | None, int]]) -> None:
+        """Copy transitions to the holder's audit trail; `run_events` stays the record."""
+        for run_id, type, agent, attempt in events:
+            if agent is None:
+                continue
+            event_id = f"run.{run_id}.{attempt}.{type}"[:128]
+            body = {"id": event_id, "type": f"run.{type}", "run_id": run_id,
+                    "payload": {"attempt": attempt}}  # fmt: skip
+            try:
+                await self.bus.publish(f"agents.{agent}.events", body, f"{agent}:{event_id}")
+            except Exception as exc:
+                log.warning("could not copy %s of run %s to the audit trail: %s", type, run_id, exc)
+
+
+def _agent(ctx: RequestContext) -> str:
+    assert ctx.agent is not None, "run endpoints are agent-scoped"
+    return ctx.agent

@@ -1,0 +1,88 @@
+"""The tasks service's declaration: tasks, progress, evaluations, runs, restore."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import msgspec
+
+from agentstore.bus.handle import BusHandle
+from agentstore.bus.ingest import Handler, ingests
+from agentstore.bus.rpc import RequestContext, bind
+from agentstore.config import Settings
+from agentstore.lifecycle.runner import ServiceSpec, Wiring
+from agentstore.schemas.tasks import RestoreRequest
+from agentstore.stores.postgres import PostgresStore
+from agentstore_services.tasks.db import MIGRATIONS, TasksDb
+from agentstore_services.tasks.runs import Runs, run_item
+from agentstore_services.tasks.tasks import Tasks, decode_progress, decode_task
+
+LEASE_SWEEP_SECONDS = 1.0
+
+
+class Restore:
+    """`agents.{agent}.rpc.restore`: what an agent needs to resume after a restart (seed 000)."""
+
+    def __init__(self, tasks: Tasks, runs: Runs, bus: BusHandle) -> None:
+        self.tasks, self.runs, self.bus = tasks, runs, bus
+
+    async def __call__(self, ctx: RequestContext, q: RestoreRequest) -> dict[str, Any]:
+        assert ctx.agent is not None
+        held = await self.runs.db.held_runs(ctx.agent)
+        return {
+            "agent_id": ctx.agent,
+            "tasks": await self.tasks.non_terminal(ctx.agent),
+            "runs": [run_item(r) for r in held],
+            "metrics": await self._profile(ctx.agent),
+        }
+
+    async def _profile(self, agent: str) -> Any:
+        """The metrics service's profile of the agent, or null when it has none or is away."""
+        try:
+            reply = await self.bus.request("query.agent_metrics", {"agent_id": agent}, timeout=2)
+        except Exception:
+            return None
+        if (reply.headers or {}).get("Nats-Service-Error-Code"):
+            return None
+        return msgspec.json.decode(reply.data)
+
+
+async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
+    pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
+    await pg.migrate("tasks", MIGRATIONS)
+    bus = BusHandle()
+    db = TasksDb(pg)
+    tasks = Tasks(db)
+    runs = Runs(db, bus)
+    endpoints = bind(
+        "tasks",
+        {
+            "query.tasks": tasks.query_tasks,
+            "query.task": tasks.query_task,
+            "eval.record": tasks.record_evaluation,
+            "runs.submit": runs.submit,
+            "runs.cancel": runs.cancel,
+            "query.runs": runs.query_list,
+            "query.run": runs.query_one,
+            "claim": runs.claim,
+            "renew": runs.renew,
+            "phase": runs.phase,
+            "release": runs.release,
+            "restore": Restore(tasks, runs, bus),
+        },
+    )
+    writers = {
+        "tasks": Handler(decode_task, tasks.write_tasks),
+        "progress": Handler(decode_progress, tasks.write_progress),
+    }
+    return Wiring(
+        ingests=ingests("tasks", writers),
+        endpoints=endpoints,
+        checks={"postgres": pg.ping},
+        background=[runs.sweeper(LEASE_SWEEP_SECONDS)],
+        bus=bus,
+    )
+
+
+SPEC = ServiceSpec(name="tasks", build=build)

