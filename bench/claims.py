@@ -17,7 +17,7 @@ import nats
 
 from agentstore.devstack import servers
 from agentstore.stores.postgres import PostgresStore
-from agentstore_services.tasks.rows import MIGRATIONS, SQL
+from agentstore_services.tasks.db import MIGRATIONS, Q
 from bench.common import BenchStack, bench_stack, report
 
 
@@ -25,12 +25,16 @@ async def fill(url: str, runs: int) -> None:
     pg = PostgresStore(url)
     async with pg:
         await pg.migrate("tasks", MIGRATIONS)
-        await pg.execute("INSERT INTO studies (spec_hash, spec) VALUES ('h', '{}')")
-        await pg.execute(
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO studies (spec_hash, spec) VALUES ('h', '{}')")
+        await conn.execute(
             "INSERT INTO runs (run_id, spec_hash) SELECT 'r' || g, 'h' FROM generate_series(1, $1) g",
             runs,
         )
-        await pg.execute("ANALYZE")  # the steady state: autovacuum analyzes a table this size
+        await conn.execute("ANALYZE")  # the steady state: autovacuum analyzes a table this size
+    finally:
+        await conn.close()
 
 
 async def direct(url: str, workers: int) -> float:
@@ -40,7 +44,10 @@ async def direct(url: str, workers: int) -> float:
         nonlocal claimed
         conn = await asyncpg.connect(url)
         while True:
-            row = await conn.fetchrow(SQL["claim_run"], name, None, 60.0)
+            claim = Q["claim_run"]
+            row = await conn.fetchrow(
+                claim.text, *claim.args({"agent_id": name, "kinds": None, "lease_seconds": 60.0})
+            )
             if row is None:
                 break
             claimed += 1

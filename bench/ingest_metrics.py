@@ -27,8 +27,7 @@ import nats
 from agentstore.contract import STREAMS
 from agentstore.devstack import servers
 from agentstore.stores.postgres import PostgresStore
-from agentstore_services.metrics.rows import MIGRATIONS
-from agentstore_services.metrics.series import RAW_BUCKETS
+from agentstore_services.metrics.db import MIGRATIONS, Q
 from bench.common import BenchStack, bench_stack, raw_consume, report, service_drain
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -124,8 +123,10 @@ async def query_part(stack: BenchStack, url: str, queries: int) -> tuple[list[fl
             answer = msgspec.json.decode(reply.data)
             assert answer.get("tier_seconds") == 3600, (reply.headers, answer)
             t = time.perf_counter()
-            await conn.fetch(RAW_BUCKETS["avg"], "reward", agents, None, START,
-                             START + timedelta(days=DAYS), 3600)  # fmt: skip
+            raw_buckets = Q["raw_buckets"]
+            await conn.fetch(raw_buckets.text, *raw_buckets.args({
+                "name": "reward", "agent_ids": agents, "experiment_id": None, "since": START,
+                "until": START + timedelta(days=DAYS), "bucket_seconds": 3600, "agg": "avg"}))  # fmt: skip
             raw.append(time.perf_counter() - t)
     finally:
         await conn.close()

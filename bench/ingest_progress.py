@@ -24,7 +24,7 @@ import nats
 
 from agentstore.contract import STREAMS
 from agentstore.stores.postgres import PostgresStore
-from agentstore_services.tasks.rows import MIGRATIONS
+from agentstore_services.tasks.db import MIGRATIONS
 from bench.common import bench_stack, raw_consume, report, service_drain
 
 

@@ -13,10 +13,10 @@ from agentstore.bus.provision import ensure_stream
 from agentstore.contract import STREAMS
 from agentstore.devstack.servers import Server
 from agentstore.errors import BadRequest, Forbidden, NotFound
+from agentstore.lifecycle.runner import ServiceHost
 from agentstore.schemas.common import Page
 from agentstore.schemas.logs import LogItem
 from agentstore.schemas.tasks import MovePhase, RunDetail, RunQuery, Task
-from agentstore.lifecycle.runner import ServiceHost
 from tests.helpers import new_agent
 
 

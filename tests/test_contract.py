@@ -59,7 +59,11 @@ def test_permissions_are_the_declared_subjects_for_every_role() -> None:
     evaluator = {e.subject for e in contract.ENDPOINTS if "evaluator" in e.roles}
     assert set(ids["evaluator-ev"].publish) == evaluator
     assert set(ids["frontend-web"].publish) == {
-        "query.tasks", "query.task", "query.summary", "query.file_url", "query.files",
+        "query.tasks",
+        "query.task",
+        "query.summary",
+        "query.file_url",
+        "query.files",
     }  # fmt: skip  (the contract's frontend row, exactly)
     for service in contract.SERVICES:
         served = {a.replace("{agent}", "*") for e in contract.endpoints_of(service.name) for a in e.addresses}
@@ -75,7 +79,9 @@ def test_checked_in_asyncapi_matches_the_contract() -> None:
 
 def test_asyncapi_is_valid_against_the_official_asyncapi_3_schema() -> None:
     schema = json.loads(asyncapi_schema().read_text())
-    errors = [f"{list(e.path)}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(document())]
+    errors = [
+        f"{list(e.path)}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(document())
+    ]
     assert errors == []
 
 
@@ -164,7 +170,9 @@ def test_imports_run_one_way_library_services_devstack_ops() -> None:
             continue  # the command line sits above the library
         assert not {n for n in names if n.startswith(above_library)}, path
     for path, names in _imports(ROOT / "services" / "agentstore_services").items():
-        assert not {n for n in names if n.startswith(("agentstore.ops", "agentstore.devstack", "bench"))}, path
+        assert not {n for n in names if n.startswith(("agentstore.ops", "agentstore.devstack", "bench"))}, (
+            path
+        )
     for path, names in _imports(ROOT / "shared" / "agentstore" / "devstack").items():
         assert not {n for n in names if n.startswith(("agentstore.ops", "bench"))}, path
 

@@ -162,5 +162,5 @@ async def test_both_clients_and_the_cli_log_in_under_auth(stack_env: dict[str, s
     assert shown.returncode == 0, shown.stderr
     assert [item["id"] for item in json.loads(shown.stdout)["items"]] == ["auth-1"]
     # An agent the fleet does not know cannot log in, and says why.
-    with pytest.raises(ConfigError, match="NATS_URL|credentials"):
+    with pytest.raises(ConfigError, match=r"NATS_URL|credentials"):
         await AgentClient.connect(NatsSettings(url=settings.url, user="nobody", password="x"), "zz")

@@ -13,9 +13,7 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from agentstore.bus.ingest import Envelope
@@ -35,34 +33,17 @@ from agentstore.schemas.artifacts import (
 from agentstore.schemas.common import EVENT_ID_PATTERN, iso
 from agentstore.stores import pgwire
 from agentstore.stores.objects import ObjectStore
-from agentstore.stores.postgres import PostgresStore, load_queries
+from agentstore.stores.postgres import PostgresStore
+from agentstore_services.artifacts.db import ArtifactsDb, FileRow, Pending
 
-SQL = load_queries(Path(__file__).with_name("queries.sql"))
-MIGRATIONS = Path(__file__).with_name("migrations")
 MAX_HASHED_BYTES = 64 * 1024 * 1024
 _ID = re.compile(EVENT_ID_PATTERN)
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,128}$")
 
 
-@dataclass(frozen=True)
-class FileRow:
-    file_id: str
-    bucket: str
-    key: str
-    agent: str
-    task_id: str | None
-    name: str
-    content_type: str
-    size: int
-    sha256: str | None
-    etag: str | None
-    source: str
-    data: bytes | None = None  # inline uploads: the bytes to put
-
-
 class Artifacts:
     def __init__(self, pg: PostgresStore, objects: ObjectStore, buckets: Sequence[str]) -> None:
-        self.pg = pg
+        self.db = ArtifactsDb(pg)
         self.objects = objects
         self.buckets = tuple(buckets)
 
@@ -124,15 +105,8 @@ class Artifacts:
         expires = timedelta(seconds=q.expires_seconds)
         url = await self.objects.presign_put(bucket, key, expires)
         expires_at = datetime.now(UTC) + expires
-        await self.pg.execute(
-            SQL["add_pending"],
-            bucket,
-            key,
-            ctx.agent,
-            q.task_id,
-            q.name,
-            q.content_type,
-            expires_at,
+        await self.db.add_pending(
+            Pending(bucket, key, ctx.agent, q.task_id, q.name, q.content_type, expires_at)
         )
         return {
             "upload_url": url,
@@ -161,7 +135,7 @@ class Artifacts:
                 rows.append(row)
         await self.register(rows)
         if rows:
-            await self.pg.execute(SQL["confirm_pending"], [r.bucket for r in rows], [r.key for r in rows])
+            await self.db.confirm_pending(rows)
         return refused
 
     async def _checked(self, agent: str, upload: UploadIn, bucket: str) -> FileRow | None:
@@ -169,7 +143,7 @@ class Artifacts:
         info = await self.objects.stat(bucket, upload.object_key)
         if info is None:
             return None
-        pending = await self.pg.fetchrow(SQL["get_pending"], bucket, upload.object_key)
+        pending = await self.db.get_pending(bucket, upload.object_key)
         sha = None
         if info.size <= MAX_HASHED_BYTES:
             sha = hashlib.sha256(await self.objects.get(bucket, upload.object_key)).hexdigest()
@@ -186,17 +160,14 @@ class Artifacts:
         )  # fmt: skip
 
     async def register(self, rows: Sequence[FileRow]) -> None:
-        columns = ("file_id", "bucket", "key", "agent", "task_id", "name", "content_type",
-                   "size", "sha256", "etag", "source")  # fmt: skip
-        await self.pg.execute(SQL["register_files"], *([getattr(r, c) for r in rows] for c in columns))
+        await self.db.register_files(rows)
 
     # -- queries -------------------------------------------------------------------
     async def query_files(self, ctx: RequestContext, q: FilesQuery) -> dict[str, Any]:
-        at, (file_id,) = pgwire.read_cursor(q.cursor, 1)
-        rows = await self.pg.fetch(
-            SQL["list_files"], ctx.scope(q.agent_ids), q.task_id, q.bucket, q.content_type,
-            at, file_id, q.limit + 1,
-        )  # fmt: skip
+        after = pgwire.read_cursor(q.cursor, 1)
+        rows = await self.db.list_files(
+            ctx.scope(q.agent_ids), q.task_id, q.bucket, q.content_type, after, q.limit + 1
+        )
         next_cursor = None
         if len(rows) > q.limit:
             last = rows[q.limit - 1]
@@ -205,7 +176,7 @@ class Artifacts:
         return {"items": items, "next_cursor": next_cursor}
 
     async def file_url(self, ctx: RequestContext, q: FileUrlQuery) -> dict[str, Any]:
-        row = await self.pg.fetchrow(SQL["get_file"], q.file_id)
+        row = await self.db.get_file(q.file_id)
         if row is None:
             raise NotFound(f"no file {q.file_id!r}")
         if ctx.agent is not None and row["agent_id"] != ctx.agent:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from agentstore.schemas.artifacts import check_key
 from agentstore.stores.objects import ObjectStore
 from agentstore.stores.postgres import PostgresStore
-from agentstore_services.artifacts.files import SQL, Artifacts, FileRow
+from agentstore_services.artifacts.db import ArtifactsDb, FileRow
+from agentstore_services.artifacts.files import Artifacts
 
 # progress(bucket, objects listed so far)
 Progress = Callable[[str, int], None]
@@ -35,11 +36,12 @@ async def reconcile(
     progress: Progress = lambda bucket, n: None,
 ) -> Report:
     report = Report(repaired=repair)
-    expired = {(r["bucket"], r["object_key"]) for r in await pg.fetch(SQL["expired_pending"])}
-    pending = {(r["bucket"], r["object_key"]) for r in await pg.fetch("SELECT * FROM pending_uploads")}
+    db = ArtifactsDb(pg)
+    expired = {(r["bucket"], r["object_key"]) for r in await db.expired_pending()}
+    pending = {(r["bucket"], r["object_key"]) for r in await db.all_pending()}
     artifacts = Artifacts(pg, objects, buckets)
     for bucket in buckets:
-        rows = {r["object_key"]: r["file_id"] for r in await pg.fetch(SQL["bucket_keys"], bucket)}
+        rows = {r["object_key"]: r["file_id"] for r in await db.bucket_keys(bucket)}
         seen: set[str] = set()
         async for info in objects.list(bucket):
             seen.add(info.key)
@@ -50,7 +52,7 @@ async def reconcile(
                 report.unconfirmed_uploads.append(f"{bucket}/{info.key}")
                 if repair:
                     await objects.remove(bucket, info.key)
-                    await pg.execute(SQL["drop_pending"], bucket, info.key)
+                    await db.drop_pending(bucket, info.key)
             elif (bucket, info.key) not in pending:
                 report.orphan_objects.append(f"{bucket}/{info.key}")
                 if repair:
@@ -59,10 +61,10 @@ async def reconcile(
             if key not in seen:
                 report.missing_objects.append(file_id)
                 if repair:
-                    await pg.execute(SQL["delete_file"], file_id)
+                    await db.delete_file(file_id)
     if repair:
         for bucket, key in expired:
-            await pg.execute(SQL["drop_pending"], bucket, key)
+            await db.drop_pending(bucket, key)
     return report
 
 

@@ -10,7 +10,8 @@ from agentstore.config import Settings
 from agentstore.lifecycle.runner import ServiceSpec, Wiring
 from agentstore.stores.objects import ObjectStore
 from agentstore.stores.postgres import PostgresStore
-from agentstore_services.artifacts.files import MIGRATIONS, Artifacts
+from agentstore_services.artifacts.db import MIGRATIONS
+from agentstore_services.artifacts.files import Artifacts
 
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:

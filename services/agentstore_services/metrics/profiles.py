@@ -35,9 +35,7 @@ from agentstore.schemas.metrics import (
 from agentstore.schemas.metrics import (
     Profiles as ProfilesReply,
 )
-from agentstore.stores.pgwire import json_text
-from agentstore.stores.postgres import Connection, PostgresStore
-from agentstore_services.metrics.rows import JSON_COLUMNS, SQL, to_wire
+from agentstore_services.metrics.db import MetricsDb, to_wire
 
 XP_PER_LEVEL = 100
 TEST_HISTORY = 50
@@ -48,17 +46,17 @@ def default_xp(passed: bool, score: float) -> int:
 
 
 class Profiles:
-    def __init__(self, pg: PostgresStore) -> None:
-        self.pg = pg
+    def __init__(self, db: MetricsDb) -> None:
+        self.db = db
 
     async def query(self, ctx: RequestContext, q: ProfileQuery) -> dict[str, Any] | ProfilesReply:
         if ctx.agent is not None:
             ctx.check_agent(q.agent_id or ctx.agent)
             q = ProfileQuery(agent_id=ctx.agent)
         if q.agent_id is None:
-            rows = await self.pg.fetch(SQL["all_profiles"])
+            rows = await self.db.all_profiles()
             return msgspec.convert({"items": [to_wire(r) for r in rows]}, ProfilesReply)
-        row = await self.pg.fetchrow(SQL["get_profile"], q.agent_id)
+        row = await self.db.get_profile(q.agent_id)
         if row is None:
             raise NotFound(f"no metrics profile for agent {q.agent_id!r}")
         return to_wire(row)
@@ -68,63 +66,50 @@ class Profiles:
         xp = q.xp_awarded if q.xp_awarded is not None else default_xp(q.passed, q.score)
         entry = {"passed": q.passed, "score": q.score, "duration": q.duration,
                  "timestamp": iso(when), "xp_awarded": xp}  # fmt: skip
-        async with self.pg.transaction() as conn:
-            await conn.execute(SQL["ensure_profile"], q.agent_id)
-            row = await conn.fetchrow(
-                SQL["apply_custody_test"], q.agent_id, q.passed, xp, when,
-                json_text(entry), TEST_HISTORY, XP_PER_LEVEL,
-            )  # fmt: skip
+        async with self.db.transaction() as tx:
+            await tx.ensure_profile(q.agent_id)
+            row = await tx.apply_custody_test(
+                q.agent_id, q.passed, xp, when, entry, TEST_HISTORY, XP_PER_LEVEL
+            )
         assert row is not None
         return to_wire(row)
 
     async def learning(self, ctx: RequestContext, q: Learning) -> dict[str, Any]:
-        async with self.pg.transaction() as conn:
-            await conn.execute(SQL["ensure_profile"], q.agent_id)
-            row = await conn.fetchrow(
-                SQL["apply_learning"], q.agent_id, q.learning_score, q.success_rate,
-                q.failure_rate, q.pass_rate, json_text(q.patterns or []),
-                json_text(q.suggestions or []),
+        async with self.db.transaction() as tx:
+            await tx.ensure_profile(q.agent_id)
+            row = await tx.apply_learning(
+                q.agent_id, q.learning_score, q.success_rate, q.failure_rate, q.pass_rate,
+                q.patterns or [], q.suggestions or [],
             )  # fmt: skip
         assert row is not None
         return to_wire(row)
 
     async def update(self, ctx: RequestContext, q: UpdateProfile) -> dict[str, Any]:
-        async with self.pg.transaction() as conn:
-            return await self._update(conn, q.agent_id, q.updates)
+        return await self._update(self.db, q.agent_id, q.updates)
 
     async def bulk(self, ctx: RequestContext, q: BulkUpdate) -> dict[str, Any]:
         """All or nothing: one transaction; an unknown agent rolls every update back."""
-        async with self.pg.transaction() as conn:
-            updated = {a: await self._update(conn, a, u) for a, u in sorted(q.updates.items())}
+        async with self.db.transaction() as tx:
+            updated = {a: await self._update(tx, a, u) for a, u in sorted(q.updates.items())}
         return {"updated": updated}
 
-    async def _update(self, conn: Connection, agent: str, update: ProfileUpdate) -> dict[str, Any]:
+    async def _update(self, db: MetricsDb, agent: str, update: ProfileUpdate) -> dict[str, Any]:
         fields = update_fields(update)
         if not fields:
             raise BadRequest(f"updates for {agent!r} name no field")
-        # Column names come from ProfileUpdate's own fields, never from the request.
-        names = list(fields)
-        sets = ", ".join(
-            f"{name} = ${i + 2}" + ("::jsonb" if name in JSON_COLUMNS else "") for i, name in enumerate(names)
-        )
-        values = [json_text(fields[n]) if n in JSON_COLUMNS else fields[n] for n in names]
-        row = await conn.fetchrow(
-            f"UPDATE agent_metrics SET {sets}, updated_at = now() WHERE agent_id = $1 RETURNING *",
-            agent,
-            *values,
-        )
+        row = await db.update_profile(agent, fields)
         if row is None:
             raise NotFound(f"no metrics profile for agent {agent!r}; nothing was updated")
         return to_wire(row)
 
     async def reset(self, ctx: RequestContext, q: ResetProfile) -> dict[str, Any]:
-        row = await self.pg.fetchrow(SQL["reset_profile"], q.agent_id)
+        row = await self.db.reset_profile(q.agent_id)
         if row is None:
             raise NotFound(f"no metrics profile for agent {q.agent_id!r}")
         return to_wire(row)
 
     async def summary(self, ctx: RequestContext, q: SummaryQuery) -> dict[str, Any]:
-        row = await self.pg.fetchrow(SQL["summary"])
+        row = await self.db.summary()
         assert row is not None
         return {
             "total_agents": row["total_agents"],

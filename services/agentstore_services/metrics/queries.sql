@@ -6,12 +6,12 @@
 -- rollup rows are written in key order so concurrent batches lock alike.
 WITH new AS (
     INSERT INTO metric_points (agent_id, id, name, ts, value, experiment_id, task_id, tags)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                         $5::float8[], $6::text[], $7::text[], $8::jsonb[])
+    SELECT * FROM unnest(:agent_ids::text[], :ids::text[], :names::text[], :tss::timestamptz[],
+                         :values::float8[], :experiment_ids::text[], :task_ids::text[], :tags::jsonb[])
     ON CONFLICT (agent_id, id) DO NOTHING
     RETURNING agent_id, id, name, ts, value, coalesce(experiment_id, '') AS experiment_id
 ), tiers AS (
-    SELECT unnest($9::int[]) AS tier
+    SELECT unnest(:tiers::int[]) AS tier
 ), agg AS (
     SELECT t.tier, n.name, n.agent_id, n.experiment_id,
            date_bin(make_interval(secs => t.tier), n.ts, 'epoch') AS bucket,
@@ -39,118 +39,149 @@ ON CONFLICT (tier, name, agent_id, experiment_id, bucket) DO UPDATE SET
 -- name: raw_points
 SELECT agent_id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, value
 FROM metric_points
-WHERE name = $1
-  AND ($2::text[] IS NULL OR agent_id = ANY($2::text[]))
-  AND ($3::text IS NULL OR experiment_id = $3)
-  AND ($4::timestamptz IS NULL OR ts >= $4)
-  AND ($5::timestamptz IS NULL OR ts < $5)
+WHERE name = :name
+  AND (:agent_ids::text[] IS NULL OR agent_id = ANY(:agent_ids::text[]))
+  AND (:experiment_id::text IS NULL OR experiment_id = :experiment_id)
+  AND (:since::timestamptz IS NULL OR ts >= :since)
+  AND (:until::timestamptz IS NULL OR ts < :until)
 ORDER BY agent_id, ts, id
-LIMIT $6
+LIMIT :limit
 
 -- name: raw_buckets
--- {agg} is one of RAW_AGGREGATES (series.py), never request text; $6 is the bucket width (s).
+-- :agg (avg, min, max, sum, count, last) picks the aggregate; the FILTERs feed
+-- only the chosen one, so the others cost a comparison per row, not a sum.
 SELECT agent_id,
-       to_char(date_bin(make_interval(secs => $6), ts, 'epoch') AT TIME ZONE 'UTC',
+       to_char(date_bin(make_interval(secs => :bucket_seconds), ts, 'epoch') AT TIME ZONE 'UTC',
                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at,
-       {agg} AS value
+       CASE :agg::text
+           WHEN 'avg' THEN avg(value) FILTER (WHERE :agg = 'avg')
+           WHEN 'min' THEN min(value) FILTER (WHERE :agg = 'min')
+           WHEN 'max' THEN max(value) FILTER (WHERE :agg = 'max')
+           WHEN 'sum' THEN sum(value) FILTER (WHERE :agg = 'sum')
+           WHEN 'count' THEN (count(*) FILTER (WHERE :agg = 'count'))::float8
+           WHEN 'last' THEN (array_agg(value ORDER BY ts DESC, id DESC) FILTER (WHERE :agg = 'last'))[1]
+       END AS value
 FROM metric_points
-WHERE name = $1
-  AND ($2::text[] IS NULL OR agent_id = ANY($2::text[]))
-  AND ($3::text IS NULL OR experiment_id = $3)
-  AND ($4::timestamptz IS NULL OR ts >= $4)
-  AND ($5::timestamptz IS NULL OR ts < $5)
-GROUP BY agent_id, date_bin(make_interval(secs => $6), ts, 'epoch')
+WHERE name = :name
+  AND (:agent_ids::text[] IS NULL OR agent_id = ANY(:agent_ids::text[]))
+  AND (:experiment_id::text IS NULL OR experiment_id = :experiment_id)
+  AND (:since::timestamptz IS NULL OR ts >= :since)
+  AND (:until::timestamptz IS NULL OR ts < :until)
+GROUP BY agent_id, date_bin(make_interval(secs => :bucket_seconds), ts, 'epoch')
 ORDER BY 1, 2
 
 -- name: rollup_buckets
--- {agg} is one of ROLLUP_AGGREGATES (series.py); $6 the bucket width (s), a multiple of tier $7.
+-- :bucket_seconds is a multiple of tier :tier; :agg as in raw_buckets, from the rollups' columns.
 SELECT agent_id,
-       to_char(date_bin(make_interval(secs => $6), bucket, 'epoch') AT TIME ZONE 'UTC',
+       to_char(date_bin(make_interval(secs => :bucket_seconds), bucket, 'epoch') AT TIME ZONE 'UTC',
                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at,
-       {agg} AS value
+       CASE :agg::text
+           WHEN 'avg' THEN (sum(sum) FILTER (WHERE :agg = 'avg')) / (sum(count) FILTER (WHERE :agg = 'avg'))
+           WHEN 'min' THEN min(min) FILTER (WHERE :agg = 'min')
+           WHEN 'max' THEN max(max) FILTER (WHERE :agg = 'max')
+           WHEN 'sum' THEN sum(sum) FILTER (WHERE :agg = 'sum')
+           WHEN 'count' THEN (sum(count) FILTER (WHERE :agg = 'count'))::float8
+           WHEN 'last' THEN (array_agg(last ORDER BY last_ts DESC, last_id DESC) FILTER (WHERE :agg = 'last'))[1]
+       END AS value
 FROM metric_rollups
-WHERE tier = $7 AND name = $1
-  AND ($2::text[] IS NULL OR agent_id = ANY($2::text[]))
-  AND ($3::text IS NULL OR experiment_id = $3)
-  AND ($4::timestamptz IS NULL OR bucket >= $4)
-  AND ($5::timestamptz IS NULL OR bucket < $5)
-GROUP BY agent_id, date_bin(make_interval(secs => $6), bucket, 'epoch')
+WHERE tier = :tier AND name = :name
+  AND (:agent_ids::text[] IS NULL OR agent_id = ANY(:agent_ids::text[]))
+  AND (:experiment_id::text IS NULL OR experiment_id = :experiment_id)
+  AND (:since::timestamptz IS NULL OR bucket >= :since)
+  AND (:until::timestamptz IS NULL OR bucket < :until)
+GROUP BY agent_id, date_bin(make_interval(secs => :bucket_seconds), bucket, 'epoch')
 ORDER BY 1, 2
 
 -- name: oldest_raw
 SELECT min(ts) AS ts FROM metric_points
 
 -- name: sweep_points
-DELETE FROM metric_points WHERE ts < $1
+DELETE FROM metric_points WHERE ts < :before
 
 -- name: sweep_rollups
-DELETE FROM metric_rollups WHERE tier = $1 AND bucket < $2
+DELETE FROM metric_rollups WHERE tier = :tier AND bucket < :before
 
 -- name: get_profile
-SELECT * FROM agent_metrics WHERE agent_id = $1
+SELECT * FROM agent_metrics WHERE agent_id = :agent_id
 
 -- name: all_profiles
 SELECT * FROM agent_metrics ORDER BY agent_id
 
 -- name: ensure_profile
-INSERT INTO agent_metrics (agent_id) VALUES ($1) ON CONFLICT (agent_id) DO NOTHING
+INSERT INTO agent_metrics (agent_id) VALUES (:agent_id) ON CONFLICT (agent_id) DO NOTHING
 
 -- name: apply_custody_test
 -- One UPDATE computed from the row itself: the row lock serialises concurrent
 -- results and each sees the previous one's values, so no increment is lost.
--- $1 agent, $2 passed, $3 xp awarded, $4 test time, $5 history entry,
--- $6 history size, $7 xp per level.
+-- :agent_id agent, :passed passed, :xp xp awarded, :tested_at test time, :entry history entry,
+-- :history_size history size, :xp_per_level xp per level.
 UPDATE agent_metrics m SET
     total_tests_given = m.total_tests_given + 1,
-    total_tests_passed = m.total_tests_passed + CASE WHEN $2 THEN 1 ELSE 0 END,
-    total_tests_failed = m.total_tests_failed + CASE WHEN $2 THEN 0 ELSE 1 END,
-    consecutive_successes = CASE WHEN $2 THEN m.consecutive_successes + 1 ELSE 0 END,
-    consecutive_failures = CASE WHEN $2 THEN 0 ELSE m.consecutive_failures + 1 END,
+    total_tests_passed = m.total_tests_passed + CASE WHEN :passed THEN 1 ELSE 0 END,
+    total_tests_failed = m.total_tests_failed + CASE WHEN :passed THEN 0 ELSE 1 END,
+    consecutive_successes = CASE WHEN :passed THEN m.consecutive_successes + 1 ELSE 0 END,
+    consecutive_failures = CASE WHEN :passed THEN 0 ELSE m.consecutive_failures + 1 END,
     current_difficulty = agentstore_difficulty(
         m.current_difficulty,
-        CASE WHEN $2 THEN m.consecutive_successes + 1 ELSE 0 END,
-        CASE WHEN $2 THEN 0 ELSE m.consecutive_failures + 1 END),
-    last_test_date = $4,
+        CASE WHEN :passed THEN m.consecutive_successes + 1 ELSE 0 END,
+        CASE WHEN :passed THEN 0 ELSE m.consecutive_failures + 1 END),
+    last_test_date = :tested_at,
     test_history = (
         SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
-            SELECT e, n FROM jsonb_array_elements(m.test_history || jsonb_build_array($5::jsonb))
+            SELECT e, n FROM jsonb_array_elements(m.test_history || jsonb_build_array(:entry::jsonb))
                 WITH ORDINALITY AS h(e, n)
-            ORDER BY n DESC LIMIT $6
+            ORDER BY n DESC LIMIT :history_size
         ) kept
     ),
-    custody_xp = m.custody_xp + $3,
-    custody_level = 1 + (m.custody_xp + $3) / $7,
-    xp = m.xp + $3,
-    level = 1 + (m.xp + $3) / $7,
-    pass_rate = (m.total_tests_passed + CASE WHEN $2 THEN 1 ELSE 0 END)::float8
+    custody_xp = m.custody_xp + :xp,
+    custody_level = 1 + (m.custody_xp + :xp) / :xp_per_level,
+    xp = m.xp + :xp,
+    level = 1 + (m.xp + :xp) / :xp_per_level,
+    pass_rate = (m.total_tests_passed + CASE WHEN :passed THEN 1 ELSE 0 END)::float8
                 / (m.total_tests_given + 1),
     updated_at = now()
-WHERE m.agent_id = $1
+WHERE m.agent_id = :agent_id
 RETURNING m.*
 
 -- name: apply_learning
 UPDATE agent_metrics m SET
-    learning_score = coalesce($2, m.learning_score),
-    success_rate = coalesce($3, m.success_rate),
-    failure_rate = coalesce($4, m.failure_rate),
-    pass_rate = coalesce($5, m.pass_rate),
+    learning_score = coalesce(:learning_score, m.learning_score),
+    success_rate = coalesce(:success_rate, m.success_rate),
+    failure_rate = coalesce(:failure_rate, m.failure_rate),
+    pass_rate = coalesce(:pass_rate, m.pass_rate),
     total_learning_cycles = m.total_learning_cycles + 1,
     learning_patterns = (
         SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
-            SELECT e, n FROM jsonb_array_elements(m.learning_patterns || $6::jsonb)
+            SELECT e, n FROM jsonb_array_elements(m.learning_patterns || :patterns::jsonb)
                 WITH ORDINALITY AS h(e, n)
             ORDER BY n DESC LIMIT 100
         ) kept
     ),
     improvement_suggestions = (
         SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
-            SELECT e, n FROM jsonb_array_elements(m.improvement_suggestions || $7::jsonb)
+            SELECT e, n FROM jsonb_array_elements(m.improvement_suggestions || :suggestions::jsonb)
                 WITH ORDINALITY AS h(e, n)
             ORDER BY n DESC LIMIT 50
         ) kept
     ),
     updated_at = now()
-WHERE m.agent_id = $1
+WHERE m.agent_id = :agent_id
+RETURNING m.*
+
+-- name: update_profile
+-- Sets exactly the fields :updates names (a JSON object of ProfileUpdate's
+-- fields); jsonb_populate_record keeps every other column as it is.
+UPDATE agent_metrics AS m SET
+    (agent_type, learning_score, success_rate, failure_rate, pass_rate, total_learning_cycles,
+     xp, level, prestige, current_difficulty, custody_level, custody_xp, adversarial_wins,
+     status, is_active, priority, capabilities, config) =
+    (SELECT r.agent_type, r.learning_score, r.success_rate, r.failure_rate, r.pass_rate,
+            r.total_learning_cycles, r.xp, r.level, r.prestige, r.current_difficulty,
+            r.custody_level, r.custody_xp, r.adversarial_wins, r.status, r.is_active, r.priority,
+            r.capabilities, r.config
+     FROM jsonb_populate_record(m, :updates::jsonb) AS r),
+    updated_at = now()
+WHERE m.agent_id = :agent_id
 RETURNING m.*
 
 -- name: reset_profile
@@ -162,7 +193,7 @@ UPDATE agent_metrics m SET
     last_test_date = NULL, test_history = '[]', custody_level = 1, custody_xp = 0,
     adversarial_wins = 0, learning_patterns = '[]', improvement_suggestions = '[]',
     status = 'idle', updated_at = now()
-WHERE agent_id = $1
+WHERE agent_id = :agent_id
 RETURNING m.*
 
 -- name: summary

@@ -21,34 +21,11 @@ from agentstore.bus.rpc import RequestContext
 from agentstore.lifecycle.periodic import Periodic
 from agentstore.schemas.common import ms_of, to_ms
 from agentstore.schemas.metrics import MetricIn, MetricsQuery
-from agentstore.stores.pgwire import json_text
-from agentstore.stores.postgres import PostgresStore
-from agentstore_services.metrics.rows import SQL
+from agentstore_services.metrics.db import MetricsDb, PointRow, Range
 
 log = logging.getLogger("agentstore.metrics")
 
 TIERS = (3600, 60)  # coarsest first
-# One SQL aggregate per `agg`: chosen here, so no request text reaches the SQL.
-RAW_AGGREGATES = {
-    "avg": "avg(value)",
-    "min": "min(value)",
-    "max": "max(value)",
-    "sum": "sum(value)",
-    "count": "count(*)::float8",
-    "last": "(array_agg(value ORDER BY ts DESC, id DESC))[1]",
-}
-ROLLUP_AGGREGATES = {
-    "avg": "sum(sum) / sum(count)",
-    "min": "min(min)",
-    "max": "max(max)",
-    "sum": "sum(sum)",
-    "count": "sum(count)::float8",
-    "last": "(array_agg(last ORDER BY last_ts DESC, last_id DESC))[1]",
-}
-RAW_BUCKETS = {agg: SQL["raw_buckets"].replace("{agg}", expr) for agg, expr in RAW_AGGREGATES.items()}
-ROLLUP_BUCKETS = {
-    agg: SQL["rollup_buckets"].replace("{agg}", expr) for agg, expr in ROLLUP_AGGREGATES.items()
-}
 MAX_RAW_POINTS = 100_000
 
 
@@ -64,52 +41,34 @@ class Retention:
         return {0: self.raw_days, 60: self.minute_days, 3600: self.hour_days}[tier]
 
 
-@dataclass(frozen=True)
-class PointRow:
-    agent: str
-    point: MetricIn
-    ts: datetime
-
-
 def decode_point(envelope: Envelope) -> PointRow:
     point = envelope.decode(MetricIn)
     return PointRow(envelope.agent, point, to_ms(point.ts or envelope.received))
 
 
 class Series:
-    def __init__(self, pg: PostgresStore, retention: Retention) -> None:
-        self.pg = pg
+    def __init__(self, db: MetricsDb, retention: Retention) -> None:
+        self.db = db
         self.retention = retention
 
     async def write(self, rows: Sequence[PointRow]) -> Mapping[int, str]:
         # A point repeated inside one batch would be inserted once but counted twice.
         unique = list({(r.agent, r.point.id): r for r in rows}.values())
-        await self.pg.execute(
-            SQL["ingest_points"],
-            [r.agent for r in unique],
-            [r.point.id for r in unique],
-            [r.point.name for r in unique],
-            [r.ts for r in unique],
-            [r.point.value for r in unique],
-            [r.point.experiment_id for r in unique],
-            [r.point.task_id for r in unique],
-            [json_text(r.point.tags) for r in unique],
-            list(TIERS),
-        )
+        await self.db.ingest_points(unique, TIERS)
         return {}
 
     async def query(self, ctx: RequestContext, q: MetricsQuery) -> dict[str, Any]:
         agents = ctx.scope(q.agent_ids)
-        base = (q.name, agents, q.experiment_id, q.since, q.until)
+        where = Range(q.name, agents, q.experiment_id, q.since, q.until)
         if q.bucket_seconds is None:
-            rows = await self.pg.fetch(SQL["raw_points"], *base, MAX_RAW_POINTS)
+            rows = await self.db.raw_points(where, MAX_RAW_POINTS)
             tier = 0
         else:
             tier = self.tier_for(q.bucket_seconds, q.since, q.until)
             if tier == 0:
-                rows = await self.pg.fetch(RAW_BUCKETS[q.agg], *base, q.bucket_seconds)
+                rows = await self.db.raw_buckets(where, q.bucket_seconds, q.agg)
             else:
-                rows = await self.pg.fetch(ROLLUP_BUCKETS[q.agg], *base, q.bucket_seconds, tier)
+                rows = await self.db.rollup_buckets(where, q.bucket_seconds, q.agg, tier)
         series: dict[str, list[list[Any]]] = {}
         for agent, at, value in rows:
             series.setdefault(agent, []).append([at, value])
@@ -138,7 +97,6 @@ class Series:
 
     async def sweep_once(self) -> None:
         now = datetime.now(UTC)
-        await self.pg.execute(SQL["sweep_points"], now - timedelta(days=self.retention.raw_days))
+        await self.db.sweep_points(now - timedelta(days=self.retention.raw_days))
         for tier in TIERS:
-            cutoff = now - timedelta(days=self.retention.days(tier))
-            await self.pg.execute(SQL["sweep_rollups"], tier, cutoff)
+            await self.db.sweep_rollups(tier, now - timedelta(days=self.retention.days(tier)))

@@ -9,8 +9,8 @@ from agentstore.bus.rpc import bind
 from agentstore.config import Settings
 from agentstore.lifecycle.runner import ServiceSpec, Wiring
 from agentstore.stores.postgres import PostgresStore
+from agentstore_services.metrics.db import MIGRATIONS, MetricsDb
 from agentstore_services.metrics.profiles import Profiles
-from agentstore_services.metrics.rows import MIGRATIONS
 from agentstore_services.metrics.series import Retention, Series, decode_point
 
 SWEEP_SECONDS = 3600.0
@@ -19,8 +19,9 @@ SWEEP_SECONDS = 3600.0
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
     await pg.migrate("metrics", MIGRATIONS)
-    series = Series(pg, Retention(**settings.metrics_retention_days))
-    profiles = Profiles(pg)
+    db = MetricsDb(pg)
+    series = Series(db, Retention(**settings.metrics_retention_days))
+    profiles = Profiles(db)
     return Wiring(
         ingests=ingests("metrics", {"metrics": Handler(decode_point, series.write)}),
         endpoints=bind(

@@ -182,26 +182,29 @@ class PostgresStore:
         lock = int.from_bytes(hashlib.sha256(f"migrate:{service}".encode()).digest()[:8], "big")
         lock -= 1 << 63 if lock >= 1 << 63 else 0
         applied: list[str] = []
-        async with self.transaction() as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
-            await conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
-                       service text NOT NULL, version text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now(),
-                       PRIMARY KEY (service, version))"""
-            )
-            done = {
-                r["version"]
-                for r in await conn.fetch("SELECT version FROM schema_migrations WHERE service = $1", service)
-            }
+        async with self.transaction() as tx:
+            await tx.execute(_MIGRATION["lock"], key=lock)
+            await tx.execute(_MIGRATION["create_table"])
+            done = {r["version"] for r in await tx.fetch(_MIGRATION["applied"], service=service)}
             for path in sorted(folder.glob("[0-9][0-9][0-9]_*.sql")):
                 if path.stem in done:
                     continue
-                await conn.execute(path.read_text())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (service, version) VALUES ($1, $2)",
-                    service,
-                    path.stem,
-                )
+                await tx.execute(Query(path.stem, path.read_text(), ()))
+                await tx.execute(_MIGRATION["record"], service=service, version=path.stem)
                 applied.append(path.stem)
         return applied
+
+
+# The migration bookkeeping's own statements.
+_MIGRATION = {
+    "lock": Query.parse("lock", "SELECT pg_advisory_xact_lock(:key)"),
+    "create_table": Query.parse("create_table", """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            service text NOT NULL, version text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (service, version))"""),
+    "applied": Query.parse("applied", "SELECT version FROM schema_migrations WHERE service = :service"),
+    "record": Query.parse(
+        "record", "INSERT INTO schema_migrations (service, version) VALUES (:service, :version)"
+    ),
+}  # fmt: skip

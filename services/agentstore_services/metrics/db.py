@@ -1,0 +1,139 @@
+"""The metrics service's one door to PostgreSQL: a typed method per named query.
+
+The SQL is in `queries.sql` (named parameters); nothing else in the service
+writes SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentstore.schemas.metrics import Agg, MetricIn
+from agentstore.stores import pgwire
+from agentstore.stores.pgwire import json_text
+from agentstore.stores.postgres import Executor, PostgresStore, Record, load_queries
+
+Q = load_queries(Path(__file__).with_name("queries.sql"))
+MIGRATIONS = Path(__file__).with_name("migrations")
+JSON_COLUMNS = frozenset(
+    {"test_history", "learning_patterns", "improvement_suggestions", "capabilities", "config"}
+)
+
+
+def to_wire(row: Any) -> dict[str, Any]:
+    return pgwire.to_wire(row, JSON_COLUMNS)
+
+
+@dataclass(frozen=True)
+class PointRow:
+    agent: str
+    point: MetricIn
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class Range:
+    """Which points a series query reads."""
+
+    name: str
+    agent_ids: list[str] | None
+    experiment_id: str | None
+    since: datetime | None
+    until: datetime | None
+
+    def params(self) -> dict[str, Any]:
+        return {"name": self.name, "agent_ids": self.agent_ids, "experiment_id": self.experiment_id,
+                "since": self.since, "until": self.until}  # fmt: skip
+
+
+class MetricsDb:
+    """Points, rollups and profiles. `transaction()` gives the same methods in one transaction."""
+
+    def __init__(self, pg: PostgresStore, run: Executor | None = None) -> None:
+        self.pg = pg
+        self.run = run or pg.run
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MetricsDb]:
+        async with self.pg.transaction() as tx:
+            yield MetricsDb(self.pg, tx)
+
+    # -- series ------------------------------------------------------------------
+    async def ingest_points(self, rows: Sequence[PointRow], tiers: Sequence[int]) -> None:
+        await self.run.execute(
+            Q["ingest_points"],
+            agent_ids=[r.agent for r in rows],
+            ids=[r.point.id for r in rows],
+            names=[r.point.name for r in rows],
+            tss=[r.ts for r in rows],
+            values=[r.point.value for r in rows],
+            experiment_ids=[r.point.experiment_id for r in rows],
+            task_ids=[r.point.task_id for r in rows],
+            tags=[json_text(r.point.tags) for r in rows],
+            tiers=list(tiers),
+        )
+
+    async def raw_points(self, where: Range, limit: int) -> list[Record]:
+        return await self.run.fetch(Q["raw_points"], **where.params(), limit=limit)
+
+    async def raw_buckets(self, where: Range, bucket_seconds: int, agg: Agg) -> list[Record]:
+        return await self.run.fetch(
+            Q["raw_buckets"], **where.params(), bucket_seconds=bucket_seconds, agg=agg
+        )
+
+    async def rollup_buckets(self, where: Range, bucket_seconds: int, agg: Agg, tier: int) -> list[Record]:
+        return await self.run.fetch(
+            Q["rollup_buckets"], **where.params(), bucket_seconds=bucket_seconds, agg=agg, tier=tier
+        )
+
+    async def sweep_points(self, before: datetime) -> None:
+        await self.run.execute(Q["sweep_points"], before=before)
+
+    async def sweep_rollups(self, tier: int, before: datetime) -> None:
+        await self.run.execute(Q["sweep_rollups"], tier=tier, before=before)
+
+    # -- profiles ----------------------------------------------------------------
+    async def get_profile(self, agent_id: str) -> Record | None:
+        return await self.run.fetchrow(Q["get_profile"], agent_id=agent_id)
+
+    async def all_profiles(self) -> list[Record]:
+        return await self.run.fetch(Q["all_profiles"])
+
+    async def ensure_profile(self, agent_id: str) -> None:
+        await self.run.execute(Q["ensure_profile"], agent_id=agent_id)
+
+    async def apply_custody_test(
+        self, agent_id: str, passed: bool, xp: int, tested_at: datetime, entry: dict[str, Any],
+        history_size: int, xp_per_level: int,
+    ) -> Record | None:  # fmt: skip
+        return await self.run.fetchrow(
+            Q["apply_custody_test"], agent_id=agent_id, passed=passed, xp=xp, tested_at=tested_at,
+            entry=json_text(entry), history_size=history_size, xp_per_level=xp_per_level,
+        )  # fmt: skip
+
+    async def apply_learning(
+        self, agent_id: str, learning_score: float | None, success_rate: float | None,
+        failure_rate: float | None, pass_rate: float | None, patterns: list[str], suggestions: list[str],
+    ) -> Record | None:  # fmt: skip
+        return await self.run.fetchrow(
+            Q["apply_learning"], agent_id=agent_id, learning_score=learning_score, success_rate=success_rate,
+            failure_rate=failure_rate, pass_rate=pass_rate, patterns=json_text(patterns),
+            suggestions=json_text(suggestions),
+        )  # fmt: skip
+
+    async def update_profile(self, agent_id: str, updates: dict[str, Any]) -> Record | None:
+        return await self.run.fetchrow(Q["update_profile"], agent_id=agent_id, updates=json_text(updates))
+
+    async def reset_profile(self, agent_id: str) -> Record | None:
+        return await self.run.fetchrow(Q["reset_profile"], agent_id=agent_id)
+
+    async def summary(self) -> Record | None:
+        return await self.run.fetchrow(Q["summary"])
+
+
+__all__ = ["MIGRATIONS", "MetricsDb", "PointRow", "Q", "Range", "to_wire"]
