@@ -35,8 +35,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import PubAck
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from agentstore import contract
 from agentstore.bus.connect import NatsSettings, connect_nats
@@ -50,6 +48,7 @@ from agentstore.errors import (
     Unavailable,
 )
 from agentstore.ids import new_id
+from agentstore.publisher import MAX_BATCH, BatchPublisher
 from agentstore.schemas.artifacts import Presigned, PresignRequest, UploadIn
 from agentstore.schemas.common import Level, Page
 from agentstore.schemas.logs import ConversationIn, EventIn, LogIn, MemoryIn, MessageIn, OutputIn, Role
@@ -212,28 +211,31 @@ class Lease:
 
 
 class AgentClient:
-    """One agent's connection: publishes under `agents.{agent}.*`, requests under its rpc."""
+    """One agent's connection: publishes under `agents.{agent}.*`, requests under its rpc.
 
-    def __init__(self, nc: Client, agent: str, *, window: int = 2000, timeout: float = 10.0) -> None:
+    Publishes go out as JetStream atomic batches per stream (`BatchPublisher`):
+    up to `max_batch` messages or `linger` seconds, one PubAck (fsynced) per
+    batch, at most `window` messages held. `flush()` waits for every PubAck;
+    `send(body, wait=True)` waits for one message's.
+    """
+
+    def __init__(self, nc: Client, agent: str, *, window: int = 10_000, timeout: float = 10.0,
+                 max_batch: int = MAX_BATCH, linger: float = 0.005) -> None:  # fmt: skip
         self.nc = nc
         self.agent = agent
-        self._js = nc.jetstream(timeout=timeout, publish_async_max_pending=window)
-        self._window = asyncio.Semaphore(window)
-        self._inflight: set[asyncio.Task[PubAck]] = set()
-        self._acked: dict[str, int] = {}  # stream -> highest acked sequence
-        self._failure: BaseException | None = None
+        self._publisher = BatchPublisher(
+            nc, window=window, max_batch=max_batch, linger=linger, timeout=timeout
+        )
         self._rpc = _Requester(nc, timeout, agent)
         self.timeout = timeout
-        self.publish_retries = 5
 
     @classmethod
-    async def connect(
-        cls, server: Server, agent: str, *, window: int = 2000, timeout: float = 10.0
-    ) -> AgentClient:
+    async def connect(cls, server: Server, agent: str, *, window: int = 10_000, timeout: float = 10.0,
+                      max_batch: int = MAX_BATCH, linger: float = 0.005) -> AgentClient:  # fmt: skip
         """Connect as `agent` (its own credentials when `AGENTSTORE_CREDENTIALS` holds them)."""
         settings = _settings(server).as_identity(f"agent-{agent}")
         nc = await connect_nats(settings, name=f"agent-{agent}", inbox_prefix=f"_INBOX.agents.{agent}")
-        return cls(nc, agent, window=window, timeout=timeout)
+        return cls(nc, agent, window=window, timeout=timeout, max_batch=max_batch, linger=linger)
 
     async def __aenter__(self) -> AgentClient:
         return self
@@ -245,70 +247,56 @@ class AgentClient:
             await self.nc.drain()
 
     # -- publishing -------------------------------------------------------------------
+    @property
+    def publish_retries(self) -> int:
+        return self._publisher.retries
+
+    @publish_retries.setter
+    def publish_retries(self, value: int) -> None:
+        self._publisher.retries = value
+
+    @property
+    def held(self) -> int:
+        """Messages queued or awaiting their PubAck (never more than the window)."""
+        return self._publisher.held
+
     async def publish(self, kind: str, body: msgspec.Struct | bytes, *, event_id: str,
-                      headers: Mapping[str, str] | None = None) -> None:  # fmt: skip
-        """Queue one publish; at most `window` are in flight, so hot loops stay bounded."""
-        if kind not in contract.INGEST_BY_KIND:
+                      headers: Mapping[str, str] | None = None) -> asyncio.Future[int]:  # fmt: skip
+        """Queue one publish on `agents.{agent}.{kind}` with `Nats-Msg-Id: {agent}:{event_id}`;
+        returns a future of the stream sequence its batch was acknowledged up to."""
+        ingest = contract.INGEST_BY_KIND.get(kind)
+        if ingest is None:
             raise BadRequest(
                 f"no ingest subject {kind!r}; the contract has {sorted(contract.INGEST_BY_KIND)}"
             )
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise AgentstoreError(f"an earlier publish failed: {failure}") from failure
+        self._publisher.check()
         data = body if isinstance(body, bytes) else msgspec.json.encode(body)
-        hdrs = {"Nats-Msg-Id": f"{self.agent}:{event_id}", **(headers or {})}
-        await self._window.acquire()
-        task = asyncio.create_task(self._publish(f"agents.{self.agent}.{kind}", data, hdrs))
-        self._inflight.add(task)
-        task.add_done_callback(self._done)
-
-    async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
-        """Pipelined publish; a PubAck that does not come in time is retried, which is
-        safe: JetStream dedupes on Nats-Msg-Id."""
-        for attempt in range(self.publish_retries + 1):
-            try:
-                future = await self._js.publish_async(subject, data, headers=headers)
-                ack: PubAck = await asyncio.wait_for(future, self.timeout * 2**attempt)
-                return ack
-            except (TimeoutError, NatsTimeout, NoStreamResponseError, ServiceUnavailableError) as exc:
-                if attempt == self.publish_retries:
-                    raise Unavailable(f"no PubAck for {subject} after {attempt + 1} tries: {exc!r}") from exc
-                await asyncio.sleep(0.05 * 2**attempt)  # back off before retrying the publish
-        raise AssertionError("unreachable")
-
-    def _done(self, task: asyncio.Task[PubAck]) -> None:
-        self._inflight.discard(task)
-        self._window.release()
-        if task.cancelled():
-            return
-        if task.exception() is not None:
-            self._failure = task.exception()
-            return
-        ack = task.result()
-        self._acked[ack.stream] = max(self._acked.get(ack.stream, 0), ack.seq)
+        return await self._publisher.publish(
+            ingest.stream, ingest.subject(self.agent), data, f"{self.agent}:{event_id}", dict(headers or {}),
+            alone=ingest.body is None,  # raw artifacts (up to 512 KiB) go one by one
+        )  # fmt: skip
 
     async def flush(self) -> dict[str, Position]:
         """Wait until everything published so far is acked; the newest position per stream."""
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise AgentstoreError(f"a publish failed: {failure}") from failure
-        return {stream: Position(stream, seq) for stream, seq in self._acked.items()}
+        acked = await self._publisher.flush()
+        return {stream: Position(stream, seq) for stream, seq in acked.items()}
 
     def position(self, stream: str) -> Position | None:
         """The newest acked publish into a stream (LOGS, TASKS, METRICS, ARTIFACTS)."""
-        seq = self._acked.get(stream)
+        seq = self._publisher.acked.get(stream)
         return Position(stream, seq) if seq is not None else None
 
-    async def send(self, body: msgspec.Struct) -> str:
-        """Publish an ingest body (`LogIn`, `TaskIn` ...) on its subject; returns its id."""
+    async def send(self, body: msgspec.Struct, *, wait: bool = False) -> str:
+        """Publish an ingest body (`LogIn`, `TaskIn` ...) on its subject; returns its id.
+        With `wait`, returns only once its PubAck (fsynced) arrived."""
         kind = _KIND_OF_BODY[type(body)]
         event_id: str = body.id  # type: ignore[attr-defined]
         # An upsert's id names the entity, not the update: with Nats-Msg-Id `{agent}:{id}`
         # JetStream would drop every later update inside its duplicate window.
         msg_id = f"{event_id}@{new_id()}" if contract.INGEST_BY_KIND[kind].upsert else event_id
-        await self.publish(kind, body, event_id=msg_id)
+        acked = await self.publish(kind, body, event_id=msg_id)
+        if wait:
+            await acked
         return event_id
 
     async def log(self, level: Level, message: str, *, task_id: str | None = None,

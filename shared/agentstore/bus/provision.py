@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -56,19 +57,38 @@ async def _patiently(call: Callable[[], Awaitable[T]], what: str, timeout: float
 
 
 async def ensure_stream(js: JetStreamContext, spec: StreamSpec, replicas: int = 1) -> None:
-    """Create the stream, or bring an existing one to the declared config."""
+    """Create the stream, or bring an existing one to the declared config.
+
+    Streams allow atomic batch publishes (`allow_atomic`, nats-server 2.12+): clients
+    publish in batches with one fsynced PubAck each. nats-py's StreamConfig has no
+    such field, so the config goes out as a raw `$JS.API.STREAM.CREATE|UPDATE`.
+    """
     config = stream_config(spec)
     config.num_replicas = replicas
+    body = {**config.as_dict(), "allow_atomic": True}
 
     async def provision() -> None:
         try:
             await js.stream_info(spec.name)
         except NotFoundError:
-            await js.add_stream(config)
+            await _stream_api(js, "CREATE", spec.name, body)
             return
-        await js.update_stream(config)
+        await _stream_api(js, "UPDATE", spec.name, body)
 
     await _patiently(provision, f"for stream {spec.name}")
+
+
+async def _stream_api(js: JetStreamContext, verb: str, name: str, body: dict[str, Any]) -> None:
+    # JetStreamContext keeps its connection and API prefix private; the raw request is the
+    # documented JetStream API all the same.
+    nc, prefix = js._nc, js._prefix
+    reply = await nc.request(f"{prefix}.STREAM.{verb}.{name}", json.dumps(body).encode(), timeout=js._timeout)
+    answer = json.loads(reply.data)
+    error = answer.get("error")
+    if error:
+        if error.get("code") == 503:
+            raise ServiceUnavailableError(description=error.get("description"))
+        raise ConfigError(f"JetStream refused to {verb.lower()} stream {name}: {error.get('description')}")
 
 
 def consumer_config(durable: str, max_ack_pending: int, ack_wait: float) -> ConsumerConfig:
