@@ -103,7 +103,7 @@ class BatchPublisher:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be 1..{MAX_BATCH}")
         self.nc = nc
-        self.max_batch = max_batch
+        self.max_batch = min(max_batch, window)  # a batch never waits for room it cannot get
         self.linger = linger
         self.timeout = timeout
         self.retries = retries
@@ -116,6 +116,10 @@ class BatchPublisher:
         self._sending: set[asyncio.Task[None]] = set()
         self.acked: dict[str, int] = {}  # stream -> highest acknowledged sequence
         self.failure: BaseException | None = None
+        # What happened, for operators and tests: batches re-sent after a lost or late
+        # PubAck, and batches published one by one after JetStream refused them.
+        self.resent = 0
+        self.unbatched = 0
 
     @property
     def held(self) -> int:
@@ -206,6 +210,7 @@ class BatchPublisher:
                 return await self._atomic(batch, self.timeout * 2**attempt)
             except BatchRefused as exc:
                 log.debug("batch of %d refused (%s); publishing one by one", len(batch.messages), exc)
+                self.unbatched += 1
                 return await self._one_by_one(batch)
             except (*_TRANSIENT, NatsError) as exc:
                 if attempt == self.retries:
@@ -214,6 +219,7 @@ class BatchPublisher:
                         f"{attempt + 1} tries: {exc!r}"
                     ) from exc
                 log.info("batch on %s not acknowledged (%r); re-sending it", batch.stream, exc)
+                self.resent += 1
                 await asyncio.sleep(0.05 * 2**attempt)  # back off before re-sending the batch
         raise AssertionError("unreachable")
 
