@@ -15,6 +15,8 @@ import asyncpg
 import msgspec
 import nats
 
+from agentstore.bus.provision import ensure_stream
+from agentstore.contract import STREAMS
 from agentstore.devstack import servers
 from agentstore.stores.postgres import PostgresStore
 from agentstore_services.tasks.db import MIGRATIONS, Q
@@ -58,12 +60,30 @@ async def direct(url: str, workers: int) -> float:
     return claimed / (time.perf_counter() - started)
 
 
+async def double_claims(url: str) -> int:
+    """Runs claimed by more than one worker (a lease of 60 s never expires here)."""
+    conn = await asyncpg.connect(url)
+    try:
+        unclaimed = await conn.fetchval("SELECT count(*) FROM runs WHERE status <> 'running'")
+        assert unclaimed == 0, f"{unclaimed} runs never claimed"
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM (SELECT run_id FROM run_events WHERE type = 'claimed' "
+                "GROUP BY run_id HAVING count(*) > 1) d"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def through_nats(stack: BenchStack, url: str, workers: int) -> float:
     settings = stack.settings(postgres_url=url)
     service = servers.start_service(
         "tasks", stack.service_env(settings), stack.root / "tasks.log", servers.free_port()
     )
     nc = await nats.connect(stack.nats.url)
+    # The audit copies of each claim land in LOGS, as in a real deployment.
+    await ensure_stream(nc.jetstream(), STREAMS["LOGS"])
     claimed = 0
 
     async def worker(name: str) -> None:
@@ -94,12 +114,15 @@ async def main() -> None:
             await fill(url, args.runs)
         sql = await direct(urls[0], args.workers)
         via = await through_nats(stack, urls[1], args.workers)
+        doubles = [await double_claims(url) for url in urls]
     report(
         f"claims, {args.runs:,} runs, {args.workers} workers",
         [("through NATS (rpc.claim)", via), ("direct SQL claim", sql)],
         "claims/s",
-        [("NATS / direct SQL", "through NATS (rpc.claim)", "direct SQL claim", 0.0)],
+        [("NATS / direct SQL", "through NATS (rpc.claim)", "direct SQL claim", 0.5)],
     )
+    print(f"  runs claimed more than once (direct, NATS): {doubles} (must be [0, 0])")
+    assert doubles == [0, 0]
 
 
 if __name__ == "__main__":

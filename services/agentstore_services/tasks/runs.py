@@ -200,6 +200,7 @@ class Runs:
             body = {"id": event_id, "type": f"run.{type}", "run_id": run_id,
                     "payload": {"attempt": attempt}}  # fmt: skip
             try:
+                # Queued into the bus's batches; a failed PubAck is logged by the bus.
                 await self.bus.publish(f"agents.{agent}.events", body, f"{agent}:{event_id}")
             except Exception as exc:
                 log.warning("could not copy %s of run %s to the audit trail: %s", type, run_id, exc)

@@ -80,6 +80,7 @@ class ServiceHost:
         self._rpc: RpcServer | None = None
         self._health: HealthServer | None = None
         self._failed: BaseException | None = None
+        self._bus: BusHandle | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -91,6 +92,7 @@ class ServiceHost:
             js = self.nc.jetstream()
             if wiring.bus is not None:
                 wiring.bus.bind(self.nc)
+                self._bus = wiring.bus
             for stream in (DEADLETTER, *wiring.streams):
                 await ensure_stream(js, stream, s.stream_replicas)
             for ingest in wiring.ingests:
@@ -169,6 +171,11 @@ class ServiceHost:
         if self._health is not None:
             await self._health.stop()
             self._health = None
+        if self._bus is not None:
+            # What handlers queued for JetStream (audit copies) is acknowledged before NATS drains.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._bus.flush(), timeout=max(deadline - time.monotonic(), 1.0))
+            self._bus = None
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()

@@ -132,6 +132,12 @@ def convert(exc: BaseException, url: str) -> Exception:
     )
 
 
+async def _keep_session(conn: Any) -> None:
+    """Connections go back to the pool as they are: agentstore keeps no session state
+    (no LISTEN, no SET, advisory locks are transaction-scoped), so asyncpg's default
+    reset (four statements, a round trip on every release) buys nothing."""
+
+
 class PostgresStore:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
@@ -141,7 +147,7 @@ class PostgresStore:
     async def __aenter__(self) -> PostgresStore:
         try:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=self._min, max_size=self._max, command_timeout=30
+                self.url, min_size=self._min, max_size=self._max, command_timeout=30, reset=_keep_session
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise convert(exc, self.url) from exc
