@@ -76,8 +76,8 @@ async def double_claims(url: str) -> int:
         await conn.close()
 
 
-async def through_nats(stack: BenchStack, url: str, workers: int) -> float:
-    settings = stack.settings(postgres_url=url)
+async def through_nats(stack: BenchStack, url: str, workers: int, processes: int = 1) -> float:
+    settings = stack.settings(postgres_url=url, service_processes=processes)
     service = servers.start_service(
         "tasks", stack.service_env(settings), stack.root / "tasks.log", servers.free_port()
     )
@@ -107,13 +107,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=1, help="SERVICE_PROCESSES of the tasks service")
     args = parser.parse_args()
     with bench_stack() as stack:
         urls = [servers.create_database(stack.postgres.address, f"c{uuid.uuid4().hex[:8]}") for _ in range(2)]
         for url in urls:
             await fill(url, args.runs)
         sql = await direct(urls[0], args.workers)
-        via = await through_nats(stack, urls[1], args.workers)
+        via = await through_nats(stack, urls[1], args.workers, args.processes)
         doubles = [await double_claims(url) for url in urls]
     report(
         f"claims, {args.runs:,} runs, {args.workers} workers",

@@ -216,3 +216,48 @@ async def test_restore_includes_the_metrics_profile(
     await ok(nc, "eval.custody_test", {"agent_id": agent, "passed": True, "score": 50, "duration": 2})
     restore = await ok(nc, f"agents.{agent}.rpc.restore", {})
     assert restore["metrics"]["total_tests_given"] == 1
+
+
+async def test_long_series_come_in_pages_that_add_up_to_the_whole(
+    metrics_service: ServiceHost, nc: Client
+) -> None:
+    agents = sorted([new_agent(), new_agent()])
+    points = [(a, {"id": f"q{i}", "name": "paged", "value": float(i),
+                   "ts": (BASE + timedelta(seconds=7 * i)).isoformat()})
+              for a in agents for i in range(530)]  # fmt: skip
+    acks = await publish_all(nc, [(f"agents.{a}.metrics", as_json(b), None) for a, b in points])
+    pos = after(acks[-1])
+
+    async def all_pages(body: dict[str, Any]) -> tuple[list[tuple[str, str, float]], int]:
+        got: list[tuple[str, str, float]] = []
+        cursor, pages = None, 0
+        while True:
+            page = await ok(nc, "query.metrics", {**body, "cursor": cursor, "after": pos})
+            pages += 1
+            got += [(s["agent_id"], t, v) for s in page["series"] for t, v in page_points(s)]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return got, pages
+
+    raw, pages = await all_pages({"name": "paged", "agent_ids": agents, "limit": 100})
+    assert pages == 11 and len(raw) == 1060 and len(set(raw)) == 1060
+    assert raw == sorted(raw, key=lambda r: (r[0], r[1]))  # by agent, then time
+    whole = await ok(nc, "query.metrics", {"name": "paged", "agent_ids": agents, "after": pos})
+    assert whole["next_cursor"] is None
+    assert raw == [(s["agent_id"], t, v) for s in whole["series"] for t, v in page_points(s)]
+    for bucket, tier in ((60, 60), (90, 0)):
+        body = {"name": "paged", "agent_ids": agents, "bucket_seconds": bucket, "agg": "count"}
+        paged, pages = await all_pages({**body, "limit": 7})
+        once = await ok(nc, "query.metrics", {**body, "after": pos})
+        assert once["tier_seconds"] == tier and pages > 1
+        assert paged == [(s["agent_id"], t, v) for s in once["series"] for t, v in page_points(s)]
+        assert sum(v for _, _, v in paged) == 1060
+    # A cursor belongs to its query: a raw page's cursor is no bucket query's.
+    first = await ok(nc, "query.metrics", {"name": "paged", "agent_ids": agents, "limit": 5, "after": pos})
+    code, reply = await request(nc, "query.metrics", {"name": "paged", "bucket_seconds": 60,
+                                                       "cursor": first["next_cursor"]})  # fmt: skip
+    assert code == 400 and "cursor" in reply["error"]["message"]
+
+
+def page_points(series: dict[str, Any]) -> list[tuple[str, float]]:
+    return [(t, v) for t, v in series["points"]]

@@ -29,7 +29,7 @@ def to_wire(row: Any) -> dict[str, Any]:
     return pgwire.to_wire(row, JSON_COLUMNS)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per message: slots, no frozen __setattr__
 class PointRow:
     agent: str
     point: MetricIn
@@ -49,6 +49,11 @@ class Range:
     def params(self) -> dict[str, Any]:
         return {"name": self.name, "agent_ids": self.agent_ids, "experiment_id": self.experiment_id,
                 "since": self.since, "until": self.until}  # fmt: skip
+
+
+# Where a page of a series ended: (agent, ts, id) of a raw point, (agent, bucket start) of a bucket.
+RawAfter = tuple[str, datetime, str]
+BucketAfter = tuple[str, datetime]
 
 
 class MetricsDb:
@@ -78,18 +83,29 @@ class MetricsDb:
             tiers=list(tiers),
         )
 
-    async def raw_points(self, where: Range, limit: int) -> list[Record]:
-        return await self.run.fetch(Q["raw_points"], **where.params(), limit=limit)
-
-    async def raw_buckets(self, where: Range, bucket_seconds: int, agg: Agg) -> list[Record]:
+    async def raw_points(self, where: Range, after: RawAfter | None, limit: int) -> list[Record]:
+        agent, ts, id = after or (None, None, None)
         return await self.run.fetch(
-            Q["raw_buckets"], **where.params(), bucket_seconds=bucket_seconds, agg=agg
+            Q["raw_points"], **where.params(), after_agent=agent, after_ts=ts, after_id=id, limit=limit
         )
 
-    async def rollup_buckets(self, where: Range, bucket_seconds: int, agg: Agg, tier: int) -> list[Record]:
+    async def raw_buckets(
+        self, where: Range, bucket_seconds: int, agg: Agg, after: BucketAfter | None, limit: int
+    ) -> list[Record]:
+        agent, bucket = after or (None, None)
         return await self.run.fetch(
-            Q["rollup_buckets"], **where.params(), bucket_seconds=bucket_seconds, agg=agg, tier=tier
-        )
+            Q["raw_buckets"], **where.params(), bucket_seconds=bucket_seconds, agg=agg,
+            after_agent=agent, after_bucket=bucket, limit=limit,
+        )  # fmt: skip
+
+    async def rollup_buckets(
+        self, where: Range, bucket_seconds: int, agg: Agg, tier: int, after: BucketAfter | None, limit: int
+    ) -> list[Record]:
+        agent, bucket = after or (None, None)
+        return await self.run.fetch(
+            Q["rollup_buckets"], **where.params(), bucket_seconds=bucket_seconds, agg=agg, tier=tier,
+            after_agent=agent, after_bucket=bucket, limit=limit,
+        )  # fmt: skip
 
     async def sweep_points(self, before: datetime) -> None:
         await self.run.execute(Q["sweep_points"], before=before)

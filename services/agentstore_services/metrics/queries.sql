@@ -37,13 +37,17 @@ ON CONFLICT (tier, name, agent_id, experiment_id, bucket) DO UPDATE SET
     last_ts = greatest(r.last_ts, EXCLUDED.last_ts)
 
 -- name: raw_points
-SELECT agent_id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, value
+-- Pages by (agent_id, ts, id): :after_agent/:after_ts/:after_id are the last row of the
+-- previous page (all null on the first).
+SELECT agent_id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, value,
+       ts, id
 FROM metric_points
 WHERE name = :name
   AND (:agent_ids::text[] IS NULL OR agent_id = ANY(:agent_ids::text[]))
   AND (:experiment_id::text IS NULL OR experiment_id = :experiment_id)
   AND (:since::timestamptz IS NULL OR ts >= :since)
   AND (:until::timestamptz IS NULL OR ts < :until)
+  AND (:after_agent::text IS NULL OR (agent_id, ts, id) > (:after_agent, :after_ts::timestamptz, :after_id::text))
 ORDER BY agent_id, ts, id
 LIMIT :limit
 
@@ -67,8 +71,12 @@ WHERE name = :name
   AND (:experiment_id::text IS NULL OR experiment_id = :experiment_id)
   AND (:since::timestamptz IS NULL OR ts >= :since)
   AND (:until::timestamptz IS NULL OR ts < :until)
+  -- Pages by (agent_id, bucket): the next page starts after the last bucket shown.
+  AND (:after_agent::text IS NULL OR agent_id > :after_agent
+       OR (agent_id = :after_agent AND ts >= :after_bucket::timestamptz + make_interval(secs => :bucket_seconds)))
 GROUP BY agent_id, date_bin(make_interval(secs => :bucket_seconds), ts, 'epoch')
 ORDER BY 1, 2
+LIMIT :limit
 
 -- name: rollup_buckets
 -- :bucket_seconds is a multiple of tier :tier; :agg as in raw_buckets, from the rollups' columns.
@@ -89,8 +97,11 @@ WHERE tier = :tier AND name = :name
   AND (:experiment_id::text IS NULL OR experiment_id = :experiment_id)
   AND (:since::timestamptz IS NULL OR bucket >= :since)
   AND (:until::timestamptz IS NULL OR bucket < :until)
+  AND (:after_agent::text IS NULL OR agent_id > :after_agent
+       OR (agent_id = :after_agent AND bucket >= :after_bucket::timestamptz + make_interval(secs => :bucket_seconds)))
 GROUP BY agent_id, date_bin(make_interval(secs => :bucket_seconds), bucket, 'epoch')
 ORDER BY 1, 2
+LIMIT :limit
 
 -- name: oldest_raw
 SELECT min(ts) AS ts FROM metric_points

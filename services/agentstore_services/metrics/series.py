@@ -14,19 +14,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
+from agentstore.errors import BadRequest
 from agentstore.lifecycle.periodic import Periodic
-from agentstore.schemas.common import ms_of, to_ms
+from agentstore.schemas.common import decode_cursor, encode_cursor, ms_of, to_ms
 from agentstore.schemas.metrics import MetricIn, MetricsQuery
 from agentstore_services.metrics.db import MetricsDb, PointRow, Range
 
 log = logging.getLogger("agentstore.metrics")
 
 TIERS = (3600, 60)  # coarsest first
-MAX_RAW_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,31 @@ class Series:
     async def query(self, ctx: RequestContext, q: MetricsQuery) -> dict[str, Any]:
         agents = ctx.scope(q.agent_ids)
         where = Range(q.name, agents, q.experiment_id, q.since, q.until)
+        next_cursor = None
         if q.bucket_seconds is None:
-            rows = await self.db.raw_points(where, MAX_RAW_POINTS)
             tier = 0
+            rows = await self.db.raw_points(where, raw_after(q.cursor), q.limit + 1)
+            if len(rows) > q.limit:
+                last = rows[q.limit - 1]
+                next_cursor = encode_cursor("raw", last["agent_id"], last["ts"].isoformat(), last["id"])
         else:
             tier = self.tier_for(q.bucket_seconds, q.since, q.until)
+            after = bucket_after(q.cursor, tier)
             if tier == 0:
-                rows = await self.db.raw_buckets(where, q.bucket_seconds, q.agg)
+                rows = await self.db.raw_buckets(where, q.bucket_seconds, q.agg, after, q.limit + 1)
             else:
-                rows = await self.db.rollup_buckets(where, q.bucket_seconds, q.agg, tier)
+                rows = await self.db.rollup_buckets(where, q.bucket_seconds, q.agg, tier, after, q.limit + 1)
+            if len(rows) > q.limit:
+                last = rows[q.limit - 1]
+                next_cursor = encode_cursor(f"bucket{tier}", last["agent_id"], last["at"])
         series: dict[str, list[list[Any]]] = {}
-        for agent, at, value in rows:
-            series.setdefault(agent, []).append([at, value])
+        for row in rows[: q.limit]:
+            series.setdefault(row["agent_id"], []).append([row["at"], row["value"]])
         return {
             "name": q.name,
             "tier_seconds": tier,
             "series": [{"agent_id": a, "points": p} for a, p in series.items()],
+            "next_cursor": next_cursor,
         }
 
     def tier_for(self, bucket: int, since: datetime | None, until: datetime | None) -> int:
@@ -100,3 +109,32 @@ class Series:
         await self.db.sweep_points(now - timedelta(days=self.retention.raw_days))
         for tier in TIERS:
             await self.db.sweep_rollups(tier, now - timedelta(days=self.retention.days(tier)))
+
+
+def raw_after(cursor: str | None) -> tuple[str, datetime, str] | None:
+    """The last raw point of the previous page; 400 for a cursor of another kind of query."""
+    if cursor is None:
+        return None
+    kind, agent, ts, id = decode_cursor(cursor, 4)
+    return (
+        (agent, _when(ts), id) if kind == "raw" and isinstance(agent, str) and isinstance(id, str) else _bad()
+    )
+
+
+def bucket_after(cursor: str | None, tier: int) -> tuple[str, datetime] | None:
+    """The last bucket of the previous page (same tier); 400 for a cursor of another query."""
+    if cursor is None:
+        return None
+    kind, agent, at = decode_cursor(cursor, 3)
+    return (agent, _when(at)) if kind == f"bucket{tier}" and isinstance(agent, str) else _bad()
+
+
+def _when(value: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        _bad()
+
+
+def _bad() -> NoReturn:
+    raise BadRequest("malformed cursor; pass back next_cursor of the same query exactly as received")

@@ -27,7 +27,7 @@ def to_wire(row: Any, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
     return pgwire.to_wire(row, JSON_COLUMNS, drop)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per message: slots, no frozen __setattr__
 class TaskRow:
     agent: str
     task: TaskIn
@@ -35,7 +35,7 @@ class TaskRow:
     seq: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per message: slots, no frozen __setattr__
 class ProgressRow:
     agent: str
     progress: ProgressIn

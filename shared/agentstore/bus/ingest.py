@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -31,7 +31,7 @@ from agentstore.contract import StreamSpec, deadletter_subject
 from agentstore.errors import ConfigError, InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
 from agentstore.lifecycle.health import Faults
 from agentstore.lifecycle.metrics import ServiceMetrics
-from agentstore.schemas.common import AGENT_ID_PATTERN, decode_message
+from agentstore.schemas.common import AGENT_ID_PATTERN, EPOCH, decode_message
 
 log = logging.getLogger("agentstore.ingest")
 
@@ -40,17 +40,22 @@ S = TypeVar("S", bound=msgspec.Struct)
 _AGENT_RE = re.compile(AGENT_ID_PATTERN)
 
 
-@dataclass(frozen=True)
 class Envelope:
-    """An ingest message as a handler sees it."""
+    """An ingest message as a handler sees it (a plain slotted class: one is made per
+    message on the hot path)."""
 
-    agent: str
-    kind: str
-    data: bytes
-    headers: Mapping[str, str]
-    # JetStream's timestamp: the default `ts`, stable across redelivery.
-    received: datetime
-    stream_seq: int
+    __slots__ = ("_ts_ns", "agent", "data", "headers", "kind", "stream_seq")
+
+    def __init__(
+        self, agent: str, kind: str, data: bytes, headers: Mapping[str, str], stream_seq: int, ts_ns: int
+    ) -> None:
+        self.agent, self.kind, self.data, self.headers = agent, kind, data, headers
+        self.stream_seq, self._ts_ns = stream_seq, ts_ns
+
+    @property
+    def received(self) -> datetime:
+        """JetStream's timestamp of the message: the default `ts`, stable across redelivery."""
+        return EPOCH + timedelta(microseconds=self._ts_ns // 1000)
 
     def decode(self, kind: type[S]) -> S:
         """The body as `kind`, validated; a body naming another agent than the subject's
@@ -104,6 +109,21 @@ def ingests(service: str, handlers: Mapping[str, Handler]) -> list[Ingest]:
         )
         for stream in decl.streams
     ]
+
+
+def ack_info(msg: Msg) -> tuple[int, int, int]:
+    """(stream sequence, timestamp in ns, deliveries) of a JetStream message, read from its
+    reply subject: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
+    (or the v2 form with domain and account hash first). Cheaper than `msg.metadata`,
+    which builds objects the hot path never uses; falls back to it for another form."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[7]), int(tokens[4])
+    if len(tokens) >= 11:
+        return int(tokens[7]), int(tokens[9]), int(tokens[6])
+    meta = msg.metadata
+    ts = meta.timestamp or datetime.now(UTC)
+    return meta.sequence.stream, (ts - EPOCH) // timedelta(microseconds=1) * 1000, meta.num_delivered or 1
 
 
 def retry_delay(num_delivered: int) -> float:
@@ -191,15 +211,8 @@ class IngestWorker:
         handler = self.ingest.handlers.get(kind)
         if handler is None:
             raise InvalidMessage(f"{self.service} has no handler for {msg.subject!r}")
-        meta = msg.metadata
-        envelope = Envelope(
-            agent=tokens[1],
-            kind=kind,
-            data=msg.data,
-            headers=msg.headers or {},
-            received=meta.timestamp.astimezone(UTC) if meta.timestamp else datetime.now(UTC),
-            stream_seq=meta.sequence.stream,
-        )
+        stream_seq, ts_ns, _ = ack_info(msg)
+        envelope = Envelope(tokens[1], kind, msg.data, msg.headers or {}, stream_seq, ts_ns)
         return kind, handler.decode(envelope)
 
     async def _write(self, kind: str, pairs: list[tuple[Msg, Any]]) -> bool:
@@ -241,12 +254,12 @@ class IngestWorker:
 
     async def _nak_all(self, kind: str, pairs: list[tuple[Msg, Any]]) -> None:
         for msg, _ in pairs:
-            await msg.nak(delay=retry_delay(msg.metadata.num_delivered or 1))
+            await msg.nak(delay=retry_delay(ack_info(msg)[2]))
         self.metrics.ingested.labels(kind=kind, outcome="retried").inc(len(pairs))
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         """Republish to deadletter.{service}, then ack; if that fails, nak."""
-        seq = msg.metadata.sequence.stream
+        seq = ack_info(msg)[0]
         headers = {
             "Dead-Reason": reason[:1024],
             "Dead-Subject": msg.subject,
@@ -261,7 +274,7 @@ class IngestWorker:
             await self.js.publish(deadletter_subject(self.service), msg.data, headers=headers)
         except Exception as exc:
             log.warning("dead-letter publish failed, will retry %s: %s", msg.subject, exc)
-            await msg.nak(delay=retry_delay(msg.metadata.num_delivered or 1))
+            await msg.nak(delay=retry_delay(ack_info(msg)[2]))
             return
         await msg.ack()
         kind = msg.subject.rsplit(".", 1)[-1]

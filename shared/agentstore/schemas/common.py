@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -122,11 +123,30 @@ def check_fields(message: msgspec.Struct, data: bytes) -> None:
     escape holds no NUL anywhere; then only maps and lists need walking
     (for their keys and depth).
     """
-    has_nul = b"\\u0000" in data
-    for name in message.__struct_fields__:
+    names = message.__struct_fields__ if b"\\u0000" in data else _container_fields(type(message))
+    for name in names:
         value = getattr(message, name)
-        if has_nul or isinstance(value, dict | list):
+        if value is not None:
             check_tree(value, f"$.{name}")
+
+
+@functools.cache
+def _container_fields(kind: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The fields of `kind` that can hold a map or a list (the only ones with keys and depth)."""
+
+    def container(t: msgspec.inspect.Type) -> bool:
+        if isinstance(t, msgspec.inspect.UnionType):
+            return any(container(u) for u in t.types)
+        if isinstance(t, msgspec.inspect.Metadata):
+            return container(t.type)
+        scalar = (msgspec.inspect.StrType, msgspec.inspect.IntType, msgspec.inspect.FloatType,
+                  msgspec.inspect.BoolType, msgspec.inspect.DateTimeType, msgspec.inspect.NoneType,
+                  msgspec.inspect.LiteralType)  # fmt: skip
+        return not isinstance(t, scalar)
+
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple(f.name for f in info.fields if container(f.type))
 
 
 def decode_request(data: bytes, kind: type[T]) -> T:

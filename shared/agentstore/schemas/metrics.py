@@ -19,6 +19,9 @@ from agentstore.schemas.common import (
 )
 
 Agg = Literal["avg", "min", "max", "sum", "count", "last"]
+# A point is ~40 bytes of JSON: 20,000 of them stay well under the 1 MiB message limit.
+DEFAULT_POINTS_PER_PAGE = 10_000
+MAX_POINTS_PER_PAGE = 20_000
 Difficulty = Literal["basic", "standard", "advanced", "expert", "master"]
 Rate = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Score = Annotated[float, msgspec.Meta(ge=0, le=100)]
@@ -49,6 +52,9 @@ class MetricsQuery(Strict):
     until: UtcTime | None = None
     bucket_seconds: Annotated[int, msgspec.Meta(ge=1, le=366 * 86400)] | None = None
     agg: Agg = "avg"
+    # Points per page (a page always fits a NATS message); `cursor` from the last reply.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_POINTS_PER_PAGE)] = DEFAULT_POINTS_PER_PAGE
+    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
     after: After | None = None
 
 
@@ -134,11 +140,14 @@ class Series(Reply):
 
 
 class MetricSeries(Reply):
-    """`query.metrics`: `tier_seconds` says which tier answered (3600, 60, or 0 for raw points)."""
+    """`query.metrics`: `tier_seconds` says which tier answered (3600, 60, or 0 for raw points).
+    Long ranges come in pages of `limit` points, ordered by agent then time; `next_cursor`
+    (null on the last page) continues where this page ended."""
 
     name: str
     tier_seconds: int
     series: list[Series]
+    next_cursor: str | None  # always present: null on the last page
 
 
 class Profile(Reply):
