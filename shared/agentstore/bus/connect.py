@@ -73,11 +73,11 @@ class NatsSettings:
             values.update(read_env_file(env_file))
         values.update(environ)
         fields = {field: values[var] for var, field in ENV_FIELDS.items() if values.get(var)}
-        return cls(**fields).with_context()
+        return cls(**fields).with_context(environ)
 
-    def with_context(self) -> NatsSettings:
+    def with_context(self, env: Mapping[str, str] | None = None) -> NatsSettings:
         """Fill unset fields from the `nats` CLI context (`NATS_CONTEXT` or its selected one)."""
-        path = context_file(self.context)
+        path = context_file(self.context, os.environ if env is None else env)
         if path is None:
             return self
         try:
@@ -113,9 +113,9 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def context_file(name: str | None) -> Path | None:
+def context_file(name: str | None, env: Mapping[str, str]) -> Path | None:
     """The `nats` CLI's context file: the one named, else the selected one, else None."""
-    root = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "nats"
+    root = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "nats"
     if not name:
         selected = root / "context.txt"
         name = selected.read_text().strip() if selected.is_file() else None
