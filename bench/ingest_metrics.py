@@ -2,7 +2,7 @@
 
 Part 1 prints points/s of the metrics service (rollups included) next to the
 raw JetStream consume rate of the same messages and a direct COPY of the
-same rows (target >= 0.6 of raw consume). Part 2 loads --points (default
+same rows (target >= 0.8 of raw consume). Part 2 loads --points (default
 10,000,000: one metric, 100 agents, 30 days) with COPY and builds the
 rollups as ingest would, then prints p50/p99 of `query.metrics` bucketed
 hourly over the 30 days, next to the same aggregate computed over the raw
@@ -126,6 +126,12 @@ async def query_part(stack: BenchStack, url: str, queries: int) -> tuple[list[fl
                 answer = msgspec.json.decode(reply.data)
                 assert answer.get("tier_seconds") == 3600, (reply.headers, answer)
                 points += sum(len(s["points"]) for s in answer["series"])
+                print(
+                    "page",
+                    sum(len(s["points"]) for s in answer["series"]),
+                    len(reply.data),
+                    {s["agent_id"]: len(s["points"]) for s in answer["series"] if len(s["points"]) != 720},
+                )
                 cursor = answer["next_cursor"]
                 if cursor is None:
                     break
@@ -159,7 +165,7 @@ async def main() -> None:
             [("metrics service", service), ("raw JetStream consume", raw), ("direct COPY", copy)],
             "points/s",
             [
-                ("service / raw consume", "metrics service", "raw JetStream consume", 0.6),
+                ("service / raw consume", "metrics service", "raw JetStream consume", 0.8),
                 ("service / direct COPY", "metrics service", "direct COPY", 0.0),
             ],
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import time
 from typing import Any
 
 import pytest
@@ -152,16 +153,17 @@ async def test_20_workers_10000_runs_stalling_quarter_completes_each_exactly_onc
     stalls = 0
     rng = random.Random(1)
 
+    deadline = time.monotonic() + 150
+
     async def worker(name: str, stalls_sometimes: bool) -> None:
         nonlocal fenced, stalls
-        idle = 0
-        while idle < 3:
+        # Until every run is completed (or the deadline): stalled runs come back to the
+        # queue only when their lease expires, so an empty queue is no reason to stop.
+        while len(completions) < total and time.monotonic() < deadline:
             run = (await ok(nc, f"agents.{name}.rpc.claim", {"lease_seconds": 1}))["run"]
             if run is None:
-                idle += 1
-                await asyncio.sleep(0.5)  # the queue is empty for now; leases may still expire
+                await asyncio.sleep(0.2)  # the queue is empty for now; leases may still expire
                 continue
-            idle = 0
             if stalls_sometimes and rng.random() < 0.05:
                 stalls += 1
                 await asyncio.sleep(1.3)  # stall past the 1 s lease

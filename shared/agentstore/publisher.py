@@ -50,8 +50,12 @@ log = logging.getLogger("agentstore.publisher")
 MAX_BATCH = 1000  # the server's limit per atomic batch
 # The nats-py internals `_post` writes through (checked once; otherwise plain `publish`).
 _FAST_PATH = all(hasattr(Client, a) for a in ("_send_command", "_flush_pending", "is_draining_pubs"))
-_TRANSIENT = (TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError, ServiceUnavailableError,
-              ConnectionClosedError)  # fmt: skip
+# Worth another try: a late PubAck, a stream leader being elected (on a cluster that is
+# "no responders" for a moment too), a reconnect.
+_TRANSIENT = (
+    TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError, ServiceUnavailableError,
+    ConnectionClosedError,
+)  # fmt: skip
 
 
 class BatchRefused(AgentstoreError):
@@ -216,7 +220,8 @@ class BatchPublisher:
                 if attempt == self.retries:
                     raise Unavailable(
                         f"no PubAck for a batch of {len(batch.messages)} on {batch.stream} after "
-                        f"{attempt + 1} tries: {exc!r}"
+                        f"{attempt + 1} tries: {exc!r}; is NATS up, and is the {batch.stream} stream "
+                        "there (its service creates it)?"
                     ) from exc
                 log.info("batch on %s not acknowledged (%r); re-sending it", batch.stream, exc)
                 self.resent += 1
