@@ -126,6 +126,11 @@ class BatchPublisher:
         self.unbatched = 0
 
     @property
+    def full(self) -> bool:
+        """Whether `publish` would wait for room in the window."""
+        return self._window.locked()
+
+    @property
     def held(self) -> int:
         """Messages queued or not yet acknowledged (at most `window`)."""
         return self._window_size - self._window._value

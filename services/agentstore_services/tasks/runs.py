@@ -180,7 +180,8 @@ class Runs:
         async def sweep() -> None:
             moved = await self.expire()
             if moved:
-                await self._publish(moved)
+                # Never wait on the audit copies: the sweep must keep requeueing expired runs.
+                self._publish_soon(moved)
 
         return Periodic("lease expiry sweep", every_seconds, sweep)
 

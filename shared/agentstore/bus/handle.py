@@ -43,6 +43,9 @@ class BusHandle:
         resolves once it is acknowledged (a failure is logged, and raised by the future)."""
         if self._publisher is None:
             raise Unavailable("not connected to NATS yet")
+        if self._publisher.full:
+            # A handler never waits on NATS trouble: its own store (run_events) is the record.
+            raise Unavailable(f"{self._publisher.held} publishes already wait for their PubAck")
         kind = subject.rsplit(".", 1)[-1]
         stream = contract.INGEST_BY_KIND[kind].stream
         data = body if isinstance(body, bytes) else msgspec.json.encode(body)

@@ -22,7 +22,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from agentstore import __version__
+from agentstore import __version__, contract
 from agentstore.bus.connect import connect_nats
 from agentstore.bus.handle import BusHandle
 from agentstore.bus.ingest import Ingest, IngestWorker
@@ -93,7 +93,7 @@ class ServiceHost:
             if wiring.bus is not None:
                 wiring.bus.bind(self.nc)
                 self._bus = wiring.bus
-            for stream in (DEADLETTER, *wiring.streams):
+            for stream in (DEADLETTER, *wiring.streams, *published_streams(self.spec.name)):
                 await ensure_stream(js, stream, s.stream_replicas)
             for ingest in wiring.ingests:
                 await ensure_stream(js, ingest.stream, s.stream_replicas)
@@ -181,6 +181,14 @@ class ServiceHost:
                 await self.nc.drain()
             self.nc = None
         await self._stack.aclose()
+
+
+def published_streams(service: str) -> list[StreamSpec]:
+    """The streams a service publishes into (the contract's `publishes`): provisioned at its
+    start, so what it publishes is kept even before the service that stores it runs."""
+    decl = contract.SERVICE_BY_NAME.get(service)
+    kinds = [subject.rsplit(".", 1)[-1] for subject in (decl.publishes if decl else ())]
+    return [contract.STREAMS[contract.INGEST_BY_KIND[kind].stream] for kind in kinds]
 
 
 @contextlib.asynccontextmanager
