@@ -77,7 +77,7 @@ async def load_many(url: str, points: int) -> float:
         await conn.execute(
             """INSERT INTO metric_points (agent_id, id, name, ts, value)
                SELECT 'agent' || lpad((g % 100)::text, 3, '0'), 'p' || g, 'reward',
-                      $1::timestamptz + make_interval(secs => (g / 100) * $2), random()
+                      $1::timestamptz + make_interval(secs => (g / 100) * $2::float8), random()
                FROM generate_series($3::bigint, $4::bigint) g""",
             START, step, offset, offset + count - 1,
         )  # fmt: skip
@@ -126,12 +126,6 @@ async def query_part(stack: BenchStack, url: str, queries: int) -> tuple[list[fl
                 answer = msgspec.json.decode(reply.data)
                 assert answer.get("tier_seconds") == 3600, (reply.headers, answer)
                 points += sum(len(s["points"]) for s in answer["series"])
-                print(
-                    "page",
-                    sum(len(s["points"]) for s in answer["series"]),
-                    len(reply.data),
-                    {s["agent_id"]: len(s["points"]) for s in answer["series"] if len(s["points"]) != 720},
-                )
                 cursor = answer["next_cursor"]
                 if cursor is None:
                     break
