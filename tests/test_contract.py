@@ -17,7 +17,7 @@ from agentstore import auth, contract
 from agentstore.asyncapi import document, render
 from agentstore.bus.ingest import Handler, ingests
 from agentstore.bus.rpc import bind
-from agentstore.client import _KIND_OF_BODY, AgentClient
+from agentstore.client import AgentClient
 from agentstore.devstack.binaries import asyncapi_schema
 from agentstore.errors import ConfigError
 from agentstore.schemas.common import Reply
@@ -109,7 +109,7 @@ def test_asyncapi_documents_every_subject_with_its_reply_schema() -> None:
 
 def test_the_agent_client_publishes_every_ingest_body_on_its_own_subject() -> None:
     bodies = {i.body: i.kind for i in contract.INGEST if i.body is not None}
-    assert bodies == _KIND_OF_BODY
+    assert bodies == contract.KIND_OF_BODY
     for kind in ("log", "memory", "conversation", "message", "event", "output", "task", "progress", "metric"):
         assert callable(getattr(AgentClient, kind))
 

@@ -289,7 +289,7 @@ class AgentClient:
     async def send(self, body: msgspec.Struct, *, wait: bool = False) -> str:
         """Publish an ingest body (`LogIn`, `TaskIn` ...) on its subject; returns its id.
         With `wait`, returns only once its PubAck (fsynced) arrived."""
-        kind = _KIND_OF_BODY[type(body)]
+        kind = contract.KIND_OF_BODY[type(body)]
         event_id: str = body.id  # type: ignore[attr-defined]
         # An upsert's id names the entity, not the update: with Nats-Msg-Id `{agent}:{id}`
         # JetStream would drop every later update inside its duplicate window.
@@ -506,11 +506,6 @@ class EvaluatorClient:
 
     async def cancel_run(self, run_id: str) -> Run:
         return await self.call(contract.RUNS_CANCEL, CancelRun(run_id=run_id))
-
-
-_KIND_OF_BODY: dict[type[msgspec.Struct], str] = {
-    i.body: i.kind for i in contract.INGEST if i.body is not None
-}
 
 
 def _http_put(url: str, data: bytes, content_type: str) -> None:

@@ -185,9 +185,7 @@ class BatchPublisher:
             self._seal(batch)
         while self._sending:
             await asyncio.gather(*list(self._sending), return_exceptions=True)
-        if self.failure is not None:
-            failure, self.failure = self.failure, None
-            raise AgentstoreError(f"a publish failed: {failure}") from failure
+        self.check()
         return dict(self.acked)
 
     def check(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from agentstore.stores.postgres import PostgresStore, Record, load_queries
+from agentstore.stores.postgres import Gateway, Record, load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -46,11 +46,8 @@ class Pending:
     expires_at: datetime
 
 
-class ArtifactsDb:
+class ArtifactsDb(Gateway):
     """File metadata and pending presigned uploads."""
-
-    def __init__(self, pg: PostgresStore) -> None:
-        self.run = pg.run
 
     async def register_files(self, rows: Sequence[FileRow]) -> None:
         await self.run.execute(

@@ -6,8 +6,7 @@ writes SQL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from agentstore.schemas.metrics import Agg, MetricIn
 from agentstore.stores import pgwire
 from agentstore.stores.pgwire import json_text
-from agentstore.stores.postgres import Executor, PostgresStore, Record, load_queries
+from agentstore.stores.postgres import Gateway, Record, load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -56,17 +55,8 @@ RawAfter = tuple[str, datetime, str]
 BucketAfter = tuple[str, datetime]
 
 
-class MetricsDb:
-    """Points, rollups and profiles. `transaction()` gives the same methods in one transaction."""
-
-    def __init__(self, pg: PostgresStore, run: Executor | None = None) -> None:
-        self.pg = pg
-        self.run = run or pg.run
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MetricsDb]:
-        async with self.pg.transaction() as tx:
-            yield MetricsDb(self.pg, tx)
+class MetricsDb(Gateway):
+    """Points, rollups and profiles (`transaction()` from Gateway)."""
 
     # -- series ------------------------------------------------------------------
     async def ingest_points(self, rows: Sequence[PointRow], tiers: Sequence[int]) -> None:

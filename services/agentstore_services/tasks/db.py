@@ -6,8 +6,7 @@ writes SQL. Rows leave as the wire shows them (`to_wire`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from agentstore.schemas.tasks import EvalRecord, ProgressIn, TaskIn
 from agentstore.stores import pgwire
 from agentstore.stores.pgwire import json_text, page_cursor, read_cursor
-from agentstore.stores.postgres import Executor, PostgresStore, Record, load_queries
+from agentstore.stores.postgres import Gateway, Record, load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -46,18 +45,8 @@ class ProgressRow:
 After = tuple[datetime | None, list[str]]
 
 
-class TasksDb:
-    """Tasks, progress, evaluations, studies and runs. `transaction()` gives the same
-    methods inside one transaction."""
-
-    def __init__(self, pg: PostgresStore, run: Executor | None = None) -> None:
-        self.pg = pg
-        self.run = run or pg.run
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[TasksDb]:
-        async with self.pg.transaction() as tx:
-            yield TasksDb(self.pg, tx)
+class TasksDb(Gateway):
+    """Tasks, progress, evaluations, studies and runs (`transaction()` from Gateway)."""
 
     # -- tasks and progress ------------------------------------------------------
     async def upsert_tasks(self, rows: Sequence[TaskRow]) -> None:

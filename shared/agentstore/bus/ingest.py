@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 
 from agentstore import contract
 from agentstore.contract import StreamSpec, deadletter_subject
-from agentstore.errors import ConfigError, InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
+from agentstore.errors import InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
 from agentstore.lifecycle.health import Faults
 from agentstore.lifecycle.metrics import ServiceMetrics
 from agentstore.schemas.common import AGENT_ID_PATTERN, EPOCH, decode_message
@@ -94,12 +94,7 @@ def ingests(service: str, handlers: Mapping[str, Handler]) -> list[Ingest]:
     """The service's consumers, one per stream the contract gives it, each with the
     handlers of that stream's kinds; a missing or undeclared kind is a ConfigError."""
     declared = {i.kind: i for i in contract.ingest_of(service)}
-    missing, unknown = declared.keys() - handlers.keys(), handlers.keys() - declared.keys()
-    if missing or unknown:
-        raise ConfigError(
-            f"service {service}: no ingest handler for {sorted(missing)}; "
-            f"handlers for kinds the contract does not give it: {sorted(unknown)}"
-        )
+    contract.require_bound(service, "ingest handler", declared, handlers)
     decl = contract.SERVICE_BY_NAME[service]
     return [
         Ingest(

@@ -9,6 +9,7 @@ tasks, so one slow request (a read-your-writes wait) never blocks others.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,7 +26,6 @@ from nats.micro.service import Service
 from agentstore import contract
 from agentstore.errors import (
     BadRequest,
-    ConfigError,
     Forbidden,
     RequestError,
     StoreUnavailable,
@@ -83,13 +83,15 @@ class Route:
 
     def reply_bytes(self, result: Any) -> bytes:
         """The handler's result in the declared reply shape (a mismatch is a bug: 500)."""
-        if not isinstance(result, self._reply_classes):
+        if not isinstance(result, _reply_classes(self.endpoint)):
             result = msgspec.convert(result, self.endpoint.reply)
         return msgspec.json.encode(result)
 
-    @property
-    def _reply_classes(self) -> tuple[type, ...]:
-        return tuple(get_origin(t) or t for t in self.endpoint.reply_types)
+
+@functools.cache
+def _reply_classes(endpoint: contract.Endpoint) -> tuple[type, ...]:  # type: ignore[type-arg]
+    """The classes a handler's result may already be (a generic `Page[X]` is a `Page`)."""
+    return tuple(get_origin(t) or t for t in endpoint.reply_types)
 
 
 def bind(service: str, handlers: Mapping[str, Handler]) -> list[Route]:
@@ -99,12 +101,7 @@ def bind(service: str, handlers: Mapping[str, Handler]) -> list[Route]:
     contract does not give this service, is a ConfigError at start.
     """
     declared = {e.name: e for e in contract.endpoints_of(service)}
-    missing, unknown = declared.keys() - handlers.keys(), handlers.keys() - declared.keys()
-    if missing or unknown:
-        raise ConfigError(
-            f"service {service}: no handler for {sorted(missing)}; "
-            f"handlers for endpoints the contract does not give it: {sorted(unknown)}"
-        )
+    contract.require_bound(service, "handler", declared, handlers)
     return [Route(e, address, handlers[name]) for name, e in declared.items() for address in e.addresses]
 
 

@@ -7,6 +7,10 @@ twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import msgspec
+
 from agentstore.contract.declaration import (
     CLAIM,
     ENDPOINTS,
@@ -58,6 +62,7 @@ from agentstore.contract.model import (
     micro_name,
     wildcard,
 )
+from agentstore.errors import ConfigError
 
 
 def _streams() -> dict[str, StreamSpec]:
@@ -71,6 +76,8 @@ INGEST_STREAMS: tuple[StreamSpec, ...] = tuple(STREAMS.values())
 DEADLETTER = StreamSpec(DEADLETTER_STREAM, (f"{DEADLETTER_PREFIX}.>",), DEADLETTER_MAX_AGE_SECONDS)
 
 INGEST_BY_KIND: dict[str, IngestSubject] = {i.kind: i for i in INGEST}
+# The kind whose body a Struct is (raw artifacts have none).
+KIND_OF_BODY: dict[type[msgspec.Struct], str] = {i.body: i.kind for i in INGEST if i.body is not None}
 # By short name: `query.logs`, `claim`, `eval.record` ...
 ENDPOINT_BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}  # type: ignore[type-arg]
 SERVICE_BY_NAME: dict[str, ServiceDecl] = {s.name: s for s in SERVICES}
@@ -90,6 +97,18 @@ def endpoints_of(service: str) -> tuple[Endpoint, ...]:  # type: ignore[type-arg
 
 def ingest_of(service: str) -> tuple[IngestSubject, ...]:
     return tuple(i for i in INGEST if i.service == service)
+
+
+def require_bound(service: str, what: str, declared: Iterable[str], given: Iterable[str]) -> None:
+    """A service binds exactly what the contract gives it: a missing or undeclared name is a
+    ConfigError at start (`what`: "handler" for endpoints, "ingest handler" for kinds)."""
+    declared, given = set(declared), set(given)
+    missing, unknown = declared - given, given - declared
+    if missing or unknown:
+        raise ConfigError(
+            f"service {service}: no {what} for {sorted(missing)}; "
+            f"{what}s for names the contract does not give it: {sorted(unknown)}"
+        )
 
 
 def callable_by(role: Role) -> tuple[Endpoint, ...]:  # type: ignore[type-arg]
@@ -114,6 +133,7 @@ __all__ = [
     "INGEST",
     "INGEST_BY_KIND",
     "INGEST_STREAMS",
+    "KIND_OF_BODY",
     "MAX_MESSAGE_BYTES",
     "PHASE",
     "PRESIGN",
@@ -153,5 +173,6 @@ __all__ = [
     "endpoints_of",
     "ingest_of",
     "micro_name",
+    "require_bound",
     "wildcard",
 ]

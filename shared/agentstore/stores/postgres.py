@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -96,23 +96,26 @@ class Executor:
         self._url = url
 
     async def fetch(self, query: Query, /, **params: Any) -> list[Record]:
-        try:
+        with driver_errors(self._url):
             return list(await self._target.fetch(query.text, *query.args(params)))
-        except _DRIVER_ERRORS as exc:
-            raise convert(exc, self._url) from exc
 
     async def fetchrow(self, query: Query, /, **params: Any) -> Record | None:
-        try:
+        with driver_errors(self._url):
             row: Record | None = await self._target.fetchrow(query.text, *query.args(params))
             return row
-        except _DRIVER_ERRORS as exc:
-            raise convert(exc, self._url) from exc
 
     async def execute(self, query: Query, /, **params: Any) -> str:
-        try:
+        with driver_errors(self._url):
             return str(await self._target.execute(query.text, *query.args(params)))
-        except _DRIVER_ERRORS as exc:
-            raise convert(exc, self._url) from exc
+
+
+@contextmanager
+def driver_errors(url: str) -> Iterator[None]:
+    """The one place asyncpg's errors become ours (see `convert`)."""
+    try:
+        yield
+    except _DRIVER_ERRORS as exc:
+        raise convert(exc, url) from exc
 
 
 def convert(exc: BaseException, url: str) -> Exception:
@@ -145,12 +148,10 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
 
     async def __aenter__(self) -> PostgresStore:
-        try:
+        with driver_errors(self.url):
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=self._min, max_size=self._max, command_timeout=30, reset=_keep_session
             )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise convert(exc, self.url) from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -170,17 +171,13 @@ class PostgresStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
         """Named queries in one transaction; driver errors leave as our errors."""
-        try:
+        with driver_errors(self.url):
             async with self.pool.acquire() as conn, conn.transaction():
                 yield Executor(conn, self.url)
-        except _DRIVER_ERRORS as exc:
-            raise convert(exc, self.url) from exc
 
     async def ping(self) -> None:
-        try:
+        with driver_errors(self.url):
             await self.pool.fetchval("SELECT 1")
-        except _DRIVER_ERRORS as exc:
-            raise convert(exc, self.url) from exc
 
     async def migrate(self, service: str, folder: Path) -> list[str]:
         """Apply `NNN_name.sql` files not applied yet, in order, in one transaction
@@ -214,3 +211,17 @@ _MIGRATION = {
         "record", "INSERT INTO schema_migrations (service, version) VALUES (:service, :version)"
     ),
 }  # fmt: skip
+
+
+class Gateway:
+    """Base of a service's typed gateway (its `db.py`): named queries run on the pool, or,
+    inside `transaction()`, on one transaction's connection, through the same methods."""
+
+    def __init__(self, pg: PostgresStore, run: Executor | None = None) -> None:
+        self.pg = pg
+        self.run = run or pg.run
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Self]:
+        async with self.pg.transaction() as tx:
+            yield type(self)(self.pg, tx)
