@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,15 +69,23 @@ async def can_request(nc: Client, subject: str, body: Any) -> bool:
     )
 
 
+CONSOLE: dict[str, str] = {}  # the console of `services_on`
+
+
 @pytest.fixture
 async def services_on(secured: tuple[Server, Path], stack_servers: Stack) -> AsyncIterator[Path]:
     server, creds = secured
     hosts = []
     for name, spec in SERVICES.items():
-        user, password = read_credentials(creds / f"service-{name}.json")
+        # The web console logs in as its console identity, not as a service.
+        identity = "console-web" if name == "web" else f"service-{name}"
+        user, password = read_credentials(creds / f"{identity}.json")
         settings = make_settings(
-            server, stack_servers.mongo, stack_servers, nats_user=user, nats_password=password
-        )
+            server, stack_servers.mongo, stack_servers, nats_user=user, nats_password=password,
+            web_port=servers.free_port(),
+        )  # fmt: skip
+        if name == "web":
+            CONSOLE["url"] = f"http://127.0.0.1:{settings.web_port}"
         host = running(spec, settings)
         await host.__aenter__()
         hosts.append(host)
@@ -151,3 +161,16 @@ def test_generated_credentials_are_private_and_distinct(secured: tuple[Server, P
     assert {f.stem for f in files} >= {"agent-a", "agent-b", "evaluator-ev", "frontend-web", "service-logs"}
     assert all(f.stat().st_mode & 0o077 == 0 for f in files)
     assert len({json.loads(f.read_text())["password"] for f in files}) == len(files)
+
+
+async def test_the_console_reads_every_panel_as_its_console_identity(services_on: Path) -> None:
+    """Under auth the console's identity (frontend + read-only queries + DEADLETTER reads)
+    fills every panel of the fleet and dead-letter pages."""
+    for path in ("/", "/runs", "/deadletters", "/agents/a/logs", "/agents/a/metrics"):
+        page = await asyncio.to_thread(fetch, CONSOLE["url"] + path)
+        assert "is unavailable" not in page and "<h1>" in page, (path, page[:2000])
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return str(reply.read().decode())

@@ -61,10 +61,20 @@ def test_permissions_are_the_declared_subjects_for_every_role() -> None:
     assert set(ids["frontend-web"].publish) == {
         "query.tasks",
         "query.task",
+        "query.task_counts",
         "query.summary",
         "query.file_url",
         "query.files",
-    }  # fmt: skip  (the contract's frontend row, exactly)
+    }  # fmt: skip  (the contract's frontend row, exactly, plus task counts: summaries)
+    # The web console: the frontend's requests, the evaluator's reads, DEADLETTER reads; no write.
+    console = set(ids["console-web"].publish)
+    reads = {
+        e.subject for e in contract.ENDPOINTS if "evaluator" in e.roles and e.subject.startswith("query.")
+    }
+    dead = {"$JS.API.STREAM.INFO.DEADLETTER", "$JS.API.STREAM.MSG.GET.DEADLETTER"}
+    assert console == set(ids["frontend-web"].publish) | reads | dead
+    assert not console & {"runs.cancel", "runs.submit", "eval.record", "$JS.API.>"}
+    assert ids["console-web"].subscribe == ["_INBOX.service.web.>"]
     for service in contract.SERVICES:
         served = {a.replace("{agent}", "*") for e in contract.endpoints_of(service.name) for a in e.addresses}
         identity = ids[f"service-{service.name}"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tests.helpers import as_json, log_body, request
 pytestmark = pytest.mark.slow
 
 PORT_VARS = [
-    "NATS", "NATS_HTTP", "POSTGRES", "MONGO", "MONGO_DEBUG", "MINIO", "MINIO_CONSOLE",
+    "NATS", "NATS_HTTP", "POSTGRES", "MONGO", "MONGO_DEBUG", "MINIO", "MINIO_CONSOLE", "WEB",
     *(f"{s.upper()}_HEALTH" for s in SERVICES),
 ]  # fmt: skip
 
@@ -35,6 +37,12 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env.pop("MONGODB_URL", None)
     yield env
     cli(env, "down")
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        body: bytes = reply.read()
+        return body
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,8 +72,10 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     home = Path(stack_env["AGENTSTORE_HOME"])
     settings = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())
     assert set(settings) == {
-        "NATS_URL", "POSTGRES_URL", "MONGODB_URL", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY",
+        "NATS_URL", "POSTGRES_URL", "MONGODB_URL", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "WEB_URL",
     }  # fmt: skip
+    # The console is part of the stack, at WEB_URL.
+    assert b"<h1>Fleet</h1>" in await asyncio.to_thread(fetch, settings["WEB_URL"] + "/")
     status = cli(stack_env, "--json", "status")
     assert status.returncode == 0, status.stdout
     rows = json.loads(status.stdout)

@@ -8,8 +8,8 @@ import json
 import pytest
 from nats.aio.client import Client
 
+from agentstore.bus import deadletter
 from agentstore.lifecycle.runner import ServiceHost
-from agentstore.ops import deadletter
 from agentstore.ops.tail import tail
 from tests.helpers import as_json, eventually, log_body, new_agent, publish_all, request
 

@@ -7,5 +7,6 @@ from agentstore_services.artifacts.service import SPEC as ARTIFACTS
 from agentstore_services.logs.service import SPEC as LOGS
 from agentstore_services.metrics.service import SPEC as METRICS
 from agentstore_services.tasks.service import SPEC as TASKS
+from agentstore_services.web.service import SPEC as WEB
 
-SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (LOGS, TASKS, ARTIFACTS, METRICS)}
+SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (LOGS, TASKS, ARTIFACTS, METRICS, WEB)}

@@ -6,7 +6,7 @@ A fleet file names the agents, evaluators and frontends:
 
 `generate` writes `auth.conf` (an `authorization` block to `include` in
 nats-server's config) and `credentials/<identity>.json` ({"user",
-"password"}) for each agent, evaluator, frontend and service, each with a
+"password"}) for each agent, evaluator, frontend, console and service, each with a
 fresh random password. Agents may publish only their own ingest and rpc subjects and
 receive only on `_INBOX.agents.{self}.>`; evaluators and frontends make
 the requests the contract opens to their role; each service may use what it
@@ -26,6 +26,7 @@ from typing import Annotated, Any
 import msgspec
 
 from agentstore import contract
+from agentstore.contract import DEADLETTER_STREAM
 from agentstore.schemas.common import AgentId
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
@@ -43,6 +44,14 @@ def role_requests(role: contract.Role, agent: str = "*") -> list[str]:
     return subjects
 
 
+def console_requests() -> list[str]:
+    """The web console's requests: the frontend's, every evaluator `query.*` (read-only),
+    and reading the DEADLETTER stream. Its write actions log in as an evaluator."""
+    reads = [s for s in role_requests("evaluator") if s.startswith("query.")]
+    dead = [f"$JS.API.STREAM.INFO.{DEADLETTER_STREAM}", f"$JS.API.STREAM.MSG.GET.{DEADLETTER_STREAM}"]
+    return sorted({*role_requests("frontend"), *reads}) + dead
+
+
 def agent_publishes(agent: str) -> list[str]:
     return [i.subject(agent) for i in contract.INGEST] + role_requests("agent", agent)
 
@@ -56,6 +65,8 @@ class Fleet(msgspec.Struct, forbid_unknown_fields=True):
     agents: list[AgentId]
     evaluators: list[Name] = msgspec.field(default_factory=lambda: ["evaluator"])
     frontends: list[Name] = msgspec.field(default_factory=lambda: ["frontend"])
+    # Web consoles (the `web` service): a frontend's requests plus read-only queries.
+    consoles: list[Name] = msgspec.field(default_factory=lambda: ["web"])
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,10 @@ def identities(fleet: Fleet) -> list[Identity]:
     found += [
         Identity(f"frontend-{f}", password(), role_requests("frontend"), ["_INBOX.frontend.>"])
         for f in fleet.frontends
+    ]
+    found += [
+        Identity(f"console-{c}", password(), console_requests(), [f"{service_inbox('web')}.>"])
+        for c in fleet.consoles
     ]
     for decl in contract.SERVICES:
         service = decl.name

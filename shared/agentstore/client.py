@@ -381,7 +381,7 @@ class AgentClient:
         """Any endpoint open to agents, on this agent's `agents.{agent}.rpc.*` subject."""
         return await self._rpc.call(endpoint, request)
 
-    async def query(self, name: str, *, fresh: bool = True, **fields: Any) -> Any:
+    async def query(self, name: str, /, *, fresh: bool = True, **fields: Any) -> Any:
         """`agents.{agent}.rpc.query.{name}` (fields as in `query.{name}`); with `fresh`, waits
         for this client's own acked publishes to be stored first (read your writes)."""
         endpoint = contract.endpoint(f"query.{name}")
@@ -466,16 +466,16 @@ class EvaluatorClient:
         """Any endpoint, typed by the contract: `call(contract.QUERY_TASK, TaskQuery(...))`."""
         return await self._rpc.call(endpoint, request)
 
-    async def request(self, name: str, **fields: Any) -> Any:
+    async def request(self, name: str, /, **fields: Any) -> Any:
         """Any endpoint by short name (`query.logs`, `runs.submit`) with the request's fields;
         the reply as the contract declares it."""
         return await self._rpc.named(name, fields)
 
-    async def query(self, name: str, **fields: Any) -> Any:
+    async def query(self, name: str, /, **fields: Any) -> Any:
         """`query.{name}` with the request's fields; the reply as the contract declares it."""
         return await self._rpc.named(f"query.{name}", fields)
 
-    def pages(self, name: str, **fields: Any) -> AsyncIterator[Any]:
+    def pages(self, name: str, /, **fields: Any) -> AsyncIterator[Any]:
         """Every item of `query.{name}`, page after page."""
         return self._rpc.pages(f"query.{name}", fields)
 

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     health_host: str = "127.0.0.1"
     log_level: str = "INFO"
 
+    # web console: its HTTP address, and the evaluator identity its write actions
+    # (cancel a run, redrive a dead letter) use; unset, the console is read-only.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
+    web_evaluator: str | None = None
+    # The folder of `agentstore auth` credentials files (the write identity's is read from it).
+    agentstore_credentials: str | None = None
+
     # logs service: days to keep per collection (logs, memories, conversations,
     # messages, events, agent_outputs); absent means forever. JSON in the env:
     # RETENTION_DAYS='{"logs": 30, "messages": 365}'.

@@ -173,6 +173,14 @@ class Artifacts:
             last = rows[q.limit - 1]
             next_cursor = pgwire.page_cursor(last["created_at"], last["file_id"])
         items = [pgwire.to_wire(r, frozenset()) for r in rows[: q.limit]]
+        if q.urls:
+            expires = timedelta(seconds=q.url_seconds)
+            expires_at = iso(datetime.now(UTC) + expires)
+            urls = await asyncio.gather(
+                *(self.objects.presign_get(i["bucket"], i["object_key"], expires) for i in items)
+            )
+            for item, url in zip(items, urls, strict=True):
+                item["url"], item["url_expires_at"] = url, expires_at
         return {"items": items, "next_cursor": next_cursor}
 
     async def file_url(self, ctx: RequestContext, q: FileUrlQuery) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from agentstore.config import Settings
 from agentstore.errors import ConfigError
 from agentstore.lifecycle.runner import ServiceSpec, Wiring
 from agentstore.stores.mongo import MongoStore
-from agentstore_services.logs import conversations, events, logs, memories, outputs
+from agentstore_services.logs import agents, conversations, events, logs, memories, outputs
 from agentstore_services.logs.retention import AGE_FIELD, sweeper
 
 INDEXES = {
@@ -20,6 +20,7 @@ INDEXES = {
     conversations.MESSAGES: conversations.MESSAGE_INDEXES,
     events.COLLECTION: events.INDEXES,
     outputs.COLLECTION: outputs.INDEXES,
+    agents.COLLECTION: agents.INDEXES,
 }
 
 
@@ -35,6 +36,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     conversation_store = conversations.Conversations(mongo)
     event_store = events.Events(mongo)
     output_store = outputs.Outputs(mongo)
+    fleet = agents.Agents(mongo)
     writers = {
         "logs": Handler(logs.decode_log, log_store.write),
         "memories": Handler(memories.decode_memory, memory_store.write),
@@ -43,6 +45,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         "events": Handler(events.decode_event, event_store.write),
         "outputs": Handler(outputs.decode_output, output_store.write),
     }
+    # Whatever an agent stores on LOGS marks it seen (`query.agents`).
+    writers = {kind: Handler(h.decode, fleet.tracking(h.write)) for kind, h in writers.items()}
     return Wiring(
         ingests=ingests("logs", writers),
         endpoints=bind(
@@ -54,6 +58,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 "query.conversation": conversation_store.query_one,
                 "query.events": event_store.query,
                 "query.outputs": output_store.query,
+                "query.agents": fleet.query,
             },
         ),
         checks={"mongodb": mongo.ping},

@@ -59,6 +59,9 @@ class MetricsDb(Gateway):
     """Points, rollups and profiles (`transaction()` from Gateway)."""
 
     # -- series ------------------------------------------------------------------
+    async def metric_names(self, agent_ids: list[str] | None) -> list[str]:
+        return [r["name"] for r in await self.run.fetch(Q["metric_names"], agent_ids=agent_ids)]
+
     async def ingest_points(self, rows: Sequence[PointRow], tiers: Sequence[int]) -> None:
         await self.run.execute(
             Q["ingest_points"],

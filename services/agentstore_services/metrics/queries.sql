@@ -216,3 +216,18 @@ SELECT count(*) AS total_agents,
        coalesce(sum(total_tests_passed), 0) AS total_tests_passed,
        coalesce(avg(level), 0) AS average_level
 FROM agent_metrics
+
+-- name: metric_names
+-- A loose index scan over metric_points_series: one index probe per distinct
+-- name, not a scan of every point; then one probe per (name, agent).
+WITH RECURSIVE names AS (
+    (SELECT name FROM metric_points ORDER BY name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.name FROM metric_points p WHERE p.name > n.name ORDER BY p.name LIMIT 1)
+    FROM names n WHERE n.name IS NOT NULL
+)
+SELECT name FROM names
+WHERE name IS NOT NULL
+  AND (:agent_ids::text[] IS NULL OR EXISTS (
+      SELECT 1 FROM metric_points p WHERE p.name = names.name AND p.agent_id = ANY(:agent_ids::text[])))
+ORDER BY name

@@ -21,7 +21,7 @@ from agentstore.bus.rpc import RequestContext
 from agentstore.errors import BadRequest
 from agentstore.lifecycle.periodic import Periodic
 from agentstore.schemas.common import decode_cursor, encode_cursor, ms_of, to_ms
-from agentstore.schemas.metrics import MetricIn, MetricsQuery
+from agentstore.schemas.metrics import MetricIn, MetricNamesQuery, MetricsQuery
 from agentstore_services.metrics.db import MetricsDb, PointRow, Range
 
 log = logging.getLogger("agentstore.metrics")
@@ -56,6 +56,9 @@ class Series:
         unique = list({(r.agent, r.point.id): r for r in rows}.values())
         await self.db.ingest_points(unique, TIERS)
         return {}
+
+    async def names(self, ctx: RequestContext, q: MetricNamesQuery) -> dict[str, Any]:
+        return {"names": await self.db.metric_names(ctx.scope(q.agent_ids))}
 
     async def query(self, ctx: RequestContext, q: MetricsQuery) -> dict[str, Any]:
         agents = ctx.scope(q.agent_ids)

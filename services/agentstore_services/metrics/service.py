@@ -28,6 +28,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             "metrics",
             {
                 "query.metrics": series.query,
+                "query.metric_names": series.names,
                 "query.agent_metrics": profiles.query,
                 "query.summary": profiles.summary,
                 "eval.custody_test": profiles.custody_test,

@@ -89,6 +89,15 @@ class TasksDb(Gateway):
             after_ts=at, after_agent=agent, after_task=task, limit=limit,
         )  # fmt: skip
 
+    async def count_tasks(self, kind: str | None) -> list[Record]:
+        return await self.run.fetch(Q["count_tasks"], kind=kind)
+
+    async def count_tasks_by_agent(self, agent_ids: list[str], kind: str | None) -> list[Record]:
+        return await self.run.fetch(Q["count_tasks_by_agent"], agent_ids=agent_ids, kind=kind)
+
+    async def count_runs(self, spec_hash: str | None) -> list[Record]:
+        return await self.run.fetch(Q["count_runs"], spec_hash=spec_hash)
+
     async def get_task(self, agent_id: str, task_id: str) -> Record | None:
         return await self.run.fetchrow(Q["get_task"], agent_id=agent_id, task_id=task_id)
 

@@ -187,3 +187,19 @@ WHERE (:status::text IS NULL OR status = :status)
   AND (:after_ts::timestamptz IS NULL OR (created_at, run_id) < (:after_ts, :after_run))
 ORDER BY created_at DESC, run_id DESC
 LIMIT :limit
+
+-- name: count_tasks
+SELECT status, count(*) AS n FROM tasks
+WHERE (:kind::text IS NULL OR coalesce(kind, 'task') = :kind)
+GROUP BY status
+
+-- name: count_tasks_by_agent
+SELECT agent_id, status, count(*) AS n FROM tasks
+WHERE agent_id = ANY(:agent_ids::text[])
+  AND (:kind::text IS NULL OR coalesce(kind, 'task') = :kind)
+GROUP BY agent_id, status
+
+-- name: count_runs
+SELECT status, count(*) AS n FROM runs
+WHERE (:spec_hash::text IS NULL OR spec_hash = :spec_hash)
+GROUP BY status

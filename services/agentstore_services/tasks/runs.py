@@ -32,6 +32,7 @@ from agentstore.schemas.tasks import (
     MovePhase,
     ReleaseRun,
     RenewLease,
+    RunCountsQuery,
     RunQuery,
     RunsQuery,
     SubmitRun,
@@ -94,6 +95,9 @@ class Runs:
             last = rows[q.limit - 1]
             next_cursor = page_cursor(last["created_at"], last["run_id"])
         return {"items": [run_item(r) for r in rows[: q.limit]], "next_cursor": next_cursor}
+
+    async def query_counts(self, ctx: RequestContext, q: RunCountsQuery) -> dict[str, Any]:
+        return {"counts": {r["status"]: r["n"] for r in await self.db.count_runs(q.spec_hash)}}
 
     async def query_one(self, ctx: RequestContext, q: RunQuery) -> dict[str, Any]:
         row = await self.db.get_run(q.run_id)

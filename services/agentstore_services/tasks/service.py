@@ -60,6 +60,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         {
             "query.tasks": tasks.query_tasks,
             "query.task": tasks.query_task,
+            "query.task_counts": tasks.query_counts,
+            "query.run_counts": runs.query_counts,
             "eval.record": tasks.record_evaluation,
             "runs.submit": runs.submit,
             "runs.cancel": runs.cancel,

@@ -15,7 +15,7 @@ from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
 from agentstore.errors import NotFound
 from agentstore.schemas.common import to_ms
-from agentstore.schemas.tasks import EvalRecord, ProgressIn, TaskIn, TaskQuery, TasksQuery
+from agentstore.schemas.tasks import EvalRecord, ProgressIn, TaskCountsQuery, TaskIn, TaskQuery, TasksQuery
 from agentstore_services.tasks.db import ProgressRow, TaskRow, TasksDb, page_cursor, read_cursor, to_wire
 
 NON_TERMINAL = ["pending", "running"]
@@ -52,6 +52,17 @@ class Tasks:
     async def query_tasks(self, ctx: RequestContext, q: TasksQuery) -> dict[str, Any]:
         statuses: list[str] | None = [q.status] if q.status else None
         return await self._page(ctx.scope(q.agent_ids), statuses, q.kind, read_cursor(q.cursor, 2), q.limit)
+
+    async def query_counts(self, ctx: RequestContext, q: TaskCountsQuery) -> dict[str, Any]:
+        agents = ctx.scope(q.agent_ids)
+        if not agents:
+            return {"counts": {r["status"]: r["n"] for r in await self.db.count_tasks(q.kind)}}
+        counts: dict[str, int] = {}
+        by_agent: dict[str, dict[str, int]] = {agent: {} for agent in agents}
+        for r in await self.db.count_tasks_by_agent(agents, q.kind):
+            by_agent[r["agent_id"]][r["status"]] = r["n"]
+            counts[r["status"]] = counts.get(r["status"], 0) + r["n"]
+        return {"counts": counts, "by_agent": by_agent}
 
     async def _page(
         self,

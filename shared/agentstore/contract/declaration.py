@@ -43,9 +43,12 @@ QUERY_CONVERSATIONS = Endpoint("query.conversations", lg.ConversationsQuery, Pag
 QUERY_CONVERSATION = Endpoint("query.conversation", lg.ConversationQuery, lg.Conversation, "logs", EVALUATOR_AGENT, "one conversation with its messages", after="LOGS")
 QUERY_EVENTS = Endpoint("query.events", lg.EventsQuery, Page[lg.EventItem], "logs", EVALUATOR_AGENT, "audit events, oldest first", after="LOGS")
 QUERY_OUTPUTS = Endpoint("query.outputs", lg.OutputsQuery, Page[lg.OutputItem], "logs", EVALUATOR_AGENT, "agent outputs, newest first", after="LOGS")
+QUERY_AGENTS = Endpoint("query.agents", lg.AgentsQuery, Page[lg.AgentItem], "logs", EVALUATOR, "agents, most recently seen first, with their recent errors", after="LOGS")
 # tasks service
 QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", EVERYONE, "tasks with their latest progress", after="TASKS")
 QUERY_TASK = Endpoint("query.task", t.TaskQuery, t.Task, "tasks", EVERYONE, "a task, its progress and evaluations", after="TASKS")
+QUERY_TASK_COUNTS = Endpoint("query.task_counts", t.TaskCountsQuery, t.TaskCounts, "tasks", EVERYONE, "tasks counted by status (and per agent)", after="TASKS")
+QUERY_RUN_COUNTS = Endpoint("query.run_counts", t.RunCountsQuery, t.RunCounts, "tasks", EVALUATOR, "runs counted by status")
 QUERY_RUNS = Endpoint("query.runs", t.RunsQuery, Page[t.Run], "tasks", EVALUATOR, "runs, newest first")
 QUERY_RUN = Endpoint("query.run", t.RunQuery, t.RunDetail, "tasks", EVALUATOR, "a run, its study and its events")
 EVAL_RECORD = Endpoint("eval.record", t.EvalRecord, t.Evaluation, "tasks", EVALUATOR, "records an evaluation (idempotent on id)")
@@ -62,6 +65,7 @@ QUERY_FILE_URL = Endpoint("query.file_url", a.FileUrlQuery, a.FileUrl, "artifact
 PRESIGN = Endpoint("agents.{agent}.rpc.presign", a.PresignRequest, a.Presigned, "artifacts", AGENT, "a presigned PUT under the agent's prefix")
 # metrics service
 QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
+QUERY_METRIC_NAMES = Endpoint("query.metric_names", m.MetricNamesQuery, m.MetricNames, "metrics", EVALUATOR_AGENT, "the names of the stored series", after="METRICS")
 QUERY_AGENT_METRICS = Endpoint("query.agent_metrics", m.ProfileQuery, m.Profile, "metrics", EVALUATOR_AGENT, "one agent's profile, or all profiles", replies=(m.Profiles,))
 QUERY_SUMMARY = Endpoint("query.summary", m.SummaryQuery, m.Summary, "metrics", EVALUATOR_FRONTEND, "fleet analytics")
 EVAL_CUSTODY_TEST = Endpoint("eval.custody_test", m.CustodyTest, m.Profile, "metrics", EVALUATOR, "records a custody test result")
@@ -79,8 +83,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     QUERY_CONVERSATION,
     QUERY_EVENTS,
     QUERY_OUTPUTS,
+    QUERY_AGENTS,
     QUERY_TASKS,
     QUERY_TASK,
+    QUERY_TASK_COUNTS,
+    QUERY_RUN_COUNTS,
     QUERY_RUNS,
     QUERY_RUN,
     EVAL_RECORD,
@@ -95,6 +102,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     QUERY_FILE_URL,
     PRESIGN,
     QUERY_METRICS,
+    QUERY_METRIC_NAMES,
     QUERY_AGENT_METRICS,
     QUERY_SUMMARY,
     EVAL_CUSTODY_TEST,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agentstore.devstack import servers
 
-SERVICES = ("logs", "tasks", "artifacts", "metrics")
+SERVICES = ("logs", "tasks", "artifacts", "metrics", "web")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Ports:
     mongo_debug: int
     minio: int
     minio_console: int
+    web: int
     health: dict[str, int]
 
     @classmethod
@@ -44,6 +45,7 @@ class Ports:
             mongo_debug=port("MONGO_DEBUG", 27018),
             minio=port("MINIO", 9000),
             minio_console=port("MINIO_CONSOLE", 9001),
+            web=port("WEB", 8080),
             health={name: port(f"{name.upper()}_HEALTH", 8091 + i) for i, name in enumerate(SERVICES)},
         )
 
@@ -91,6 +93,7 @@ class Stack:
             "S3_ENDPOINT": f"{servers.HOST}:{p.minio}",
             "S3_ACCESS_KEY": servers.S3_ACCESS_KEY,
             "S3_SECRET_KEY": servers.S3_SECRET_KEY,
+            "WEB_URL": f"http://{servers.HOST}:{p.web}",
         }
         nats_conf = ""
         service_env: dict[str, dict[str, str]] = {name: {} for name in SERVICES}
@@ -131,6 +134,12 @@ class Stack:
         )
         self.home.mkdir(parents=True, exist_ok=True)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        if self.pid("web") is None:
+            servers.check_port_free(p.web, "web console", "AGENTSTORE_WEB_PORT")
+        service_env["web"].update({"WEB_PORT": str(p.web)})
+        if os.environ.get("WEB_EVALUATOR"):
+            # `make up WEB_EVALUATOR=evaluator`: the console's write actions log in as it.
+            service_env["web"]["WEB_EVALUATOR"] = os.environ["WEB_EVALUATOR"]
         for name in SERVICES:
             self._ensure_service(name, {**settings, **service_env[name]})
         return settings
@@ -175,7 +184,9 @@ class Stack:
             name, password = read_credentials(folder / "credentials" / f"{user}.json")
             return {"NATS_USER": name, "NATS_PASSWORD": password}
 
-        services = {name: creds(f"service-{name}") for name in SERVICES}
+        services = {name: creds(f"service-{name}") for name in SERVICES if name != "web"}
+        # The console logs in as the fleet's first console identity (frontend + read-only).
+        services["web"] = creds(f"console-{fleet.consoles[0]}") if fleet.consoles else {}
         evaluator = creds(f"evaluator-{fleet.evaluators[0]}") if fleet.evaluators else {}
         # Clients pick their own identity's file from here (NatsSettings.as_identity).
         evaluator["AGENTSTORE_CREDENTIALS"] = str((folder / "credentials").resolve())

@@ -86,6 +86,9 @@ def free_port() -> int:
 
 def check_port_free(port: int, what: str, env_var: str) -> None:
     with socket.socket() as sock:
+        # SO_REUSEADDR: the last run's TIME_WAIT sockets are not "another program";
+        # a listener still refuses the bind.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:

@@ -93,7 +93,9 @@ class ServiceHost:
             if wiring.bus is not None:
                 wiring.bus.bind(self.nc)
                 self._bus = wiring.bus
-            for stream in (DEADLETTER, *wiring.streams, *published_streams(self.spec.name)):
+            # Only a service that consumes can dead-letter; the web console only reads.
+            dead = [DEADLETTER] if wiring.ingests else []
+            for stream in (*dead, *wiring.streams, *published_streams(self.spec.name)):
                 await ensure_stream(js, stream, s.stream_replicas)
             for ingest in wiring.ingests:
                 await ensure_stream(js, ingest.stream, s.stream_replicas)
@@ -115,10 +117,11 @@ class ServiceHost:
                     self._workers.append(self._watch(asyncio.create_task(worker.run())))
             for loop in wiring.background:
                 self._background.append(self._watch(asyncio.create_task(loop())))
-            self._rpc = RpcServer(
-                self.nc, self.spec.name, __version__, self.metrics, progress, s.after_wait_seconds
-            )
-            await self._rpc.start(wiring.endpoints)
+            if wiring.endpoints:  # the web console answers HTTP, not NATS requests
+                self._rpc = RpcServer(
+                    self.nc, self.spec.name, __version__, self.metrics, progress, s.after_wait_seconds
+                )
+                await self._rpc.start(wiring.endpoints)
             checks = {"nats": self._nats_ready, **wiring.checks, "deployment": self.faults.check}
             self._health = HealthServer(self.metrics, checks)
             self.health_port = await self._health.start(s.health_host, s.health_port)

@@ -90,7 +90,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(settings))
     else:
-        print(f"agentstore is up; settings in {stack.env_file}")
+        print(f"agentstore is up; settings in {stack.env_file}; the console is at {settings['WEB_URL']}")
         _print_status(stack.status(), as_json=False)
     return 0
 
@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = stack.up()
         _print_status(stack.status(), as_json=False)
-        print("agentstore is running; Ctrl-C stops it", flush=True)
+        print(f"agentstore is running; the console is at {settings['WEB_URL']}; Ctrl-C stops it", flush=True)
         if args.demo:
             asyncio.run(_demo(settings["NATS_URL"]))
         else:
@@ -255,7 +255,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _deadletter(args: argparse.Namespace) -> int:
-    from agentstore.ops import deadletter
+    from agentstore.bus import deadletter
 
     async def go() -> int:
         nc = await _nats()

@@ -12,9 +12,11 @@ import zlib
 from agentstore import contract
 from agentstore.client import AgentClient, EvaluatorClient
 from agentstore.errors import AgentstoreError
+from agentstore.schemas.common import Level
 from agentstore.schemas.metrics import CustodyTest
 from agentstore.schemas.tasks import MovePhase
 
+LEVELS: list[Level] = ["debug", "info", "info", "warning"]
 AGENTS = [f"demo-{name}" for name in (
     "ada", "babbage", "curie", "dijkstra", "euler", "fermi",
     "gauss", "hopper", "iverson", "jacobi", "knuth", "lovelace",
@@ -53,8 +55,8 @@ async def agent_loop(url: str, name: str, stop: asyncio.Event) -> None:
             await agent.task(task, "running", kind="experiment" if n % 3 == 0 else "task", title=f"job {n}")
             for step in range(5):
                 await agent.progress(task, step, "ok", percent=step * 25.0, detail={"tool": "browser"})
-                await agent.log(rng.choice(["debug", "info", "info", "warning"]), f"{task} step {step}",
-                                task_id=task, fields={"step": step})  # fmt: skip
+                level: Level = rng.choice(LEVELS) if rng.random() > 0.02 else "error"
+                await agent.log(level, f"{task} step {step}", task_id=task, fields={"step": step})
                 await agent.metric("reward", rng.random(), task_id=task, experiment_id=f"exp-{n % 4}")
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=rng.uniform(0.1, 0.4))  # the agent "works"
@@ -85,24 +87,24 @@ async def evaluator_loop(url: str, stop: asyncio.Event) -> None:
                     result = CustodyTest(agent_id=name, passed=random.random() > 0.3,
                                          score=random.uniform(50, 100), duration=1.0)  # fmt: skip
                     await evaluator.custody_test(result)
-                tasks = await evaluator.query("tasks", agent_ids=AGENTS, limit=1000)
-                runs = await evaluator.query("runs", status="succeeded", limit=1000)
+                # Counted by the services (SQL, the agents registry), never by paging a list.
+                tasks = await evaluator.query("task_counts", agent_ids=AGENTS)
+                runs = await evaluator.query("run_counts")
                 summary = await evaluator.query("summary")
-                errors = await evaluator.query("logs", agent_ids=AGENTS, level="warning", limit=1000)
+                agents = await evaluator.query("agents", agent_ids=AGENTS, limit=len(AGENTS))
                 table = Table(title="agentstore demo fleet (Ctrl-C stops)")
                 for column in (
                     "tasks",
                     "completed",
-                    "warnings",
+                    "errors (1 h)",
                     "runs done",
                     "agents w/ profiles",
                     "total xp",
                 ):
                     table.add_column(column)
-                done = sum(1 for t in tasks.items if t.status == "completed")
-                table.add_row(str(len(tasks.items)), str(done), str(len(errors.items)),
-                              str(len(runs.items)), str(summary.total_agents),
-                              str(summary.summary.total_xp))  # fmt: skip
+                table.add_row(str(sum(tasks.counts.values())), str(tasks.counts.get("completed", 0)),
+                              str(sum(a.errors for a in agents.items)), str(runs.counts.get("succeeded", 0)),
+                              str(summary.total_agents), str(summary.summary.total_xp))  # fmt: skip
                 console.print(table)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=3)  # the summary's refresh period

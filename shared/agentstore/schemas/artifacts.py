@@ -99,6 +99,10 @@ class FilesQuery(Strict):
     limit: Limit = DEFAULT_LIMIT
     cursor: Cursor | None = None
     after: After | None = None
+    # v1.3: each item carries a presigned GET (`url`, `url_expires_at`), so a gallery
+    # is one round trip instead of one `query.file_url` per file.
+    urls: bool = False
+    url_seconds: Annotated[int, msgspec.Meta(ge=1, le=604_800)] = 3600
 
 
 class FileUrlQuery(Strict):
@@ -124,6 +128,8 @@ class FileItem(Reply):
     task_id: str | None = None
     sha256: str | None = None
     etag: str | None = None
+    url: str | None = None  # with `urls: true`
+    url_expires_at: str | None = None
 
 
 class FileUrl(Reply):

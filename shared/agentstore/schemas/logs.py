@@ -189,7 +189,25 @@ class OutputsQuery(Strict):
     after: After | None = None
 
 
+class AgentsQuery(Strict):
+    """`query.agents` (v1.3): the agents seen on LOGS, most recently seen first, each with
+    its logs at level error or above since `errors_since` (default: the last hour)."""
+
+    agent_ids: AgentIds | None = None
+    errors_since: UtcTime | None = None
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
 # -- replies -------------------------------------------------------------------
+
+
+class AgentItem(Reply):
+    agent_id: str
+    first_seen: str
+    last_seen: str
+    errors: int
 
 
 class LogItem(Reply):

@@ -58,6 +58,13 @@ class MetricsQuery(Strict):
     after: After | None = None
 
 
+class MetricNamesQuery(Strict):
+    """`query.metric_names` (v1.3): the names of the series stored (of these agents)."""
+
+    agent_ids: AgentIds | None = None
+    after: After | None = None
+
+
 class ProfileQuery(Strict):
     agent_id: AgentId | None = None
 
@@ -130,6 +137,10 @@ def update_fields(update: ProfileUpdate) -> dict[str, Any]:
 
 
 # -- replies -------------------------------------------------------------------
+
+
+class MetricNames(Reply):
+    names: list[str]
 
 
 class Series(Reply):

@@ -146,6 +146,24 @@ class RunQuery(Strict):
     run_id: EventId
 
 
+SpecHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")]
+
+
+class TaskCountsQuery(Strict):
+    """`query.task_counts` (v1.3): tasks counted by status in SQL, never by paging;
+    with `agent_ids`, also per agent."""
+
+    agent_ids: AgentIds | None = None
+    kind: Name | None = None
+    after: After | None = None
+
+
+class RunCountsQuery(Strict):
+    """`query.run_counts` (v1.3): runs counted by status, optionally of one study."""
+
+    spec_hash: SpecHash | None = None
+
+
 # -- replies -------------------------------------------------------------------
 
 
@@ -254,6 +272,15 @@ class RunDetail(Run):
 
     study: Study | None = None
     events: list[RunEvent] = msgspec.field(default_factory=list)
+
+
+class TaskCounts(Reply):
+    counts: dict[str, int]
+    by_agent: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+
+
+class RunCounts(Reply):
+    counts: dict[str, int]
 
 
 class Restored(Reply):

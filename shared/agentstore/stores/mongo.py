@@ -215,6 +215,13 @@ class MongoStore:
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
 
+    async def aggregate(self, collection: str, pipeline: Sequence[Document]) -> list[Document]:
+        try:
+            cursor = self._db[collection].aggregate(list(pipeline))
+            return [doc async for doc in cursor]
+        except PyMongoError as exc:
+            raise _convert(exc, self.url) from exc
+
     async def find_one(self, collection: str, filter: Document) -> Document | None:
         try:
             return await self._db[collection].find_one(filter)

@@ -1,0 +1,290 @@
+"""The web console in a real browser (Debian's chromium driven by Playwright) against
+the real services, with a small fleet published through the SDK."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from agentstore import contract
+from agentstore.client import AgentClient, EvaluatorClient
+from agentstore.config import Settings
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
+from agentstore.lifecycle.runner import running
+from agentstore.ops.demo import tiny_png
+from agentstore.schemas.metrics import CustodyTest
+from agentstore.schemas.tasks import ClaimRun
+from agentstore_services.artifacts.service import SPEC as ARTIFACTS
+from agentstore_services.logs.service import SPEC as LOGS
+from agentstore_services.metrics.service import SPEC as METRICS
+from agentstore_services.tasks.service import SPEC as TASKS
+from agentstore_services.web.service import SPEC as WEB
+from tests.conftest import Stack, make_settings
+from tests.helpers import eventually, new_agent
+
+ROOT = Path(__file__).resolve().parent.parent
+# `make screenshots` sets this to docs/images to refresh the README's pictures.
+SHOTS = os.environ.get("AGENTSTORE_SCREENSHOTS")
+
+
+@dataclass
+class Fleet:
+    url: str  # the console
+    read_only_url: str  # a second console without the evaluator identity
+    minio: str
+    settings: Settings
+    agents: list[str]
+    held_run: str
+
+
+@pytest.fixture(scope="module")
+def web_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = servers.start_nats(tmp_path_factory.mktemp("web-nats"), servers.free_port(), servers.free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def fleet(web_nats: Server, stack_servers: Stack) -> AsyncIterator[Fleet]:
+    settings = make_settings(web_nats, stack_servers.mongo, stack_servers)
+    write_port, read_port = servers.free_port(), servers.free_port()
+    async with AsyncExitStack() as stack:
+        for spec in (LOGS, TASKS, ARTIFACTS, METRICS):
+            await stack.enter_async_context(running(spec, settings))
+        web = settings.model_copy(update={"web_port": write_port, "web_evaluator": "evaluator"})
+        await stack.enter_async_context(running(WEB, web))
+        read_only = settings.model_copy(update={"web_port": read_port})
+        await stack.enter_async_context(running(WEB, read_only))
+        agents = [new_agent("ada"), new_agent("bob")]
+        held = await publish_fleet(web_nats.url, agents)
+        await web_nats_dead_letter(web_nats.url, agents[1])
+        yield Fleet(
+            url=f"http://127.0.0.1:{write_port}",
+            read_only_url=f"http://127.0.0.1:{read_port}",
+            minio=stack_servers.minio.address,
+            settings=settings,
+            agents=agents,
+            held_run=held,
+        )
+
+
+async def publish_fleet(url: str, agents: list[str]) -> str:
+    """Two agents' tasks, progress, logs, a conversation, memories, screenshots and metrics;
+    a run held by the first agent and one queued. Returns the held run's id."""
+    for n, agent in enumerate(agents):
+        async with await AgentClient.connect(url, agent) as a:
+            for t in range(3):
+                await a.task(f"task-{t}", "running" if t == 0 else "completed", title=f"job {t} of {agent}")
+                await a.progress(f"task-{t}", 1, "thinking", percent=40.0 + 30 * t)
+            for i in range(60):
+                await a.log("info", f"{agent} line {i}", task_id="task-0", fields={"i": i})
+            await a.log("error", f"{agent} tool crashed", task_id="task-0")
+            await a.conversation("conv-1", user_id="user-7", context={"topic": "graphs"})
+            await a.message("conv-1", "user", "plot the losses please")
+            await a.message("conv-1", "assistant", f"here is the plot, from {agent}")
+            await a.memory("observation", f"{agent} prefers small batches", key="habit", tags=["demo"])
+            await a.screenshot(tiny_png(n + 1), "screen-1.png", task_id="task-0")
+            for i in range(20):
+                await a.metric("reward", i / 10, task_id="task-0")
+            await a.flush()
+    async with await EvaluatorClient.connect(url) as evaluator:
+        await evaluator.custody_test(CustodyTest(agent_id=agents[0], passed=True, score=90, duration=1.0))
+        held = (await evaluator.submit_run({"study": "console", "n": 1}, priority=5)).run_id
+        await evaluator.submit_run({"study": "console", "n": 2})
+    async with await AgentClient.connect(url, agents[0]) as a:
+        claimed = await a.call(contract.CLAIM, ClaimRun(lease_seconds=600))
+        assert claimed.run is not None and claimed.run.run_id == held
+    return held
+
+
+async def web_nats_dead_letter(url: str, agent: str) -> None:
+    """A log that breaks the contract: the logs service dead-letters it."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().publish(f"agents.{agent}.logs", b'{"id": "poison-1", "level": "loud"}')
+    finally:
+        await nc.drain()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, fleet: Fleet) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = await context.new_page()
+    hosts: set[str] = set()
+    pg.on("request", lambda r: hosts.add(urlparse(r.url).netloc))
+    yield pg
+    await context.close()
+    # Offline: every asset comes from the console itself, images from the S3 server.
+    assert hosts <= {urlparse(fleet.url).netloc, urlparse(fleet.read_only_url).netloc, fleet.minio}, hosts
+
+
+async def shot(page: Page, name: str, tmp: Path) -> None:
+    target = Path(SHOTS) if SHOTS else tmp
+    target.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(target / f"console-{name}.png"))
+
+
+async def texts(page: Page, selector: str) -> list[str]:
+    return [t.strip() for t in await page.locator(selector).all_inner_texts()]
+
+
+async def test_fleet_page_shows_each_agent_with_errors_and_tasks(
+    page: Page, fleet: Fleet, tmp_path: Path
+) -> None:
+    await page.goto(fleet.url + "/")
+    rows = await texts(page, "#agents tbody tr")
+    for agent in fleet.agents:
+        cells = next(r for r in rows if r.startswith(agent)).split("\t")
+        assert " ".join(cells[3].split()) == "running1 completed2", cells
+    # One error each in the last hour.
+    errors = await texts(page, "#agents tbody tr td:nth-child(3)")
+    assert errors == ["1", "1"]
+    assert "1 waiting" in await page.inner_text("#dead-count")
+    await shot(page, "fleet", tmp_path)
+
+
+async def test_agent_page_shows_tasks_with_progress_and_the_profile(
+    page: Page, fleet: Fleet, tmp_path: Path
+) -> None:
+    agent = fleet.agents[0]
+    await page.goto(f"{fleet.url}/agents/{agent}")
+    bars = page.locator("#tasks [role=progressbar]")
+    assert sorted([await bars.nth(i).get_attribute("aria-valuenow") for i in range(await bars.count())]) == [
+        "100",
+        "40",
+        "70",
+    ]
+    assert "tests given" in await page.inner_text("#profile")
+    await shot(page, "agent", tmp_path)
+    await page.click(f"text=job 0 of {agent}")
+    assert "thinking" in await page.inner_text("main")
+
+
+async def test_logs_page_filters_pages_and_tails_live(page: Page, fleet: Fleet) -> None:
+    agent = fleet.agents[0]
+    await page.goto(f"{fleet.url}/agents/{agent}/logs")
+    first = await texts(page, "#logs tbody tr")
+    assert len(first) == 50 and f"{agent} tool crashed" in first[0]
+    await page.click("a[rel=next]")
+    assert "cursor=" in page.url
+    second = await texts(page, "#logs tbody tr")
+    assert len(second) == 11 and not set(first) & set(second)
+    await page.goto(f"{fleet.url}/agents/{agent}/logs?level=error")
+    assert [r.split("\t")[2].strip() for r in await texts(page, "#logs tbody tr")] == [
+        f"{agent} tool crashed"
+    ]
+    # The live tail: a log published after the page opened appears without a reload.
+    await page.goto(f"{fleet.url}/agents/{agent}/logs")
+    async with await AgentClient.connect(fleet.settings.nats_url, agent) as a:
+        await a.log("warning", "published while you watched")
+        await a.flush()
+    await page.locator("#logs tbody tr", has_text="published while you watched").wait_for(timeout=15_000)
+
+
+async def test_conversations_and_memories(page: Page, fleet: Fleet) -> None:
+    agent = fleet.agents[1]
+    await page.goto(f"{fleet.url}/agents/{agent}/conversations")
+    assert "user-7" in await page.inner_text("#conversations")
+    await page.click("text=conv-1")
+    body = await page.inner_text("main")
+    assert "plot the losses please" in body and f"here is the plot, from {agent}" in body
+    await page.goto(f"{fleet.url}/agents/{agent}/memories")
+    assert f"{agent} prefers small batches" in await page.inner_text("#memories")
+
+
+async def test_screenshot_loads_from_its_presigned_url(page: Page, fleet: Fleet) -> None:
+    await page.goto(f"{fleet.url}/agents/{fleet.agents[0]}/files")
+    img = page.locator("#gallery img").first
+    src = await img.get_attribute("src")
+    assert src and urlparse(src).netloc == fleet.minio and "X-Amz-Signature" in src
+    await eventually(
+        lambda: img.evaluate("i => i.complete && i.naturalWidth === 8"), timeout=10, what="the image"
+    )
+
+
+async def test_metrics_page_charts_each_series(page: Page, fleet: Fleet) -> None:
+    await page.goto(f"{fleet.url}/agents/{fleet.agents[0]}/metrics")
+    points = await page.get_attribute("#metric-reward svg polyline", "points")
+    assert points is not None and len(points.split()) == 20
+    assert "max 1.9" in await page.inner_text("#metric-reward")
+
+
+async def test_runs_page_lease_holders_and_audit_trail(page: Page, fleet: Fleet) -> None:
+    await page.goto(fleet.url + "/runs")
+    assert "running" in await page.inner_text("#run-counts")
+    running_rows = await texts(page, "#runs-running tbody tr")
+    assert any(fleet.held_run in r and fleet.agents[0] in r for r in running_rows), running_rows
+    assert len(await texts(page, "#runs-queued tbody tr")) == 1
+    await page.click(f"text={fleet.held_run}")
+    events = await page.inner_text("#events")
+    assert "queued" in events and "claimed" in events and fleet.agents[0] in events, events
+
+
+async def test_writes_need_the_evaluator_identity(page: Page, fleet: Fleet) -> None:
+    # The read-only console says what a write needs, and refuses one posted anyway.
+    await page.goto(f"{fleet.read_only_url}/runs/{fleet.held_run}")
+    assert await page.locator("button[disabled]", has_text="cancel run").count() == 1
+    assert "needs the evaluator identity" in await page.inner_text("main")
+    refused = await page.request.post(
+        f"{fleet.read_only_url}/runs/{fleet.held_run}/cancel", form={"token": "x"}
+    )
+    assert refused.status == 403 and "needs the evaluator identity" in await refused.text()
+    # The console with the evaluator identity cancels (a forged form is refused first).
+    forged = await page.request.post(f"{fleet.url}/runs/{fleet.held_run}/cancel", form={"token": "x"})
+    assert forged.status == 403
+    await page.goto(f"{fleet.url}/runs/{fleet.held_run}")
+    await page.click("button:has-text('cancel run')")
+    await page.wait_for_url(f"**/runs/{fleet.held_run}")
+    assert "cancelled" in await page.inner_text("main")
+
+
+async def test_dead_letters_show_reason_and_body_and_redrive(page: Page, fleet: Fleet) -> None:
+    await page.goto(fleet.url + "/deadletters")
+    rows = await texts(page, "#deadletters tbody tr")
+    assert len(rows) == 1 and "logs" in rows[0] and "level" in rows[0], rows
+    await page.click("#deadletters a")
+    assert "poison-1" in await page.inner_text("#body")
+    seq = page.url.rsplit("/", 1)[-1]
+    await page.click("button:has-text('redrive')")
+    await page.wait_for_url("**/deadletters")
+
+    async def moved() -> Any:
+        # Redriven: the letter left DEADLETTER; the body (still invalid) came back as a new one.
+        await page.goto(fleet.url + "/deadletters")
+        found = await texts(page, "#deadletters tbody tr")
+        return len(found) == 1 and not found[0].startswith(seq + "\t") and found
+
+    await eventually(moved, timeout=15, what="the redriven letter to be dead-lettered again")
+
+
+async def test_bad_addresses_get_clear_errors(page: Page, fleet: Fleet) -> None:
+    reply = await page.goto(f"{fleet.url}/agents/{fleet.agents[0]}/logs?level=loud")
+    assert (
+        reply is not None and reply.status == 400 and "level must be one of" in await page.inner_text("main")
+    )
+    reply = await page.goto(f"{fleet.url}/runs/no-such-run")
+    assert reply is not None and reply.status == 404
+    reply = await page.goto(f"{fleet.url}/deadletters/999999")
+    assert reply is not None and reply.status == 404
