@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENTSTORE := $(VENV)/bin/agentstore
 
-.PHONY: install servers up down status run serve test lint format bench clean sdk-check
+.PHONY: install servers browser up down status run serve test lint format bench clean sdk-check screenshots
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml
 # Build FerretDB and MinIO once into ~/.cache/agentstore (reused by every checkout and CI).
 servers: install
 	$(PY) -c "from agentstore.devstack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema(); b.asyncapi_schema()"
+
+# The console's tests drive Debian's chromium (Playwright launches it; it downloads nothing).
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the console tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 
 # make up AUTH=1: NATS with per-identity permissions (.agentstore/fleet.json, .agentstore/auth/).
 up: servers
@@ -40,8 +46,12 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: servers lint
+test: servers browser lint
 	$(PY) -m pytest
+
+# The README's console pictures, taken by the tests' browser against the real stack.
+screenshots: servers browser
+	AGENTSTORE_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/test_web.py -k "fleet_page or agent_page"
 
 bench: servers
 	$(PY) -m bench.ingest_logs

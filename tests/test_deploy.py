@@ -15,7 +15,7 @@ from agentstore.devstack.binaries import compose_schema
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "deploy" / "k8s"
-SERVICES = ("logs", "tasks", "artifacts", "metrics")
+SERVICES = ("logs", "tasks", "artifacts", "metrics", "web")
 
 
 def k8s_docs() -> list[tuple[str, dict[str, Any]]]:

@@ -282,7 +282,7 @@ class Console:
             ]  # fmt: skip
             profile_html = (
                 '<dl class="profile">'
-                + "".join(f"<dt>{h.esc(k)}</dt><dd>{h.esc(v)}</dd>" for k, v in figures)
+                + "".join(f"<div><dt>{h.esc(k)}</dt><dd>{h.esc(v)}</dd></div>" for k, v in figures)
                 + "</dl>"
             )
         body = h.panel("Profile", profile_html, panel_id="profile") + h.panel("Tasks", tasks_html)
