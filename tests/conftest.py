@@ -91,6 +91,7 @@ def make_settings(
         "mongodb_url": mongo_server.url,
         "mongodb_db": f"t{uuid.uuid4().hex[:12]}",
         "drain_seconds": 10,
+        "web_port": 0,  # the console (when a test runs it) on a free port
     }
     if stack is not None:
         name = f"t{uuid.uuid4().hex[:12]}"
