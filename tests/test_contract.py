@@ -152,7 +152,7 @@ def _bound_names(service: str) -> set[str]:
             assert isinstance(node.args[0], ast.Constant) and node.args[0].value == service
             assert isinstance(node.args[1], ast.Dict)
             return {k.value for k in node.args[1].keys if isinstance(k, ast.Constant)}
-    raise AssertionError(f"{service}/service.py never calls bind()")
+    return set()  # a gateway (otlp) serves HTTP and binds no endpoint
 
 
 @pytest.mark.parametrize("service", [s.name for s in contract.SERVICES])
@@ -176,8 +176,8 @@ def _imports(package: Path) -> dict[str, set[str]]:
 def test_imports_run_one_way_library_services_devstack_ops() -> None:
     above_library = ("agentstore_services", "agentstore.ops", "agentstore.devstack", "bench", "tests")
     for path, names in _imports(ROOT / "shared" / "agentstore").items():
-        if "/ops/" in path or "/devstack/" in path or path.endswith("__main__.py"):
-            continue  # the command line sits above the library
+        if "/ops/" in path or "/devstack/" in path or path.endswith(("__main__.py", "testing.py")):
+            continue  # the command line and the pytest plugin sit above the library
         assert not {n for n in names if n.startswith(above_library)}, path
     for path, names in _imports(ROOT / "services" / "agentstore_services").items():
         assert not {n for n in names if n.startswith(("agentstore.ops", "agentstore.devstack", "bench"))}, (

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_evaluator: str | None = None
+    # otlp service: the OTLP/HTTP receiver (4318 is OpenTelemetry's standard port).
+    otlp_host: str = "127.0.0.1"
+    otlp_port: int = Field(default=4318, ge=0, le=65535)
     # The folder of `agentstore auth` credentials files (the write identity's is read from it).
     agentstore_credentials: str | None = None
 

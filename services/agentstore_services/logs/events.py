@@ -30,6 +30,7 @@ INDEXES: Indexes = {
     "run_ts": ([("run_id", 1), ("ts", 1), ("_id", 1)], False),
     "task_ts": ([("task_id", 1), ("ts", 1)], False),
     "type_ts": ([("type", 1), ("ts", 1)], False),
+    "trace": ([("trace_id", 1), ("ts", 1)], False),
     "ts": ([("ts", 1), ("_id", 1)], False),
 }
 
@@ -48,7 +49,7 @@ class Events:
     async def query(self, ctx: RequestContext, q: EventsQuery) -> dict[str, Any]:
         filter = {
             **agents_filter(ctx.scope(q.agent_ids)),
-            **equals(run_id=q.run_id, task_id=q.task_id, type=q.type),
+            **equals(run_id=q.run_id, task_id=q.task_id, type=q.type, trace_id=q.trace_id),
             **time_range("ts", q.since, q.until),
         }
         return await page(self.mongo, COLLECTION, filter, ORDER, q.limit, q.cursor)

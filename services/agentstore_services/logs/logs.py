@@ -27,6 +27,7 @@ INDEXES: Indexes = {
     "agent_ts": ([("agent_id", 1), ("ts", -1), ("_id", -1)], False),
     "task_ts": ([("task_id", 1), ("ts", -1)], False),
     "level_ts": ([("level_no", 1), ("ts", -1)], False),
+    "trace": ([("trace_id", 1), ("ts", -1)], False),
     "ts": ([("ts", -1), ("_id", -1)], False),
 }
 
@@ -48,7 +49,7 @@ class Logs:
     async def query(self, ctx: RequestContext, q: LogsQuery) -> dict[str, Any]:
         filter = {
             **agents_filter(ctx.scope(q.agent_ids)),
-            **equals(task_id=q.task_id),
+            **equals(task_id=q.task_id, trace_id=q.trace_id),
             **time_range("ts", q.since, q.until),
         }
         if q.level is not None and q.level != "debug":

