@@ -12,8 +12,9 @@ RUN useradd --system --uid 10001 --no-create-home agentstore
 COPY --from=build /install /usr/local
 USER 10001
 ENV PYTHONUNBUFFERED=1 HEALTH_HOST=0.0.0.0 HEALTH_PORT=8080 WEB_HOST=0.0.0.0 WEB_PORT=8000
-# 8080: probes and /metrics of every service; 8000: the web console (`serve web`).
-EXPOSE 8080 8000
+# 8080: probes and /metrics of every service; 8000: the web console (`serve web`);
+# 4318: the OTLP/HTTP receiver (`serve otlp`, OTLP_HOST=0.0.0.0 to listen beyond the pod).
+EXPOSE 8080 8000 4318
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2).status != 200)"
 ENTRYPOINT ["agentstore", "serve"]

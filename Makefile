@@ -25,8 +25,9 @@ browser:
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 
 # make up AUTH=1: NATS with per-identity permissions (.agentstore/fleet.json, .agentstore/auth/).
+# make up S3=seaweedfs: SeaweedFS instead of MinIO as the object store.
 up: servers
-	AGENTSTORE_AUTH=$(AUTH) $(AGENTSTORE) up
+	AGENTSTORE_AUTH=$(AUTH) AGENTSTORE_S3=$(S3) WEB_EVALUATOR=$(WEB_EVALUATOR) $(AGENTSTORE) up
 
 down:
 	@if [ -x $(AGENTSTORE) ]; then $(AGENTSTORE) down; fi

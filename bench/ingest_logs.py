@@ -63,7 +63,7 @@ async def direct_insert_many(stack: BenchStack, events: list[tuple[str, str, byt
     for i in range(0, len(all_docs), 500):
         await mongo.insert_new(COLLECTION, all_docs[i : i + 500])
     elapsed = time.perf_counter() - started
-    mongo.close()
+    await mongo.close()
     return len(all_docs) / elapsed
 
 
@@ -79,7 +79,7 @@ async def seeds_way(stack: BenchStack, events: list[tuple[str, str, bytes]], sec
         if time.perf_counter() - started > seconds:
             break
     elapsed = time.perf_counter() - started
-    mongo.close()
+    await mongo.close()
     return done / elapsed
 
 
@@ -89,7 +89,7 @@ async def end_to_end(stack: BenchStack, events: list[tuple[str, str, bytes]], wo
     rate = await service_drain(stack, "logs", STREAMS["LOGS"], items, settings)
     mongo = MongoStore(stack.mongo.url, settings.mongodb_db)
     stored = await mongo.count(COLLECTION, {})
-    mongo.close()
+    await mongo.close()
     assert stored == len(events), f"stored {stored} of {len(events)}"
     return rate
 

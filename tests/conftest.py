@@ -64,6 +64,14 @@ def minio_server(session_dir: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def seaweedfs_server(session_dir: Path) -> Iterator[Server]:
+    """SeaweedFS: a maintained S3 server, for the artifacts tests' second run."""
+    server = servers.start_seaweedfs(session_dir / "seaweedfs", servers.free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def stack_servers(postgres_server: Server, mongo_server: Server, minio_server: Server) -> Stack:
     return Stack(postgres_server, mongo_server, minio_server)
 
@@ -112,7 +120,7 @@ async def mongo(settings: Settings) -> AsyncIterator[MongoStore]:
     store = MongoStore(settings.mongodb_url, settings.mongodb_db)
     yield store
     await store.drop_database()
-    store.close()
+    await store.close()
 
 
 @pytest.fixture

@@ -50,6 +50,14 @@ async def download(url: str) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
+@pytest.fixture(params=["minio", "seaweedfs"])
+def settings(request: pytest.FixtureRequest, nats_server: Server, stack_servers: Stack) -> Settings:
+    """Every artifacts test on MinIO (the default) and on SeaweedFS (a maintained S3 server):
+    the S3 code is plain S3."""
+    s3 = stack_servers.minio if request.param == "minio" else request.getfixturevalue("seaweedfs_server")
+    return make_settings(nats_server, stack_servers.mongo, stack_servers, s3_endpoint=s3.address)
+
+
 async def test_inline_upload_end_to_end(artifacts_service: ServiceHost, nc: Client) -> None:
     agent = new_agent()
     data = os.urandom(200 * 1024)

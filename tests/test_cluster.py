@@ -79,4 +79,4 @@ async def test_killing_one_node_during_20000_event_ingest_loses_nothing_acked(
             assert len({d["id"] for d in docs}) == 20_000
     finally:
         await mongo.drop_database()
-        mongo.close()
+        await mongo.close()

@@ -15,7 +15,7 @@ from agentstore.devstack.binaries import compose_schema
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "deploy" / "k8s"
-SERVICES = ("logs", "tasks", "artifacts", "metrics", "web")
+SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp")
 
 
 def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
@@ -61,6 +61,7 @@ def test_every_service_has_probes_limits_graceful_stop_hpa_and_pdb() -> None:
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert {"requests", "limits"} <= set(container["resources"])
         assert pod["terminationGracePeriodSeconds"] > drain
@@ -94,3 +95,43 @@ def test_kustomize_overlays_reference_real_files_and_valid_patches(overlay: str)
 def test_the_service_image_runs_as_non_root() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in dockerfile and 'ENTRYPOINT ["agentstore", "serve"]' in dockerfile
+
+
+def test_keda_overlay_scales_each_ingest_service_on_its_consumer_backlog() -> None:
+    from agentstore import contract
+
+    folder = K8S / "overlays" / "keda"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../../base", "scaledobjects.yaml"]
+    scaled = list(yaml.safe_load_all((folder / "scaledobjects.yaml").read_text()))
+    dropped = {d["metadata"]["name"] for d in yaml.safe_load_all((folder / "drop-cpu-hpas.yaml").read_text())}
+    consuming = [s for s in contract.SERVICES if s.streams]
+    assert dropped == {f"agentstore-{s.name}" for s in consuming}
+    for service in consuming:
+        obj = next(d for d in scaled if d["metadata"]["name"] == f"agentstore-{service.name}")
+        assert obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "ScaledObject"
+        assert obj["spec"]["scaleTargetRef"]["name"] == f"agentstore-{service.name}"
+        (trigger,) = obj["spec"]["triggers"]
+        assert trigger["type"] == "nats-jetstream"
+        meta = trigger["metadata"]
+        assert (meta["stream"], meta["consumer"]) == (service.streams[0], service.durable)
+        assert meta["natsServerMonitoringEndpoint"].endswith(":8222")
+    # The monitoring port is reachable from KEDA's namespace.
+    nats_policy = next(d for _, d in k8s_docs() if d["kind"] == "NetworkPolicy"
+                       and d["metadata"]["name"] == "nats-clients-and-routes")  # fmt: skip
+    assert any({"port": 8222} in rule.get("ports", []) for rule in nats_policy["spec"]["ingress"])
+
+
+def test_grafana_dashboard_reads_metrics_the_services_export() -> None:
+    import re
+
+    from agentstore.lifecycle.metrics import ServiceMetrics
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "agentstore-dashboard.json").read_text())
+    exported = {m.name for m in ServiceMetrics().registry.collect()}
+    used = {name for p in dashboard["panels"] for t in p["targets"]
+            for name in re.findall(r"\b(agentstore_[a-z_]+|process_[a-z_]+)", t["expr"])}  # fmt: skip
+    suffixes = ("_total", "_bucket", "_sum", "_count")
+    base = {next((n[: -len(s)] for s in suffixes if n.endswith(s)), n) for n in used}
+    assert base <= exported | {"process_cpu_seconds", "process_resident_memory_bytes"}, base - exported
+    assert {"agentstore_consumer_backlog", "agentstore_deadletters"} <= base

@@ -108,7 +108,7 @@ async def test_mongodb_down_20s_loses_nothing_and_deadletters_nothing(
             info = await js.stream_info("DEADLETTER")
             assert info.state.messages == 0
         finally:
-            mongo.close()
+            await mongo.close()
 
 
 async def _equals(value: object, expected: int) -> bool:
@@ -117,3 +117,59 @@ async def _equals(value: object, expected: int) -> bool:
 
 async def _more_than(value: object, n: int) -> bool:
     return bool(await value > n)  # type: ignore[operator]
+
+
+def backlog_of(metrics: str, stream: str = "LOGS", consumer: str = "logs") -> float:
+    for line in metrics.splitlines():
+        if line.startswith(f'agentstore_consumer_backlog{{consumer="{consumer}",stream="{stream}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no backlog gauge for {stream}/{consumer} in /metrics")
+
+
+async def scrape(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    body = (await reader.read()).decode()
+    writer.close()
+    return body
+
+
+async def test_metrics_show_the_backlog_rising_while_the_service_cannot_store(
+    nats_server: Server, own_mongo: Server, nc: Client
+) -> None:
+    """What KEDA and the dashboard read: the consumer's backlog on /metrics grows while
+    the logs service is held up (its MongoDB down) and returns to 0 once it catches up."""
+    settings = make_settings(nats_server, own_mongo)
+    agent = new_agent()
+    async with running(LOGS, settings) as host:
+        assert host.health_port is not None
+        assert backlog_of(await scrape(host.health_port)) == 0
+        assert "process_resident_memory_bytes" in await scrape(host.health_port)
+        own_mongo.stop()
+        await publish_all(nc, batch(agent, 0, 3000))
+        seen: list[float] = []
+
+        async def rising() -> bool:
+            seen.append(backlog_of(await scrape(host.health_port)))  # type: ignore[arg-type]
+            return seen[-1] >= 3000
+
+        await eventually(rising, timeout=20, what="the backlog to reach the 3000 waiting messages")
+        await publish_all(nc, batch(agent, 3000, 1000))
+        await eventually(
+            lambda: _more_than(_backlog(host.health_port), 3999), timeout=20, what="a backlog of 4000"
+        )
+        own_mongo.restart()
+        await eventually(
+            lambda: _equals(_backlog(host.health_port), 0), timeout=60, what="the backlog drained"
+        )
+        mongo = MongoStore(own_mongo.url, settings.mongodb_db)
+        try:
+            await assert_exactly_once(mongo, agent, 4000)
+        finally:
+            await mongo.close()
+
+
+async def _backlog(port: int | None) -> float:
+    assert port is not None
+    return backlog_of(await scrape(port))

@@ -264,3 +264,42 @@ async def test_otlp_json_and_bad_exports(
             "2023-11-14T22:13:20.000Z",
         )
         assert item.fields == {"attempt": 3}
+
+
+async def test_srv_stats_time_each_request_and_count_its_errors(
+    nats_server: Server, logs_service: ServiceHost
+) -> None:
+    import msgspec
+    import nats
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        for _ in range(3):
+            await nc.request("query.logs", b"{}", timeout=5)
+        bad = await nc.request("query.logs", b'{"limit": 0}', timeout=5)
+        assert (bad.headers or {}).get("Nats-Service-Error-Code") == "400"
+        await nc.jetstream().publish("agents.a1.logs", b'{"id": "x", "level": "loud", "message": "m"}')
+        reply = await nc.request("$SRV.STATS.agentstore-logs", b"", timeout=5)
+        stats = {e["subject"]: e for e in msgspec.json.decode(reply.data)["endpoints"]}["query.logs"]
+        assert stats["num_requests"] == 4 and stats["num_errors"] == 1
+        assert stats["last_error"].startswith("400: ") and "limit" in stats["last_error"]
+        # The whole request is timed (decode, query, reply), not only the spawn of its task.
+        assert stats["processing_time"] > 4 * 100_000 and stats["average_processing_time"] > 100_000
+
+        async def dead_gauge() -> bool:
+            text = await scrape(logs_service.health_port)
+            return 'agentstore_deadletters{service="logs"} 1.0' in text
+
+        await eventually(dead_gauge, timeout=10, what="the dead-letter gauge")
+    finally:
+        await nc.drain()
+
+
+async def scrape(port: int | None) -> str:
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    body = (await reader.read()).decode()
+    writer.close()
+    return body

@@ -24,7 +24,7 @@ from tests.helpers import as_json, log_body, request
 pytestmark = pytest.mark.slow
 
 PORT_VARS = [
-    "NATS", "NATS_HTTP", "POSTGRES", "MONGO", "MONGO_DEBUG", "MINIO", "MINIO_CONSOLE", "WEB",
+    "NATS", "NATS_HTTP", "POSTGRES", "MONGO", "MONGO_DEBUG", "MINIO", "MINIO_CONSOLE", "WEB", "OTLP",
     *(f"{s.upper()}_HEALTH" for s in SERVICES),
 ]  # fmt: skip
 
@@ -73,6 +73,7 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     settings = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())
     assert set(settings) == {
         "NATS_URL", "POSTGRES_URL", "MONGODB_URL", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "WEB_URL",
+        "OTLP_URL",
     }  # fmt: skip
     # The console is part of the stack, at WEB_URL.
     assert b"<h1>Fleet</h1>" in await asyncio.to_thread(fetch, settings["WEB_URL"] + "/")

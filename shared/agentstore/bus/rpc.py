@@ -171,6 +171,7 @@ class RpcServer:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._micro: Service | None = None
+        self._endpoints: dict[str, Any] = {}
 
     async def start(self, routes: Sequence[Route]) -> None:
         self._micro = await add_service(
@@ -186,6 +187,9 @@ class RpcServer:
                 handler=self._spawner(route),
                 queue_group=f"agentstore.{route.name}",
             )
+            # nats-py times the handler it calls, which only spawns the request's task; the
+            # task credits its own processing time and error to the endpoint's $SRV.STATS.
+            self._endpoints[route.name] = self._micro._endpoints[-1]
         # Subscriptions travel asynchronously; only after a flush round trip has
         # the server seen them, so "started" really means "answering".
         await self.nc.flush()
@@ -215,6 +219,7 @@ class RpcServer:
     async def _serve(self, route: Route, request: Request) -> None:
         started = time.perf_counter()
         code = 200
+        error = ""
         try:
             body = decode_request(request.data, route.request)
             context = RequestContext(subject=request.subject, agent=_agent_of(request.subject))
@@ -233,18 +238,32 @@ class RpcServer:
                 )
             await request.respond(data)
         except RequestError as exc:
-            code = exc.code
+            code, error = exc.code, exc.message
             await self._respond_error(request, code, exc.message)
         except StoreUnavailable as exc:
-            code = 503
-            await self._respond_error(request, code, f"store unavailable, retry later: {exc}")
+            code, error = 503, f"store unavailable, retry later: {exc}"
+            await self._respond_error(request, code, error)
         except Exception as exc:
-            code = 500
+            code, error = 500, f"internal error: {type(exc).__name__}"
             log.exception("endpoint %s failed", route.subject)
-            await self._respond_error(request, code, f"internal error: {type(exc).__name__}")
+            await self._respond_error(request, code, error)
         finally:
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(endpoint=route.name, code=str(code)).inc()
-            self.metrics.request_seconds.labels(endpoint=route.name).observe(time.perf_counter() - started)
+            self.metrics.request_seconds.labels(endpoint=route.name).observe(elapsed)
+            self._credit(route.name, elapsed, code, error)
+
+    def _credit(self, name: str, elapsed: float, code: int, error: str) -> None:
+        """The endpoint's $SRV.STATS as NATS micro defines them: processing time of the
+        whole request (nanoseconds), and every error reply with the last one's text."""
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            return
+        endpoint._processing_time += int(elapsed * 1e9)
+        endpoint._average_processing_time = int(endpoint._processing_time / max(endpoint._num_requests, 1))
+        if code >= 400:
+            endpoint._num_errors += 1
+            endpoint._last_error = f"{code}: {error}"[:512]
 
     async def _respond_error(self, request: Request, code: int, message: str) -> None:
         try:

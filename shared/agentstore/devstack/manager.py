@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentstore.devstack import servers
+from agentstore.errors import StackError
 
 SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp")
 
@@ -62,6 +63,10 @@ class Stack:
         self.ports = Ports.from_env()
         # AGENTSTORE_AUTH=1 (make up AUTH=1): NATS with per-identity permissions.
         self.auth = os.environ.get("AGENTSTORE_AUTH", "") not in ("", "0")
+        # AGENTSTORE_S3=seaweedfs (make up S3=seaweedfs): SeaweedFS instead of MinIO, on the same port.
+        self.s3 = os.environ.get("AGENTSTORE_S3") or "minio"
+        if self.s3 not in ("minio", "seaweedfs"):
+            raise StackError(f"AGENTSTORE_S3={self.s3!r}: choose minio (the default) or seaweedfs")
 
     # -- pid files ---------------------------------------------------------
     def _pid_file(self, name: str) -> Path:
@@ -130,12 +135,20 @@ class Stack:
                     self.data / "mongo", p.mongo, p.mongo_debug, postgres_url=ferret_pg, detach=True
                 ),
             )
-        self._ensure(
-            "minio",
-            p.minio,
-            "AGENTSTORE_MINIO_PORT",
-            lambda: servers.start_minio(self.data / "minio", p.minio, p.minio_console, detach=True),
-        )
+        if self.s3 == "seaweedfs":
+            self._ensure(
+                "seaweedfs",
+                p.minio,
+                "AGENTSTORE_MINIO_PORT",
+                lambda: servers.start_seaweedfs(self.data / "seaweedfs", p.minio, detach=True),
+            )
+        else:
+            self._ensure(
+                "minio",
+                p.minio,
+                "AGENTSTORE_MINIO_PORT",
+                lambda: servers.start_minio(self.data / "minio", p.minio, p.minio_console, detach=True),
+            )
         self.home.mkdir(parents=True, exist_ok=True)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         if self.pid("web") is None:
@@ -205,7 +218,7 @@ class Stack:
     def down(self) -> list[str]:
         """Stop exactly what `up` started, services first; idempotent."""
         stopped = []
-        for name in (*SERVICES, "minio", "mongo", "postgres", "nats"):
+        for name in (*SERVICES, "minio", "seaweedfs", "mongo", "postgres", "nats"):
             pid = self.pid(name)
             if pid is not None:
                 _terminate(pid, timeout=30)
@@ -216,7 +229,7 @@ class Stack:
     # -- status --------------------------------------------------------------
     def status(self) -> list[dict[str, str]]:
         rows = []
-        for name in ("nats", "postgres", "mongo", "minio", *SERVICES):
+        for name in ("nats", "postgres", "mongo", self.s3, *SERVICES):
             pid = self.pid(name)
             address = self._address(name)
             if pid is None:

@@ -166,6 +166,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _http_body(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: bytes = response.read()
+            return body
+    except OSError:
+        return b""
+
+
 def _http_status(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
@@ -424,8 +433,12 @@ def start_seaweedfs(data: Path, port: int, *, detach: bool = False) -> Server:
         data / "seaweedfs.log",
         url=f"{HOST}:{port}",
         address=f"{HOST}:{port}",
-        # Anonymous requests get 403 once the S3 gateway is up.
-        ready=lambda: _http_status(f"http://{HOST}:{port}/") in (200, 403),
+        # Ready when the S3 gateway answers (403 to an anonymous request) and the master can
+        # assign a file id: that grows the first volumes, which a first upload would wait for.
+        ready=lambda: (
+            _http_status(f"http://{HOST}:{port}/") in (200, 403)
+            and b'"fid"' in _http_body(f"http://{HOST}:{ports['master.port']}/dir/assign")
+        ),
         timeout=60,
         detach=detach,
     )

@@ -43,9 +43,13 @@ class Faults:
 class HealthServer:
     """Liveness is "the event loop answers"; readiness runs every check (NATS, stores)."""
 
-    def __init__(self, metrics: ServiceMetrics, checks: dict[str, Check]) -> None:
+    def __init__(
+        self, metrics: ServiceMetrics, checks: dict[str, Check], before_scrape: Check | None = None
+    ) -> None:
         self.metrics = metrics
         self.checks = checks
+        # Gauges read from elsewhere (JetStream consumer state) are refreshed per scrape.
+        self.before_scrape = before_scrape
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -92,5 +96,10 @@ class HealthServer:
             text = "".join(f"{k}: {v}\n" for k, v in results.items()).encode()
             return ("200 OK" if ok else "503 Service Unavailable"), "text/plain", text
         if path.startswith("/metrics"):
+            if self.before_scrape is not None:
+                try:
+                    await asyncio.wait_for(self.before_scrape(), timeout=2.0)
+                except Exception as exc:  # the rest of the metrics still answer
+                    log.warning("could not refresh the backlog gauges: %r", exc)
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
         return "404 Not Found", "text/plain", b"try /healthz, /readyz or /metrics\n"

@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # CPU, memory, open files, GC and the Python version of this process.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.pending = Gauge(
+            "agentstore_consumer_pending",
+            "Messages in the stream not yet delivered to the service's consumer (read at scrape)",
+            ["stream", "consumer"],
+            registry=self.registry,
+        )
+        self.ack_pending = Gauge(
+            "agentstore_consumer_ack_pending",
+            "Messages delivered to the consumer and not yet acknowledged (read at scrape)",
+            ["stream", "consumer"],
+            registry=self.registry,
+        )
+        self.backlog = Gauge(
+            "agentstore_consumer_backlog",
+            "Pending + unacknowledged messages of the service's consumer: what KEDA scales on",
+            ["stream", "consumer"],
+            registry=self.registry,
+        )
+        self.deadletters = Gauge(
+            "agentstore_deadletters",
+            "Dead letters of this service waiting in DEADLETTER (read at scrape)",
+            ["service"],
+            registry=self.registry,
+        )
         self.ingested = Counter(
             "agentstore_ingest_messages",
             "Ingest messages by subject kind and outcome (stored, deadlettered, retried)",

@@ -81,6 +81,7 @@ class ServiceHost:
         self._health: HealthServer | None = None
         self._failed: BaseException | None = None
         self._bus: BusHandle | None = None
+        self._ingests: list[Ingest] = []
 
     async def start(self) -> None:
         s = self.settings
@@ -123,12 +124,31 @@ class ServiceHost:
                 )
                 await self._rpc.start(wiring.endpoints)
             checks = {"nats": self._nats_ready, **wiring.checks, "deployment": self.faults.check}
-            self._health = HealthServer(self.metrics, checks)
+            self._ingests = list(wiring.ingests)
+            self._health = HealthServer(self.metrics, checks, before_scrape=self._read_backlog)
             self.health_port = await self._health.start(s.health_host, s.health_port)
         except BaseException:
             await self.stop()
             raise
         log.info("%s service started (health on %s:%s)", self.spec.name, s.health_host, self.health_port)
+
+    async def _read_backlog(self) -> None:
+        """Set the consumer and dead-letter gauges from JetStream (at each scrape)."""
+        if self.nc is None or not self._ingests:
+            return
+        js = self.nc.jetstream()
+        for ingest in self._ingests:
+            info = await js.consumer_info(ingest.stream.name, ingest.durable, timeout=1.5)
+            labels = {"stream": ingest.stream.name, "consumer": ingest.durable}
+            pending, unacked = info.num_pending or 0, info.num_ack_pending or 0
+            self.metrics.pending.labels(**labels).set(pending)
+            self.metrics.ack_pending.labels(**labels).set(unacked)
+            self.metrics.backlog.labels(**labels).set(pending + unacked)
+        subject = contract.deadletter_subject(self.spec.name)
+        dead = await js.stream_info(DEADLETTER.name, subjects_filter=subject)
+        self.metrics.deadletters.labels(service=self.spec.name).set(
+            (dead.state.subjects or {}).get(subject, 0)
+        )
 
     async def _nats_ready(self) -> None:
         if self.nc is None or not self.nc.is_connected:

@@ -1,8 +1,10 @@
-"""The one MongoDB adapter. Nothing else imports motor or pymongo.
+"""The one MongoDB adapter. Nothing else imports pymongo.
 
 It speaks only what both MongoDB and FerretDB 1.24 support: no transactions,
-no TTL indexes, no change streams. Moving from motor to PyMongo's async API
-changes this file alone.
+no TTL indexes, no change streams. It uses PyMongo's async API
+(`AsyncMongoClient`), motor's successor (motor reached end of life in May
+2026); the FerretDB workarounds below (one index per createIndexes, raw
+`update` commands, converge) are re-tested on it by the whole suite.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bson
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
-from pymongo import IndexModel
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
@@ -78,7 +80,7 @@ class MongoStore:
 
     def __init__(self, url: str, database: str, *, timeout_ms: int = 3000) -> None:
         self.url = url
-        self._client: AsyncIOMotorClient[Document] = AsyncIOMotorClient(
+        self._client: AsyncMongoClient[Document] = AsyncMongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
@@ -86,16 +88,16 @@ class MongoStore:
             retryWrites=False,  # FerretDB 1.x has no retryable writes
             tz_aware=True,
         )
-        self._db: AsyncIOMotorDatabase[Document] = self._client[database]
+        self._db: AsyncDatabase[Document] = self._client[database]
 
     async def __aenter__(self) -> MongoStore:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.close()
 
-    def close(self) -> None:
-        self._client.close()
+    async def close(self) -> None:
+        await self._client.close()
 
     async def ping(self) -> None:
         try:
@@ -217,7 +219,7 @@ class MongoStore:
 
     async def aggregate(self, collection: str, pipeline: Sequence[Document]) -> list[Document]:
         try:
-            cursor = self._db[collection].aggregate(list(pipeline))
+            cursor = await self._db[collection].aggregate(list(pipeline))
             return [doc async for doc in cursor]
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
