@@ -12,7 +12,7 @@ from agentstore import AgentClient, EvaluatorClient, contract
 from agentstore.bus.provision import ensure_stream
 from agentstore.contract import STREAMS
 from agentstore.devstack.servers import Server
-from agentstore.errors import BadRequest, Forbidden, NotFound
+from agentstore.errors import BadRequest, Forbidden, LeaseLost, NotFound
 from agentstore.lifecycle.runner import ServiceHost
 from agentstore.schemas.common import Page
 from agentstore.schemas.logs import LogItem
@@ -79,6 +79,33 @@ async def test_claim_context_manager_releases_a_failed_run_with_its_exception(
         assert (done.status, done.summary) == ("succeeded", {"score": 1})
         async with worker.claim() as nothing:
             assert nothing is None
+
+
+async def test_a_cancelled_run_stops_the_work_inside_claim_with_the_reason(
+    tasks_service: ServiceHost, nats_server: Server
+) -> None:
+    import asyncio
+
+    agent = new_agent("w")
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator, \
+            await AgentClient.connect(nats_server.url, agent) as worker:  # fmt: skip
+        await evaluator.submit_run({"model": "long"}, run_id="long-run")
+        steps: list[int] = []
+        with pytest.raises(LeaseLost, match="long-run") as lost:
+            async with worker.claim(lease_seconds=0.9) as lease:
+                assert lease is not None
+                await evaluator.cancel_run("long-run")
+                for step in range(100):  # work that would take 10 s; the cancel stops it
+                    steps.append(step)
+                    await asyncio.sleep(0.1)  # one step of the "work"
+        assert lease.lost.is_set() and lease.lost_reason
+        assert len(steps) < 100 and "it is cancelled" in str(lost.value)
+        # The run stays cancelled: the worker did not release it as failed or succeeded.
+        assert (await evaluator.query("run", run_id="long-run")).status == "cancelled"
+        # The worker's task itself is not cancelled: it goes on to the next run.
+        await evaluator.submit_run({"model": "next"}, run_id="next-run")
+        async with worker.claim() as lease:
+            assert lease is not None and lease.run.run_id == "next-run"
 
 
 async def _wait(seconds: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from agentstore import AgentClient, EvaluatorClient, NatsSettings
 from agentstore.devstack import servers
 from agentstore.devstack.manager import SERVICES
 from agentstore.errors import ConfigError, Forbidden
-from tests.helpers import as_json, log_body, request
+from tests.helpers import as_json, eventually, log_body, request
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,7 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     status = cli(stack_env, "--json", "status")
     assert status.returncode == 0, status.stdout
     rows = json.loads(status.stdout)
-    assert {r["name"] for r in rows} == {"nats", "postgres", "mongo", "minio", *SERVICES}
+    assert {r["name"] for r in rows} == {"nats", "postgres", "mongo", "minio", *SERVICES, "supervisor"}
     assert all(r["health"] in ("running", "ready") for r in rows)
     pids = {r["name"]: int(r["pid"]) for r in rows}
     for name, pid in pids.items():
@@ -108,6 +109,51 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     assert down.returncode == 0
     assert not [name for name, pid in pids.items() if alive(pid)]
     assert "nothing was running" in cli(stack_env, "down").stdout
+
+
+async def test_a_killed_service_is_back_within_10_s_losing_nothing_and_down_up_works_at_once(
+    stack_env: dict[str, str],
+) -> None:
+    """The local stack heals itself: SIGKILL the logs service while logs are published;
+    the supervisor restarts it, ready within 10 s, every log stored once; `status` shows
+    the restart; `down && up` then succeeds at once (no TIME_WAIT "port taken")."""
+    assert cli(stack_env, "up").returncode == 0
+    home = Path(stack_env["AGENTSTORE_HOME"])
+    settings = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())
+    rows = {r["name"]: r for r in json.loads(cli(stack_env, "--json", "status").stdout)}
+    victim, address = int(rows["logs"]["pid"]), rows["logs"]["address"]
+    async with await AgentClient.connect(settings["NATS_URL"], "healer") as agent:
+        for i in range(500):
+            await agent.log("info", f"before {i}", id=f"b{i}")
+        os.kill(victim, signal.SIGKILL)
+        for i in range(500):
+            await agent.log("info", f"during {i}", id=f"d{i}")
+        written = await agent.flush()
+
+        async def ready_again() -> bool:
+            return await asyncio.to_thread(ready, address)
+
+        await eventually(ready_again, timeout=10, what="the killed logs service ready again")
+        async with await EvaluatorClient.connect(settings["NATS_URL"]) as evaluator:
+            ids = [i.id async for i in evaluator.pages("logs", agent_ids=["healer"], limit=1000,
+                                                        after=written["LOGS"].as_after())]  # fmt: skip
+    assert sorted(ids) == sorted([f"b{i}" for i in range(500)] + [f"d{i}" for i in range(500)])
+    rows = {r["name"]: r for r in json.loads(cli(stack_env, "--json", "status").stdout)}
+    assert rows["logs"]["restarts"] == "1" and int(rows["logs"]["pid"]) != victim, rows["logs"]
+    assert cli(stack_env, "down").returncode == 0
+    again = cli(stack_env, "up")
+    assert again.returncode == 0, again.stderr
+    assert all(
+        r["health"] in ("running", "ready") for r in json.loads(cli(stack_env, "--json", "status").stdout)
+    )
+
+
+def ready(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/readyz", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def test_a_taken_port_gets_a_one_line_error_that_says_what_to_do(stack_env: dict[str, str]) -> None:

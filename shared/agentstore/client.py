@@ -43,6 +43,7 @@ from agentstore.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    LeaseLost,
     NotFound,
     RequestError,
     Unavailable,
@@ -208,6 +209,8 @@ class Lease:
     artifacts: dict[str, Any] | None = None
     release_as: ReleaseStatus = "succeeded"
     lost: asyncio.Event = field(default_factory=asyncio.Event)
+    # Why the lease was lost (the renewal's 409: expired, cancelled, taken over).
+    lost_reason: str | None = None
 
 
 class AgentClient:
@@ -403,18 +406,28 @@ class AgentClient:
         A normal exit releases it as `lease.release_as` (succeeded by default)
         with `lease.summary` and `lease.artifacts`; an exception releases it as
         failed with that exception. Yields None when no run is queued.
+
+        When a renewal finds the lease gone (it expired, or the run was cancelled
+        by `runs.cancel`), the body is cancelled at its next await, with the
+        reason, and `LeaseLost` is raised from the `async with`: the work stops
+        instead of running on unaware. Renewals come every third of the lease.
         """
         reply = await self.call(contract.CLAIM, ClaimRun(lease_seconds=lease_seconds, kinds=kinds))
         if reply.run is None:
             yield None
             return
         lease = Lease(reply.run)
-        renewer = asyncio.create_task(self._renew(lease, lease_seconds))
+        body = asyncio.current_task()
+        renewer = asyncio.create_task(self._renew(lease, lease_seconds, body))
         run = lease.run
         try:
             yield lease
         except BaseException as exc:
             renewer.cancel()
+            if lease.lost.is_set() and isinstance(exc, asyncio.CancelledError) and body is not None:
+                # Our cancellation, not the caller's: the run is not ours to release any more.
+                body.uncancel()
+                raise LeaseLost(f"run {run.run_id}: {lease.lost_reason}") from None
             error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
             with contextlib.suppress(AgentstoreError):
                 await self.call(contract.RELEASE, ReleaseRun(run_id=run.run_id, status="failed", error=error,
@@ -426,16 +439,19 @@ class AgentClient:
                 run_id=run.run_id, status=lease.release_as, summary=lease.summary,
                 artifacts=lease.artifacts, attempt=run.attempt))  # fmt: skip
 
-    async def _renew(self, lease: Lease, lease_seconds: float) -> None:
+    async def _renew(self, lease: Lease, lease_seconds: float, body: asyncio.Task[Any] | None) -> None:
         run = lease.run
         while True:
             await asyncio.sleep(lease_seconds / 3)  # renew well before the lease ends
             try:
                 await self.call(contract.RENEW, RenewLease(run_id=run.run_id, lease_seconds=lease_seconds,
                                                            attempt=run.attempt))  # fmt: skip
-            except Conflict:
-                log.warning("lost the lease on run %s", run.run_id)
+            except Conflict as exc:
+                log.warning("lost the lease on run %s: %s; stopping its work", run.run_id, exc)
+                lease.lost_reason = str(exc)
                 lease.lost.set()
+                if body is not None:
+                    body.cancel(f"lost the lease on run {run.run_id}: {exc}")
                 return
             except AgentstoreError as exc:
                 log.warning("could not renew run %s: %s", run.run_id, exc)

@@ -4,6 +4,7 @@
     ├── ConfigError            settings missing or malformed; fix the environment
     ├── StackError             the local stack cannot be installed or started
     ├── InvalidMessage         an ingest message can never be stored (dead-letter it)
+    ├── LeaseLost              a claimed run was taken away (lease expired, run cancelled)
     ├── RequestError           a request-reply call fails; carries the contract's code
     │   ├── BadRequest         400
     │   ├── Forbidden          403
@@ -65,6 +66,11 @@ class Forbidden(RequestError):
 
 class NotFound(RequestError):
     code = 404
+
+
+class LeaseLost(AgentstoreError):
+    """Raised out of `async with client.claim()` when the lease was lost or the run was
+    cancelled while the body ran: the body was cancelled, with this reason."""
 
 
 class Conflict(RequestError):

@@ -169,9 +169,14 @@ class Runs:
         return row
 
     async def _explain_miss(self, tx: TasksDb, run_id: str, why: str) -> None:
-        if await tx.get_run(run_id) is None:
+        row = await tx.get_run(run_id)
+        if row is None:
             raise NotFound(f"no run {run_id!r}")
-        raise Conflict(f"run {run_id!r}: {why}")
+        # Say what happened to it, so a worker that lost it can tell its operator why.
+        state = f"it is {row['status']}"
+        if row["status"] == "running":
+            state += f", held by {row['claimed_by']} (attempt {row['attempt']})"
+        raise Conflict(f"run {run_id!r}: {why}; {state}")
 
     # -- leases ------------------------------------------------------------------
     async def expire(self) -> list[tuple[str, str, str | None, int]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentstore.devstack import servers
+from agentstore.devstack.supervisor import PAUSE_FILE, Recipe, alive, owns
 from agentstore.errors import StackError
 
 SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp")
@@ -73,15 +76,55 @@ class Stack:
         return self.run_dir / f"{name}.pid"
 
     def pid(self, name: str) -> int | None:
+        """The live pid of `name`, only if that process is the one we started (its command
+        line matches the recorded one): a pid reused by another program is not ours."""
         try:
             pid = int(self._pid_file(name).read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid) else None
+        if not alive(pid):
+            return None
+        recipe = Recipe.load(self.run_dir / f"{name}.json")
+        return pid if recipe is None or owns(pid, recipe.argv) else None
 
-    def _record(self, name: str, pid: int, address: str) -> None:
+    def _record(self, name: str, server: servers.Server) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._pid_file(name).write_text(f"{pid} {address}\n")
+        previous = Recipe.load(self.run_dir / f"{name}.json")
+        Recipe(
+            name, server.argv, server.env, str(server.log_path), server.address, server.user,
+            restarts=previous.restarts if previous else 0,
+        ).save(self.run_dir)  # fmt: skip
+        self._pid_file(name).write_text(f"{server.pid} {server.address}\n")
+
+    def restarts(self, name: str) -> int:
+        recipe = Recipe.load(self.run_dir / f"{name}.json")
+        return recipe.restarts if recipe else 0
+
+    # -- the supervisor ----------------------------------------------------------
+    def start_supervisor(self) -> int:
+        """One detached `agentstore supervise` for this stack (kept if already running)."""
+        pid = self.pid("supervisor")
+        if pid is not None:
+            return pid
+        argv = [sys.executable, "-m", "agentstore", "supervise"]
+        recipe_env = {"AGENTSTORE_HOME": str(self.home)}
+        log_path = self.logs / "supervisor.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **recipe_env}, start_new_session=True,
+            )  # fmt: skip
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Not a Recipe: the supervisor does not restart itself; `up` does.
+        self._pid_file("supervisor").write_text(f"{process.pid} -\n")
+        return process.pid
+
+    def stop_supervisor(self) -> None:
+        pid = self.pid("supervisor")
+        if pid is not None and owns(pid, [sys.executable, "-m", "agentstore", "supervise"]):
+            _terminate(pid, timeout=10)
+        self._pid_file("supervisor").unlink(missing_ok=True)
 
     def _address(self, name: str) -> str:
         try:
@@ -91,7 +134,20 @@ class Stack:
 
     # -- up ------------------------------------------------------------------
     def up(self) -> dict[str, str]:
-        """Start whatever is not running; idempotent. Returns the connection settings."""
+        """Start whatever is not running, leave what runs; idempotent. Returns the connection
+        settings. The supervisor pauses while `up` works (one authority at a time: it
+        would otherwise race `up` to restart the same process), then watches everything."""
+        paused = self.run_dir / PAUSE_FILE
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        paused.touch()
+        try:
+            settings = self._up()
+        finally:
+            paused.unlink(missing_ok=True)
+        self.start_supervisor()
+        return settings
+
+    def _up(self) -> dict[str, str]:
         p = self.ports
         settings = {
             "NATS_URL": f"nats://{servers.HOST}:{p.nats}",
@@ -169,7 +225,7 @@ class Stack:
             return
         servers.check_port_free(port, name, env_var)
         server = start()
-        self._record(name, server.pid, server.address)
+        self._record(name, server)
 
     def _ensure_service(self, name: str, settings: dict[str, str]) -> None:
         port = self.ports.health[name]
@@ -216,7 +272,10 @@ class Stack:
 
     # -- down ----------------------------------------------------------------
     def down(self) -> list[str]:
-        """Stop exactly what `up` started, services first; idempotent."""
+        """Stop exactly what `up` started (the supervisor first, so nothing comes back, then
+        services, then servers); idempotent. A pid whose command line is not the recorded
+        one belongs to someone else now and is left alone."""
+        self.stop_supervisor()
         stopped = []
         for name in (*SERVICES, "minio", "seaweedfs", "mongo", "postgres", "nats"):
             pid = self.pid(name)
@@ -224,6 +283,7 @@ class Stack:
                 _terminate(pid, timeout=30)
                 stopped.append(name)
             self._pid_file(name).unlink(missing_ok=True)
+            (self.run_dir / f"{name}.json").unlink(missing_ok=True)
         return stopped
 
     # -- status --------------------------------------------------------------
@@ -238,23 +298,12 @@ class Stack:
                 health = "ready" if _ready(address) else "not ready"
             else:
                 health = "running"
-            rows.append({"name": name, "pid": str(pid or "-"), "address": address, "health": health})
+            rows.append({"name": name, "pid": str(pid or "-"), "address": address, "health": health,
+                         "restarts": str(self.restarts(name))})  # fmt: skip
+        supervisor = self.pid("supervisor")
+        rows.append({"name": "supervisor", "pid": str(supervisor or "-"), "address": "-",
+                     "health": "running" if supervisor else "stopped", "restarts": "-"})  # fmt: skip
         return rows
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _terminate(pid: int, timeout: float) -> None:
@@ -263,9 +312,9 @@ def _terminate(pid: int, timeout: float) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)  # waiting for a process to exit
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
 
 

@@ -6,6 +6,7 @@ tests run the servers exactly as users do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -40,6 +41,11 @@ class Server:
     spawn: Callable[[], subprocess.Popen[bytes]]
     ready: Callable[[], bool]
     timeout: float
+    # What started it (argv, extra environment, OS user): the local stack's supervisor
+    # starts it again the same way after a crash.
+    argv: list[str] = dataclasses.field(default_factory=list)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    user: str | None = None
 
     @property
     def pid(self) -> int:
@@ -138,7 +144,7 @@ def _launch(
     def spawn() -> subprocess.Popen[bytes]:
         return _spawn(name, argv, log_path, detach=detach, env=env, user=user)
 
-    server = Server(name, spawn(), url, address, log_path, spawn, ready, timeout)
+    server = Server(name, spawn(), url, address, log_path, spawn, ready, timeout, argv, env or {}, user)
     return _wait(server)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="install what is missing, start the local stack and the services")
     sub.add_parser("down", help="stop everything `up` started")
-    sub.add_parser("status", help="every process of the stack: pid, address, health")
+    sub.add_parser("status", help="every process of the stack: pid, address, health, restarts")
+    sub.add_parser("supervise", help=argparse.SUPPRESS)  # started by `up`: restarts what crashed
     run = sub.add_parser("run", help="`up` in the foreground; Ctrl-C stops everything")
     run.add_argument("--demo", action="store_true", help="also run the demo fleet and evaluator")
     serve = sub.add_parser("serve", help="run services in this process until SIGTERM")
@@ -118,11 +120,21 @@ def _print_status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "pid", "address", "health")
+    table = Table("name", "pid", "address", "health", "restarts")
     for row in rows:
         color = "green" if row["health"] in ("running", "ready") else "red"
-        table.add_row(row["name"], row["pid"], row["address"], f"[{color}]{row['health']}[/]")
+        restarts = row.get("restarts", "-")
+        shown = f"[yellow]{restarts}[/]" if restarts not in ("0", "-") else restarts
+        table.add_row(row["name"], row["pid"], row["address"], f"[{color}]{row['health']}[/]", shown)
     Console().print(table)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from agentstore.devstack.manager import Stack
+    from agentstore.devstack.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return Supervisor(Stack().run_dir).run()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -385,6 +397,7 @@ COMMANDS = {
     "up": _up,
     "down": _down,
     "status": _status,
+    "supervise": _supervise,
     "run": _run,
     "serve": _serve,
     "export": _export,
