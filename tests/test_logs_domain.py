@@ -177,6 +177,9 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("outputs", {"id": "o", "kind": "k", "schema_version": "2", "data": {}}, "schema_version"),
     ("outputs", {"id": "o", "kind": "k", "schema_version": 1}, "data"),
     ("outputs", b'{"id": "o", "kind": "k", "schema_version": 1, "data": {"x": Infinity}}', "JSON"),
+    # 1,000 levels: past the JSON decoder's own stack limit (a RecursionError, not a crash).
+    ("events", b'{"id": "e", "type": "t", "payload": ' + b'{"d": ' * 1000 + b"1" + b"}" * 1001, "nesting"),
+    ("events", {"id": "e", "type": "t", "payload": {f"k{i}": i for i in range(10_000)}}, "keys"),
 ]  # fmt: skip
 
 

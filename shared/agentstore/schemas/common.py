@@ -22,6 +22,9 @@ MAX_TEXT_CHARS = 256 * 1024
 MAX_NAME_CHARS = 256
 MAX_TAGS = 64
 MAX_NESTING = 32
+# Keys of one free-form map: a document of 10k top-level fields is an index and a
+# query planner's bad day, and never what an agent meant (v1.3).
+MAX_MAP_KEYS = 1000
 MAX_QUERY_AGENTS = 1000
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -82,11 +85,14 @@ def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
     """Refuse what would break or inject in a document store.
 
     Keys starting with ``$`` or containing ``.`` or NUL, NUL in strings,
-    non-finite numbers and nesting deeper than MAX_NESTING all raise ValueError.
+    non-finite numbers, nesting deeper than MAX_NESTING and maps of more than
+    MAX_MAP_KEYS keys all raise ValueError.
     """
     if depth > MAX_NESTING:
         raise ValueError(f"nesting deeper than {MAX_NESTING} levels at {where}")
     if isinstance(value, dict):
+        if len(value) > MAX_MAP_KEYS:
+            raise ValueError(f"{len(value):,} keys in the map at {where}; at most {MAX_MAP_KEYS:,}")
         for key, item in value.items():
             if key.startswith("$") or "." in key or "\x00" in key:
                 raise ValueError(f"key {key[:64]!r} at {where} may not start with '$' or hold '.' or NUL")
@@ -132,6 +138,12 @@ def decode_message(data: bytes, kind: type[T]) -> T:
         raise InvalidMessage(f"invalid {kind.__name__}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidMessage(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # The decoder's own stack limit (~1,000 levels), far past ours: a poison message,
+        # never a reason to stop consuming.
+        raise InvalidMessage(
+            f"nesting deeper than {MAX_NESTING} levels (the body nests past the decoder's limit)"
+        ) from None
     try:
         check_fields(message, data)
     except ValueError as exc:
@@ -181,6 +193,8 @@ def decode_request(data: bytes, kind: type[T]) -> T:
         raise BadRequest(f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"request is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"invalid request: nesting deeper than {MAX_NESTING} levels") from None
     return request
 
 
