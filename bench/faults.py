@@ -37,6 +37,7 @@ import nats
 
 from agentstore import contract
 from agentstore.auth import Fleet, generate, read_credentials
+from agentstore.bus.provision import ensure_stream
 from agentstore.client import AgentClient, EvaluatorClient
 from agentstore.config import Settings
 from agentstore.devstack import servers
@@ -133,6 +134,15 @@ def fault_stack() -> Any:
         finally:
             for server in reversed(started):
                 server.stop()
+
+
+async def provision(url: str, replicas: int = 1) -> None:
+    nc = await nats.connect(url)
+    try:
+        for stream in (*contract.STREAMS.values(), contract.DEADLETTER):
+            await ensure_stream(nc.jetstream(), stream, replicas)
+    finally:
+        await nc.close()
 
 
 async def until(condition: Callable[[], Awaitable[Any]], timeout: float, every: float = 0.25) -> Any:
@@ -753,7 +763,7 @@ async def t16(stack: Stack, sizes: Sizes) -> Result:
 
 
 async def _kill_node(nodes: list[Server], url: str, *, leader: bool) -> str:
-    nc = await nats.connect(url)
+    nc = await nats.connect(servers=url.split(","))
     try:
         info = await nc.jetstream().stream_info("LOGS")
         assert info.cluster is not None, "LOGS is not replicated"
@@ -801,7 +811,13 @@ async def t17(stack: Stack, sizes: Sizes) -> Result:
                 errors += 1
                 first_error = first_error or f"{type(exc).__name__}: {exc}"[:90]
             i += 1
+        await nc.close()
+        # Space returns. JetStream sized its store from the disk when it started, so the
+        # operator's step is a restart of nats-server; what was acked is on disk.
         await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,size=256m", str(mount)], check=True)
+        await asyncio.to_thread(server.restart)
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
         recovered = 0
         for j in range(50):
             with contextlib.suppress(Exception):
@@ -822,10 +838,10 @@ async def t17(stack: Stack, sizes: Sizes) -> Result:
         server.stop()
         await asyncio.to_thread(subprocess.run, ["umount", "-l", str(mount)], check=False)
     lost = len(acked - ids)
-    return Result("T17", "disk full on the JetStream store dir (a 24 MiB tmpfs)",
-                  "publishers get errors, nothing acked lost, recovery",
+    return Result("T17", "disk full on the JetStream store dir (a 24 MiB tmpfs), then 256 MiB",
+                  "publishers get errors, nothing acked lost, recovery after space returns",
                   f"{len(acked):,} acked, {errors} publish errors ({first_error}), {lost} acked lost, "
-                  f"{recovered}/50 published after space returned", errors > 0 and lost == 0 and recovered == 50,
+                  f"{recovered}/50 published after space returned and a nats-server restart", errors > 0 and lost == 0 and recovered == 50,
                   "—")  # fmt: skip
 
 
@@ -879,6 +895,9 @@ def print_table(results: list[Result]) -> None:
 async def main_async(names: list[str], sizes: Sizes) -> int:
     results: list[Result] = []
     with fault_stack() as stack:
+        # The streams exist before any service starts, as after `make up`: a backlog
+        # published while a service is down is kept.
+        await provision(stack.nats.url)
         for name in names:
             started = time.monotonic()
             print(f"-- {name} ...", flush=True)
