@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENTSTORE := $(VENV)/bin/agentstore
 
-.PHONY: install servers browser up down status run serve test lint format bench clean sdk-check screenshots
+.PHONY: install servers browser up down status run serve test lint format bench faults clean sdk-check screenshots
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,10 @@ screenshots: servers browser
 
 bench: servers
 	$(PY) -m bench.ingest_logs
+
+# The fault suite (bench/faults.py): every case at full size, about half an hour.
+faults: servers
+	$(PY) -m bench.faults
 
 clean: down
 	rm -rf .agentstore

@@ -64,7 +64,8 @@ class Result:
 @dataclass
 class Sizes:
     events: int = 100_000  # T1, per service
-    artifacts: int = 20_000  # T1 for artifacts: each is an S3 PUT
+    artifacts: int = 100_000  # T1 for artifacts: each is an S3 PUT
+    t1_services: tuple[str, ...] = SERVICES
     dupes: int = 10_000  # T2
     nats_events: int = 50_000  # T3
     outages: tuple[float, ...] = (30.0, 120.0)  # T4
@@ -223,7 +224,7 @@ async def publish_events(url: str, agent: str, service: str, n: int, start: int 
 
 async def t1(stack: Stack, sizes: Sizes) -> Result:
     figures, holds = [], True
-    for service in SERVICES:
+    for service in sizes.t1_services:
         n = sizes.artifacts if service == "artifacts" else sizes.events
         settings = stack.settings()
         agent = f"t1{service}"
@@ -245,7 +246,7 @@ async def t1(stack: Stack, sizes: Sizes) -> Result:
         figures.append(f"{service}: {n:,} events, {kills} kills, {lost} lost, {dup} dup")
         proc.stop()
     return Result("T1", "SIGKILL a consumer every 2 s, per service", "0 lost, 0 duplicated",
-                  "; ".join(figures), holds, "test_durability::test_sigkilled_service_loses_nothing_acked")  # fmt: skip
+                  "; ".join(figures), holds, "test_durability.py::test_sigkilled_service_loses_nothing_acked")  # fmt: skip
 
 
 async def t2(stack: Stack, sizes: Sizes) -> Result:
@@ -281,7 +282,7 @@ async def t2(stack: Stack, sizes: Sizes) -> Result:
         p.stop()
     return Result("T2", "every publish sent 3x (twice within, once past the dedupe window)",
                   "exactly 1 stored each", "; ".join(figures), holds,
-                  "test_logs / test_tasks idempotency tests")  # fmt: skip
+                  "test_faults.py::test_t2_…, test_logs.py::test_every_log_published_twice_is_stored_once")  # fmt: skip
 
 
 async def t3(stack: Stack, sizes: Sizes) -> Result:
@@ -332,7 +333,7 @@ async def t3(stack: Stack, sizes: Sizes) -> Result:
     proc.stop()
     return Result("T3", f"SIGKILL nats-server {kills}x during {n:,} publishes", "0 acked lost",
                   f"{len(acked):,} acked, {failed} refused to the caller, {lost} acked lost, {rows - len(ids)} dup",
-                  lost == 0 and rows == len(ids) and kills == 5, "test_publisher::test_sigkill_mid_batch")  # fmt: skip
+                  lost == 0 and rows == len(ids) and kills == 5, "test_publisher.py::test_a_sigkilled_nats_server_mid_batch_loses_nothing_acked")  # fmt: skip
 
 
 def ready(port: int) -> bool:
@@ -411,7 +412,7 @@ async def t4(stack: Stack, sizes: Sizes) -> Result:
             for p in procs.values():
                 p.stop()
     return Result("T4", "PostgreSQL, the MongoDB wire server, MinIO each down", "0 lost, 0 dead-lettered, not ready while down",
-                  "; ".join(figures), holds, "test_durability::test_mongodb_down_20s…, test_artifacts::test_minio_down_20s…")  # fmt: skip
+                  "; ".join(figures), holds, "test_durability.py::test_mongodb_down_20s_…, test_artifacts.py::test_minio_down_20s_…, test_deployment_faults.py")  # fmt: skip
 
 
 async def t5(stack: Stack, sizes: Sizes) -> Result:
@@ -441,7 +442,7 @@ async def t5(stack: Stack, sizes: Sizes) -> Result:
     return Result("T5", "100 poison messages among 10k", "10k stored, 100 dead letters with reasons",
                   f"{len(ids):,} stored, {len(letters)} dead letters, {with_reason} naming the bad field",
                   len(ids) == 10_000 and rows == 10_000 and len(letters) == 100 and with_reason == 100,
-                  "test_logs::test_poison…")  # fmt: skip
+                  "test_logs.py::test_invalid_logs_go_to_deadletter_and_neighbours_are_stored")  # fmt: skip
 
 
 async def _at_least(found: Awaitable[list[Any]], n: int) -> bool:
@@ -488,8 +489,8 @@ async def t6(stack: Stack, sizes: Sizes) -> Result:
     clear = (len(refusals) == 1 and any("keys in the map" in r for r in reasons)
              and any("nesting deeper" in r for r in reasons))  # fmt: skip
     return Result("T6", "a 1 MiB + 1 body; 10k fields; depth 1,000", "refused with a clear error, neighbours stored",
-                  f"{'; '.join(refusals)}; dead letters: {' | '.join(r[:60] for r in reasons)}; neighbours {len(ids)}/200",
-                  clear and len(ids) == 200 and not ({"wide", "deep"} & ids), "test_logs_domain limits tests")  # fmt: skip
+                  f"{'; '.join(refusals)}; dead letters: {' / '.join(r[:60] for r in reasons)}; neighbours {len(ids)}/200",
+                  clear and len(ids) == 200 and not ({"wide", "deep"} & ids), "test_logs_domain.py::test_bad_bodies_on_every_subject_are_deadlettered_and_neighbours_stored")  # fmt: skip
 
 
 async def t7(stack: Stack, sizes: Sizes) -> Result:
@@ -545,7 +546,7 @@ async def t7(stack: Stack, sizes: Sizes) -> Result:
     return Result("T7", f"{len(found)} identities x {len(classes)} subject classes, auth on",
                   "100 % of forbidden refused", f"{refused}/{forbidden} forbidden refused ({share:.0%}); "
                   f"{allowed - wrongly_refused}/{allowed} allowed passed", share == 1.0 and wrongly_refused == 0,
-                  "test_auth (per role)")  # fmt: skip
+                  "test_auth.py (each role, the console)")  # fmt: skip
 
 
 def _matches(pattern: str, subject: str) -> bool:
@@ -594,7 +595,7 @@ async def t10(stack: Stack, sizes: Sizes) -> Result:
             p.stop()
     return Result("T10", "operator injection in every field of every query", "100 % → 400",
                   f"{refused}/{total} refused with 400" + (f"; not: {leaks[:3]}" if leaks else ""),
-                  refused == total, "test_logs::test_operator_injection…")  # fmt: skip
+                  refused == total, "test_logs.py::test_bad_query_gets_400_with_the_error_convention, test_tasks.py::test_bad_task_requests_get_400")  # fmt: skip
 
 
 async def t11(stack: Stack, sizes: Sizes) -> Result:
@@ -639,7 +640,7 @@ async def t11(stack: Stack, sizes: Sizes) -> Result:
     return Result("T11", f"20 workers, {n:,} runs, stalls past the lease, {kills} worker SIGKILLs",
                   "0 double completion, 0 stuck", f"{done:,} succeeded, {double} double, {stuck} stuck, "
                   f"{expired} leases expired and re-run", double == 0 and stuck == 0 and done == n,
-                  "test_runs::test_20_workers…")  # fmt: skip
+                  "test_runs.py::test_20_workers_10000_runs_stalling_quarter_completes_each_exactly_once")  # fmt: skip
 
 
 async def worker_process(url: str, name: str) -> None:
@@ -697,7 +698,7 @@ async def t13(stack: Stack, sizes: Sizes) -> Result:
         await nc.close()
         proc.stop()
     return Result("T13", "presign: expired URL, traversal keys, other agents' keys", "100 % refused",
-                  f"{refused}/{total} refused", refused == total, "test_artifacts (names, prefixes, expiry)")  # fmt: skip
+                  f"{refused}/{total} refused", refused == total, "test_artifacts.py::test_expired_url_is_refused, …_other_agents_prefixes, …_bad_names_…")  # fmt: skip
 
 
 async def _file_url(ev: EvaluatorClient, file_id: str, seconds: int) -> Any:
@@ -759,7 +760,7 @@ async def t16(stack: Stack, sizes: Sizes) -> Result:
     lost = len(acked - ids)
     return Result("T16", f"3-node NATS, killed {' then '.join(killed)} mid-ingest", "0 acked lost",
                   f"{len(acked):,}/{n:,} acked, {lost} acked lost, {rows - len(ids)} dup", lost == 0,
-                  "test_cluster::test_killing_one_node…")  # fmt: skip
+                  "test_cluster.py::test_killing_one_node_during_20000_event_ingest_loses_nothing_acked")  # fmt: skip
 
 
 async def _kill_node(nodes: list[Server], url: str, *, leader: bool) -> str:
@@ -842,7 +843,7 @@ async def t17(stack: Stack, sizes: Sizes) -> Result:
                   "publishers get errors, nothing acked lost, recovery after space returns",
                   f"{len(acked):,} acked, {errors} publish errors ({first_error}), {lost} acked lost, "
                   f"{recovered}/50 published after space returned and a nats-server restart", errors > 0 and lost == 0 and recovered == 50,
-                  "—")  # fmt: skip
+                  "test_faults.py::test_t17_…")  # fmt: skip
 
 
 async def t18(stack: Stack, sizes: Sizes) -> Result:
@@ -876,7 +877,7 @@ async def t18(stack: Stack, sizes: Sizes) -> Result:
     return Result("T18", "clock skew: an agent 1 h ahead writing keyed memories and tasks",
                   "newest-wins by ts as documented, nothing rejected silently",
                   f"{len(memories)} keys: the +1 h write kept for {future_won}; tasks kept at +1 h state: {running}/100; "
-                  f"{len(dead)} dead letters", holds, "test_logs_domain::test_keyed_memories…")  # fmt: skip
+                  f"{len(dead)} dead letters", holds, "test_faults.py::test_t18_…, test_logs_domain.py::test_keyed_memory_keeps_the_newest_…")  # fmt: skip
 
 
 CASES: dict[str, Callable[[Stack, Sizes], Awaitable[Result]]] = {
@@ -921,6 +922,7 @@ def main() -> int:
     )
     parser.add_argument("cases", nargs="*", help=f"some of {', '.join(CASES)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes and short outages")
+    parser.add_argument("--t1", nargs="+", choices=SERVICES, default=list(SERVICES), help="T1's services")
     parser.add_argument("--worker", nargs=2, metavar=("URL", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -929,7 +931,9 @@ def main() -> int:
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {', '.join(CASES)}")
-    return asyncio.run(main_async(args.cases or list(CASES), Sizes.quick() if args.quick else Sizes()))
+    sizes = Sizes.quick() if args.quick else Sizes()
+    sizes.t1_services = tuple(args.t1)
+    return asyncio.run(main_async(args.cases or list(CASES), sizes))
 
 
 if __name__ == "__main__":
