@@ -95,6 +95,13 @@ class TasksDb(Gateway):
     async def count_tasks_by_agent(self, agent_ids: list[str], kind: str | None) -> list[Record]:
         return await self.run.fetch(Q["count_tasks_by_agent"], agent_ids=agent_ids, kind=kind)
 
+    async def update_run(self, run_id: str, status: str | None, phase: str | None, summary: Any,
+                         error: Any, artifacts: Any) -> Record | None:  # fmt: skip
+        return await self.run.fetchrow(
+            Q["update_run"], run_id=run_id, status=status, phase=phase, summary=json_text(summary),
+            error=json_text(error), artifacts=json_text(artifacts),
+        )  # fmt: skip
+
     async def count_runs(self, spec_hash: str | None) -> list[Record]:
         return await self.run.fetch(Q["count_runs"], spec_hash=spec_hash)
 
@@ -139,8 +146,8 @@ class TasksDb(Gateway):
 
     async def add_run_event(
         self, run_id: str, type: str, agent_id: str | None, attempt: int, payload: Any
-    ) -> None:
-        await self.run.execute(
+    ) -> Record | None:
+        return await self.run.fetchrow(
             Q["add_run_event"], run_id=run_id, type=type, agent_id=agent_id, attempt=attempt,
             payload=json_text(payload),
         )  # fmt: skip
@@ -184,12 +191,13 @@ class TasksDb(Gateway):
         return await self.run.fetch(Q["held_runs"], agent_id=agent_id)
 
     async def list_runs(
-        self, status: str | None, phase: str | None, claimed_by: str | None, after: After, limit: int
-    ) -> list[Record]:
+        self, status: str | None, phase: str | None, claimed_by: str | None, after: After, limit: int,
+        spec_hash: str | None = None,
+    ) -> list[Record]:  # fmt: skip
         at, (run_id,) = after
         return await self.run.fetch(
             Q["list_runs"], status=status, phase=phase, claimed_by=claimed_by, after_ts=at, after_run=run_id,
-            limit=limit,
+            limit=limit, spec_hash=spec_hash,
         )  # fmt: skip
 
     async def expire_leases(self) -> list[Record]:

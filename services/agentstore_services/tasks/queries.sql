@@ -182,6 +182,7 @@ ORDER BY created_at
 -- name: list_runs
 SELECT * FROM runs
 WHERE (:status::text IS NULL OR status = :status)
+  AND (:spec_hash::text IS NULL OR spec_hash = :spec_hash)
   AND (:phase::text IS NULL OR phase = :phase)
   AND (:claimed_by::text IS NULL OR claimed_by = :claimed_by)
   AND (:after_ts::timestamptz IS NULL OR (created_at, run_id) < (:after_ts, :after_run))
@@ -203,3 +204,21 @@ GROUP BY agent_id, status
 SELECT status, count(*) AS n FROM runs
 WHERE (:spec_hash::text IS NULL OR spec_hash = :spec_hash)
 GROUP BY status
+
+-- name: update_run
+-- An orchestrator's change outside a lease: only the fields given; a terminal status
+-- ends the lease and stamps ended_at.
+UPDATE runs SET
+    status = coalesce(:status, status),
+    phase = coalesce(:phase, phase),
+    summary = coalesce(:summary::jsonb, summary),
+    error = coalesce(:error::jsonb, error),
+    artifacts = coalesce(:artifacts::jsonb, artifacts),
+    claimed_by = CASE WHEN :status IN ('succeeded', 'failed', 'cancelled', 'queued') THEN NULL ELSE claimed_by END,
+    lease_expires_at = CASE WHEN :status IN ('succeeded', 'failed', 'cancelled', 'queued') THEN NULL
+                            ELSE lease_expires_at END,
+    ended_at = CASE WHEN :status IN ('succeeded', 'failed', 'cancelled') THEN now()
+                    WHEN :status IN ('queued', 'running') THEN NULL ELSE ended_at END,
+    updated_at = now()
+WHERE run_id = :run_id
+RETURNING *

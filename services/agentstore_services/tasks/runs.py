@@ -22,7 +22,7 @@ import msgspec
 
 from agentstore.bus.handle import BusHandle
 from agentstore.bus.rpc import RequestContext
-from agentstore.errors import Conflict, NotFound
+from agentstore.errors import BadRequest, Conflict, NotFound
 from agentstore.ids import new_id
 from agentstore.lifecycle.periodic import Periodic
 from agentstore.schemas.common import iso
@@ -33,9 +33,13 @@ from agentstore.schemas.tasks import (
     ReleaseRun,
     RenewLease,
     RunCountsQuery,
+    RunEventIn,
     RunQuery,
     RunsQuery,
+    StudyQuery,
     SubmitRun,
+    UpdateRun,
+    check_summary,
 )
 from agentstore.stores.postgres import Record
 from agentstore_services.tasks.db import TasksDb, page_cursor, read_cursor, to_wire
@@ -89,12 +93,42 @@ class Runs:
 
     async def query_list(self, ctx: RequestContext, q: RunsQuery) -> dict[str, Any]:
         after = read_cursor(q.cursor, 1)
-        rows = await self.db.list_runs(q.status, q.phase, q.claimed_by, after, q.limit + 1)
+        rows = await self.db.list_runs(q.status, q.phase, q.claimed_by, after, q.limit + 1, q.spec_hash)
         next_cursor = None
         if len(rows) > q.limit:
             last = rows[q.limit - 1]
             next_cursor = page_cursor(last["created_at"], last["run_id"])
         return {"items": [run_item(r) for r in rows[: q.limit]], "next_cursor": next_cursor}
+
+    async def query_study(self, ctx: RequestContext, q: StudyQuery) -> dict[str, Any]:
+        study = await self.db.get_study(q.spec_hash)
+        if study is None:
+            raise NotFound(f"no study with spec_hash {q.spec_hash!r}")
+        runs = {r["status"]: r["n"] for r in await self.db.count_runs(q.spec_hash)}
+        return {**to_wire(study), "runs": runs}
+
+    async def update(self, ctx: RequestContext, q: UpdateRun) -> dict[str, Any]:
+        changes = {k: v for k, v in msgspec.structs.asdict(q).items() if k != "run_id" and v is not None}
+        _typed_summary(q.summary)
+        if not changes:
+            raise BadRequest("runs.update needs at least one of status, phase, summary, error, artifacts")
+        async with self.db.transaction() as tx:
+            row = await tx.update_run(q.run_id, q.status, q.phase, q.summary, q.error, q.artifacts)
+            if row is None:
+                raise NotFound(f"no run {q.run_id!r}")
+            # The audit trail keeps what changed and who (the orchestrator) changed it.
+            await tx.add_run_event(q.run_id, "updated", None, row["attempt"], changes)
+        return run_item(row)
+
+    async def event(self, ctx: RequestContext, q: RunEventIn) -> dict[str, Any]:
+        async with self.db.transaction() as tx:
+            row = await tx.get_run(q.run_id)
+            if row is None:
+                raise NotFound(f"no run {q.run_id!r}")
+            added = await tx.add_run_event(q.run_id, q.type, None, row["attempt"], q.payload)
+        assert added is not None
+        return {"id": added["id"], "ts": iso(added["ts"]), "type": q.type, "attempt": row["attempt"],
+                "payload": q.payload}  # fmt: skip
 
     async def query_counts(self, ctx: RequestContext, q: RunCountsQuery) -> dict[str, Any]:
         return {"counts": {r["status"]: r["n"] for r in await self.db.count_runs(q.spec_hash)}}
@@ -140,6 +174,7 @@ class Runs:
 
     async def release(self, ctx: RequestContext, q: ReleaseRun) -> dict[str, Any]:
         agent = _agent(ctx)
+        _typed_summary(q.summary)
 
         def release(tx: TasksDb) -> Awaitable[Record | None]:
             return tx.release_run(q.run_id, agent, q.status, q.error, q.summary, q.artifacts, q.attempt)
@@ -219,3 +254,10 @@ class Runs:
 def _agent(ctx: RequestContext) -> str:
     assert ctx.agent is not None, "run endpoints are agent-scoped"
     return ctx.agent
+
+
+def _typed_summary(summary: dict[str, Any] | None) -> None:
+    try:
+        check_summary(summary)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None

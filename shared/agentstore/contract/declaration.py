@@ -49,6 +49,9 @@ QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", E
 QUERY_TASK = Endpoint("query.task", t.TaskQuery, t.Task, "tasks", EVERYONE, "a task, its progress and evaluations", after="TASKS")
 QUERY_TASK_COUNTS = Endpoint("query.task_counts", t.TaskCountsQuery, t.TaskCounts, "tasks", EVERYONE, "tasks counted by status (and per agent)", after="TASKS")
 QUERY_RUN_COUNTS = Endpoint("query.run_counts", t.RunCountsQuery, t.RunCounts, "tasks", EVALUATOR, "runs counted by status")
+QUERY_STUDY = Endpoint("query.study", t.StudyQuery, t.StudyDetail, "tasks", EVALUATOR, "a study by spec hash, its runs counted")
+RUNS_UPDATE = Endpoint("runs.update", t.UpdateRun, t.Run, "tasks", EVALUATOR, "sets a run's status, phase, summary, error or artifacts (audited)")
+RUNS_EVENT = Endpoint("runs.event", t.RunEventIn, t.RunEvent, "tasks", EVALUATOR, "appends an orchestrator event to a run's trail")
 QUERY_RUNS = Endpoint("query.runs", t.RunsQuery, Page[t.Run], "tasks", EVALUATOR, "runs, newest first")
 QUERY_RUN = Endpoint("query.run", t.RunQuery, t.RunDetail, "tasks", EVALUATOR, "a run, its study and its events")
 EVAL_RECORD = Endpoint("eval.record", t.EvalRecord, t.Evaluation, "tasks", EVALUATOR, "records an evaluation (idempotent on id)")
@@ -88,6 +91,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     QUERY_TASK,
     QUERY_TASK_COUNTS,
     QUERY_RUN_COUNTS,
+    QUERY_STUDY,
+    RUNS_UPDATE,
+    RUNS_EVENT,
     QUERY_RUNS,
     QUERY_RUN,
     EVAL_RECORD,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -136,6 +136,7 @@ class ReleaseRun(Strict):
 
 class RunsQuery(Strict):
     status: RunStatus | None = None
+    spec_hash: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")] | None = None  # v1.3
     phase: Phase | None = None
     claimed_by: AgentId | None = None
     limit: Limit = DEFAULT_LIMIT
@@ -147,6 +148,33 @@ class RunQuery(Strict):
 
 
 SpecHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")]
+
+
+class StudyQuery(Strict):
+    """`query.study` (v1.3, seed 004): a study by its spec hash, with its runs counted."""
+
+    spec_hash: SpecHash
+
+
+class UpdateRun(Strict):
+    """`runs.update` (v1.3, seed 004): an orchestrator sets a run's status, phase, summary,
+    error or artifacts outside a lease; the change is recorded in the run's audit trail.
+    A run set to a terminal status loses its lease holder."""
+
+    run_id: EventId
+    status: RunStatus | None = None
+    phase: Phase | None = None
+    summary: FreeMap | None = None
+    error: FreeMap | None = None
+    artifacts: FreeMap | None = None
+
+
+class RunEventIn(Strict):
+    """`runs.event` (v1.3, seed 004): an orchestrator's event appended to a run's trail."""
+
+    run_id: EventId
+    type: Name
+    payload: FreeMap | None = None
 
 
 class TaskCountsQuery(Strict):
@@ -283,6 +311,10 @@ class RunCounts(Reply):
     counts: dict[str, int]
 
 
+class StudyDetail(Study):
+    runs: dict[str, int] = msgspec.field(default_factory=dict)  # runs of it by status
+
+
 class Restored(Reply):
     """`rpc.restore`: what an agent needs to resume after a restart."""
 
@@ -290,3 +322,24 @@ class Restored(Reply):
     tasks: list[TaskItem]
     runs: list[Run]
     metrics: Profile | None
+
+
+# Seed 004's summary fields (OpenMC results): typed when present; other keys stay free.
+SUMMARY_FIELDS: dict[str, Any] = {
+    "keff": float,
+    "keff_std": Annotated[float, msgspec.Meta(ge=0)],
+    "keff_uncertainty_pcm": Annotated[float, msgspec.Meta(ge=0)],
+    "n_batches": Annotated[int, msgspec.Meta(ge=1)],
+    "n_inactive": Annotated[int, msgspec.Meta(ge=0)],
+    "n_particles": Annotated[int, msgspec.Meta(ge=1)],
+}
+
+
+def check_summary(summary: dict[str, Any] | None) -> None:
+    """Raise ValueError naming the field when a typed summary field has the wrong type."""
+    for name, kind in SUMMARY_FIELDS.items():
+        if summary is not None and name in summary:
+            try:
+                msgspec.convert(summary[name], kind)
+            except msgspec.ValidationError as exc:
+                raise ValueError(f"summary.{name}: {exc}") from None

@@ -1,0 +1,93 @@
+"""The seed systems' own operations, in the seed's order, through the contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentstore import contract
+from agentstore.client import AgentClient, EvaluatorClient
+from agentstore.devstack.servers import Server
+from agentstore.errors import BadRequest, NotFound
+from agentstore.lifecycle.runner import ServiceHost
+from agentstore.schemas.logs import OutputIn
+from agentstore.schemas.tasks import ClaimRun, ReleaseRun, RenewLease
+from tests.helpers import new_agent
+
+
+async def test_seed_004_studies_runs_summaries_events_and_claiming(
+    tasks_service: ServiceHost, logs_service: ServiceHost, nats_server: Server
+) -> None:
+    worker = new_agent("worker")
+    async with await EvaluatorClient.connect(nats_server.url) as orchestrator, \
+            await AgentClient.connect(nats_server.url, worker) as agent:  # fmt: skip
+        spec = {"geometry": "pincell", "particles": 10_000}
+        # upsert_study + create_run: the study is stored once per canonical spec.
+        first = await orchestrator.submit_run(spec, run_id="run_abc123")
+        again = await orchestrator.submit_run(
+            {"particles": 10_000, "geometry": "pincell"}, run_id="run_def456"
+        )
+        assert first.study_created and not again.study_created and first.spec_hash == again.spec_hash
+        # get_study_by_hash
+        study = await orchestrator.query("study", spec_hash=first.spec_hash)
+        assert study.spec == spec and study.runs == {"queued": 2}
+        # get_run
+        run = await orchestrator.query("run", run_id="run_abc123")
+        assert (run.status, run.phase) == ("queued", "bundle")
+        # update_run_phase(execute, running, started), then extract: outside a lease.
+        run = await orchestrator.request(
+            "runs.update", run_id="run_abc123", phase="execute", status="running"
+        )
+        assert (run.status, run.phase) == ("running", "execute")
+        await orchestrator.request("runs.update", run_id="run_abc123", phase="extract")
+        # insert_summary: the typed OpenMC fields, and free ones beside them.
+        summary = {"keff": 1.0234, "keff_std": 0.0012, "keff_uncertainty_pcm": 120.0, "n_batches": 100,
+                   "n_inactive": 20, "n_particles": 10_000, "tally": "flux"}  # fmt: skip
+        await orchestrator.request("runs.update", run_id="run_abc123", summary=summary)
+        with pytest.raises(BadRequest, match="n_batches"):
+            await orchestrator.request("runs.update", run_id="run_abc123", summary={"n_batches": "many"})
+        # update_run_artifacts
+        await orchestrator.request(
+            "runs.update", run_id="run_abc123", artifacts={"statepoint": "s3://b/sp.h5"}
+        )
+        # complete
+        done = await orchestrator.request(
+            "runs.update", run_id="run_abc123", phase="done", status="succeeded"
+        )
+        assert (done.status, done.phase, done.summary, done.artifacts) == (
+            "succeeded",
+            "done",
+            summary,
+            {"statepoint": "s3://b/sp.h5"},
+        )
+        # append_event / get_events: the orchestrator's own event in the audit trail.
+        event = await orchestrator.request(
+            "runs.event", run_id="run_abc123", type="note", payload={"by": "ops"}
+        )
+        assert event.type == "note"
+        trail = await orchestrator.query("run", run_id="run_abc123")
+        types = [e.type for e in trail.events]
+        assert types[0] == "queued" and types.count("updated") == 5 and types[-1] == "note"
+        assert trail.events[1].payload == {"phase": "execute", "status": "running"}
+        with pytest.raises(NotFound):
+            await orchestrator.request("runs.event", run_id="no-such-run", type="note")
+        # Multi-worker pattern: claim_next_run, renew_lease, release_run.
+        claimed = await agent.call(contract.CLAIM, ClaimRun(lease_seconds=300))
+        assert claimed.run is not None and claimed.run.run_id == "run_def456"
+        await agent.call(contract.RENEW, RenewLease(run_id="run_def456", lease_seconds=300))
+        await agent.call(contract.RELEASE, ReleaseRun(run_id="run_def456", status="failed",
+                                                      error={"type": "ValueError", "message": "x"}))  # fmt: skip
+        # upsert_agent_output / get_agent_outputs
+        await agent.send(
+            OutputIn(id="o1", kind="analysis", schema_version=1, data={"ok": True}, run_id="run_abc123")
+        )
+        written = await agent.flush()
+        outputs = await orchestrator.query("outputs", run_id="run_abc123", after=written["LOGS"].as_after())
+        assert [o.data for o in outputs.items] == [{"ok": True}]
+        # Query patterns: queued runs, a study's runs newest first, the count by status.
+        await orchestrator.submit_run(spec, run_id="run_ghi789")
+        queued = await orchestrator.query("runs", status="queued")
+        assert [r.run_id for r in queued.items] == ["run_ghi789"]
+        of_study = await orchestrator.query("runs", spec_hash=first.spec_hash)
+        assert [r.run_id for r in of_study.items] == ["run_ghi789", "run_def456", "run_abc123"]
+        counts = await orchestrator.query("run_counts", spec_hash=first.spec_hash)
+        assert counts.counts == {"queued": 1, "failed": 1, "succeeded": 1}
