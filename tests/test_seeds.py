@@ -91,3 +91,37 @@ async def test_seed_004_studies_runs_summaries_events_and_claiming(
         assert [r.run_id for r in of_study.items] == ["run_ghi789", "run_def456", "run_abc123"]
         counts = await orchestrator.query("run_counts", spec_hash=first.spec_hash)
         assert counts.counts == {"queued": 1, "failed": 1, "succeeded": 1}
+
+
+async def test_long_lists_page_instead_of_being_cut(
+    tasks_service: ServiceHost, logs_service: ServiceHost, nats_server: Server
+) -> None:
+    """A conversation of 1,200 messages, a task of 1,100 steps, a run with a long trail:
+    the embedded lists show the first page and say where the rest is; the list endpoints
+    page through all of it."""
+    agent = new_agent("long")
+    async with await AgentClient.connect(nats_server.url, agent) as client, \
+            await EvaluatorClient.connect(nats_server.url) as ev:  # fmt: skip
+        await client.conversation("c1", user_id="u")
+        for i in range(1200):
+            await client.message("c1", "user", f"message {i}", id=f"m{i:04d}")
+        await client.task("t1", "running")
+        for step in range(1100):
+            await client.progress("t1", step, "ok", id=f"p{step:04d}")
+        written = await client.flush()
+        conversation = await ev.query("conversation", agent_id=agent, conversation_id="c1",
+                                      after=written["LOGS"].as_after())  # fmt: skip
+        assert len(conversation.messages) == 1000 and conversation.messages_next_cursor
+        rest = [m.id async for m in ev.pages("messages", agent_id=agent, conversation_id="c1", limit=150)]
+        assert rest == [f"m{i:04d}" for i in range(1200)]
+        task = await ev.query("task", agent_id=agent, task_id="t1", after=written["TASKS"].as_after())
+        assert len(task.progress) == 1000 and task.progress_next_cursor
+        more = await ev.query("progress", agent_id=agent, task_id="t1", cursor=task.progress_next_cursor)
+        assert [p.step for p in more.items] == list(range(1000, 1100)) and more.next_cursor is None
+        run = await ev.submit_run({"long": True}, run_id="long-trail")
+        for i in range(30):
+            await ev.request("runs.event", run_id=run.run_id, type="tick", payload={"i": i})
+        trail = [e.type async for e in ev.pages("run_events", run_id=run.run_id, limit=7)]
+        assert trail == ["queued"] + ["tick"] * 30
+        detail = await ev.query("run", run_id=run.run_id)
+        assert len(detail.events) == 31 and detail.events_next_cursor is None

@@ -17,7 +17,13 @@ from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
 from agentstore.errors import NotFound
 from agentstore.schemas.common import EPOCH
-from agentstore.schemas.logs import ConversationIn, ConversationQuery, ConversationsQuery, MessageIn
+from agentstore.schemas.logs import (
+    ConversationIn,
+    ConversationQuery,
+    ConversationsQuery,
+    MessageIn,
+    MessagesQuery,
+)
 from agentstore.stores.mongo import Document, MongoStore
 from agentstore_services.logs.documents import (
     Indexes,
@@ -33,7 +39,10 @@ from agentstore_services.logs.documents import (
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
 ORDER = Order("updated_at", descending=True)
-MAX_MESSAGES = 10_000
+# The first page of messages `query.conversation` embeds; `messages_next_cursor` and
+# `query.messages` give the rest.
+MAX_MESSAGES = 1_000
+MESSAGE_ORDER = Order("ts", descending=False)
 CONVERSATION_INDEXES: Indexes = {
     "agent_updated": ([("agent_id", 1), ("updated_at", -1), ("_id", -1)], False),
     "user_updated": ([("user_id", 1), ("updated_at", -1)], False),
@@ -136,10 +145,19 @@ class Conversations:
         )
         if doc is None:
             raise NotFound(f"no conversation {q.conversation_id!r} for agent {q.agent_id!r}")
-        messages = await self.mongo.find(
-            MESSAGES,
-            {"agent_id": q.agent_id, "conversation_id": q.conversation_id},
-            sort=[("ts", 1), ("_id", 1)],
-            limit=MAX_MESSAGES,
-        )
-        return {**to_item(doc), "messages": [to_item(m) for m in messages]}
+        messages = await self.messages_page(q.agent_id, q.conversation_id, None, MAX_MESSAGES)
+        return {
+            **to_item(doc),
+            "messages": messages["items"],
+            "messages_next_cursor": messages["next_cursor"],
+        }
+
+    async def query_messages(self, ctx: RequestContext, q: MessagesQuery) -> dict[str, Any]:
+        ctx.check_agent(q.agent_id)
+        return await self.messages_page(q.agent_id, q.conversation_id, q.cursor, q.limit)
+
+    async def messages_page(
+        self, agent: str, conversation: str, cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        where = {"agent_id": agent, "conversation_id": conversation}
+        return await page(self.mongo, MESSAGES, where, MESSAGE_ORDER, limit, cursor)

@@ -56,6 +56,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 "query.memories": memory_store.query,
                 "query.conversations": conversation_store.query_list,
                 "query.conversation": conversation_store.query_one,
+                "query.messages": conversation_store.query_messages,
                 "query.events": event_store.query,
                 "query.outputs": output_store.query,
                 "query.agents": fleet.query,

@@ -108,8 +108,14 @@ class TasksDb(Gateway):
     async def get_task(self, agent_id: str, task_id: str) -> Record | None:
         return await self.run.fetchrow(Q["get_task"], agent_id=agent_id, task_id=task_id)
 
-    async def task_progress(self, agent_id: str, task_id: str) -> list[Record]:
-        return await self.run.fetch(Q["task_progress"], agent_id=agent_id, task_id=task_id)
+    async def task_progress(
+        self, agent_id: str, task_id: str, after: tuple[int, datetime, str] | None, limit: int
+    ) -> list[Record]:
+        step, ts, id = after or (0, None, "")
+        return await self.run.fetch(
+            Q["task_progress"], agent_id=agent_id, task_id=task_id, after_step=step, after_ts=ts, after_id=id,
+            limit=limit,
+        )  # fmt: skip
 
     async def task_evaluations(self, agent_id: str, task_id: str) -> list[Record]:
         return await self.run.fetch(Q["task_evaluations"], agent_id=agent_id, task_id=task_id)
@@ -141,8 +147,8 @@ class TasksDb(Gateway):
     async def get_study(self, spec_hash: str) -> Record | None:
         return await self.run.fetchrow(Q["get_study"], spec_hash=spec_hash)
 
-    async def run_events(self, run_id: str) -> list[Record]:
-        return await self.run.fetch(Q["run_events"], run_id=run_id)
+    async def run_events(self, run_id: str, after_id: int, limit: int) -> list[Record]:
+        return await self.run.fetch(Q["run_events"], run_id=run_id, after_id=after_id, limit=limit)
 
     async def add_run_event(
         self, run_id: str, type: str, agent_id: str | None, attempt: int, payload: Any

@@ -50,7 +50,9 @@ FROM tasks WHERE agent_id = :agent_id AND task_id = :task_id
 -- name: task_progress
 SELECT id, step, status, percent, detail, ts FROM task_progress
 WHERE agent_id = :agent_id AND task_id = :task_id
+  AND (:after_ts::timestamptz IS NULL OR (step, ts, id) > (:after_step, :after_ts, :after_id))
 ORDER BY step, ts, id
+LIMIT :limit
 
 -- name: task_evaluations
 SELECT * FROM evaluations WHERE agent_id = :agent_id AND task_id = :task_id ORDER BY created_at, id
@@ -81,7 +83,10 @@ SELECT * FROM runs WHERE run_id = :run_id
 SELECT * FROM studies WHERE spec_hash = :spec_hash
 
 -- name: run_events
-SELECT id, ts, type, agent_id, attempt, payload FROM run_events WHERE run_id = :run_id ORDER BY id
+SELECT id, ts, type, agent_id, attempt, payload FROM run_events
+WHERE run_id = :run_id AND id > :after_id
+ORDER BY id
+LIMIT :limit
 
 -- name: add_run_event
 INSERT INTO run_events (run_id, type, agent_id, attempt, payload)

@@ -25,7 +25,7 @@ from agentstore.bus.rpc import RequestContext
 from agentstore.errors import BadRequest, Conflict, NotFound
 from agentstore.ids import new_id
 from agentstore.lifecycle.periodic import Periodic
-from agentstore.schemas.common import iso
+from agentstore.schemas.common import decode_cursor, encode_cursor, iso
 from agentstore.schemas.tasks import (
     CancelRun,
     ClaimRun,
@@ -34,6 +34,7 @@ from agentstore.schemas.tasks import (
     RenewLease,
     RunCountsQuery,
     RunEventIn,
+    RunEventsQuery,
     RunQuery,
     RunsQuery,
     StudyQuery,
@@ -138,14 +139,29 @@ class Runs:
         if row is None:
             raise NotFound(f"no run {q.run_id!r}")
         study = await self.db.get_study(row["spec_hash"])
-        events = await self.db.run_events(q.run_id)
+        events = await self.events_page(q.run_id, None, EMBEDDED_EVENTS)
         item = run_item(row)
         return {
             **item,
             "study": to_wire(study) if study else None,
             "summary": item.get("summary"),
-            "events": [to_wire(e) for e in events],
+            "events": events["items"],
+            "events_next_cursor": events["next_cursor"],
         }
+
+    async def query_events(self, ctx: RequestContext, q: RunEventsQuery) -> dict[str, Any]:
+        if await self.db.get_run(q.run_id) is None:
+            raise NotFound(f"no run {q.run_id!r}")
+        return await self.events_page(q.run_id, q.cursor, q.limit)
+
+    async def events_page(self, run_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        (after_id,) = decode_cursor(cursor, 1) if cursor else (0,)
+        if not isinstance(after_id, int):
+            raise BadRequest("malformed cursor; pass back next_cursor exactly as received")
+        rows = await self.db.run_events(run_id, after_id, limit + 1)
+        more = len(rows) > limit
+        return {"items": [to_wire(e) for e in rows[:limit]],
+                "next_cursor": encode_cursor(rows[limit - 1]["id"]) if more else None}  # fmt: skip
 
     # -- agents (workers) ------------------------------------------------------
     async def claim(self, ctx: RequestContext, q: ClaimRun) -> dict[str, Any]:
@@ -254,6 +270,10 @@ class Runs:
 def _agent(ctx: RequestContext) -> str:
     assert ctx.agent is not None, "run endpoints are agent-scoped"
     return ctx.agent
+
+
+# The first page of a trail `query.run` embeds; `events_next_cursor` continues it.
+EMBEDDED_EVENTS = 1000
 
 
 def _typed_summary(summary: dict[str, Any] | None) -> None:

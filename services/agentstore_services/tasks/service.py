@@ -60,6 +60,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         {
             "query.tasks": tasks.query_tasks,
             "query.task": tasks.query_task,
+            "query.progress": tasks.query_progress,
+            "query.run_events": runs.query_events,
             "query.task_counts": tasks.query_counts,
             "query.run_counts": runs.query_counts,
             "query.study": runs.query_study,

@@ -13,12 +13,22 @@ from typing import Any
 
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.errors import NotFound
-from agentstore.schemas.common import to_ms
-from agentstore.schemas.tasks import EvalRecord, ProgressIn, TaskCountsQuery, TaskIn, TaskQuery, TasksQuery
+from agentstore.errors import BadRequest, NotFound
+from agentstore.schemas.common import decode_cursor, encode_cursor, to_ms
+from agentstore.schemas.tasks import (
+    EvalRecord,
+    ProgressIn,
+    ProgressQuery,
+    TaskCountsQuery,
+    TaskIn,
+    TaskQuery,
+    TasksQuery,
+)
 from agentstore_services.tasks.db import ProgressRow, TaskRow, TasksDb, page_cursor, read_cursor, to_wire
 
 NON_TERMINAL = ["pending", "running"]
+# The first page of steps `query.task` embeds; `progress_next_cursor` continues it.
+EMBEDDED_PROGRESS = 1000
 
 
 def decode_task(envelope: Envelope) -> TaskRow:
@@ -85,13 +95,31 @@ class Tasks:
         row = await self.db.get_task(q.agent_id, q.task_id)
         if row is None:
             raise NotFound(f"no task {q.task_id!r} for agent {q.agent_id!r}")
-        progress = await self.db.task_progress(q.agent_id, q.task_id)
+        progress = await self.progress_page(q.agent_id, q.task_id, None, EMBEDDED_PROGRESS)
         evaluations = await self.db.task_evaluations(q.agent_id, q.task_id)
         return {
             **task_fields(row),
-            "progress": [to_wire(p) for p in progress],
+            "progress": progress["items"],
             "evaluations": [to_wire(e) for e in evaluations],
+            "progress_next_cursor": progress["next_cursor"],
         }
+
+    async def query_progress(self, ctx: RequestContext, q: ProgressQuery) -> dict[str, Any]:
+        ctx.check_agent(q.agent_id)
+        return await self.progress_page(q.agent_id, q.task_id, q.cursor, q.limit)
+
+    async def progress_page(self, agent: str, task: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        after = None
+        if cursor is not None:
+            step, at, id = decode_cursor(cursor, 3)
+            try:
+                after = (int(step), datetime.fromisoformat(at), str(id))
+            except (TypeError, ValueError):
+                raise BadRequest("malformed cursor; pass back next_cursor exactly as received") from None
+        rows = await self.db.task_progress(agent, task, after, limit + 1)
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor(last["step"], last["ts"].isoformat(), last["id"]) if last else None
+        return {"items": [to_wire(p) for p in rows[:limit]], "next_cursor": next_cursor}
 
     async def record_evaluation(self, ctx: RequestContext, q: EvalRecord) -> dict[str, Any]:
         await self.db.insert_evaluation(q)

@@ -41,12 +41,15 @@ QUERY_LOGS = Endpoint("query.logs", lg.LogsQuery, Page[lg.LogItem], "logs", EVAL
 QUERY_MEMORIES = Endpoint("query.memories", lg.MemoriesQuery, Page[lg.MemoryItem], "logs", EVALUATOR_AGENT, "memories, newest first", after="LOGS")
 QUERY_CONVERSATIONS = Endpoint("query.conversations", lg.ConversationsQuery, Page[lg.ConversationItem], "logs", EVALUATOR_AGENT, "conversations, newest updated_at first", after="LOGS")
 QUERY_CONVERSATION = Endpoint("query.conversation", lg.ConversationQuery, lg.Conversation, "logs", EVALUATOR_AGENT, "one conversation with its messages", after="LOGS")
+QUERY_MESSAGES = Endpoint("query.messages", lg.MessagesQuery, Page[lg.MessageItem], "logs", EVALUATOR_AGENT, "a conversation's messages in pages, oldest first", after="LOGS")
 QUERY_EVENTS = Endpoint("query.events", lg.EventsQuery, Page[lg.EventItem], "logs", EVALUATOR_AGENT, "audit events, oldest first", after="LOGS")
 QUERY_OUTPUTS = Endpoint("query.outputs", lg.OutputsQuery, Page[lg.OutputItem], "logs", EVALUATOR_AGENT, "agent outputs, newest first", after="LOGS")
 QUERY_AGENTS = Endpoint("query.agents", lg.AgentsQuery, Page[lg.AgentItem], "logs", EVALUATOR, "agents, most recently seen first, with their recent errors", after="LOGS")
 # tasks service
 QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", EVERYONE, "tasks with their latest progress", after="TASKS")
 QUERY_TASK = Endpoint("query.task", t.TaskQuery, t.Task, "tasks", EVERYONE, "a task, its progress and evaluations", after="TASKS")
+QUERY_PROGRESS = Endpoint("query.progress", t.ProgressQuery, Page[t.Progress], "tasks", EVERYONE, "a task's progress steps in pages", after="TASKS")
+QUERY_RUN_EVENTS = Endpoint("query.run_events", t.RunEventsQuery, Page[t.RunEvent], "tasks", EVALUATOR, "a run's audit trail in pages")
 QUERY_TASK_COUNTS = Endpoint("query.task_counts", t.TaskCountsQuery, t.TaskCounts, "tasks", EVERYONE, "tasks counted by status (and per agent)", after="TASKS")
 QUERY_RUN_COUNTS = Endpoint("query.run_counts", t.RunCountsQuery, t.RunCounts, "tasks", EVALUATOR, "runs counted by status")
 QUERY_STUDY = Endpoint("query.study", t.StudyQuery, t.StudyDetail, "tasks", EVALUATOR, "a study by spec hash, its runs counted")
@@ -84,11 +87,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     QUERY_MEMORIES,
     QUERY_CONVERSATIONS,
     QUERY_CONVERSATION,
+    QUERY_MESSAGES,
     QUERY_EVENTS,
     QUERY_OUTPUTS,
     QUERY_AGENTS,
     QUERY_TASKS,
     QUERY_TASK,
+    QUERY_PROGRESS,
+    QUERY_RUN_EVENTS,
     QUERY_TASK_COUNTS,
     QUERY_RUN_COUNTS,
     QUERY_STUDY,

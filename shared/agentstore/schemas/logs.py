@@ -170,6 +170,16 @@ class ConversationQuery(Strict):
     after: After | None = None
 
 
+class MessagesQuery(Strict):
+    """`query.messages` (v1.3): a conversation's messages, oldest first, in pages."""
+
+    agent_id: AgentId
+    conversation_id: EventId
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
 class EventsQuery(Strict):
     """`query.events`: oldest first."""
 
@@ -271,6 +281,9 @@ class Conversation(ConversationItem):
     """`query.conversation`: the conversation and its messages, oldest first."""
 
     messages: list[MessageItem] = msgspec.field(default_factory=list)
+    # v1.3: set when the conversation has more messages than the first page shown here;
+    # pass it to `query.messages` for the rest (nothing is cut silently).
+    messages_next_cursor: str | None = None
 
 
 class EventItem(Reply):

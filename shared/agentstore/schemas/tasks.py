@@ -147,6 +147,24 @@ class RunQuery(Strict):
     run_id: EventId
 
 
+class ProgressQuery(Strict):
+    """`query.progress` (v1.3): a task's progress steps in order (step, ts), in pages."""
+
+    agent_id: AgentId
+    task_id: EventId
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    after: After | None = None
+
+
+class RunEventsQuery(Strict):
+    """`query.run_events` (v1.3): a run's audit trail, oldest first, in pages."""
+
+    run_id: EventId
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
 SpecHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")]
 
 
@@ -235,6 +253,8 @@ class Task(TaskItem):
 
     progress: list[Progress] = msgspec.field(default_factory=list)
     evaluations: list[Evaluation] = msgspec.field(default_factory=list)
+    # v1.3: set when there are more steps than shown; `query.progress` pages the rest.
+    progress_next_cursor: str | None = None
 
 
 class Run(Reply):
@@ -300,6 +320,8 @@ class RunDetail(Run):
 
     study: Study | None = None
     events: list[RunEvent] = msgspec.field(default_factory=list)
+    # v1.3: set when the trail is longer than shown; `query.run_events` pages the rest.
+    events_next_cursor: str | None = None
 
 
 class TaskCounts(Reply):
