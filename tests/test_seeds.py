@@ -125,3 +125,28 @@ async def test_long_lists_page_instead_of_being_cut(
         assert trail == ["queued"] + ["tick"] * 30
         detail = await ev.query("run", run_id=run.run_id)
         assert len(detail.events) == 31 and detail.events_next_cursor is None
+
+
+async def test_restore_and_profiles_page_past_a_thousand(
+    tasks_service: ServiceHost, metrics_service: ServiceHost, nats_server: Server
+) -> None:
+    """Seed 000's restore: every open task comes back, never cut at 1,000; and every
+    profile of `query.agent_metrics {}` pages."""
+    from agentstore.schemas.metrics import CustodyTest
+    from agentstore.schemas.tasks import RestoreRequest
+
+    agent = new_agent("resume")
+    async with await AgentClient.connect(nats_server.url, agent) as client, \
+            await EvaluatorClient.connect(nats_server.url) as ev:  # fmt: skip
+        for i in range(1200):
+            await client.task(f"t{i:04d}", "running" if i % 2 else "pending", title=f"job {i}")
+        written = await client.flush()
+        first = await client.call(contract.RESTORE, RestoreRequest(after=written["TASKS"].as_after()))
+        assert len(first.tasks) == 1000 and first.next_cursor
+        restored = await client.restore()
+        assert sorted(t.id for t in restored.tasks) == [f"t{i:04d}" for i in range(1200)]
+        agents = [new_agent("prof") for _ in range(150)]
+        for a in agents:  # a custody test creates the profile
+            await ev.custody_test(CustodyTest(agent_id=a, passed=True, score=80, duration=1.0))
+        seen = [p.agent_id async for p in ev.pages("agent_metrics", limit=40)]
+        assert set(agents) <= set(seen) and len(seen) == len(set(seen))

@@ -51,7 +51,7 @@ from agentstore.errors import (
 from agentstore.ids import new_id
 from agentstore.publisher import MAX_BATCH, BatchPublisher
 from agentstore.schemas.artifacts import Presigned, PresignRequest, UploadIn
-from agentstore.schemas.common import Level, Page
+from agentstore.schemas.common import Level
 from agentstore.schemas.logs import ConversationIn, EventIn, LogIn, MemoryIn, MessageIn, OutputIn, Role
 from agentstore.schemas.metrics import (
     BulkUpdate,
@@ -190,7 +190,7 @@ class _Requester:
         cursor = None
         while True:
             page = await self.named(name, {**fields, "cursor": cursor})
-            if not isinstance(page, Page):
+            if not (hasattr(page, "items") and hasattr(page, "next_cursor")):
                 raise AgentstoreError(f"{name} does not answer in pages")
             for item in page.items:
                 yield item
@@ -396,7 +396,15 @@ class AgentClient:
         return await self._rpc.named(endpoint.name, fields)
 
     async def restore(self) -> Restored:
-        return await self.call(contract.RESTORE, RestoreRequest())
+        """What this agent needs to resume: every open task (all pages), held runs, profile."""
+        first = await self.call(contract.RESTORE, RestoreRequest())
+        cursor = first.next_cursor
+        while cursor:
+            page = await self.call(contract.RESTORE, RestoreRequest(cursor=cursor))
+            first.tasks.extend(page.tasks)
+            cursor = page.next_cursor
+        first.next_cursor = None
+        return first
 
     @contextlib.asynccontextmanager
     async def claim(self, *, lease_seconds: float = 300, kinds: list[str] | None = None

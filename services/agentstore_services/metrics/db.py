@@ -110,8 +110,8 @@ class MetricsDb(Gateway):
     async def get_profile(self, agent_id: str) -> Record | None:
         return await self.run.fetchrow(Q["get_profile"], agent_id=agent_id)
 
-    async def all_profiles(self) -> list[Record]:
-        return await self.run.fetch(Q["all_profiles"])
+    async def all_profiles(self, after: str, limit: int) -> list[Record]:
+        return await self.run.fetch(Q["all_profiles"], after=after, limit=limit)
 
     async def ensure_profile(self, agent_id: str) -> None:
         await self.run.execute(Q["ensure_profile"], agent_id=agent_id)

@@ -20,7 +20,7 @@ import msgspec
 
 from agentstore.bus.rpc import RequestContext
 from agentstore.errors import BadRequest, NotFound
-from agentstore.schemas.common import iso
+from agentstore.schemas.common import decode_cursor, encode_cursor, iso
 from agentstore.schemas.metrics import (
     BulkUpdate,
     CustodyTest,
@@ -54,8 +54,14 @@ class Profiles:
             ctx.check_agent(q.agent_id or ctx.agent)
             q = ProfileQuery(agent_id=ctx.agent)
         if q.agent_id is None:
-            rows = await self.db.all_profiles()
-            return msgspec.convert({"items": [to_wire(r) for r in rows]}, ProfilesReply)
+            (after,) = decode_cursor(q.cursor, 1) if q.cursor else ("",)
+            if not isinstance(after, str):
+                raise BadRequest("malformed cursor; pass back next_cursor exactly as received")
+            rows = await self.db.all_profiles(after, q.limit + 1)
+            more = len(rows) > q.limit
+            next_cursor = encode_cursor(rows[q.limit - 1]["agent_id"]) if more else None
+            page = {"items": [to_wire(r) for r in rows[: q.limit]], "next_cursor": next_cursor}
+            return msgspec.convert(page, ProfilesReply)
         row = await self.db.get_profile(q.agent_id)
         if row is None:
             raise NotFound(f"no metrics profile for agent {q.agent_id!r}")

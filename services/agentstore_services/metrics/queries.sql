@@ -116,7 +116,7 @@ DELETE FROM metric_rollups WHERE tier = :tier AND bucket < :before
 SELECT * FROM agent_metrics WHERE agent_id = :agent_id
 
 -- name: all_profiles
-SELECT * FROM agent_metrics ORDER BY agent_id
+SELECT * FROM agent_metrics WHERE agent_id > :after ORDER BY agent_id LIMIT :limit
 
 -- name: ensure_profile
 INSERT INTO agent_metrics (agent_id) VALUES (:agent_id) ON CONFLICT (agent_id) DO NOTHING

@@ -30,11 +30,13 @@ class Restore:
     async def __call__(self, ctx: RequestContext, q: RestoreRequest) -> dict[str, Any]:
         assert ctx.agent is not None
         held = await self.runs.db.held_runs(ctx.agent)
+        open_tasks = await self.tasks.non_terminal(ctx.agent, q.cursor, q.limit)
         return {
             "agent_id": ctx.agent,
-            "tasks": await self.tasks.non_terminal(ctx.agent),
+            "tasks": open_tasks["items"],
             "runs": [run_item(r) for r in held],
             "metrics": await self._profile(ctx.agent),
+            "next_cursor": open_tasks["next_cursor"],
         }
 
     async def _profile(self, agent: str) -> Any:

@@ -127,10 +127,9 @@ class Tasks:
         assert row is not None
         return to_wire(row)
 
-    async def non_terminal(self, agent: str) -> list[dict[str, Any]]:
-        page = await self._page([agent], NON_TERMINAL, None, (None, ["", ""]), 1000)
-        items: list[dict[str, Any]] = page["items"]
-        return items
+    async def non_terminal(self, agent: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """One page of the agent's open (pending, running) tasks with their latest progress."""
+        return await self._page([agent], NON_TERMINAL, None, read_cursor(cursor, 2), limit)
 
 
 def task_fields(row: Any) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class MetricNamesQuery(Strict):
 
 class ProfileQuery(Strict):
     agent_id: AgentId | None = None
+    # Without agent_id (v1.3): every profile, by agent id, in pages.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
 
 
 class SummaryQuery(Strict):
@@ -197,9 +200,10 @@ class Profile(Reply):
 
 
 class Profiles(Reply):
-    """`query.agent_metrics` without `agent_id`: every profile."""
+    """`query.agent_metrics` without `agent_id`: every profile, in pages (v1.3)."""
 
     items: list[Profile]
+    next_cursor: str | None  # always present: null on the last page
 
 
 class BulkUpdated(Reply):

@@ -90,6 +90,10 @@ class EvalRecord(Strict):
 
 class RestoreRequest(Strict):
     after: After | None = None
+    # v1.3: the open tasks come in pages (newest updated first); runs and the profile
+    # come with the first page.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+    cursor: Cursor | None = None
 
 
 class SubmitRun(Strict):
@@ -344,6 +348,8 @@ class Restored(Reply):
     tasks: list[TaskItem]
     runs: list[Run]
     metrics: Profile | None
+    # v1.3: more open tasks than this page holds: pass it back as `cursor`.
+    next_cursor: str | None = None
 
 
 # Seed 004's summary fields (OpenMC results): typed when present; other keys stay free.
