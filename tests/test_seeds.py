@@ -150,3 +150,56 @@ async def test_restore_and_profiles_page_past_a_thousand(
             await ev.custody_test(CustodyTest(agent_id=a, passed=True, score=80, duration=1.0))
         seen = [p.agent_id async for p in ev.pages("agent_metrics", limit=40)]
         assert set(agents) <= set(seen) and len(seen) == len(set(seen))
+
+
+async def test_seed_002_agent_metrics_operations_in_the_seeds_order(
+    metrics_service: ServiceHost, nats_server: Server
+) -> None:
+    from agentstore.schemas.metrics import CustodyTest, Learning, ProfileUpdate
+
+    guardian, imperium = new_agent("guardian"), new_agent("imperium")
+    async with await EvaluatorClient.connect(nats_server.url) as ev:
+        # get_agent_metrics of an agent never seen
+        with pytest.raises(NotFound):
+            await ev.query("agent_metrics", agent_id=guardian)
+        # create_or_update_agent_metrics: any column of the seed's table, any JSON config
+        created = await ev.request("eval.agent_metrics.create_or_update", agent_id=guardian, metrics={
+            "agent_type": "guardian", "xp": 240, "level": 3, "total_tests_given": 11, "total_tests_passed": 9,
+            "total_tests_failed": 2, "consecutive_successes": 4, "last_test_date": "2025-01-25T10:00:00Z",
+            "test_history": [{"passed": True, "score": 90}], "learning_patterns": ["short prompts"],
+            "capabilities": ["scan", "guard"], "config": {"mode": "strict", "limits": [1, 2]},
+        })  # fmt: skip
+        assert (created.xp, created.total_tests_failed, created.capabilities) == (240, 2, ["scan", "guard"])
+        assert created.last_test_date == "2025-01-25T10:00:00.000Z"
+        again = await ev.request("eval.agent_metrics.create_or_update", agent_id=guardian,
+                                 metrics={"status": "testing"})  # fmt: skip
+        assert (again.status, again.xp) == ("testing", 240)  # only the field given changed
+        await ev.request(
+            "eval.agent_metrics.create_or_update", agent_id=imperium, metrics={"agent_type": "imperium"}
+        )
+        # get_all_agent_metrics
+        everyone = [p.agent_id async for p in ev.pages("agent_metrics")]
+        assert {guardian, imperium} <= set(everyone)
+        # update_specific_metrics
+        updated = await ev.update_metrics(guardian, ProfileUpdate(priority="high"))
+        assert updated.priority == "high"
+        # update_custody_test_result, then get_custody_metrics
+        await ev.custody_test(
+            CustodyTest(agent_id=guardian, passed=True, score=95, duration=120, xp_awarded=25)
+        )
+        custody = await ev.query("custody_metrics", agent_id=guardian)
+        assert (custody.total_tests_given, custody.total_tests_passed, custody.custody_xp) == (12, 10, 25)
+        assert custody.test_history[-1]["score"] == 95
+        # update_learning_metrics
+        learned = await ev.learning(Learning(agent_id=imperium, learning_score=150.0, patterns=["retry"]))
+        assert learned.learning_score == 150.0
+        # bulk_update_metrics, reset_agent_metrics
+        await ev.bulk_update_metrics(
+            {guardian: ProfileUpdate(prestige=1), imperium: ProfileUpdate(prestige=2)}
+        )
+        reset = await ev.reset_metrics(imperium)
+        assert (reset.prestige, reset.learning_score) == (0, 0)
+        # analytics summary, with the custody figures
+        summary = await ev.query("summary")
+        assert {guardian, imperium} <= set(summary.agents)
+        assert summary.summary.total_tests_failed >= 2 and summary.summary.total_custody_xp >= 25

@@ -110,6 +110,9 @@ class MetricsDb(Gateway):
     async def get_profile(self, agent_id: str) -> Record | None:
         return await self.run.fetchrow(Q["get_profile"], agent_id=agent_id)
 
+    async def set_profile(self, agent_id: str, fields_json: str) -> Record | None:
+        return await self.run.fetchrow(Q["set_profile"], agent_id=agent_id, fields=fields_json)
+
     async def all_profiles(self, after: str, limit: int) -> list[Record]:
         return await self.run.fetch(Q["all_profiles"], after=after, limit=limit)
 

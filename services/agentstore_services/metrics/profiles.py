@@ -23,6 +23,8 @@ from agentstore.errors import BadRequest, NotFound
 from agentstore.schemas.common import decode_cursor, encode_cursor, iso
 from agentstore.schemas.metrics import (
     BulkUpdate,
+    CreateOrUpdateProfile,
+    CustodyQuery,
     CustodyTest,
     Learning,
     ProfileQuery,
@@ -114,6 +116,20 @@ class Profiles:
             raise NotFound(f"no metrics profile for agent {q.agent_id!r}")
         return to_wire(row)
 
+    async def create_or_update(self, ctx: RequestContext, q: CreateOrUpdateProfile) -> dict[str, Any]:
+        fields = {k: v for k, v in msgspec.structs.asdict(q.metrics).items() if v is not None}
+        async with self.db.transaction() as tx:
+            await tx.ensure_profile(q.agent_id)
+            row = await tx.set_profile(q.agent_id, msgspec.json.encode(fields).decode())
+        assert row is not None
+        return to_wire(row)
+
+    async def custody(self, ctx: RequestContext, q: CustodyQuery) -> dict[str, Any]:
+        row = await self.db.get_profile(q.agent_id)
+        if row is None:
+            raise NotFound(f"no metrics profile for agent {q.agent_id!r}")
+        return to_wire(row)
+
     async def summary(self, ctx: RequestContext, q: SummaryQuery) -> dict[str, Any]:
         row = await self.db.summary()
         assert row is not None
@@ -126,5 +142,9 @@ class Profiles:
                 "total_tests_given": int(row["total_tests_given"]),
                 "total_tests_passed": int(row["total_tests_passed"]),
                 "average_level": float(row["average_level"]),
+                "total_tests_failed": int(row["total_tests_failed"]),
+                "total_custody_xp": int(row["total_custody_xp"]),
+                "average_custody_level": float(row["average_custody_level"]),
+                "total_adversarial_wins": int(row["total_adversarial_wins"]),
             },
         }

@@ -214,7 +214,11 @@ SELECT count(*) AS total_agents,
        coalesce(sum(xp), 0) AS total_xp,
        coalesce(sum(total_tests_given), 0) AS total_tests_given,
        coalesce(sum(total_tests_passed), 0) AS total_tests_passed,
-       coalesce(avg(level), 0) AS average_level
+       coalesce(avg(level), 0) AS average_level,
+       coalesce(sum(total_tests_failed), 0) AS total_tests_failed,
+       coalesce(sum(custody_xp), 0) AS total_custody_xp,
+       coalesce(avg(custody_level), 0) AS average_custody_level,
+       coalesce(sum(adversarial_wins), 0) AS total_adversarial_wins
 FROM agent_metrics
 
 -- name: metric_names
@@ -231,3 +235,23 @@ WHERE name IS NOT NULL
   AND (:agent_ids::text[] IS NULL OR EXISTS (
       SELECT 1 FROM metric_points p WHERE p.name = names.name AND p.agent_id = ANY(:agent_ids::text[])))
 ORDER BY name
+
+-- name: set_profile
+-- Every settable column of seed 002's table, from :fields (a JSON object of exactly the
+-- fields given); jsonb_populate_record keeps every other column as it is.
+UPDATE agent_metrics AS m SET
+    (agent_type, learning_score, success_rate, failure_rate, pass_rate, total_learning_cycles,
+     xp, level, prestige, current_difficulty, custody_level, custody_xp, adversarial_wins,
+     status, is_active, priority, capabilities, config, total_tests_given, total_tests_passed,
+     total_tests_failed, consecutive_successes, consecutive_failures, last_test_date,
+     test_history, learning_patterns, improvement_suggestions) =
+    (SELECT r.agent_type, r.learning_score, r.success_rate, r.failure_rate, r.pass_rate,
+            r.total_learning_cycles, r.xp, r.level, r.prestige, r.current_difficulty,
+            r.custody_level, r.custody_xp, r.adversarial_wins, r.status, r.is_active, r.priority,
+            r.capabilities, r.config, r.total_tests_given, r.total_tests_passed,
+            r.total_tests_failed, r.consecutive_successes, r.consecutive_failures, r.last_test_date,
+            r.test_history, r.learning_patterns, r.improvement_suggestions
+     FROM jsonb_populate_record(m, :fields::jsonb) AS r),
+    updated_at = now()
+WHERE m.agent_id = :agent_id
+RETURNING m.*

@@ -34,6 +34,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 "eval.custody_test": profiles.custody_test,
                 "eval.learning": profiles.learning,
                 "eval.agent_metrics.update": profiles.update,
+                "eval.agent_metrics.create_or_update": profiles.create_or_update,
+                "query.custody_metrics": profiles.custody,
                 "eval.agent_metrics.bulk": profiles.bulk,
                 "eval.agent_metrics.reset": profiles.reset,
             },

@@ -77,6 +77,8 @@ QUERY_SUMMARY = Endpoint("query.summary", m.SummaryQuery, m.Summary, "metrics", 
 EVAL_CUSTODY_TEST = Endpoint("eval.custody_test", m.CustodyTest, m.Profile, "metrics", EVALUATOR, "records a custody test result")
 EVAL_LEARNING = Endpoint("eval.learning", m.Learning, m.Profile, "metrics", EVALUATOR, "records learning figures")
 EVAL_AGENT_METRICS_UPDATE = Endpoint("eval.agent_metrics.update", m.UpdateProfile, m.Profile, "metrics", EVALUATOR, "sets profile fields")
+EVAL_AGENT_METRICS_CREATE_OR_UPDATE = Endpoint("eval.agent_metrics.create_or_update", m.CreateOrUpdateProfile, m.Profile, "metrics", EVALUATOR, "creates a profile or sets any of its columns")
+QUERY_CUSTODY_METRICS = Endpoint("query.custody_metrics", m.CustodyQuery, m.Custody, "metrics", EVALUATOR, "one agent's custody protocol figures")
 EVAL_AGENT_METRICS_BULK = Endpoint("eval.agent_metrics.bulk", m.BulkUpdate, m.BulkUpdated, "metrics", EVALUATOR, "sets profile fields of many agents, all or nothing")
 EVAL_AGENT_METRICS_RESET = Endpoint("eval.agent_metrics.reset", m.ResetProfile, m.Profile, "metrics", EVALUATOR, "resets a profile")
 # fmt: on
@@ -120,6 +122,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     EVAL_CUSTODY_TEST,
     EVAL_LEARNING,
     EVAL_AGENT_METRICS_UPDATE,
+    EVAL_AGENT_METRICS_CREATE_OR_UPDATE,
+    QUERY_CUSTODY_METRICS,
     EVAL_AGENT_METRICS_BULK,
     EVAL_AGENT_METRICS_RESET,
 )  # fmt: skip

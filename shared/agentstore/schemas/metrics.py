@@ -118,8 +118,37 @@ class ProfileUpdate(Strict):
     status: Name | None = None
     is_active: bool | None = None
     priority: Literal["low", "medium", "high", "critical"] | None = None
-    capabilities: FreeMap | None = None
-    config: FreeMap | None = None
+    capabilities: Any = None  # any JSON (v1.3; seed 002 keeps lists here)
+    config: Any = None  # any JSON
+
+
+class ProfileFields(ProfileUpdate):
+    """Every column of seed 002's `agent_metrics` an importer or orchestrator may set
+    (v1.3): ProfileUpdate's fields, the counters, streaks, histories and the last test."""
+
+    total_tests_given: Count | None = None
+    total_tests_passed: Count | None = None
+    total_tests_failed: Count | None = None
+    consecutive_successes: Count | None = None
+    consecutive_failures: Count | None = None
+    last_test_date: UtcTime | None = None
+    test_history: Annotated[list[Any], msgspec.Meta(max_length=1000)] | None = None
+    learning_patterns: Annotated[list[Any], msgspec.Meta(max_length=1000)] | None = None
+    improvement_suggestions: Annotated[list[Any], msgspec.Meta(max_length=1000)] | None = None
+
+
+class CreateOrUpdateProfile(Strict):
+    """`eval.agent_metrics.create_or_update` (v1.3, seed 002): creates the agent's profile
+    when it has none, then sets exactly the fields given."""
+
+    agent_id: AgentId
+    metrics: ProfileFields
+
+
+class CustodyQuery(Strict):
+    """`query.custody_metrics` (v1.3, seed 002): one agent's custody protocol figures."""
+
+    agent_id: AgentId
 
 
 class UpdateProfile(Strict):
@@ -216,6 +245,26 @@ class SummaryFigures(Reply):
     total_tests_given: int
     total_tests_passed: int
     average_level: float
+    # v1.3: the custody protocol's figures beside the seed's five.
+    total_tests_failed: int = 0
+    total_custody_xp: int = 0
+    average_custody_level: float = 0.0
+    total_adversarial_wins: int = 0
+
+
+class Custody(Reply):
+    agent_id: str
+    total_tests_given: int
+    total_tests_passed: int
+    total_tests_failed: int
+    consecutive_successes: int
+    consecutive_failures: int
+    current_difficulty: str
+    custody_level: int
+    custody_xp: int
+    adversarial_wins: int
+    test_history: list[Any]
+    last_test_date: str | None = None
 
 
 class Summary(Reply):
