@@ -29,10 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export", help="conversations, messages, memories, events as JSON Lines")
     export.add_argument("--agent", help="one agent's data (default: all agents)")
     export.add_argument("--to", required=True, help="a folder, or s3://bucket/prefix")
+    export.add_argument("--full", action="store_true",
+                        help="a backup of all data: every collection and table (to a folder)")  # fmt: skip
+    export.add_argument("--objects", action="store_true", help="with --full: the buckets' objects too")
     load = sub.add_parser("import", help="load an export (idempotent) or seed-001 JSON files")
     load.add_argument("--from", dest="source", help="a folder or s3://bucket/prefix of an export")
     load.add_argument("--seed-json", nargs="+", type=Path, help="seed-001 conversation files")
     load.add_argument("--agent", help="the agent the --seed-json conversations belong to")
+    load.add_argument("--full", action="store_true", help="restore an `export --full` into an empty stack")
     artifacts = sub.add_parser("artifacts", help="artifact maintenance")
     artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
     rec = artifacts_sub.add_parser(
@@ -343,6 +347,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from agentstore.ops.portable import export_to
 
+    if args.full:
+        from agentstore.config import Settings
+        from agentstore.ops.backup import backup
+
+        counts = asyncio.run(backup(Settings(), Path(args.to), objects=args.objects))
+        _print_counts("exported", counts, as_json=args.json)
+        return 0
     counts = asyncio.run(export_to(args.to, args.agent))
     _print_counts("exported", counts, as_json=args.json)
     return 0
@@ -351,6 +362,14 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from agentstore.ops.portable import import_from, import_seed
 
+    if args.full:
+        from agentstore.config import Settings
+        from agentstore.ops.backup import restore
+
+        if not args.source:
+            raise AgentstoreError("--full needs --from FOLDER (an `export --full`)")
+        _print_counts("imported", asyncio.run(restore(Settings(), Path(args.source))), as_json=args.json)
+        return 0
     if bool(args.source) == bool(args.seed_json):
         raise AgentstoreError("give either --from (an export) or --seed-json FILES --agent A")
     if args.seed_json:
