@@ -10,8 +10,8 @@ from agentstore.devstack.servers import Server
 from agentstore.errors import BadRequest, NotFound
 from agentstore.lifecycle.runner import ServiceHost
 from agentstore.schemas.logs import OutputIn
-from agentstore.schemas.tasks import ClaimRun, ReleaseRun, RenewLease
-from tests.helpers import new_agent
+from agentstore.schemas.tasks import ClaimRun, ReleaseRun, RenewLease, RestoreRequest
+from tests.helpers import eventually, new_agent
 
 
 async def test_seed_004_studies_runs_summaries_events_and_claiming(
@@ -133,7 +133,6 @@ async def test_restore_and_profiles_page_past_a_thousand(
     """Seed 000's restore: every open task comes back, never cut at 1,000; and every
     profile of `query.agent_metrics {}` pages."""
     from agentstore.schemas.metrics import CustodyTest
-    from agentstore.schemas.tasks import RestoreRequest
 
     agent = new_agent("resume")
     async with await AgentClient.connect(nats_server.url, agent) as client, \
@@ -203,3 +202,41 @@ async def test_seed_002_agent_metrics_operations_in_the_seeds_order(
         summary = await ev.query("summary")
         assert {guardian, imperium} <= set(summary.agents)
         assert summary.summary.total_tests_failed >= 2 and summary.summary.total_custody_xp >= 25
+
+
+async def test_seed_000_experiments_pause_and_resume_and_a_bad_state_says_what_is_accepted(
+    tasks_service: ServiceHost, nats_server: Server
+) -> None:
+    import msgspec
+    import nats
+
+    agent = new_agent("exp")
+    async with await AgentClient.connect(nats_server.url, agent) as client:
+        await client.task("exp-1", "running", kind="experiment", title="lr sweep")
+        await client.progress("exp-1", 3, "epoch", percent=30.0)
+        await client.task("exp-1", "paused", kind="experiment")
+        await client.task("exp-2", "completed", kind="experiment")
+        written = await client.flush()
+        restored = await client.call(contract.RESTORE, RestoreRequest(after=written["TASKS"].as_after()))
+        assert [(t.id, t.status, t.latest_progress.step if t.latest_progress else None)
+                for t in restored.tasks] == [("exp-1", "paused", 3)]  # fmt: skip
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().publish(
+            f"agents.{agent}.tasks", msgspec.json.encode({"id": "e3", "status": "snoozing"})
+        )
+
+        async def reason() -> str | None:
+            info = await nc.jetstream().stream_info("DEADLETTER")
+            if not info.state.messages:
+                return None
+            for seq in range(max(info.state.first_seq, 1), info.state.last_seq + 1):
+                msg = await nc.jetstream().get_msg("DEADLETTER", seq)
+                if (msg.headers or {}).get("Dead-Subject") == f"agents.{agent}.tasks":
+                    return msg.headers["Dead-Reason"]
+            return None
+
+        why = await eventually(reason, timeout=10, what="the dead letter")
+        assert "status accepts pending, running, paused, completed, failed, cancelled" in why
+    finally:
+        await nc.drain()

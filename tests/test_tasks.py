@@ -101,7 +101,7 @@ async def test_bad_task_input_is_deadlettered_and_injection_is_stored_verbatim(
 ) -> None:
     agent = new_agent()
     bad = [
-        ("tasks", {"id": "t", "status": "paused"}, "status"),
+        ("tasks", {"id": "t", "status": "snoozing"}, "status accepts pending, running, paused"),
         ("tasks", {"id": "t", "status": "running", "agent_id": "someone"}, "agent"),
         ("tasks", {"id": "t", "status": "running", "meta": {"$gt": 1}}, "$"),
         (

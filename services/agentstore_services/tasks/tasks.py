@@ -26,7 +26,7 @@ from agentstore.schemas.tasks import (
 )
 from agentstore_services.tasks.db import ProgressRow, TaskRow, TasksDb, page_cursor, read_cursor, to_wire
 
-NON_TERMINAL = ["pending", "running"]
+NON_TERMINAL = ["pending", "running", "paused"]
 # The first page of steps `query.task` embeds; `progress_next_cursor` continues it.
 EMBEDDED_PROGRESS = 1000
 

@@ -6,6 +6,7 @@ import base64
 import binascii
 import functools
 import math
+import typing
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -130,12 +131,28 @@ def nest_keys(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _accepted(kind: type[msgspec.Struct], error: str) -> str:
+    """For an enum refused at a top-level field, the values it accepts (an error that says
+    exactly what to send instead)."""
+    if "Invalid enum value" not in error or "$." not in error:
+        return ""
+    field = error.rsplit("$.", 1)[-1].rstrip("`")
+    values = _literals(typing.get_type_hints(kind, include_extras=True).get(field))
+    return f"; {field} accepts {', '.join(values)}" if values else ""
+
+
+def _literals(tp: Any) -> list[str]:
+    if typing.get_origin(tp) is typing.Literal:
+        return [a for a in typing.get_args(tp) if isinstance(a, str)]
+    return [v for arg in typing.get_args(tp) for v in _literals(arg)]
+
+
 def decode_message(data: bytes, kind: type[T]) -> T:
     """Decode and validate an ingest body; any problem raises InvalidMessage with the reason."""
     try:
         message = msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
-        raise InvalidMessage(f"invalid {kind.__name__}: {exc}") from None
+        raise InvalidMessage(f"invalid {kind.__name__}: {exc}{_accepted(kind, str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise InvalidMessage(f"body is not valid JSON: {exc}") from None
     except RecursionError:

@@ -21,7 +21,8 @@ from agentstore.schemas.common import (
 )
 from agentstore.schemas.metrics import Profile
 
-TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+# v1.3 adds "paused": open like pending and running (restore returns it).
+TaskStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ReleaseStatus = Literal["succeeded", "failed", "queued"]
 Phase = Literal["bundle", "execute", "extract", "done"]
