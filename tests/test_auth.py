@@ -120,14 +120,14 @@ async def test_agent_permissions(secured: tuple[Server, Path], services_on: Path
         await nc.close()
 
 
-async def test_frontend_makes_only_its_five_requests(secured: tuple[Server, Path], services_on: Path) -> None:
+async def test_frontend_makes_only_its_requests(secured: tuple[Server, Path], services_on: Path) -> None:
     server, creds = secured
     probe = Probe()
     nc = await probe.connect(server.url, creds / "frontend-web.json", "_INBOX.frontend")
     try:
         for subject, body in (("query.tasks", {}), ("query.summary", {}), ("query.files", {}),
                               ("query.task", {"agent_id": "a", "task_id": "t"}),
-                              ("query.file_url", {"file_id": "a:x"})):  # fmt: skip
+                              ("query.file_url", {"file_id": "a:x"}), ("query.screenshots", {})):  # fmt: skip
             assert await can_request(nc, subject, body), subject
         for subject in ("query.logs", "eval.record", "runs.submit", "agents.a.logs"):
             await nc.publish(subject, b"{}")
@@ -148,7 +148,10 @@ async def test_evaluator_queries_and_evaluates_but_cannot_act_as_an_agent(
         assert await can_request(
             nc, "eval.custody_test", {"agent_id": "a", "passed": True, "score": 1, "duration": 1}
         )
-        for subject in ("agents.a.logs", "agents.a.rpc.claim", "$JS.API.STREAM.LIST"):
+        assert await can_request(nc, "query.files", {})  # file metadata, as seed 003 has it
+        # ... but not the objects: presigned URLs are the frontend's (and an agent's own).
+        for subject in ("agents.a.logs", "agents.a.rpc.claim", "$JS.API.STREAM.LIST", "query.file_url",
+                        "query.screenshots"):  # fmt: skip
             await nc.publish(subject, b"{}")
             await probe.denied(subject)
     finally:

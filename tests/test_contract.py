@@ -62,10 +62,12 @@ def test_permissions_are_the_declared_subjects_for_every_role() -> None:
         "query.tasks",
         "query.task",
         "query.task_counts",
+        "query.progress",
         "query.summary",
         "query.file_url",
+        "query.screenshots",
         "query.files",
-    }  # fmt: skip  (the contract's frontend row, exactly, plus task counts: summaries)
+    }  # fmt: skip  (the contract's frontend row, plus v1.3's counts, pages of progress, screenshots)
     # The web console: the frontend's requests, the evaluator's reads, DEADLETTER reads; no write.
     console = set(ids["console-web"].publish)
     reads = {

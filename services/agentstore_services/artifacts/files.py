@@ -25,6 +25,7 @@ from agentstore.schemas.artifacts import (
     FilesQuery,
     FileUrlQuery,
     PresignRequest,
+    ScreenshotsQuery,
     UploadIn,
     check_key,
     check_name,
@@ -173,15 +174,19 @@ class Artifacts:
             last = rows[q.limit - 1]
             next_cursor = pgwire.page_cursor(last["created_at"], last["file_id"])
         items = [pgwire.to_wire(r, frozenset()) for r in rows[: q.limit]]
-        if q.urls:
-            expires = timedelta(seconds=q.url_seconds)
-            expires_at = iso(datetime.now(UTC) + expires)
-            urls = await asyncio.gather(
-                *(self.objects.presign_get(i["bucket"], i["object_key"], expires) for i in items)
-            )
-            for item, url in zip(items, urls, strict=True):
-                item["url"], item["url_expires_at"] = url, expires_at
         return {"items": items, "next_cursor": next_cursor}
+
+    async def query_screenshots(self, ctx: RequestContext, q: ScreenshotsQuery) -> dict[str, Any]:
+        listed = await self.query_files(ctx, q)
+        expires = timedelta(seconds=q.url_seconds)
+        expires_at = iso(datetime.now(UTC) + expires)
+        items = listed["items"]
+        urls = await asyncio.gather(
+            *(self.objects.presign_get(i["bucket"], i["object_key"], expires) for i in items)
+        )
+        for item, url in zip(items, urls, strict=True):
+            item["url"], item["url_expires_at"] = url, expires_at
+        return listed
 
     async def file_url(self, ctx: RequestContext, q: FileUrlQuery) -> dict[str, Any]:
         row = await self.db.get_file(q.file_id)

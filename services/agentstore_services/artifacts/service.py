@@ -38,6 +38,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             {
                 "presign": artifacts.presign,
                 "query.files": artifacts.query_files,
+                "query.screenshots": artifacts.query_screenshots,
                 "query.file_url": artifacts.file_url,
             },
         ),

@@ -421,7 +421,7 @@ class Console:
         agent = request.match_info["agent"]
         cursor = request.query.get("cursor") or None
         listed = await self.reader.query(
-            "query.files", agent_ids=[agent], limit=24, cursor=cursor, urls=True, url_seconds=3600
+            "query.screenshots", agent_ids=[agent], limit=24, cursor=cursor, url_seconds=3600
         )
         tiles = []
         for f in listed.items:

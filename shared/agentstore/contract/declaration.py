@@ -20,6 +20,9 @@ EVALUATOR: frozenset[Role] = frozenset({"evaluator"})
 EVALUATOR_AGENT: frozenset[Role] = frozenset({"evaluator", "agent"})
 EVERYONE: frozenset[Role] = frozenset({"evaluator", "agent", "frontend"})
 EVALUATOR_FRONTEND: frozenset[Role] = frozenset({"evaluator", "frontend"})
+# Seed 003's access matrix: evaluators read file metadata only; frontends (and an agent,
+# its own) get presigned URLs.
+FRONTEND_AGENT: frozenset[Role] = frozenset({"frontend", "agent"})
 
 INGEST: tuple[IngestSubject, ...] = (
     IngestSubject("logs", lg.LogIn, "LOGS", "logs", "a log line"),
@@ -67,7 +70,8 @@ RELEASE = Endpoint("agents.{agent}.rpc.release", t.ReleaseRun, t.Run, "tasks", A
 RESTORE = Endpoint("agents.{agent}.rpc.restore", t.RestoreRequest, t.Restored, "tasks", AGENT, "what an agent needs to resume", after="TASKS")
 # artifacts service
 QUERY_FILES = Endpoint("query.files", a.FilesQuery, Page[a.FileItem], "artifacts", EVERYONE, "file metadata", after="ARTIFACTS")
-QUERY_FILE_URL = Endpoint("query.file_url", a.FileUrlQuery, a.FileUrl, "artifacts", EVERYONE, "a presigned GET of a file")
+QUERY_FILE_URL = Endpoint("query.file_url", a.FileUrlQuery, a.FileUrl, "artifacts", FRONTEND_AGENT, "a presigned GET of a file")
+QUERY_SCREENSHOTS = Endpoint("query.screenshots", a.ScreenshotsQuery, Page[a.FileItem], "artifacts", FRONTEND_AGENT, "files with a presigned GET each", after="ARTIFACTS")
 PRESIGN = Endpoint("agents.{agent}.rpc.presign", a.PresignRequest, a.Presigned, "artifacts", AGENT, "a presigned PUT under the agent's prefix")
 # metrics service
 QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
@@ -114,6 +118,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     RESTORE,
     QUERY_FILES,
     QUERY_FILE_URL,
+    QUERY_SCREENSHOTS,
     PRESIGN,
     QUERY_METRICS,
     QUERY_METRIC_NAMES,

@@ -99,9 +99,13 @@ class FilesQuery(Strict):
     limit: Limit = DEFAULT_LIMIT
     cursor: Cursor | None = None
     after: After | None = None
-    # v1.3: each item carries a presigned GET (`url`, `url_expires_at`), so a gallery
-    # is one round trip instead of one `query.file_url` per file.
-    urls: bool = False
+
+
+class ScreenshotsQuery(FilesQuery):
+    """`query.screenshots` (v1.3): files with a presigned GET each (`url`,
+    `url_expires_at`): a gallery in one round trip. Frontends and agents (their own)
+    only: evaluators read metadata, as seed 003's access matrix has it."""
+
     url_seconds: Annotated[int, msgspec.Meta(ge=1, le=604_800)] = 3600
 
 
