@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agentstore import contract
@@ -240,3 +242,44 @@ async def test_seed_000_experiments_pause_and_resume_and_a_bad_state_says_what_i
         assert "status accepts pending, running, paused, completed, failed, cancelled" in why
     finally:
         await nc.drain()
+
+
+async def test_seed_003_agents_write_evaluators_read_metadata_frontends_get_urls_and_a_prefix_is_deleted(
+    tasks_service: ServiceHost, logs_service: ServiceHost, artifacts_service: ServiceHost, nats_server: Server
+) -> None:
+    import urllib.request
+
+    agent = new_agent("shots")
+    async with await AgentClient.connect(nats_server.url, agent) as client, \
+            await EvaluatorClient.connect(nats_server.url) as ev:  # fmt: skip
+        # Agents: progress and status to PostgreSQL, logs and memories to MongoDB, screenshots to MinIO.
+        await client.task("t1", "running", title="browse")
+        await client.progress("t1", 1, "clicked", percent=50.0)
+        await client.log("info", "clicked the button", task_id="t1")
+        first = await client.screenshot(b"\x89PNG one", "one.png", task_id="t1")
+        await client.screenshot(b"\x89PNG two", "two.png", task_id="t1")
+        kept = await client.screenshot(b"\x89PNG keep", "keep.png", task_id="t2")
+        written = await client.flush()
+        # Evaluators: everything, files as metadata.
+        files = await ev.query("files", agent_ids=[agent], after=written["ARTIFACTS"].as_after())
+        assert {f.file_id for f in files.items} >= {first, kept} and all(f.url is None for f in files.items)
+        # Frontends: summaries, progress, and screenshots through presigned URLs.
+        frontend = ev  # no auth here: the subjects are what the frontend identity may call
+        shots = await frontend.query("screenshots", agent_ids=[agent])
+        url = next(s.url for s in shots.items if s.file_id == first)
+        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: ASYNC210 - a tiny local GET
+            assert reply.read() == b"\x89PNG one"
+        # Delete a prefix: the agent's task t1 folder, objects and metadata, audited.
+        gone = await ev.request("files.delete", agent_id=agent, prefix="t1/")
+        assert (gone.files, gone.objects) == (2, 2)
+        left = await ev.query("files", agent_ids=[agent])
+        assert [f.file_id for f in left.items] == [kept]
+
+        async def audited() -> Any:
+            page = await ev.query("events", agent_ids=[agent], type="files_deleted")
+            return page.items
+
+        (event,) = await eventually(audited, timeout=10, what="the deletion in the audit trail")
+        assert event.payload == {"prefix": "t1/", "files": 2, "objects": 2}
+        with pytest.raises(BadRequest):
+            await ev.request("files.delete", agent_id=agent, prefix="../other")

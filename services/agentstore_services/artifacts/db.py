@@ -91,6 +91,9 @@ class ArtifactsDb(Gateway):
     async def get_file(self, file_id: str) -> Record | None:
         return await self.run.fetchrow(Q["get_file"], file_id=file_id)
 
+    async def delete_prefix(self, agent_id: str, key_prefix: str) -> list[Record]:
+        return await self.run.fetch(Q["delete_prefix"], agent_id=agent_id, key_prefix=key_prefix)
+
     async def list_files(
         self,
         agent_ids: list[str] | None,

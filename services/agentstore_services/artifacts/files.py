@@ -10,18 +10,21 @@ Large files go straight to MinIO with a presigned PUT and are registered by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agentstore.bus.handle import BusHandle
 from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
-from agentstore.errors import BadRequest, Forbidden, InvalidMessage, NotFound, StoreRejected
+from agentstore.errors import AgentstoreError, BadRequest, Forbidden, InvalidMessage, NotFound, StoreRejected
 from agentstore.ids import new_id
 from agentstore.schemas.artifacts import (
     DEFAULT_BUCKET,
+    DeleteFiles,
     FilesQuery,
     FileUrlQuery,
     PresignRequest,
@@ -32,6 +35,7 @@ from agentstore.schemas.artifacts import (
     object_key,
 )
 from agentstore.schemas.common import EVENT_ID_PATTERN, iso
+from agentstore.schemas.logs import EventIn
 from agentstore.stores import pgwire
 from agentstore.stores.objects import ObjectStore
 from agentstore.stores.postgres import PostgresStore
@@ -43,10 +47,13 @@ _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,
 
 
 class Artifacts:
-    def __init__(self, pg: PostgresStore, objects: ObjectStore, buckets: Sequence[str]) -> None:
+    def __init__(
+        self, pg: PostgresStore, objects: ObjectStore, buckets: Sequence[str], bus: BusHandle | None = None
+    ) -> None:
         self.db = ArtifactsDb(pg)
         self.objects = objects
         self.buckets = tuple(buckets)
+        self.bus = bus  # the audit copies of deletions
 
     async def setup(self) -> None:
         for bucket in self.buckets:
@@ -187,6 +194,23 @@ class Artifacts:
         for item, url in zip(items, urls, strict=True):
             item["url"], item["url_expires_at"] = url, expires_at
         return listed
+
+    async def delete_files(self, ctx: RequestContext, q: DeleteFiles) -> dict[str, Any]:
+        """Objects first, then the metadata: a crash between leaves metadata without an object,
+        which `artifacts reconcile` reports, never an object nobody can find."""
+        key_prefix = f"{q.agent_id}/{q.prefix}"
+        objects = 0
+        for bucket in self.buckets:
+            async for info in self.objects.list(bucket, key_prefix):
+                await self.objects.remove(bucket, info.key)
+                objects += 1
+        rows = await self.db.delete_prefix(q.agent_id, key_prefix)
+        event = EventIn(id=new_id(), type="files_deleted",
+                        payload={"prefix": q.prefix, "files": len(rows), "objects": objects})  # fmt: skip
+        if self.bus is not None:
+            with contextlib.suppress(AgentstoreError):  # the reply says what was deleted either way
+                await self.bus.publish(f"agents.{q.agent_id}.events", event, f"{q.agent_id}:{event.id}")
+        return {"agent_id": q.agent_id, "prefix": q.prefix, "files": len(rows), "objects": objects}
 
     async def file_url(self, ctx: RequestContext, q: FileUrlQuery) -> dict[str, Any]:
         row = await self.db.get_file(q.file_id)

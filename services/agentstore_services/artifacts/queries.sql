@@ -45,3 +45,10 @@ SELECT file_id, object_key FROM binary_file_metadata WHERE bucket = :bucket
 
 -- name: delete_file
 DELETE FROM binary_file_metadata WHERE file_id = :file_id
+
+-- name: delete_prefix
+-- Every metadata row of the agent whose key starts with the prefix (a literal, not a
+-- LIKE pattern: starts_with).
+DELETE FROM binary_file_metadata
+WHERE agent_id = :agent_id AND starts_with(object_key, :key_prefix)
+RETURNING bucket, object_key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from agentstore.bus.handle import BusHandle
 from agentstore.bus.ingest import Handler, ingests
 from agentstore.bus.rpc import bind
 from agentstore.config import Settings
@@ -23,7 +24,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             secure=settings.s3_secure,
         )
     )  # fmt: skip
-    artifacts = Artifacts(pg, objects, settings.s3_buckets)
+    bus = BusHandle()
+    artifacts = Artifacts(pg, objects, settings.s3_buckets, bus)
     await artifacts.setup()
     return Wiring(
         ingests=ingests(
@@ -40,9 +42,11 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 "query.files": artifacts.query_files,
                 "query.screenshots": artifacts.query_screenshots,
                 "query.file_url": artifacts.file_url,
+                "files.delete": artifacts.delete_files,
             },
         ),
         checks={"postgres": pg.ping, "s3": objects.ping},
+        bus=bus,
     )
 
 

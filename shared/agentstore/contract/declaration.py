@@ -72,6 +72,7 @@ RESTORE = Endpoint("agents.{agent}.rpc.restore", t.RestoreRequest, t.Restored, "
 QUERY_FILES = Endpoint("query.files", a.FilesQuery, Page[a.FileItem], "artifacts", EVERYONE, "file metadata", after="ARTIFACTS")
 QUERY_FILE_URL = Endpoint("query.file_url", a.FileUrlQuery, a.FileUrl, "artifacts", FRONTEND_AGENT, "a presigned GET of a file")
 QUERY_SCREENSHOTS = Endpoint("query.screenshots", a.ScreenshotsQuery, Page[a.FileItem], "artifacts", FRONTEND_AGENT, "files with a presigned GET each", after="ARTIFACTS")
+FILES_DELETE = Endpoint("files.delete", a.DeleteFiles, a.FilesDeleted, "artifacts", EVALUATOR, "deletes an agent's files under a prefix (audited)")
 PRESIGN = Endpoint("agents.{agent}.rpc.presign", a.PresignRequest, a.Presigned, "artifacts", AGENT, "a presigned PUT under the agent's prefix")
 # metrics service
 QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
@@ -119,6 +120,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     QUERY_FILES,
     QUERY_FILE_URL,
     QUERY_SCREENSHOTS,
+    FILES_DELETE,
     PRESIGN,
     QUERY_METRICS,
     QUERY_METRIC_NAMES,
@@ -137,7 +139,8 @@ SERVICES: tuple[ServiceDecl, ...] = (
     ServiceDecl("logs", streams=("LOGS",)),
     # tasks copies run transitions to the holder's audit trail and asks metrics for restore.
     ServiceDecl("tasks", streams=("TASKS",), publishes=("agents.*.events",), calls=("query.agent_metrics",)),
-    ServiceDecl("artifacts", streams=("ARTIFACTS",)),
+    # artifacts copies deletions to the agent's audit trail.
+    ServiceDecl("artifacts", streams=("ARTIFACTS",), publishes=("agents.*.events",)),
     ServiceDecl("metrics", streams=("METRICS",)),
     # The OTLP/HTTP receiver: spans, logs and metrics of OpenTelemetry-instrumented agents
     # become their events, logs and metric points (it publishes as a gateway, consumes nothing).

@@ -12,6 +12,7 @@ import msgspec
 from agentstore.schemas.common import (
     DEFAULT_LIMIT,
     After,
+    AgentId,
     AgentIds,
     EventId,
     Limit,
@@ -109,6 +110,15 @@ class ScreenshotsQuery(FilesQuery):
     url_seconds: Annotated[int, msgspec.Meta(ge=1, le=604_800)] = 3600
 
 
+class DeleteFiles(Strict):
+    """`files.delete` (v1.3, seed 003's "delete prefix"): every object under
+    `{agent_id}/{prefix}` in every bucket, and its metadata; recorded in the agent's
+    audit trail (`agents.{agent}.events`, type `files_deleted`)."""
+
+    agent_id: AgentId
+    prefix: Annotated[str, msgspec.Meta(max_length=512, pattern=r"^(?!.*\.\.)[A-Za-z0-9._/-]*$")] = ""
+
+
 class FileUrlQuery(Strict):
     file_id: Annotated[str, msgspec.Meta(min_length=3, max_length=200)]
     expires_seconds: Annotated[int, msgspec.Meta(ge=1, le=604_800)] = 3600
@@ -134,6 +144,13 @@ class FileItem(Reply):
     etag: str | None = None
     url: str | None = None  # with `urls: true`
     url_expires_at: str | None = None
+
+
+class FilesDeleted(Reply):
+    agent_id: str
+    prefix: str
+    files: int  # metadata rows removed
+    objects: int  # objects removed (with or without metadata)
 
 
 class FileUrl(Reply):
