@@ -103,3 +103,27 @@ async def test_seed_001_conversation_files_import_idempotently(
     assert conv["updated_at"] == "2025-01-25T10:00:05.000Z"
     assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]
     assert conv["messages"][1]["source_citations"] == [{"page": 3}]
+
+
+async def test_seed_001_a_folder_of_many_agents_files_imports_per_agent(
+    logs_service: ServiceHost, nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    from agentstore.ops.portable import import_seed_tree
+
+    agents = [new_agent("ann"), new_agent("ben")]
+    for n, agent in enumerate(agents):
+        folder = tmp_path / "backups" / agent
+        folder.mkdir(parents=True)
+        for c in range(3):
+            seed = {"conversation_id": f"c{n}{c}", "user_id": "u", "created_at": "2025-01-25T10:00:00",
+                    "messages": [{"role": "user", "content": f"hi {i}", "timestamp": f"2025-01-25T10:00:0{i}"}
+                                 for i in range(4)]}  # fmt: skip
+            (folder / f"conv{c}.json").write_text(json.dumps(seed))
+    for _ in range(2):  # idempotent
+        counts = await import_seed_tree([tmp_path / "backups"], None, settings)
+        assert counts == {"agents": 2, "conversations": 6, "messages": 24}
+    for n, agent in enumerate(agents):
+        code, page = await request(nc, "query.conversations", {"agent_ids": [agent]})
+        assert code == 200 and sorted(c["conversation_id"] for c in page["items"]) == [
+            f"c{n}{c}" for c in range(3)
+        ]

@@ -47,6 +47,7 @@ CONVERSATION_INDEXES: Indexes = {
     "agent_updated": ([("agent_id", 1), ("updated_at", -1), ("_id", -1)], False),
     "user_updated": ([("user_id", 1), ("updated_at", -1)], False),
     "updated": ([("updated_at", -1), ("_id", -1)], False),
+    "created": ([("created_at", -1)], False),  # seed 001's index
 }
 MESSAGE_INDEXES: Indexes = {
     "conversation_ts": ([("agent_id", 1), ("conversation_id", 1), ("ts", 1), ("_id", 1)], False),

@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--objects", action="store_true", help="with --full: the buckets' objects too")
     load = sub.add_parser("import", help="load an export (idempotent) or seed-001 JSON files")
     load.add_argument("--from", dest="source", help="a folder or s3://bucket/prefix of an export")
-    load.add_argument("--seed-json", nargs="+", type=Path, help="seed-001 conversation files")
-    load.add_argument("--agent", help="the agent the --seed-json conversations belong to")
+    load.add_argument("--seed-json", nargs="+", type=Path, help=SEED_JSON_HELP)
+    load.add_argument("--agent", help="the agent the --seed-json files belong to")
     load.add_argument("--full", action="store_true", help="restore an `export --full` into an empty stack")
     artifacts = sub.add_parser("artifacts", help="artifact maintenance")
     artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
@@ -344,6 +344,9 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(specs, settings))
 
 
+SEED_JSON_HELP = "seed-001 conversation files or folders; DIR/<agent>/*.json without --agent"
+
+
 def _export(args: argparse.Namespace) -> int:
     from agentstore.ops.portable import export_to
 
@@ -360,7 +363,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from agentstore.ops.portable import import_from, import_seed
+    from agentstore.ops.portable import import_from, import_seed_tree
 
     if args.full:
         from agentstore.config import Settings
@@ -373,9 +376,7 @@ def _import(args: argparse.Namespace) -> int:
     if bool(args.source) == bool(args.seed_json):
         raise AgentstoreError("give either --from (an export) or --seed-json FILES --agent A")
     if args.seed_json:
-        if not args.agent:
-            raise AgentstoreError("--seed-json needs --agent: the agent the conversations belong to")
-        counts = asyncio.run(import_seed(args.seed_json, args.agent))
+        counts = asyncio.run(import_seed_tree(args.seed_json, args.agent))
     else:
         counts = asyncio.run(import_from(args.source))
     _print_counts("imported", counts, as_json=args.json)

@@ -10,6 +10,7 @@ from typing import Any
 from rich.progress import Progress as Bar
 
 from agentstore.config import Settings
+from agentstore.errors import AgentstoreError
 from agentstore.stores.mongo import MongoStore
 from agentstore.stores.objects import ObjectStore
 
@@ -86,6 +87,39 @@ async def import_seed(files: list[Path], agent: str, settings: Settings | None =
     settings = settings or Settings()
     async with MongoStore(settings.mongodb_url, settings.mongodb_db) as mongo:
         return await _with_bar(lambda p: import_seed_files(mongo, files, agent, p))
+
+
+def seed_files_by_agent(paths: list[Path], agent: str | None) -> dict[str, list[Path]]:
+    """Seed-001 files to load, by agent: files and folders for `agent`; without one, a
+    folder of agents' folders (`DIR/<agent>/*.json`, the way a fleet's backups sit)."""
+    found: dict[str, list[Path]] = {}
+    for path in paths:
+        if path.is_file():
+            if agent is None:
+                raise AgentstoreError(
+                    f"{path} is a file: say whose with --agent (or give DIR/<agent>/*.json)"
+                )
+            found.setdefault(agent, []).append(path)
+        elif path.is_dir() and agent is not None:
+            found.setdefault(agent, []).extend(sorted(path.rglob("*.json")))
+        elif path.is_dir():
+            for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+                found.setdefault(folder.name, []).extend(sorted(folder.rglob("*.json")))
+        else:
+            raise AgentstoreError(f"{path}: no such file or folder")
+    return found
+
+
+async def import_seed_tree(
+    paths: list[Path], agent: str | None, settings: Settings | None = None
+) -> dict[str, int]:
+    """Many agents' seed-001 files at once; idempotent like `import_seed`."""
+    totals: dict[str, int] = {"agents": 0}
+    for name, files in seed_files_by_agent(paths, agent).items():
+        totals["agents"] += 1
+        for key, n in (await import_seed(files, name, settings)).items():
+            totals[key] = totals.get(key, 0) + n
+    return totals
 
 
 async def reconcile_artifacts(repair: bool, settings: Settings | None = None) -> dict[str, Any]:
