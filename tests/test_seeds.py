@@ -10,7 +10,7 @@ from agentstore import contract
 from agentstore.client import AgentClient, EvaluatorClient
 from agentstore.devstack.servers import Server
 from agentstore.errors import BadRequest, NotFound
-from agentstore.lifecycle.runner import ServiceHost
+from agentstore.lifecycle.runner import ServiceHost, running
 from agentstore.schemas.logs import OutputIn
 from agentstore.schemas.tasks import ClaimRun, ReleaseRun, RenewLease, RestoreRequest
 from tests.helpers import eventually, new_agent
@@ -283,3 +283,23 @@ async def test_seed_003_agents_write_evaluators_read_metadata_frontends_get_urls
         assert event.payload == {"prefix": "t1/", "files": 2, "objects": 2}
         with pytest.raises(BadRequest):
             await ev.request("files.delete", agent_id=agent, prefix="../other")
+
+
+async def test_seed_002_history_caps_are_settable(nats_server: Server, stack_servers: Any) -> None:
+    from agentstore.schemas.metrics import CustodyTest, Learning
+    from agentstore_services.metrics.service import SPEC as METRICS
+    from tests.conftest import make_settings
+
+    settings = make_settings(nats_server, stack_servers.mongo, stack_servers,
+                             metrics_history_caps={"test_history": 3, "learning_patterns": 2})  # fmt: skip
+    agent = new_agent("capped")
+    async with running(METRICS, settings), await EvaluatorClient.connect(nats_server.url) as ev:
+        for i in range(5):
+            await ev.custody_test(CustodyTest(agent_id=agent, passed=True, score=float(i), duration=1.0))
+        profile = await ev.learning(Learning(agent_id=agent, patterns=["a", "b", "c"], suggestions=["s"]))
+        assert [h["score"] for h in profile.test_history] == [2.0, 3.0, 4.0]
+        assert profile.learning_patterns == ["b", "c"] and profile.improvement_suggestions == ["s"]
+    with pytest.raises(Exception, match="unknown histories"):
+        async with running(METRICS, make_settings(nats_server, stack_servers.mongo, stack_servers,
+                                                  metrics_history_caps={"tests": 3})):  # fmt: skip
+            pass

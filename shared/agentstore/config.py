@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # metrics service: days per tier, e.g. METRICS_RETENTION_DAYS='{"raw_days": 7,
     # "minute_days": 30, "hour_days": 400}' (those are the defaults).
     metrics_retention_days: dict[str, float] = Field(default_factory=dict)
+    # metrics service: entries each profile history keeps, e.g. METRICS_HISTORY_CAPS=
+    # '{"test_history": 200}' (defaults: test_history 50, learning_patterns 100,
+    # improvement_suggestions 50, seed 002's max_*_size settings).
+    metrics_history_caps: dict[str, int] = Field(default_factory=dict)
 
     @property
     def nats(self) -> NatsSettings:

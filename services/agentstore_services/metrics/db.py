@@ -131,11 +131,12 @@ class MetricsDb(Gateway):
     async def apply_learning(
         self, agent_id: str, learning_score: float | None, success_rate: float | None,
         failure_rate: float | None, pass_rate: float | None, patterns: list[str], suggestions: list[str],
+        patterns_cap: int = 100, suggestions_cap: int = 50,
     ) -> Record | None:  # fmt: skip
         return await self.run.fetchrow(
             Q["apply_learning"], agent_id=agent_id, learning_score=learning_score, success_rate=success_rate,
             failure_rate=failure_rate, pass_rate=pass_rate, patterns=json_text(patterns),
-            suggestions=json_text(suggestions),
+            suggestions=json_text(suggestions), patterns_cap=patterns_cap, suggestions_cap=suggestions_cap,
         )  # fmt: skip
 
     async def update_profile(self, agent_id: str, updates: dict[str, Any]) -> Record | None:

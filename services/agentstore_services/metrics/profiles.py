@@ -40,7 +40,7 @@ from agentstore.schemas.metrics import (
 from agentstore_services.metrics.db import MetricsDb, to_wire
 
 XP_PER_LEVEL = 100
-TEST_HISTORY = 50
+HISTORY_CAPS = {"test_history": 50, "learning_patterns": 100, "improvement_suggestions": 50}
 
 
 def default_xp(passed: bool, score: float) -> int:
@@ -48,8 +48,10 @@ def default_xp(passed: bool, score: float) -> int:
 
 
 class Profiles:
-    def __init__(self, db: MetricsDb) -> None:
+    def __init__(self, db: MetricsDb, caps: dict[str, int] | None = None) -> None:
         self.db = db
+        # How many entries each history keeps (seed 002's max_*_size settings).
+        self.caps = {**HISTORY_CAPS, **(caps or {})}
 
     async def query(self, ctx: RequestContext, q: ProfileQuery) -> dict[str, Any] | ProfilesReply:
         if ctx.agent is not None:
@@ -77,7 +79,7 @@ class Profiles:
         async with self.db.transaction() as tx:
             await tx.ensure_profile(q.agent_id)
             row = await tx.apply_custody_test(
-                q.agent_id, q.passed, xp, when, entry, TEST_HISTORY, XP_PER_LEVEL
+                q.agent_id, q.passed, xp, when, entry, self.caps["test_history"], XP_PER_LEVEL
             )
         assert row is not None
         return to_wire(row)
@@ -88,6 +90,7 @@ class Profiles:
             row = await tx.apply_learning(
                 q.agent_id, q.learning_score, q.success_rate, q.failure_rate, q.pass_rate,
                 q.patterns or [], q.suggestions or [],
+                self.caps["learning_patterns"], self.caps["improvement_suggestions"],
             )  # fmt: skip
         assert row is not None
         return to_wire(row)

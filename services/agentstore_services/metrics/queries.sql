@@ -165,14 +165,14 @@ UPDATE agent_metrics m SET
         SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
             SELECT e, n FROM jsonb_array_elements(m.learning_patterns || :patterns::jsonb)
                 WITH ORDINALITY AS h(e, n)
-            ORDER BY n DESC LIMIT 100
+            ORDER BY n DESC LIMIT :patterns_cap
         ) kept
     ),
     improvement_suggestions = (
         SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb) FROM (
             SELECT e, n FROM jsonb_array_elements(m.improvement_suggestions || :suggestions::jsonb)
                 WITH ORDINALITY AS h(e, n)
-            ORDER BY n DESC LIMIT 50
+            ORDER BY n DESC LIMIT :suggestions_cap
         ) kept
     ),
     updated_at = now()

@@ -7,10 +7,11 @@ from contextlib import AsyncExitStack
 from agentstore.bus.ingest import Handler, ingests
 from agentstore.bus.rpc import bind
 from agentstore.config import Settings
+from agentstore.errors import ConfigError
 from agentstore.lifecycle.runner import ServiceSpec, Wiring
 from agentstore.stores.postgres import PostgresStore
 from agentstore_services.metrics.db import MIGRATIONS, MetricsDb
-from agentstore_services.metrics.profiles import Profiles
+from agentstore_services.metrics.profiles import HISTORY_CAPS, Profiles
 from agentstore_services.metrics.series import Retention, Series, decode_point
 
 SWEEP_SECONDS = 3600.0
@@ -21,7 +22,11 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     await pg.migrate("metrics", MIGRATIONS)
     db = MetricsDb(pg)
     series = Series(db, Retention(**settings.metrics_retention_days))
-    profiles = Profiles(db)
+    unknown = set(settings.metrics_history_caps) - set(HISTORY_CAPS)
+    if unknown:
+        raise ConfigError(f"METRICS_HISTORY_CAPS names unknown histories {sorted(unknown)}; "
+                          f"the histories are {sorted(HISTORY_CAPS)}")  # fmt: skip
+    profiles = Profiles(db, settings.metrics_history_caps)
     return Wiring(
         ingests=ingests("metrics", {"metrics": Handler(decode_point, series.write)}),
         endpoints=bind(
