@@ -104,3 +104,14 @@ class ServiceProcess:
     def stop(self) -> None:
         if self.server is not None:
             self.server.kill()
+
+
+async def scrape(port: int | None) -> str:
+    """A service's /metrics text (its health port), over a raw HTTP/1.1 request."""
+    assert port is not None, "the service has no health port yet"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    body = (await reader.read()).decode()
+    writer.close()
+    return body

@@ -15,7 +15,7 @@ from agentstore.lifecycle.runner import running
 from agentstore.stores.mongo import MongoStore
 from agentstore_services.logs.service import SPEC as LOGS
 from tests.conftest import make_settings, start_mongo
-from tests.helpers import ServiceProcess, as_json, eventually, log_body, new_agent, publish_all
+from tests.helpers import ServiceProcess, as_json, eventually, log_body, new_agent, publish_all, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -124,15 +124,6 @@ def backlog_of(metrics: str, stream: str = "LOGS", consumer: str = "logs") -> fl
         if line.startswith(f'agentstore_consumer_backlog{{consumer="{consumer}",stream="{stream}"}}'):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no backlog gauge for {stream}/{consumer} in /metrics")
-
-
-async def scrape(port: int) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    await writer.drain()
-    body = (await reader.read()).decode()
-    writer.close()
-    return body
 
 
 async def test_metrics_show_the_backlog_rising_while_the_service_cannot_store(

@@ -21,7 +21,7 @@ from agentstore.devstack.servers import Server, free_port
 from agentstore.lifecycle.runner import ServiceHost, running
 from agentstore.logging import AgentstoreHandler, traced
 from agentstore_services.otlp.service import SPEC as OTLP
-from tests.helpers import eventually, new_agent
+from tests.helpers import eventually, new_agent, scrape
 
 
 @pytest.fixture
@@ -293,13 +293,3 @@ async def test_srv_stats_time_each_request_and_count_its_errors(
         await eventually(dead_gauge, timeout=10, what="the dead-letter gauge")
     finally:
         await nc.drain()
-
-
-async def scrape(port: int | None) -> str:
-    assert port is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    await writer.drain()
-    body = (await reader.read()).decode()
-    writer.close()
-    return body

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -18,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentstore.devstack import servers
-from agentstore.devstack.supervisor import PAUSE_FILE, Recipe, alive, owns
+from agentstore.devstack.supervisor import PAUSE_FILE, Recipe, alive, owns, spawn
 from agentstore.errors import StackError
 
+SUPERVISOR_ARGV = [sys.executable, "-m", "agentstore", "supervise"]
 SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp")
 
 
@@ -106,23 +106,18 @@ class Stack:
         pid = self.pid("supervisor")
         if pid is not None:
             return pid
-        argv = [sys.executable, "-m", "agentstore", "supervise"]
-        recipe_env = {"AGENTSTORE_HOME": str(self.home)}
-        log_path = self.logs / "supervisor.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **recipe_env}, start_new_session=True,
-            )  # fmt: skip
+        # Spawned like any recorded process, but its recipe is not saved: the supervisor
+        # does not restart itself; `up` does.
+        recipe = Recipe("supervisor", SUPERVISOR_ARGV, {"AGENTSTORE_HOME": str(self.home)},
+                        str(self.logs / "supervisor.log"), "-")  # fmt: skip
+        pid = spawn(recipe)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        # Not a Recipe: the supervisor does not restart itself; `up` does.
-        self._pid_file("supervisor").write_text(f"{process.pid} -\n")
-        return process.pid
+        self._pid_file("supervisor").write_text(f"{pid} -\n")
+        return pid
 
     def stop_supervisor(self) -> None:
         pid = self.pid("supervisor")
-        if pid is not None and owns(pid, [sys.executable, "-m", "agentstore", "supervise"]):
+        if pid is not None and owns(pid, SUPERVISOR_ARGV):
             _terminate(pid, timeout=10)
         self._pid_file("supervisor").unlink(missing_ok=True)
 
