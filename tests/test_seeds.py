@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from agentstore import contract
 from agentstore.client import AgentClient, EvaluatorClient
 from agentstore.devstack.servers import Server
-from agentstore.errors import BadRequest, NotFound
+from agentstore.errors import BadRequest, Forbidden, NotFound
 from agentstore.lifecycle.runner import ServiceHost, running
 from agentstore.schemas.logs import OutputIn
 from agentstore.schemas.tasks import ClaimRun, ReleaseRun, RenewLease, RestoreRequest
@@ -207,21 +208,44 @@ async def test_seed_002_agent_metrics_operations_in_the_seeds_order(
 
 
 async def test_seed_000_experiments_pause_and_resume_and_a_bad_state_says_what_is_accepted(
-    tasks_service: ServiceHost, nats_server: Server
+    tasks_service: ServiceHost, metrics_service: ServiceHost, nats_server: Server
 ) -> None:
     import msgspec
     import nats
 
     agent = new_agent("exp")
     async with await AgentClient.connect(nats_server.url, agent) as client:
+        # Seed 000's order: the experiment is created (SyncExperimentStatus), its metrics
+        # stream in (SyncMetrics), it is paused; the agent restarts (RestoreExperiments).
         await client.task("exp-1", "running", kind="experiment", title="lr sweep")
         await client.progress("exp-1", 3, "epoch", percent=30.0)
+        for step, loss in enumerate([0.9, 0.5, 0.31]):
+            await client.metric(
+                "loss", loss, experiment_id="exp-1", ts=datetime(2026, 11, step + 1, 10, tzinfo=UTC)
+            )
+        await client.metric("accuracy", 0.88, experiment_id="exp-1", ts=datetime(2026, 11, 2, 10, tzinfo=UTC))
+        # A late point from the past does not overtake the newest one.
+        await client.metric("loss", 7.0, experiment_id="exp-1", ts=datetime(2026, 10, 1, 10, tzinfo=UTC))
+        await client.metric("loss", 0.2, experiment_id="exp-2")
         await client.task("exp-1", "paused", kind="experiment")
         await client.task("exp-2", "completed", kind="experiment")
         written = await client.flush()
+        latest = await client.query("latest_metrics", agent_id=agent, experiment_ids=["exp-1", "nope"])
+        assert {n: (v.value, v.ts) for n, v in latest.experiments["exp-1"].items()} == {
+            "loss": (0.31, "2026-11-03T10:00:00.000Z"),
+            "accuracy": (0.88, "2026-11-02T10:00:00.000Z"),
+        }
+        assert "nope" not in latest.experiments
         restored = await client.call(contract.RESTORE, RestoreRequest(after=written["TASKS"].as_after()))
         assert [(t.id, t.status, t.latest_progress.step if t.latest_progress else None)
                 for t in restored.tasks] == [("exp-1", "paused", 3)]  # fmt: skip
+        assert restored.tasks[0].latest_metrics is not None
+        assert {n: v.value for n, v in restored.tasks[0].latest_metrics.items()} == {
+            "loss": 0.31,
+            "accuracy": 0.88,
+        }
+        with pytest.raises(Forbidden, match="may only read its own data"):
+            await client.query("latest_metrics", agent_id="someone-else", experiment_ids=["exp-1"])
     nc = await nats.connect(nats_server.url)
     try:
         await nc.jetstream().publish(

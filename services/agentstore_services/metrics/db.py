@@ -62,6 +62,10 @@ class MetricsDb(Gateway):
     async def metric_names(self, agent_ids: list[str] | None) -> list[str]:
         return [r["name"] for r in await self.run.fetch(Q["metric_names"], agent_ids=agent_ids)]
 
+    async def latest_values(self, agent_id: str, experiment_ids: Sequence[str]) -> list[Record]:
+        ids = list(experiment_ids)
+        return await self.run.fetch(Q["latest_values"], agent_id=agent_id, experiment_ids=ids)
+
     async def ingest_points(self, rows: Sequence[PointRow], tiers: Sequence[int]) -> None:
         await self.run.execute(
             Q["ingest_points"],

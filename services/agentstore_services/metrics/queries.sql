@@ -255,3 +255,12 @@ UPDATE agent_metrics AS m SET
     updated_at = now()
 WHERE m.agent_id = :agent_id
 RETURNING m.*
+
+-- name: latest_values
+-- Each (experiment, name)'s newest value among :experiment_ids of :agent_id, from the hourly
+-- rollups (their `last` is the bucket's newest point): hours x names rows per experiment,
+-- never its raw points. An experiment whose points are older than the hourly retention has none.
+SELECT DISTINCT ON (experiment_id, name) experiment_id, name, last AS value, last_ts AS ts
+FROM metric_rollups
+WHERE tier = 3600 AND agent_id = :agent_id AND experiment_id = ANY(:experiment_ids::text[])
+ORDER BY experiment_id, name, bucket DESC

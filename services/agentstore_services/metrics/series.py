@@ -20,8 +20,8 @@ from agentstore.bus.ingest import Envelope
 from agentstore.bus.rpc import RequestContext
 from agentstore.errors import BadRequest
 from agentstore.lifecycle.periodic import Periodic
-from agentstore.schemas.common import decode_cursor, encode_cursor, ms_of, to_ms
-from agentstore.schemas.metrics import MetricIn, MetricNamesQuery, MetricsQuery
+from agentstore.schemas.common import decode_cursor, encode_cursor, iso, ms_of, to_ms
+from agentstore.schemas.metrics import LatestMetricsQuery, MetricIn, MetricNamesQuery, MetricsQuery
 from agentstore_services.metrics.db import MetricsDb, PointRow, Range
 
 log = logging.getLogger("agentstore.metrics")
@@ -59,6 +59,14 @@ class Series:
 
     async def names(self, ctx: RequestContext, q: MetricNamesQuery) -> dict[str, Any]:
         return {"names": await self.db.metric_names(ctx.scope(q.agent_ids))}
+
+    async def latest(self, ctx: RequestContext, q: LatestMetricsQuery) -> dict[str, Any]:
+        ctx.check_agent(q.agent_id)
+        experiments: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in await self.db.latest_values(q.agent_id, q.experiment_ids):
+            experiments.setdefault(row["experiment_id"], {})[row["name"]] = {
+                "value": row["value"], "ts": iso(row["ts"])}  # fmt: skip
+        return {"agent_id": q.agent_id, "experiments": experiments}
 
     async def query(self, ctx: RequestContext, q: MetricsQuery) -> dict[str, Any]:
         agents = ctx.scope(q.agent_ids)

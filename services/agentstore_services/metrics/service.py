@@ -34,6 +34,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             {
                 "query.metrics": series.query,
                 "query.metric_names": series.names,
+                "query.latest_metrics": series.latest,
                 "query.agent_metrics": profiles.query,
                 "query.summary": profiles.summary,
                 "eval.custody_test": profiles.custody_test,

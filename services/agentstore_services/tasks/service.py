@@ -31,9 +31,14 @@ class Restore:
         assert ctx.agent is not None
         held = await self.runs.db.held_runs(ctx.agent)
         open_tasks = await self.tasks.non_terminal(ctx.agent, q.cursor, q.limit)
+        items = open_tasks["items"]
+        latest = await self._latest_metrics(ctx.agent, [t["id"] for t in items])
+        for item in items:
+            if item["id"] in latest:
+                item["latest_metrics"] = latest[item["id"]]
         return {
             "agent_id": ctx.agent,
-            "tasks": open_tasks["items"],
+            "tasks": items,
             "runs": [run_item(r) for r in held],
             "metrics": await self._profile(ctx.agent),
             "next_cursor": open_tasks["next_cursor"],
@@ -41,8 +46,20 @@ class Restore:
 
     async def _profile(self, agent: str) -> Any:
         """The metrics service's profile of the agent, or null when it has none or is away."""
+        return await self._ask_metrics("query.agent_metrics", {"agent_id": agent})
+
+    async def _latest_metrics(self, agent: str, task_ids: list[str]) -> dict[str, Any]:
+        """Each open task's latest metric values (its id as `experiment_id`); none when the
+        metrics service is away: restore answers with what the tasks service holds."""
+        if not task_ids:
+            return {}
+        body = {"agent_id": agent, "experiment_ids": task_ids}
+        reply = await self._ask_metrics("query.latest_metrics", body)
+        return dict(reply["experiments"]) if reply else {}
+
+    async def _ask_metrics(self, subject: str, body: dict[str, Any]) -> Any:
         try:
-            reply = await self.bus.request("query.agent_metrics", {"agent_id": agent}, timeout=2)
+            reply = await self.bus.request(subject, body, timeout=2)
         except Exception:
             return None
         if (reply.headers or {}).get("Nats-Service-Error-Code"):

@@ -77,6 +77,7 @@ PRESIGN = Endpoint("agents.{agent}.rpc.presign", a.PresignRequest, a.Presigned, 
 # metrics service
 QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
 QUERY_METRIC_NAMES = Endpoint("query.metric_names", m.MetricNamesQuery, m.MetricNames, "metrics", EVALUATOR_AGENT, "the names of the stored series", after="METRICS")
+QUERY_LATEST_METRICS = Endpoint("query.latest_metrics", m.LatestMetricsQuery, m.LatestMetrics, "metrics", EVALUATOR_AGENT, "each experiment's newest value of each metric", after="METRICS")
 QUERY_AGENT_METRICS = Endpoint("query.agent_metrics", m.ProfileQuery, m.Profile, "metrics", EVALUATOR_AGENT, "one agent's profile, or all profiles", replies=(m.Profiles,))
 QUERY_SUMMARY = Endpoint("query.summary", m.SummaryQuery, m.Summary, "metrics", EVALUATOR_FRONTEND, "fleet analytics")
 EVAL_CUSTODY_TEST = Endpoint("eval.custody_test", m.CustodyTest, m.Profile, "metrics", EVALUATOR, "records a custody test result")
@@ -124,6 +125,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
     PRESIGN,
     QUERY_METRICS,
     QUERY_METRIC_NAMES,
+    QUERY_LATEST_METRICS,
     QUERY_AGENT_METRICS,
     QUERY_SUMMARY,
     EVAL_CUSTODY_TEST,
@@ -137,8 +139,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (  # type: ignore[type-arg]
 
 SERVICES: tuple[ServiceDecl, ...] = (
     ServiceDecl("logs", streams=("LOGS",)),
-    # tasks copies run transitions to the holder's audit trail and asks metrics for restore.
-    ServiceDecl("tasks", streams=("TASKS",), publishes=("agents.*.events",), calls=("query.agent_metrics",)),
+    # tasks copies run transitions to the holder's audit trail and asks metrics for restore
+    # (the profile, and the open experiments' latest values).
+    ServiceDecl(
+        "tasks",
+        streams=("TASKS",),
+        publishes=("agents.*.events",),
+        calls=("query.agent_metrics", "query.latest_metrics"),
+    ),  # fmt: skip
     # artifacts copies deletions to the agent's audit trail.
     ServiceDecl("artifacts", streams=("ARTIFACTS",), publishes=("agents.*.events",)),
     ServiceDecl("metrics", streams=("METRICS",)),

@@ -65,6 +65,15 @@ class MetricNamesQuery(Strict):
     after: After | None = None
 
 
+class LatestMetricsQuery(Strict):
+    """`query.latest_metrics` (v1.4, seed 000): each experiment's newest value of every metric
+    published with that `experiment_id`, for `rpc.restore` and for anyone resuming one."""
+
+    agent_id: AgentId
+    experiment_ids: Annotated[list[EventId], msgspec.Meta(min_length=1, max_length=1000)]
+    after: After | None = None
+
+
 class ProfileQuery(Strict):
     agent_id: AgentId | None = None
     # Without agent_id (v1.3): every profile, by agent id, in pages.
@@ -173,6 +182,19 @@ def update_fields(update: ProfileUpdate) -> dict[str, Any]:
 
 class MetricNames(Reply):
     names: list[str]
+
+
+class LatestValue(Reply):
+    value: float
+    ts: str
+
+
+class LatestMetrics(Reply):
+    """`query.latest_metrics`: `experiments[experiment_id][name]` is the newest point's value
+    and time; an experiment without points is absent."""
+
+    agent_id: str
+    experiments: dict[str, dict[str, LatestValue]]
 
 
 class Series(Reply):

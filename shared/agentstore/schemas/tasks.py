@@ -19,7 +19,7 @@ from agentstore.schemas.common import (
     Strict,
     UtcTime,
 )
-from agentstore.schemas.metrics import Profile
+from agentstore.schemas.metrics import LatestValue, Profile
 
 # v1.3 adds "paused": open like pending and running (restore returns it).
 TaskStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
@@ -239,6 +239,9 @@ class TaskItem(Reply):
     title: str | None = None
     meta: FreeMap | None = None
     latest_progress: Progress | None = None
+    # v1.4, in `rpc.restore` only: the newest value of each metric published with this task's
+    # id as `experiment_id` (seed 000's experiments resume with their metrics).
+    latest_metrics: dict[str, LatestValue] | None = None
 
 
 class Evaluation(Reply):
