@@ -360,10 +360,12 @@ class AgentClient:
                                         task_id=task_id, tags=tags, ts=_utc(ts)))  # fmt: skip
 
     async def screenshot(self, data: bytes | Path, name: str, *, content_type: str = "image/png",
-                         task_id: str | None = None, bucket: str | None = None) -> str:  # fmt: skip
-        """Store an artifact: inline when small, by presigned upload when large. Returns its file id."""
+                         task_id: str | None = None, bucket: str | None = None,
+                         id: str | None = None) -> str:  # fmt: skip
+        """Store an artifact: inline when small, by presigned upload when large. Returns its file id.
+        Pass `id` to make storing the same file again a no-op (an importer's stable id)."""
         payload = data.read_bytes() if isinstance(data, Path) else data
-        artifact_id = new_id()
+        artifact_id = id or new_id()
         if len(payload) <= INLINE_LIMIT:
             headers = {"Content-Type": content_type, "Artifact-Name": name}
             if task_id:

@@ -11,6 +11,7 @@ conversation with its `messages` per file) are read too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ import msgspec
 
 from agentstore.errors import InvalidMessage
 from agentstore.schemas.common import (
+    AGENT_ID_PATTERN,
     AgentId,
     EventId,
     FreeMap,
@@ -29,10 +31,12 @@ from agentstore.schemas.common import (
     decode_message,
     to_ms,
 )
-from agentstore.schemas.logs import EventIn, MemoryIn, MessageIn
+from agentstore.schemas.logs import EventIn, MemoryIn, MessageIn, OutputIn
 from agentstore.stores.mongo import Document, MongoStore
+from agentstore.stores.seedfiles import Report, mongo_lines, split, stable_id
 from agentstore_services.logs.conversations import conversation_key
 from agentstore_services.logs.documents import agents_filter, make_doc, to_item
+from agentstore_services.logs.outputs import Outputs
 
 COLLECTIONS = ("conversations", "messages", "memories", "events")
 BATCH = 1000
@@ -235,3 +239,59 @@ async def import_seed_files(
 
 def _encode(record: dict[str, Any]) -> bytes:
     return msgspec.json.encode({k: v for k, v in record.items() if v is not None})
+
+
+# Seed 004's `agent_outputs` (mongoexport JSON Lines): the seed upserts one output per
+# (run, agent, kind), so that triple names it here too and a re-import replaces nothing new.
+AGENT_ID = re.compile(AGENT_ID_PATTERN)
+SEED_OUTPUT_FIELDS = {"run_id", "agent", "agent_id", "kind", "schema_version", "data", "created_at",
+                      "updated_at", "ts", "task_id"}  # fmt: skip
+
+
+async def import_seed_outputs(mongo: MongoStore, path: Path, report: Report) -> None:
+    outputs = Outputs(mongo)
+    docs: list[Document] = []
+    for number, doc in mongo_lines(path):
+        where = f"{path.name}:{number}"
+        if isinstance(doc, str):
+            report.refuse(where, doc)
+            continue
+        ours, rest = split(doc, SEED_OUTPUT_FIELDS)
+        agent = ours.pop("agent", None) or ours.pop("agent_id", None)
+        ours.pop("agent_id", None)
+        if not isinstance(agent, str):
+            report.refuse(where, "an output needs its agent (a string)")
+            continue
+        data = ours.get("data")
+        if rest and isinstance(data, dict):
+            data = {**data, "_seed_fields": rest}
+        body = {
+            "id": stable_id(str(ours.get("run_id")), agent, str(ours.get("kind"))),
+            "kind": ours.get("kind"),
+            "schema_version": ours.get("schema_version", 1),
+            "data": data,
+            "ts": ours.get("updated_at") or ours.get("ts") or ours.get("created_at"),
+            "run_id": ours.get("run_id"),
+            "task_id": ours.get("task_id"),
+            "agent_id": agent,
+        }
+        try:
+            output = decode_message(_encode(body), OutputIn)
+            if not AGENT_ID.match(agent):
+                raise InvalidMessage(f"agent {agent!r} is not an agent id ({AGENT_ID.pattern})")
+        except InvalidMessage as exc:
+            report.refuse(where, str(exc))
+            continue
+        docs.append(make_doc(agent, output, datetime.now(UTC)))
+        if len(docs) == BATCH:
+            await _store_outputs(outputs, docs, report)
+            docs = []
+    if docs:
+        await _store_outputs(outputs, docs, report)
+
+
+async def _store_outputs(outputs: Outputs, docs: list[Document], report: Report) -> None:
+    refused = await outputs.write(docs)
+    for index, reason in refused.items():
+        report.refuse(f"agent_outputs {docs[index]['_id']}", reason)
+    report.stored("agent_outputs", len(docs) - len(refused))

@@ -252,7 +252,11 @@ UPDATE agent_metrics AS m SET
             r.total_tests_failed, r.consecutive_successes, r.consecutive_failures, r.last_test_date,
             r.test_history, r.learning_patterns, r.improvement_suggestions
      FROM jsonb_populate_record(m, :fields::jsonb) AS r),
-    updated_at = now()
+    -- Setting what is already there is not an update: an importer run twice leaves the row
+    -- exactly as it was.
+    updated_at = CASE
+        WHEN (SELECT to_jsonb(r) FROM jsonb_populate_record(m, :fields::jsonb) AS r) IS DISTINCT FROM to_jsonb(m)
+        THEN now() ELSE m.updated_at END
 WHERE m.agent_id = :agent_id
 RETURNING m.*
 

@@ -141,6 +141,52 @@ class TasksDb(Gateway):
             max_attempts=max_attempts,
         )  # fmt: skip
 
+    # -- seed 004's collections moving in (seed004.py) -----------------------------
+    async def import_studies(self, rows: Sequence[tuple[str, str, datetime | None]]) -> None:
+        if rows:
+            hashes, specs, created = zip(*rows, strict=True)
+            await self.run.execute(Q["import_studies"], hashes=list(hashes), specs=list(specs),
+                                   created=list(created))  # fmt: skip
+
+    async def existing_studies(self, hashes: list[str]) -> set[str]:
+        return {r["spec_hash"] for r in await self.run.fetch(Q["existing_studies"], hashes=hashes)}
+
+    async def existing_runs(self, run_ids: list[str]) -> set[str]:
+        return {r["run_id"] for r in await self.run.fetch(Q["existing_runs"], run_ids=run_ids)}
+
+    async def import_runs(self, runs: Sequence[Any]) -> None:
+        """Seed runs (`seed004.SeedRun`) as they were."""
+        if not runs:
+            return
+        error = [{"message": r.error} if isinstance(r.error, str) else r.error for r in runs]
+        await self.run.execute(
+            Q["import_runs"], run_ids=[r.run_id for r in runs], hashes=[r.spec_hash for r in runs],
+            kinds=[r.kind for r in runs], priorities=[r.priority for r in runs],
+            statuses=[r.status for r in runs], phases=[r.phase for r in runs],
+            holders=[r.claimed_by for r in runs], leases=[r.lease_expires_at for r in runs],
+            attempts=[r.attempt if r.attempt is not None else int(r.claimed_by is not None) for r in runs],
+            max_attempts=[r.max_attempts for r in runs], errors=[json_text(e) for e in error],
+            summaries=[json_text(r.summary) for r in runs], artifacts=[json_text(r.artifacts) for r in runs],
+            created=[r.created_at for r in runs], updated=[r.updated_at for r in runs],
+            started=[r.started_at for r in runs], ended=[r.ended_at for r in runs],
+        )  # fmt: skip
+
+    async def import_summaries(self, rows: Sequence[tuple[str, str]]) -> None:
+        if rows:
+            await self.run.execute(Q["import_summaries"], run_ids=[r for r, _ in rows],
+                                   summaries=[s for _, s in rows])  # fmt: skip
+
+    async def import_run_events(
+        self, rows: Sequence[tuple[str, str, str | None, datetime | None, Any, str]]
+    ) -> None:
+        """(run_id, type, agent_id, ts, payload, source_id) rows, appended in this order."""
+        if rows:
+            await self.run.execute(
+                Q["import_run_events"], run_ids=[r[0] for r in rows], types=[r[1] for r in rows],
+                agents=[r[2] for r in rows], tss=[r[3] for r in rows],
+                payloads=[json_text(r[4]) for r in rows], sources=[r[5] for r in rows],
+            )  # fmt: skip
+
     async def get_run(self, run_id: str) -> Record | None:
         return await self.run.fetchrow(Q["get_run"], run_id=run_id)
 

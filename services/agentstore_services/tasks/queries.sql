@@ -227,3 +227,49 @@ UPDATE runs SET
     updated_at = now()
 WHERE run_id = :run_id
 RETURNING *
+
+-- name: import_studies
+-- Seed 004's studies with their own spec_hash (never re-hashed); the first import wins.
+INSERT INTO studies (spec_hash, spec, created_at)
+SELECT h, s::jsonb, coalesce(c, now())
+FROM unnest(:hashes::text[], :specs::text[], :created::timestamptz[]) AS u(h, s, c)
+ON CONFLICT (spec_hash) DO NOTHING
+
+-- name: existing_studies
+SELECT spec_hash FROM studies WHERE spec_hash = ANY(:hashes::text[])
+
+-- name: existing_runs
+SELECT run_id FROM runs WHERE run_id = ANY(:run_ids::text[])
+
+-- name: import_runs
+-- Seed 004's runs as they were (status, phase, holder, lease, times); a run already here
+-- (imported before, or living on since) is left alone.
+INSERT INTO runs (run_id, spec_hash, kind, priority, status, phase, claimed_by, lease_expires_at,
+                  attempt, max_attempts, error, summary, artifacts, created_at, updated_at,
+                  started_at, ended_at)
+SELECT r, h, k, p, s, ph, c, l, a, m, e::jsonb, su::jsonb, ar::jsonb, coalesce(ca, now()),
+       coalesce(ua, ca, now()), sa, ea
+FROM unnest(:run_ids::text[], :hashes::text[], :kinds::text[], :priorities::int[], :statuses::text[],
+            :phases::text[], :holders::text[], :leases::timestamptz[], :attempts::int[],
+            :max_attempts::int[], :errors::text[], :summaries::text[], :artifacts::text[],
+            :created::timestamptz[], :updated::timestamptz[], :started::timestamptz[],
+            :ended::timestamptz[])
+    AS u(r, h, k, p, s, ph, c, l, a, m, e, su, ar, ca, ua, sa, ea)
+ON CONFLICT (run_id) DO NOTHING
+
+-- name: import_summaries
+-- A seed 004 summary merged into its run's summary (its keys win); unchanged rows untouched,
+-- so a second import writes nothing.
+UPDATE runs AS r SET summary = coalesce(r.summary, '{}'::jsonb) || u.s::jsonb
+FROM unnest(:run_ids::text[], :summaries::text[]) AS u(id, s)
+WHERE r.run_id = u.id AND r.summary IS DISTINCT FROM coalesce(r.summary, '{}'::jsonb) || u.s::jsonb
+
+-- name: import_run_events
+-- Appended in the order given, each once (by source_id), at the run's current attempt.
+INSERT INTO run_events (run_id, type, agent_id, ts, payload, source_id, attempt)
+SELECT u.r, u.t, u.a, coalesce(u.ts, clock_timestamp()), u.p::jsonb, u.src, runs.attempt
+FROM unnest(:run_ids::text[], :types::text[], :agents::text[], :tss::timestamptz[], :payloads::text[],
+            :sources::text[]) WITH ORDINALITY AS u(r, t, a, ts, p, src, n)
+JOIN runs ON runs.run_id = u.r
+ORDER BY u.n
+ON CONFLICT (source_id) WHERE source_id IS NOT NULL DO NOTHING

@@ -32,11 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--full", action="store_true",
                         help="a backup of all data: every collection and table (to a folder)")  # fmt: skip
     export.add_argument("--objects", action="store_true", help="with --full: the buckets' objects too")
-    load = sub.add_parser("import", help="load an export (idempotent) or seed-001 JSON files")
+    load = sub.add_parser("import", help="load an export, or move a seed system's data in (idempotent)")
     load.add_argument("--from", dest="source", help="a folder or s3://bucket/prefix of an export")
     load.add_argument("--seed-json", nargs="+", type=Path, help=SEED_JSON_HELP)
-    load.add_argument("--agent", help="the agent the --seed-json files belong to")
+    load.add_argument("--agent", help="the agent the --seed-json files or --trajectories belong to")
     load.add_argument("--full", action="store_true", help="restore an `export --full` into an empty stack")
+    load.add_argument("--agent-metrics", metavar="CSV|URL", help=MOVING_IN_HELP["agent_metrics"])
+    load.add_argument("--table", default="agent_metrics", help="with --agent-metrics URL: the table")
+    load.add_argument("--key", default="agent_type", help=MOVING_IN_HELP["key"])
+    load.add_argument("--trajectories", type=Path, metavar="DIR", help=MOVING_IN_HELP["trajectories"])
+    load.add_argument("--seed-004", type=Path, metavar="DIR", help=MOVING_IN_HELP["seed_004"])
+    load.add_argument("--rejects", type=Path, help="write every refused record (file:line: reason) here")
     artifacts = sub.add_parser("artifacts", help="artifact maintenance")
     artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
     rec = artifacts_sub.add_parser(
@@ -344,6 +350,12 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(specs, settings))
 
 
+MOVING_IN_HELP = {
+    "agent_metrics": "seed 002: an agent_metrics table (a CSV file or a postgresql:// URL)",
+    "key": "with --agent-metrics: the column naming the agent (seed 002 keys by agent_type)",
+    "trajectories": "seed 003: DIR/<agent>/<task>/ folders of trajectory JSON and screenshots",
+    "seed_004": "seed 004: mongoexport JSON Lines (studies, runs, summaries, events, agent_outputs)",
+}
 SEED_JSON_HELP = "seed-001 conversation files or folders; DIR/<agent>/*.json without --agent"
 
 
@@ -373,14 +385,45 @@ def _import(args: argparse.Namespace) -> int:
             raise AgentstoreError("--full needs --from FOLDER (an `export --full`)")
         _print_counts("imported", asyncio.run(restore(Settings(), Path(args.source))), as_json=args.json)
         return 0
-    if bool(args.source) == bool(args.seed_json):
-        raise AgentstoreError("give either --from (an export) or --seed-json FILES --agent A")
+    moving_in = [args.agent_metrics, args.trajectories, args.seed_004]
+    if sum(x is not None for x in [args.source, args.seed_json, *moving_in]) != 1:
+        raise AgentstoreError("give one of --from (an export), --seed-json, --agent-metrics, "
+                              "--trajectories or --seed-004")  # fmt: skip
+    if any(x is not None for x in moving_in):
+        return _move_in(args)
     if args.seed_json:
         counts = asyncio.run(import_seed_tree(args.seed_json, args.agent))
     else:
         counts = asyncio.run(import_from(args.source))
     _print_counts("imported", counts, as_json=args.json)
     return 0
+
+
+def _move_in(args: argparse.Namespace) -> int:
+    """A seed system's own data; the refused records are listed, the rest stored."""
+    from agentstore.ops import moving_in
+
+    if args.agent_metrics:
+        report = asyncio.run(
+            moving_in.import_agent_metrics(args.agent_metrics, key=args.key, table=args.table)
+        )
+    elif args.trajectories:
+        report = asyncio.run(moving_in.import_trajectories(args.trajectories, args.agent))
+    else:
+        if not args.seed_004.is_dir():
+            raise AgentstoreError(
+                f"{args.seed_004}: no such folder (mongoexport's studies.jsonl, runs.jsonl ...)"
+            )
+        report = asyncio.run(moving_in.import_seed_004(args.seed_004))
+    _print_counts("imported", report.totals(), as_json=args.json)
+    if args.rejects:
+        args.rejects.write_text("".join(f"{r}\n" for r in report.reasons))
+    elif report.reasons and not args.json:
+        for reason in report.reasons[:20]:
+            print(f"  {reason}", file=sys.stderr)
+        if len(report.reasons) > 20:
+            print("  ... and more: --rejects FILE lists them all", file=sys.stderr)
+    return 1 if report.rejected else 0
 
 
 def _print_counts(verb: str, counts: dict[str, int], *, as_json: bool) -> None:

@@ -26,6 +26,8 @@ TaskStatus = Literal["pending", "running", "paused", "completed", "failed", "can
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ReleaseStatus = Literal["succeeded", "failed", "queued"]
 Phase = Literal["bundle", "execute", "extract", "done"]
+# A study's SHA-256 (hex) of its canonical spec; seed 004's own hashes keep their value.
+SpecHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")]
 Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 Step = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
@@ -141,7 +143,7 @@ class ReleaseRun(Strict):
 
 class RunsQuery(Strict):
     status: RunStatus | None = None
-    spec_hash: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")] | None = None  # v1.3
+    spec_hash: SpecHash | None = None  # v1.3
     phase: Phase | None = None
     claimed_by: AgentId | None = None
     limit: Limit = DEFAULT_LIMIT
@@ -168,9 +170,6 @@ class RunEventsQuery(Strict):
     run_id: EventId
     limit: Limit = DEFAULT_LIMIT
     cursor: Cursor | None = None
-
-
-SpecHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")]
 
 
 class StudyQuery(Strict):
