@@ -127,3 +127,69 @@ async def test_seed_001_a_folder_of_many_agents_files_imports_per_agent(
         assert code == 200 and sorted(c["conversation_id"] for c in page["items"]) == [
             f"c{n}{c}" for c in range(3)
         ]
+
+
+async def test_seed_001_json_backup_is_kept_continuously_and_restores_the_same_conversations(
+    logs_service: ServiceHost, nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """`agentstore mirror`: every conversation and message JetStream accepted lands in
+    DIR/<agent>/<conversation>.jsonl (also across a stop), a refused one does not, a line
+    repeated by a crash is read once, and importing the folder into an empty database gives
+    the same conversations back (their export is byte-identical to the original's)."""
+    import asyncio
+
+    from agentstore.ops.mirror import mirror
+    from agentstore.ops.portable import export_to, import_seed_tree
+    from tests.helpers import eventually
+
+    agent = new_agent("normo")
+    folder = tmp_path / "mirror"
+    file = folder / agent / "c1.jsonl"
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in file.read_text().splitlines()] if file.exists() else []
+
+    async def running_mirror() -> tuple[asyncio.Event, asyncio.Task[Any]]:
+        stop = asyncio.Event()
+        return stop, asyncio.create_task(mirror(nc, folder, stop))
+
+    stop, task = await running_mirror()
+    await fill(nc, agent)  # a conversation, 5 messages, memories and events
+    await publish_all(nc, [(f"agents.{agent}.messages", b'{"id": "bad", "conversation_id": "c1"}', None)])
+    await eventually(lambda: asyncio.sleep(0, len(lines()) == 6), timeout=20, what="the mirror's 6 lines")
+    stop.set()
+    first = await task
+    assert (first.written, first.skipped, first.files) == (6, 1, 1)
+
+    # Stopped: what arrives meanwhile waits in the stream, and is mirrored on restart.
+    later = [{"id": "m9", "conversation_id": "c1", "role": "assistant", "content": "later",
+              "ts": "2026-01-01T00:01:00Z"},
+             {"id": "m10", "conversation_id": "c1", "role": "user", "content": "and more"}]  # fmt: skip
+    acks = await publish_all(nc, [(f"agents.{agent}.messages", as_json(m), None) for m in later])
+    stop, task = await running_mirror()
+    await eventually(lambda: asyncio.sleep(0, len(lines()) == 8), timeout=20, what="the later lines")
+    stop.set()
+    assert (await task).written == 2
+    records = lines()
+    assert records[0] == {"record": "conversation", "conversation_id": "c1", "ts": "2026-01-01T00:00:00.000Z",
+                          "user_id": "u", "context": {"k": [1, {"z": None}]}}  # fmt: skip
+    assert [r["id"] for r in records[1:]] == ["m0", "m1", "m2", "m3", "m4", "m9", "m10"]
+    assert records[2]["content"] == "é 1" and records[2]["source_citations"] == [{"p": 1}]
+    # A crash between writing and acknowledging repeats lines: they are read once.
+    with open(file, "a") as out:
+        out.write(file.read_text().splitlines()[3] + "\n")
+
+    code, _ = await request(nc, "query.messages", {"agent_id": agent, "conversation_id": "c1",
+                                                   "after": after(acks[-1])})  # fmt: skip
+    assert code == 200  # the logs service stored everything the mirror wrote
+    original = tmp_path / "original"
+    await export_to(str(original), agent, settings)
+    restored_settings = settings.model_copy(update={"mongodb_db": f"{settings.mongodb_db}r"})
+    counts = await import_seed_tree([folder], None, restored_settings)
+    assert counts == {"agents": 1, "conversations": 1, "messages": 7}
+    restored = tmp_path / "restored"
+    await export_to(str(restored), agent, restored_settings)
+    for name in ("conversations", "messages"):
+        assert (restored / f"{name}.jsonl").read_bytes() == (original / f"{name}.jsonl").read_bytes(), name
+    async with MongoStore(restored_settings.mongodb_url, restored_settings.mongodb_db) as mongo:
+        await mongo.drop_database()

@@ -22,6 +22,7 @@ import msgspec
 from agentstore.errors import InvalidMessage
 from agentstore.schemas.common import (
     AGENT_ID_PATTERN,
+    EPOCH,
     AgentId,
     EventId,
     FreeMap,
@@ -171,6 +172,7 @@ class SeedMessage(msgspec.Struct):
     role: str
     content: str
     timestamp: datetime | None = None
+    id: str | None = None  # the mirror's files keep each message's id
     agent_steps: list[Any] | None = None
     pdf_names: list[str] | None = None
     source_citations: list[dict[str, Any]] | None = None
@@ -188,6 +190,42 @@ class SeedConversation(msgspec.Struct):
     context: dict[str, Any] | None = None
 
 
+class _MirrorLine(msgspec.Struct):
+    record: str
+    ts: datetime | None = None
+    user_id: str | None = None
+    context: dict[str, Any] | None = None
+
+
+def mirrored_conversation(path: Path) -> SeedConversation:
+    """A conversation from `agentstore mirror`'s `<conversation_id>.jsonl`: the newest
+    conversation record, and each message once (a line repeated after a crash is one
+    message), oldest first."""
+    header: _MirrorLine | None = None
+    oldest: datetime | None = None
+    messages: dict[str, SeedMessage] = {}
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        kind = msgspec.json.decode(line, type=_MirrorLine)
+        if kind.record == "conversation":
+            if header is None or (kind.ts and header.ts and kind.ts >= header.ts):
+                header = kind
+            if kind.ts and (oldest is None or kind.ts < oldest):
+                oldest = kind.ts
+        elif kind.record == "message":
+            message = msgspec.json.decode(line, type=SeedMessage)
+            messages[message.id or str(len(messages))] = message
+        else:
+            raise msgspec.ValidationError(f"unknown record {kind.record!r}")
+    ordered = sorted(messages.values(), key=lambda m: (m.timestamp is None, m.timestamp or EPOCH))
+    stamps = [t for t in [oldest, *(m.timestamp for m in ordered)] if t is not None]
+    return SeedConversation(
+        conversation_id=path.stem, messages=ordered, user_id=header.user_id if header else None,
+        created_at=min(stamps) if stamps else None, context=header.context if header else None,
+    )  # fmt: skip
+
+
 def _utc(ts: datetime | None, default: datetime) -> str:
     ts = ts or default
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat()
@@ -202,7 +240,10 @@ async def import_seed_files(
     messages: list[Document] = []
     for path in files:
         try:
-            seed = msgspec.json.decode(path.read_bytes(), type=SeedConversation)
+            if path.suffix == ".jsonl":
+                seed = mirrored_conversation(path)
+            else:
+                seed = msgspec.json.decode(path.read_bytes(), type=SeedConversation)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidMessage(f"{path}: not a seed conversation file: {exc}") from None
         now = datetime.now(UTC)
@@ -220,7 +261,7 @@ async def import_seed_files(
         for index, m in enumerate(seed.messages):
             body = {
                 "agent_id": agent,
-                "id": f"{seed.conversation_id}-{index:05d}",
+                "id": m.id or f"{seed.conversation_id}-{index:05d}",
                 "conversation_id": seed.conversation_id,
                 "role": m.role,
                 "content": m.content,

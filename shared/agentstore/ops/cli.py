@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--trajectories", type=Path, metavar="DIR", help=MOVING_IN_HELP["trajectories"])
     load.add_argument("--seed-004", type=Path, metavar="DIR", help=MOVING_IN_HELP["seed_004"])
     load.add_argument("--rejects", type=Path, help="write every refused record (file:line: reason) here")
+    mirror = sub.add_parser("mirror", help="keep conversations as JSON Lines files (seed 001's JSON backup)")
+    mirror.add_argument("--to", required=True, type=Path, help="the folder: DIR/<agent>/<conversation>.jsonl")
+    mirror.add_argument("--durable", default="mirror", help="the JetStream consumer's name (one per mirror)")
     artifacts = sub.add_parser("artifacts", help="artifact maintenance")
     artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
     rec = artifacts_sub.add_parser(
@@ -204,6 +207,28 @@ def _tail(args: argparse.Namespace) -> int:
                        as_json=args.json, stop=stop)  # fmt: skip
         finally:
             await nc.drain()
+
+    asyncio.run(go())
+    return 0
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    from agentstore.ops.mirror import mirror
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def go() -> None:
+        nc = await _nats()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"mirroring conversations into {args.to}; Ctrl-C stops", flush=True)
+        try:
+            stats = await mirror(nc, args.to, stop, durable=args.durable)
+        finally:
+            await nc.drain()
+        print(f"mirrored {stats.written} records into {stats.files} files; skipped {stats.skipped}")
 
     asyncio.run(go())
     return 0
@@ -452,6 +477,7 @@ def _artifacts(args: argparse.Namespace) -> int:
 COMMANDS = {
     "artifacts": _artifacts,
     "tail": _tail,
+    "mirror": _mirror,
     "query": _query,
     "runs": _runs,
     "deadletter": _deadletter,

@@ -101,13 +101,18 @@ def seed_files_by_agent(paths: list[Path], agent: str | None) -> dict[str, list[
                 )
             found.setdefault(agent, []).append(path)
         elif path.is_dir() and agent is not None:
-            found.setdefault(agent, []).extend(sorted(path.rglob("*.json")))
+            found.setdefault(agent, []).extend(_conversation_files(path))
         elif path.is_dir():
             for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-                found.setdefault(folder.name, []).extend(sorted(folder.rglob("*.json")))
+                found.setdefault(folder.name, []).extend(_conversation_files(folder))
         else:
             raise AgentstoreError(f"{path}: no such file or folder")
     return found
+
+
+def _conversation_files(folder: Path) -> list[Path]:
+    """Seed 001's `*.json` files and `agentstore mirror`'s `*.jsonl` files."""
+    return sorted([*folder.rglob("*.json"), *folder.rglob("*.jsonl")])
 
 
 async def import_seed_tree(
