@@ -327,3 +327,61 @@ async def test_seed_002_history_caps_are_settable(nats_server: Server, stack_ser
         async with running(METRICS, make_settings(nats_server, stack_servers.mongo, stack_servers,
                                                   metrics_history_caps={"tests": 3})):  # fmt: skip
             pass
+
+
+async def test_seed_001_conversations_in_the_seeds_order(
+    logs_service: ServiceHost, nats_server: Server, settings: Any, tmp_path: Any
+) -> None:
+    """POST /conversations, POST /chat, GET /conversations, GET /conversations/{id}, then
+    POST /sync-conversations (the seed's JSON files moving in) — through the contract."""
+    import json
+
+    from agentstore.ops.portable import import_seed_tree
+
+    agent = new_agent("normo")
+    async with await AgentClient.connect(nats_server.url, agent) as client:
+        # POST /conversations: a new conversation for a user, with its context.
+        await client.conversation("c-1", user_id="alice", context={"project": "permits", "lang": "de"})
+        # POST /chat: the user's message and the assistant's answer with its steps,
+        # the PDFs it read and its citations.
+        await client.message("c-1", "user", "Which permits does a carport need?")
+        await client.message(
+            "c-1", "assistant", "In Vienna, none below 50 m².", agent_steps=["search", "read", "answer"],
+            pdf_names=["bauordnung.pdf"], source_citations=[{"pdf": "bauordnung.pdf", "page": 12}],
+            meta_data={"model": "gpt-x", "tokens": 812},
+        )  # fmt: skip
+        await client.conversation("c-2", user_id="bob")
+        await client.flush()
+        # GET /conversations: the user's conversations, newest first.
+        listed = await client.query("conversations", user_id="alice")
+        assert [(c.conversation_id, c.user_id, c.context) for c in listed.items] == [
+            ("c-1", "alice", {"project": "permits", "lang": "de"})]  # fmt: skip
+        everyone = await client.query("conversations")
+        assert {c.conversation_id for c in everyone.items} == {"c-1", "c-2"}
+        # GET /conversations/{id}: the conversation and its messages, oldest first.
+        conv = await client.query("conversation", agent_id=agent, conversation_id="c-1")
+        assert [(m.role, m.content) for m in conv.messages] == [
+            ("user", "Which permits does a carport need?"), ("assistant", "In Vienna, none below 50 m².")]  # fmt: skip
+        answer = conv.messages[1]
+        assert (answer.agent_steps, answer.pdf_names) == (["search", "read", "answer"], ["bauordnung.pdf"])
+        assert answer.source_citations == [{"pdf": "bauordnung.pdf", "page": 12}]
+        assert answer.meta_data == {"model": "gpt-x", "tokens": 812}
+        assert conv.created_at <= conv.updated_at and conv.messages_next_cursor is None
+
+    # POST /sync-conversations: the seed's existing JSON files move in (idempotently).
+    folder = tmp_path / "conversations" / agent
+    folder.mkdir(parents=True)
+    (folder / "c-old.json").write_text(json.dumps({
+        "conversation_id": "c-old", "user_id": "alice", "created_at": "2025-06-01T09:00:00",
+        "messages": [{"role": "user", "content": "Old question", "timestamp": "2025-06-01T09:00:00"},
+                     {"role": "assistant", "content": "Old answer", "timestamp": "2025-06-01T09:00:05"}],
+    }))  # fmt: skip
+    for _ in range(2):
+        assert await import_seed_tree([tmp_path / "conversations"], None, settings) == {
+            "agents": 1, "conversations": 1, "messages": 2}  # fmt: skip
+    async with await EvaluatorClient.connect(nats_server.url) as ev:
+        listed = await ev.query("conversations", agent_ids=[agent], user_id="alice")
+        assert [c.conversation_id for c in listed.items] == ["c-1", "c-old"]
+        old = await ev.query("conversation", agent_id=agent, conversation_id="c-old")
+        assert [m.content for m in old.messages] == ["Old question", "Old answer"]
+        assert old.updated_at == "2025-06-01T09:00:05.000Z"
