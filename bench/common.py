@@ -35,6 +35,7 @@ class BenchStack:
             "nats_url": self.nats.url,
             "mongodb_url": self.mongo.url,
             "mongodb_db": f"bench{uuid.uuid4().hex[:8]}",
+            "mongodb_sql_url": self.mongo.sql_url,
             "postgres_url": self.postgres.url,
             **extra,
         }

@@ -90,6 +90,19 @@ def settings(nats_server: Server, stack_servers: Stack) -> Settings:
     return make_settings(nats_server, stack_servers.mongo, stack_servers)
 
 
+READ_PATHS = ("sql", "wire")
+
+
+def settings_for_read_path(
+    request: pytest.FixtureRequest, nats_server: Server, stack_servers: Stack
+) -> Settings:
+    """A module's `settings`, once per read path of the logs service: through FerretDB's
+    PostgreSQL (the stack's way, `stores/ferretsql.py`) and over the wire (as against a
+    real MongoDB). `settings = pytest.fixture(params=READ_PATHS)(settings_for_read_path)`."""
+    settings = make_settings(nats_server, stack_servers.mongo, stack_servers)
+    return settings if request.param == "sql" else settings.model_copy(update={"mongodb_sql_url": None})
+
+
 def make_settings(
     nats_server: Server, mongo_server: Server, stack: Stack | None = None, **extra: object
 ) -> Settings:
@@ -98,6 +111,8 @@ def make_settings(
         "nats_url": nats_server.url,
         "mongodb_url": mongo_server.url,
         "mongodb_db": f"t{uuid.uuid4().hex[:12]}",
+        # FerretDB on PostgreSQL: the logs service reads through SQL, as the stack runs it.
+        "mongodb_sql_url": mongo_server.sql_url,
         "drain_seconds": 10,
         "web_port": 0,  # the console (when a test runs it) on a free port
     }

@@ -11,6 +11,7 @@ from nats.aio.client import Client
 
 from agentstore.lifecycle.runner import ServiceHost
 from agentstore.stores.mongo import MongoStore
+from tests.conftest import READ_PATHS, settings_for_read_path
 from tests.helpers import (
     as_json,
     dead_letters,
@@ -20,6 +21,9 @@ from tests.helpers import (
     publish_all,
     request,
 )
+
+# Every test here runs on both read paths of the logs service.
+settings = pytest.fixture(params=READ_PATHS)(settings_for_read_path)
 
 
 async def stored(mongo: MongoStore, agent: str) -> int:

@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from agentstore.lifecycle.runner import ServiceHost
 from agentstore.stores.mongo import MongoStore
 from agentstore_services.logs.retention import sweep_once
+from tests.conftest import READ_PATHS, settings_for_read_path
 from tests.helpers import (
     after,
     as_json,
@@ -21,6 +22,9 @@ from tests.helpers import (
     publish_all,
     request,
 )
+
+# Every test here runs on both read paths of the logs service.
+settings = pytest.fixture(params=READ_PATHS)(settings_for_read_path)
 
 BASE = datetime(2026, 1, 25, 10, 0, tzinfo=UTC)
 

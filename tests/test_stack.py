@@ -74,8 +74,10 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     settings = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())
     assert set(settings) == {
         "NATS_URL", "POSTGRES_URL", "MONGODB_URL", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "WEB_URL",
-        "OTLP_URL",
+        "OTLP_URL", "MONGODB_SQL_URL",
     }  # fmt: skip
+    # FerretDB on the stack's PostgreSQL: the logs service reads its tables in SQL.
+    assert settings["MONGODB_SQL_URL"].endswith("/ferretdb")
     # The console is part of the stack, at WEB_URL.
     assert b"<h1>Fleet</h1>" in await asyncio.to_thread(fetch, settings["WEB_URL"] + "/")
     status = cli(stack_env, "--json", "status")

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/agentstore"
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_db: str = "agentstore"
+    # FerretDB's PostgreSQL database (FerretDB 1.24 on PostgreSQL only): the logs service
+    # then reads with SQL that its indexes serve (stores/ferretsql.py). Unset for MongoDB.
+    mongodb_sql_url: str | None = None
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "agentstore"
     s3_secret_key: str = "agentstore-secret"

@@ -28,7 +28,9 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     unknown = set(settings.retention_days) - set(AGE_FIELD)
     if unknown:
         raise ConfigError(f"RETENTION_DAYS names unknown collections {sorted(unknown)}")
-    mongo = await stack.enter_async_context(MongoStore(settings.mongodb_url, settings.mongodb_db))
+    mongo = await stack.enter_async_context(
+        MongoStore(settings.mongodb_url, settings.mongodb_db, sql_url=settings.mongodb_sql_url)
+    )
     for collection, indexes in INDEXES.items():
         await mongo.ensure_indexes(collection, indexes)
     log_store = logs.Logs(mongo)

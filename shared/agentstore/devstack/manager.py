@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentstore.devstack import servers
+from agentstore.devstack import binaries, servers
 from agentstore.devstack.supervisor import PAUSE_FILE, Recipe, alive, owns, spawn
 from agentstore.errors import StackError
 
@@ -186,6 +186,9 @@ class Stack:
                     self.data / "mongo", p.mongo, p.mongo_debug, postgres_url=ferret_pg, detach=True
                 ),
             )
+            if binaries.mongod() is None:
+                # FerretDB on the stack's PostgreSQL: the logs service reads its tables in SQL.
+                settings["MONGODB_SQL_URL"] = ferret_pg
         if self.s3 == "seaweedfs":
             self._ensure(
                 "seaweedfs",

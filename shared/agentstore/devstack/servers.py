@@ -46,6 +46,8 @@ class Server:
     argv: list[str] = dataclasses.field(default_factory=list)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     user: str | None = None
+    # FerretDB on PostgreSQL: its PostgreSQL database, for the SQL read path (MONGODB_SQL_URL).
+    sql_url: str | None = None
 
     @property
     def pid(self) -> int:
@@ -369,7 +371,7 @@ def start_mongo(
             "--log-level=WARN",
         ]
         name = "ferretdb"
-    return _launch(
+    server = _launch(
         name,
         argv,
         data / f"{name}.log",
@@ -379,6 +381,8 @@ def start_mongo(
         timeout=30,
         detach=detach,
     )
+    server.sql_url = postgres_url if mongod is None else None
+    return server
 
 
 def start_minio(data: Path, port: int, console_port: int, *, detach: bool = False) -> Server:

@@ -9,6 +9,7 @@ no TTL indexes, no change streams. It uses PyMongo's async API
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from pymongo.errors import (
 )
 
 from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
+from agentstore.stores.ferretsql import FerretSql, Unsupported
 
 log = logging.getLogger("agentstore.mongo")
 
@@ -78,8 +80,13 @@ def _convert(exc: PyMongoError, url: str) -> Exception:
 class MongoStore:
     """A database of the MongoDB-wire server, with the few operations services need."""
 
-    def __init__(self, url: str, database: str, *, timeout_ms: int = 3000) -> None:
+    def __init__(
+        self, url: str, database: str, *, timeout_ms: int = 3000, sql_url: str | None = None
+    ) -> None:
+        """`sql_url`: FerretDB's PostgreSQL database; finds and counts then read it in SQL
+        (`ferretsql`), with the sorts and limits FerretDB 1.24 cannot push down."""
         self.url = url
+        self._sql = FerretSql(sql_url, database) if sql_url else None
         self._client: AsyncMongoClient[Document] = AsyncMongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
@@ -97,6 +104,8 @@ class MongoStore:
         await self.close()
 
     async def close(self) -> None:
+        if self._sql is not None:
+            await self._sql.close()
         await self._client.close()
 
     async def ping(self) -> None:
@@ -207,6 +216,9 @@ class MongoStore:
         limit: int = 0,
         projection: Document | None = None,
     ) -> list[Document]:
+        if self._sql is not None and projection is None:
+            with contextlib.suppress(Unsupported):
+                return await self._sql.find(collection, filter, sort, limit)
         try:
             cursor = self._db[collection].find(filter, projection)
             if sort:
@@ -225,12 +237,19 @@ class MongoStore:
             raise _convert(exc, self.url) from exc
 
     async def find_one(self, collection: str, filter: Document) -> Document | None:
+        if self._sql is not None:
+            with contextlib.suppress(Unsupported):
+                found = await self._sql.find(collection, filter, (), 1)
+                return found[0] if found else None
         try:
             return await self._db[collection].find_one(filter)
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
 
     async def count(self, collection: str, filter: Document) -> int:
+        if self._sql is not None:
+            with contextlib.suppress(Unsupported):
+                return await self._sql.count(collection, filter)
         try:
             return int(await self._db[collection].count_documents(filter))
         except PyMongoError as exc:

@@ -1,0 +1,336 @@
+"""Reads of FerretDB 1.24's PostgreSQL backend in SQL: the plans FerretDB cannot make.
+
+FerretDB 1.x keeps each collection as a PostgreSQL table of one `_jsonb` column
+and creates every index as a btree over `_jsonb -> 'field'` expressions. But it
+pushes down only equality filters, written as `_jsonb -> 'f' @> value`, which no
+btree serves, and it sorts and limits in its own memory: "the newest 100 logs"
+reads every matching document, so a query's latency grows with the collection
+(measured: 420 ms at 1M logs for one agent, seconds for the whole fleet).
+
+This module asks PostgreSQL directly, with the same filters written as
+comparisons its btree indexes serve (`_jsonb -> 'f' = $1`, row comparisons for
+keyset cursors) and ORDER BY ... LIMIT pushed down, so a page costs an index
+range whatever the collection's size. It speaks the filter subset the logs
+service uses (equality, `$in`, ranges, `$exists`, `$all`, literal `$regex`,
+`$or`, `$and`); anything else raises `Unsupported` and the caller asks FerretDB.
+It only reads: every write still goes through FerretDB.
+
+It is used when `MONGODB_SQL_URL` names FerretDB's PostgreSQL database (the local
+stack sets it); with a real MongoDB, which uses its indexes itself, it is not.
+FerretDB's storage format (sjson: plain JSON plus a `$s` schema, dates as
+milliseconds) is read as 1.24 writes it; the suite runs every logs query through
+both paths against FerretDB 1.24.2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from agentstore.errors import StoreUnavailable
+from agentstore.schemas.common import EPOCH
+
+Document = dict[str, Any]
+IndexKeys = Sequence[tuple[str, int]]
+
+# Keys in filters and sorts come from the services' code; anything else is not ours to quote.
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_SCHEMA = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+# Values of these types compare within their own type only (as MongoDB compares).
+_JSON_TYPE = {bool: "boolean", int: "number", float: "number", str: "string", datetime: "number"}
+# `$in` with a sort and a limit: one index range per value (LATERAL), then a merge.
+MAX_LATERAL_VALUES = 1000
+
+
+class Unsupported(Exception):
+    """A filter or a stored value this module does not speak: ask FerretDB instead."""
+
+
+class _Params:
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def add(self, value: Any, cast: str = "jsonb") -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{cast}"
+
+
+def path(key: str, column: str = "_jsonb") -> str:
+    if not _KEY.match(key):
+        raise Unsupported(f"field {key!r}")
+    parts = key.split(".")
+    if len(parts) == 1:
+        return f"({column} -> '{key}')"
+    return f"({column} #> '{{{','.join(parts)}}}')"
+
+
+def to_jsonb(value: Any) -> str:
+    """A filter value as FerretDB stores it: dates as milliseconds since the epoch."""
+    if isinstance(value, datetime):
+        return str(round((value - EPOCH) / timedelta(milliseconds=1)))
+    if value is None or isinstance(value, bool | int | float | str | list | dict):
+        return msgspec.json.encode(value).decode()
+    raise Unsupported(f"value of type {type(value).__name__}")
+
+
+def _typed(expr: str, value: Any) -> str:
+    kind = _JSON_TYPE.get(type(value))
+    if kind is None:
+        raise Unsupported(f"range over {type(value).__name__}")
+    return f"jsonb_typeof({expr}) = '{kind}'"
+
+
+def _equal(key: str, value: Any, p: _Params) -> str:
+    expr = path(key)
+    if value is None:  # MongoDB: null or missing
+        return f"({expr} IS NULL OR {expr} = 'null'::jsonb)"
+    if isinstance(value, list | dict):
+        raise Unsupported("equality with a document or an array")
+    return f"{expr} = {p.add(to_jsonb(value))}"
+
+
+def _literal(pattern: str) -> str:
+    """The text of a `re.escape`d literal; Unsupported for a real regular expression."""
+    text = re.sub(r"\\(.)", r"\1", pattern, flags=re.DOTALL)
+    if re.escape(text) != pattern:
+        raise Unsupported("a $regex that is not an escaped literal")
+    return text
+
+
+def _operator(key: str, op: str, value: Any, options: str, p: _Params) -> str:
+    expr = path(key)
+    if op == "$eq":
+        return _equal(key, value, p)
+    if op in _RANGE:
+        return f"({_typed(expr, value)} AND {expr} {_RANGE[op]} {p.add(to_jsonb(value))})"
+    if op == "$in":
+        if not isinstance(value, list) or any(v is None or isinstance(v, list | dict) for v in value):
+            raise Unsupported("$in over null, documents or arrays")
+        return f"{expr} = ANY({p.add([to_jsonb(v) for v in value], 'jsonb[]')})"
+    if op == "$exists":
+        return f"({expr} IS {'NOT ' if value else ''}NULL)"
+    if op == "$all":
+        if not isinstance(value, list) or not value:
+            raise Unsupported("$all needs a non-empty list")
+        return f"{expr} @> {p.add(to_jsonb(value))}"
+    if op == "$regex":
+        if not isinstance(value, str) or set(options) - {"i"}:
+            raise Unsupported("$regex options other than i")
+        like = re.sub(r"([\\%_])", r"\\\1", _literal(value))
+        verb = "ILIKE" if "i" in options else "LIKE"
+        return (
+            f"(jsonb_typeof({expr}) = 'string' AND ({expr} #>> '{{}}') {verb} {p.add(f'%{like}%', 'text')})"
+        )
+    raise Unsupported(op)
+
+
+def _keyset(branches: list[Any], p: _Params) -> str | None:
+    """`$or: [{f: {$lt: a}}, {f: a, _id: {$lt: b}}]` (a page's cursor) as the row comparison
+    `(f, _id) < (a, b)`, which bounds an index range instead of filtering one."""
+    if len(branches) != 2 or not all(isinstance(b, dict) for b in branches):
+        return None
+    first, second = branches
+    if len(first) != 1 or len(second) != 2 or "_id" not in second:
+        return None
+    ((field, bound),) = first.items()
+    if not isinstance(bound, dict) or len(bound) != 1 or field not in second:
+        return None
+    ((op, at),) = bound.items()
+    tie = second["_id"]
+    if op not in ("$lt", "$gt") or second[field] != at or not isinstance(tie, dict) or set(tie) != {op}:
+        return None
+    if not isinstance(at, datetime | int | float | str) or isinstance(at, bool):
+        return None
+    sign = "<" if op == "$lt" else ">"
+    expr = path(field)
+    return (f"({_typed(expr, at)} AND ({expr}, {path('_id')}) {sign} "
+            f"({p.add(to_jsonb(at))}, {p.add(to_jsonb(tie[op]))}))")  # fmt: skip
+
+
+def where(filter: Mapping[str, Any], p: _Params) -> str:
+    parts: list[str] = []
+    for key, cond in filter.items():
+        if key == "$or":
+            if not isinstance(cond, list) or not cond:
+                raise Unsupported("$or needs a non-empty list")
+            parts.append(_keyset(cond, p) or "(" + " OR ".join(f"({where(c, p)})" for c in cond) + ")")
+        elif key == "$and":
+            parts += [f"({where(c, p)})" for c in cond]
+        elif key.startswith("$"):
+            raise Unsupported(key)
+        elif isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond):
+            options = str(cond.get("$options", ""))
+            parts += [_operator(key, op, v, options, p) for op, v in cond.items() if op != "$options"]
+        else:
+            parts.append(_equal(key, cond, p))
+    return " AND ".join(parts) or "true"
+
+
+def order_by(sort: IndexKeys) -> str:
+    # The sorted fields are always present in the services' documents, so PostgreSQL's
+    # null placement (which the indexes use) never differs from MongoDB's.
+    return ", ".join(f"{path(k)} {'DESC' if d < 0 else 'ASC'}" for k, d in sort)
+
+
+def select(table: str, filter: Mapping[str, Any], sort: IndexKeys, limit: int) -> tuple[str, list[Any]]:
+    """The statement for a find, and its parameters."""
+    p = _Params()
+    lateral = _lateral_key(filter) if sort and limit else None
+    if lateral is not None:
+        key, values = lateral
+        rest = {k: v for k, v in filter.items() if k != key}
+        keys = p.add([to_jsonb(v) for v in values], "jsonb[]")
+        inner = f"{path(key)} = k.v AND {where(rest, p)}"
+        n = p.add(limit, "int")
+        sql = (f"SELECT _jsonb FROM unnest({keys}) AS k(v) CROSS JOIN LATERAL "
+               f"(SELECT _jsonb FROM {table} WHERE {inner} ORDER BY {order_by(sort)} LIMIT {n}) AS t "
+               f"ORDER BY {order_by(sort)} LIMIT {n}")  # fmt: skip
+        return sql, p.values
+    sql = f"SELECT _jsonb FROM {table} WHERE {where(filter, p)}"
+    if sort:
+        sql += f" ORDER BY {order_by(sort)}"
+    if limit:
+        sql += f" LIMIT {p.add(limit, 'int')}"
+    return sql, p.values
+
+
+def _lateral_key(filter: Mapping[str, Any]) -> tuple[str, list[Any]] | None:
+    """The one top-level `$in` a sorted, limited find can split into per-value ranges."""
+    found = [(k, c["$in"]) for k, c in filter.items()
+             if isinstance(c, dict) and set(c) == {"$in"} and isinstance(c["$in"], list)]  # fmt: skip
+    if len(found) != 1 or not 0 < len(found[0][1]) <= MAX_LATERAL_VALUES:
+        return None
+    if any(v is None or isinstance(v, list | dict) for v in found[0][1]):
+        return None
+    return found[0]
+
+
+# -- FerretDB's sjson documents ----------------------------------------------------
+
+
+def decode(raw: str | bytes) -> Document:
+    """A stored document as PyMongo returns it (dates as aware UTC datetimes)."""
+    data = msgspec.json.decode(raw)
+    schema = data.pop("$s", None)
+    if not isinstance(schema, dict):
+        raise Unsupported("a row without FerretDB's $s schema")
+    return _document(data, schema)
+
+
+def _document(data: dict[str, Any], schema: dict[str, Any]) -> Document:
+    props = schema.get("p") or {}
+    return {key: _value(data[key], props.get(key)) for key in schema.get("$k", list(data))}
+
+
+def _value(value: Any, element: dict[str, Any] | None) -> Any:
+    if value is None:
+        return None
+    if element is None:
+        raise Unsupported("a value without a schema")
+    kind = element["t"]
+    if kind in ("string", "bool", "int", "long"):
+        return value
+    if kind == "double":
+        return float(value)
+    if kind == "date":
+        return EPOCH + timedelta(milliseconds=value)
+    if kind == "object":
+        return _document(value, element["$s"])
+    if kind == "array":
+        return [_value(v, e) for v, e in zip(value, element["i"], strict=True)]
+    raise Unsupported(f"stored type {kind}")  # objectId, binData, regex, timestamp: not ours
+
+
+class FerretSql:
+    """Finds and counts on one FerretDB database's tables, through PostgreSQL."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.url, self.schema = url, database
+        self._pool: asyncpg.Pool | None = None
+        self._connecting = asyncio.Lock()
+        self._tables: dict[str, str] = {}
+
+    async def _connect(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._connecting:  # concurrent first reads make one pool, not one each
+            if self._pool is not None:
+                return self._pool
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=8,
+                    # Plans for these parameters, not a generic one: an equality on a
+                    # jsonb parameter otherwise loses its index after five executions.
+                    server_settings={"plan_cache_mode": "force_custom_plan",
+                                     "default_transaction_read_only": "on"},
+                )  # fmt: skip
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise StoreUnavailable(f"FerretDB's PostgreSQL at {self.url} is unreachable: {exc}") from exc
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _table(self, pool: asyncpg.Pool, collection: str) -> str | None:
+        """`"schema"."table"` of a collection, or None when it does not exist (yet)."""
+        if collection not in self._tables:
+            try:
+                name = await pool.fetchval(
+                    f"SELECT _jsonb ->> 'table' FROM \"{self.schema}\"._ferretdb_database_metadata "
+                    "WHERE _jsonb -> '_id' = $1::jsonb",
+                    to_jsonb(collection),
+                )
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                # No schema of that name: a database without collections yet, or a name
+                # FerretDB stored differently. FerretDB itself knows which.
+                raise Unsupported(f"no FerretDB metadata in schema {self.schema!r}") from None
+            if name is None:
+                return None
+            self._tables[collection] = f'"{self.schema}"."{name}"'
+        return self._tables[collection]
+
+    async def find(self, collection: str, filter: Mapping[str, Any], sort: IndexKeys = (),
+                   limit: int = 0) -> list[Document]:  # fmt: skip
+        if not _SCHEMA.match(self.schema):
+            raise Unsupported(f"database name {self.schema!r}")
+        pool = await self._connect()
+        for attempt in (1, 2):
+            table = await self._table(pool, collection)
+            if table is None:
+                return []
+            sql, args = select(table, filter, sort, limit)
+            try:
+                rows = await pool.fetch(sql, *args)
+            except asyncpg.UndefinedTableError:
+                # Dropped and created again under a new table name: look it up once more.
+                self._tables.pop(collection, None)
+                if attempt == 2:
+                    return []
+                continue
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+                raise StoreUnavailable(f"FerretDB's PostgreSQL at {self.url}: {exc}") from exc
+            return [decode(r[0]) for r in rows]
+        return []
+
+    async def count(self, collection: str, filter: Mapping[str, Any]) -> int:
+        pool = await self._connect()
+        table = await self._table(pool, collection)
+        if table is None:
+            return 0
+        p = _Params()
+        try:
+            return int(
+                await pool.fetchval(f"SELECT count(*) FROM {table} WHERE {where(filter, p)}", *p.values)
+            )
+        except asyncpg.UndefinedTableError:
+            self._tables.pop(collection, None)
+            raise Unsupported("the table moved; ask FerretDB") from None
