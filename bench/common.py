@@ -93,8 +93,11 @@ async def publish(nc: Any, items: Sequence[Item]) -> None:
     await asyncio.gather(*futures)
 
 
-async def raw_consume(stack: BenchStack, items: Sequence[Item]) -> float:
-    """Messages/s of fetch(500) + ack of the same messages, no storage: the ceiling."""
+async def raw_consume(stack: BenchStack, items: Sequence[Item], *, agentstore_fetch: bool = False) -> float:
+    """Messages/s of fetch(500) + ack of the same messages, no storage: the ceiling.
+    With `agentstore_fetch`, fetched the way the services fetch (`agentstore.bus.fetch`)."""
+    from agentstore.bus.fetch import fetch
+
     nc = await nats.connect(stack.nats.url)
     js = nc.jetstream()
     name = f"RAW{uuid.uuid4().hex[:6]}"
@@ -105,7 +108,7 @@ async def raw_consume(stack: BenchStack, items: Sequence[Item]) -> float:
     got = 0
     started = time.perf_counter()
     while got < len(items):
-        for msg in await sub.fetch(500, timeout=5):
+        for msg in await (fetch(sub, 500, 5) if agentstore_fetch else sub.fetch(500, timeout=5)):
             await msg.ack()
             got += 1
     elapsed = time.perf_counter() - started

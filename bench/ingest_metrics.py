@@ -39,7 +39,7 @@ async def migrated(url: str) -> None:
         await pg.migrate("metrics", MIGRATIONS)
 
 
-async def ingest_part(stack: BenchStack, n: int, db: str) -> tuple[float, float, float]:
+async def ingest_part(stack: BenchStack, n: int, db: str) -> tuple[float, float, float, float]:
     rng = random.Random(5)
     points = [(f"agent{i % 100:03d}", {"id": uuid.uuid4().hex, "name": "reward",
                "value": rng.random(), "ts": (START + timedelta(seconds=i)).isoformat()})
@@ -47,6 +47,7 @@ async def ingest_part(stack: BenchStack, n: int, db: str) -> tuple[float, float,
     items = [(f"agents.{a}.metrics", msgspec.json.encode(p), {"Nats-Msg-Id": f"{a}:{p['id']}"})
              for a, p in points]  # fmt: skip
     raw = await raw_consume(stack, items)
+    raw_ours = await raw_consume(stack, items, agentstore_fetch=True)
     copy_url = servers.create_database(stack.postgres.address, f"m{uuid.uuid4().hex[:8]}")
     await migrated(copy_url)
     conn = await asyncpg.connect(copy_url)
@@ -62,7 +63,7 @@ async def ingest_part(stack: BenchStack, n: int, db: str) -> tuple[float, float,
     await conn.close()
     settings = stack.settings(postgres_url=db, ingest_workers=2)
     service = await service_drain(stack, "metrics", STREAMS["METRICS"], items, settings)
-    return service, raw, copy
+    return service, raw, raw_ours, copy
 
 
 async def load_many(url: str, points: int) -> float:
@@ -153,16 +154,19 @@ async def main() -> None:
     args = parser.parse_args()
     with bench_stack() as stack:
         ingest_db = servers.create_database(stack.postgres.address, "ingest")
-        service, raw, copy = await ingest_part(stack, args.events, ingest_db)
+        service, raw, raw_ours, copy = await ingest_part(stack, args.events, ingest_db)
         report(
             f"metrics ingest, {args.events:,} points (rollups kept at ingest)",
-            [("metrics service", service), ("raw JetStream consume", raw), ("direct COPY", copy)],
+            [("metrics service", service), ("raw JetStream consume", raw),
+             ("raw consume, agentstore's fetch", raw_ours), ("direct COPY", copy)],
             "points/s",
             [
                 ("service / raw consume", "metrics service", "raw JetStream consume", 0.8),
+                ("service / raw consume with the services' fetch", "metrics service",
+                 "raw consume, agentstore's fetch", 0.0),
                 ("service / direct COPY", "metrics service", "direct COPY", 0.0),
             ],
-        )
+        )  # fmt: skip
         query_db = servers.create_database(stack.postgres.address, "query")
         rate = await load_many(query_db, args.points)
         print(f"\nloaded {args.points:,} points (100 agents, {DAYS} days) at {rate:,.0f}/s")

@@ -130,7 +130,7 @@ async def over_wire(coll: Any, body: Body) -> float:
     started = time.perf_counter()
     cursor = coll.find(as_find(body)).sort([("ts", -1), ("_id", -1)]).limit(101)
     docs = [d async for d in cursor]
-    assert len(docs) == 101 or ("agent_ids" in body and "since" in body)
+    assert len(docs) >= 100 or ("agent_ids" in body and "since" in body)
     return time.perf_counter() - started
 
 
@@ -167,7 +167,8 @@ async def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200, help="per query kind and size, through NATS")
-    parser.add_argument("--wire-queries", type=int, default=20, help="per query kind and size, baseline")
+    # FerretDB sorts every matching document itself: a fleet query at 1M takes many seconds.
+    parser.add_argument("--wire-queries", type=int, default=5, help="per query kind and size, baseline")
     args = parser.parse_args()
     with bench_stack() as stack:
         settings = stack.settings()
@@ -189,9 +190,13 @@ async def main() -> None:
                 print(f"loaded {size:,} logs from {AGENTS:,} agents ({rate:,.0f}/s)", flush=True)
                 await measure(lambda b: through_nats(nc, b), loaded, 5)  # warm up
                 figures[size] = {
-                    "query.logs": await measure(lambda b: through_nats(nc, b), loaded, args.queries),
-                    "wire": await measure(lambda b: over_wire(coll, b), loaded, args.wire_queries),
+                    "query.logs": await measure(lambda b: through_nats(nc, b), loaded, args.queries)
                 }
+                print(f"  query.logs p99 at {size:,}: " + ", ".join(
+                    f"{k} {ms(v, .99):.1f} ms" for k, v in figures[size]["query.logs"].items()), flush=True)  # fmt: skip
+                figures[size]["wire"] = await measure(lambda b: over_wire(coll, b), loaded, args.wire_queries)
+                print(f"  over the wire p99 at {size:,}: " + ", ".join(
+                    f"{k} {ms(v, .99):.1f} ms" for k, v in figures[size]["wire"].items()), flush=True)  # fmt: skip
             stop = asyncio.Event()
             loader = asyncio.create_task(ingest_forever(stack.nats.url, stop))
             busy = [await through_nats(nc, {}) for _ in range(args.queries)]

@@ -209,6 +209,14 @@ class TasksDb(Gateway):
             Q["claim_run"], agent_id=agent_id, kinds=kinds, lease_seconds=lease_seconds
         )
 
+    async def claim_runs(
+        self, agent_ids: Sequence[str], kinds: list[str] | None, leases: Sequence[float]
+    ) -> list[Record]:
+        """Runs claimed for each claimant (its 1-based position in `claimant`)."""
+        return await self.run.fetch(
+            Q["claim_runs"], agent_ids=list(agent_ids), kinds=kinds, leases=list(leases)
+        )
+
     async def renew_lease(
         self, run_id: str, agent_id: str, lease_seconds: float, attempt: int | None
     ) -> Record | None:

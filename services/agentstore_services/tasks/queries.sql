@@ -146,6 +146,39 @@ WITH next AS (
 )
 SELECT claimed.*, studies.spec FROM claimed JOIN studies USING (spec_hash)
 
+-- name: claim_runs
+-- claim_run for many claimants at once (the claims that arrived while the previous
+-- statement ran): one statement and one commit for all. Claimant n (1-based, in the order
+-- of :agent_ids) gets the n-th queued run in queue order, or nothing when the queue is
+-- shorter; each run is taken by one claimant only (FOR UPDATE SKIP LOCKED).
+WITH claimant AS (
+    SELECT a AS agent_id, l AS lease_seconds, n
+    FROM unnest(:agent_ids::text[], :leases::float8[]) WITH ORDINALITY AS u(a, l, n)
+), locked AS (
+    SELECT run_id, priority, created_at FROM runs
+    WHERE status = 'queued' AND (:kinds::text[] IS NULL OR kind = ANY(:kinds::text[]))
+    ORDER BY priority DESC, created_at, run_id
+    LIMIT cardinality(:agent_ids::text[])
+    FOR UPDATE SKIP LOCKED
+), next AS (
+    SELECT run_id, row_number() OVER (ORDER BY priority DESC, created_at, run_id) AS n FROM locked
+), claimed AS (
+    UPDATE runs r SET
+        status = 'running',
+        claimed_by = c.agent_id,
+        lease_expires_at = now() + make_interval(secs => c.lease_seconds),
+        attempt = r.attempt + 1,
+        started_at = coalesce(r.started_at, now()),
+        updated_at = now()
+    FROM next JOIN claimant c USING (n)
+    WHERE r.run_id = next.run_id
+    RETURNING r.*, c.n AS claimant
+), event AS (
+    INSERT INTO run_events (run_id, type, agent_id, attempt)
+    SELECT run_id, 'claimed', claimed_by, attempt FROM claimed
+)
+SELECT claimed.*, studies.spec FROM claimed JOIN studies USING (spec_hash)
+
 -- name: renew_lease
 UPDATE runs SET lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
 WHERE run_id = :run_id AND status = 'running' AND claimed_by = :agent_id AND lease_expires_at > now()

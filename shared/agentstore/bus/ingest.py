@@ -27,6 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from agentstore import contract
+from agentstore.bus.fetch import fetch
 from agentstore.contract import StreamSpec, deadletter_subject
 from agentstore.errors import InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
 from agentstore.lifecycle.health import Faults
@@ -145,7 +146,7 @@ class IngestWorker:
         try:
             while not self.stopping.is_set():
                 try:
-                    msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+                    msgs = await fetch(sub, self.batch, self.fetch_timeout)
                 except (TimeoutError, NatsTimeoutError):
                     continue
                 except ConnectionClosedError:
