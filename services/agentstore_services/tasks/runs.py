@@ -72,18 +72,22 @@ class ClaimQueue:
     statement kept PostgreSQL's commits, not the service, as the bottleneck."""
 
     MAX_GROUP = 256
+    # Statements in flight at once: one group commits while the next one forms and starts.
+    MAX_IN_FLIGHT = 1
 
     def __init__(self, db: TasksDb) -> None:
         self.db = db
         self._waiting: dict[tuple[str, ...] | None, list[Claimant]] = {}
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
 
     async def claim(self, agent: str, kinds: list[str] | None, lease_seconds: float) -> Record | None:
         future: asyncio.Future[Record | None] = asyncio.get_running_loop().create_future()
         key = tuple(sorted(kinds)) if kinds is not None else None
         self._waiting.setdefault(key, []).append((agent, lease_seconds, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
+        if len(self._workers) < self.MAX_IN_FLIGHT:
+            worker = asyncio.create_task(self._drain())
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
         return await future
 
     async def _drain(self) -> None:
