@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import nats
 from pymongo import AsyncMongoClient
@@ -100,7 +101,8 @@ def as_find(body: Body) -> Body:
     if "agent_ids" in body:
         filter["agent_id"] = body["agent_ids"][0]
     if "level" in body:
-        filter["level_no"] = {"$gte": LEVEL_NUMBERS[body["level"]]}
+        floor = LEVEL_NUMBERS[body["level"]]
+        filter["level_no"] = {"$in": [n for n in sorted(set(LEVEL_NUMBERS.values())) if n >= floor]}
     if "since" in body:
         since, until = (datetime.fromisoformat(body[k]) for k in ("since", "until"))
         filter["ts"] = {"$gte": since, "$lt": until}
@@ -134,11 +136,13 @@ async def over_wire(coll: Any, body: Body) -> float:
     return time.perf_counter() - started
 
 
-async def measure(run: Callable[[Body], Any], loaded: int, n: int) -> dict[str, list[float]]:
+async def measure(run: Callable[[Body], Any], loaded: int, n: int, fleet_n: int | None = None
+                  ) -> dict[str, list[float]]:  # fmt: skip
     rng = random.Random(loaded)
     results: dict[str, list[float]] = {}
     for name, make in queries(loaded).items():
-        results[name] = [await run(make(rng)) for _ in range(n)]
+        count = fleet_n if fleet_n is not None and name.startswith("fleet") else n
+        results[name] = [await run(make(rng)) for _ in range(count)]
     return results
 
 
@@ -187,6 +191,12 @@ async def main() -> None:
             for size in (args.small, args.large):
                 rate = await load(mongo, loaded, size - loaded)
                 loaded = size
+                if stack.mongo.sql_url:
+                    # A steady fleet's autovacuum keeps the statistics current; a bulk load
+                    # outruns it, so bring them up to date before measuring.
+                    conn = await asyncpg.connect(stack.mongo.sql_url)
+                    await conn.execute("VACUUM ANALYZE")
+                    await conn.close()
                 print(f"loaded {size:,} logs from {AGENTS:,} agents ({rate:,.0f}/s)", flush=True)
                 await measure(lambda b: through_nats(nc, b), loaded, 5)  # warm up
                 figures[size] = {
@@ -194,7 +204,11 @@ async def main() -> None:
                 }
                 print(f"  query.logs p99 at {size:,}: " + ", ".join(
                     f"{k} {ms(v, .99):.1f} ms" for k, v in figures[size]["query.logs"].items()), flush=True)  # fmt: skip
-                figures[size]["wire"] = await measure(lambda b: over_wire(coll, b), loaded, args.wire_queries)
+                # Over the wire FerretDB sorts every log of the fleet: ~50 s a query at 1M.
+                fleet_n = args.wire_queries if size < args.large else 2
+                figures[size]["wire"] = await measure(
+                    lambda b: over_wire(coll, b), loaded, args.wire_queries, fleet_n
+                )
                 print(f"  over the wire p99 at {size:,}: " + ", ".join(
                     f"{k} {ms(v, .99):.1f} ms" for k, v in figures[size]["wire"].items()), flush=True)  # fmt: skip
             stop = asyncio.Event()

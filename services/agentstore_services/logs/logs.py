@@ -53,7 +53,10 @@ class Logs:
             **time_range("ts", q.since, q.until),
         }
         if q.level is not None and q.level != "debug":
-            filter["level_no"] = {"$gte": LEVEL_NUMBERS[q.level]}
+            # The levels at or above, as a set: each is an index range (level_no, ts) that
+            # a page merges, where a range over level_no would read every matching log.
+            floor = LEVEL_NUMBERS[q.level]
+            filter["level_no"] = {"$in": [n for n in sorted(set(LEVEL_NUMBERS.values())) if n >= floor]}
         if q.text is not None:
             filter["message"] = {"$regex": re.escape(q.text), "$options": "i"}
         return await page(self.mongo, COLLECTION, filter, ORDER, q.limit, q.cursor)
