@@ -26,10 +26,14 @@ ORDER = Order("ts", descending=True)
 INDEXES: Indexes = {
     "agent_ts": ([("agent_id", 1), ("ts", -1), ("_id", -1)], False),
     "task_ts": ([("task_id", 1), ("ts", -1)], False),
-    "level_ts": ([("level_no", 1), ("ts", -1)], False),
+    # With _id, a page of one level is an index range in the page's own order.
+    "level_ts_id": ([("level_no", 1), ("ts", -1), ("_id", -1)], False),
     "trace": ([("trace_id", 1), ("ts", -1)], False),
     "ts": ([("ts", -1), ("_id", -1)], False),
 }
+
+# Superseded indexes, dropped at start (each costs every insert).
+OBSOLETE_INDEXES = ("level_ts",)
 
 
 def decode_log(envelope: Envelope) -> Document:

@@ -33,6 +33,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     )
     for collection, indexes in INDEXES.items():
         await mongo.ensure_indexes(collection, indexes)
+    await mongo.drop_indexes(logs.COLLECTION, logs.OBSOLETE_INDEXES)
     log_store = logs.Logs(mongo)
     memory_store = memories.Memories(mongo)
     conversation_store = conversations.Conversations(mongo)

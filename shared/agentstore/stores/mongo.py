@@ -131,6 +131,16 @@ class MongoStore:
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
 
+    async def drop_indexes(self, collection: str, names: Sequence[str]) -> None:
+        """Drop these named indexes where they exist (ones a newer index replaced)."""
+        try:
+            existing = await self._db[collection].index_information()
+            for name in names:
+                if name in existing:
+                    await self._db[collection].drop_index(name)
+        except PyMongoError as exc:
+            raise _convert(exc, self.url) from exc
+
     async def insert_new(self, collection: str, docs: Sequence[Document]) -> dict[int, str]:
         """Insert documents keyed by `_id`; ones already there are left as they are.
 
