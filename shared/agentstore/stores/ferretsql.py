@@ -47,6 +47,7 @@ _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _JSON_TYPE = {bool: "boolean", int: "number", float: "number", str: "string", datetime: "number"}
 # `$in` with a sort and a limit: one index range per value (LATERAL), then a merge.
 MAX_LATERAL_VALUES = 1000
+MAX_UNION_VALUES = 32
 
 
 class Unsupported(Exception):
@@ -183,6 +184,20 @@ def select(table: str, filter: Mapping[str, Any], sort: IndexKeys, limit: int) -
     """The statement for a find, and its parameters."""
     p = _Params()
     lateral = _lateral_key(filter) if sort and limit else None
+    if lateral is not None and len(lateral[1]) <= MAX_UNION_VALUES:
+        # Few values: one subquery each, planned for its own value (a level's range in
+        # level_ts_id, an agent's in agent_ts), merged. LATERAL's per-value parameter is
+        # unknown when planned, and for a field of few values (levels) PostgreSQL then
+        # prefers filtering the ts index, which for a rare level reads the whole table.
+        key, values = lateral
+        rest = {k: v for k, v in filter.items() if k != key}
+        n = p.add(limit, "int")
+        parts = [f"(SELECT _jsonb FROM {table} WHERE {path(key)} = {p.add(to_jsonb(v))} AND {where(rest, p)} "
+                 f"ORDER BY {order_by(sort)} LIMIT {n})" for v in values]  # fmt: skip
+        return (
+            f"SELECT _jsonb FROM ({' UNION ALL '.join(parts)}) AS t ORDER BY {order_by(sort)} LIMIT {n}",
+            p.values,
+        )
     if lateral is not None:
         key, values = lateral
         rest = {k: v for k, v in filter.items() if k != key}
