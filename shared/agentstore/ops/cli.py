@@ -180,11 +180,18 @@ def _run(args: argparse.Namespace) -> int:
 async def _demo(url: str) -> None:
     from agentstore.ops.demo import run_demo
 
+    stop = _stop_on_signals()
+    await run_demo(url, stop)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT or SIGTERM sets (call it with the loop running): the graceful stop of
+    a long-running command."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_demo(url, stop)
+    return stop
 
 
 async def _nats() -> Any:
@@ -198,10 +205,7 @@ def _tail(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         nc = await _nats()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         try:
             await tail(nc, args.agent, level=args.level, text=args.grep, last=args.last,
                        as_json=args.json, stop=stop)  # fmt: skip
@@ -219,10 +223,7 @@ def _mirror(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         nc = await _nats()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         print(f"mirroring conversations into {args.to}; Ctrl-C stops", flush=True)
         try:
             stats = await mirror(nc, args.to, stop, durable=args.durable)
