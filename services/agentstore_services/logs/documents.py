@@ -88,6 +88,21 @@ async def converge(
     The guards make every re-apply idempotent; `applied(stored, i)` says whether
     update i is reflected. Real MongoDB never needs the second round.
     """
+    # One converge per collection at a time in this process: the ingest workers' updates
+    # of one document would otherwise interleave as above, and a write landing after the
+    # other's read-back would stay lost (replicas in other processes keep FerretDB's race;
+    # README "Known limits").
+    async with mongo.lock(f"converge:{collection}"):
+        return await _converge(mongo, collection, updates, applied, rounds)
+
+
+async def _converge(
+    mongo: MongoStore,
+    collection: str,
+    updates: Sequence[Update],
+    applied: Callable[[Document | None, int], bool],
+    rounds: int,
+) -> dict[int, str]:
     refused = await mongo.upsert_many(collection, updates)
     pending = [i for i in range(len(updates)) if i not in refused]
     for _ in range(rounds):

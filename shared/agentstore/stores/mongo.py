@@ -9,6 +9,7 @@ no TTL indexes, no change streams. It uses PyMongo's async API
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -87,6 +88,7 @@ class MongoStore:
         (`ferretsql`), with the sorts and limits FerretDB 1.24 cannot push down."""
         self.url = url
         self._sql = FerretSql(sql_url, database) if sql_url else None
+        self._locks: dict[str, asyncio.Lock] = {}
         self._client: AsyncMongoClient[Document] = AsyncMongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
@@ -96,6 +98,11 @@ class MongoStore:
             tz_aware=True,
         )
         self._db: AsyncDatabase[Document] = self._client[database]
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """A lock of this process by name, for read-modify-write sequences FerretDB 1.x does
+        not make atomic (`logs.documents.converge`)."""
+        return self._locks.setdefault(name, asyncio.Lock())
 
     async def __aenter__(self) -> MongoStore:
         return self
