@@ -120,7 +120,7 @@ class Profiles:
         return to_wire(row)
 
     async def create_or_update(self, ctx: RequestContext, q: CreateOrUpdateProfile) -> dict[str, Any]:
-        fields = {k: v for k, v in msgspec.structs.asdict(q.metrics).items() if v is not None}
+        fields = update_fields(q.metrics)
         async with self.db.transaction() as tx:
             await tx.ensure_profile(q.agent_id)
             row = await tx.set_profile(q.agent_id, msgspec.json.encode(fields).decode())

@@ -31,12 +31,13 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from agentstore.bus.ingest import ack_info
+from agentstore.bus.ingest import Envelope, ack_info
 from agentstore.errors import InvalidMessage
-from agentstore.schemas.common import EPOCH, decode_message, iso
+from agentstore.schemas.common import iso
 from agentstore.schemas.logs import ConversationIn, MessageIn
 
 log = logging.getLogger(__name__)
@@ -52,30 +53,27 @@ class MirrorStats:
     files: int = 0
 
 
-def record_of(subject: str, data: bytes, ts_ns: int) -> tuple[Path, dict[str, Any]]:
+def record_of(msg: Msg) -> tuple[Path, dict[str, Any]]:
     """(file relative to the mirror's folder, line) of one ingest message; InvalidMessage
-    when the contract refuses it. `ts` defaults to JetStream's time, as the service's."""
-    from datetime import timedelta
-
-    _, agent, kind = subject.split(".")
-    default_ts = iso(EPOCH + timedelta(microseconds=ts_ns // 1000))
+    when the contract refuses it. Read as the logs service reads it (`Envelope`): the
+    subject's agent, and `ts` defaulting to JetStream's time."""
+    _, agent, kind = msg.subject.split(".")
+    seq, ts_ns, _ = ack_info(msg)
+    envelope = Envelope(agent, kind, msg.data, msg.headers or {}, seq, ts_ns)
+    default_ts = iso(envelope.received)
     if kind == "conversations":
-        c = decode_message(data, ConversationIn)
+        c = envelope.decode(ConversationIn)
         line: dict[str, Any] = {"record": "conversation", "conversation_id": c.id,
                                 "ts": iso(c.ts) if c.ts else default_ts, "user_id": c.user_id,
                                 "context": c.context}  # fmt: skip
         conversation = c.id
-        body_agent = c.agent_id
     else:
-        m = decode_message(data, MessageIn)
+        m = envelope.decode(MessageIn)
         line = {"record": "message", "id": m.id, "role": m.role, "content": m.content,
                 "timestamp": iso(m.ts) if m.ts else default_ts, "agent_steps": m.agent_steps,
                 "pdf_names": m.pdf_names, "source_citations": m.source_citations,
                 "meta_data": m.meta_data}  # fmt: skip
         conversation = m.conversation_id
-        body_agent = m.agent_id
-    if body_agent is not None and body_agent != agent:
-        raise InvalidMessage(f"body agent_id {body_agent!r} differs from the subject's agent {agent!r}")
     return Path(agent) / f"{conversation}.jsonl", {k: v for k, v in line.items() if v is not None}
 
 
@@ -119,7 +117,7 @@ async def mirror(nc: Client, folder: Path, stop: asyncio.Event, *, durable: str 
             lines: dict[Path, list[bytes]] = {}
             for msg in msgs:
                 try:
-                    relative, line = record_of(msg.subject, msg.data, ack_info(msg)[1])
+                    relative, line = record_of(msg)
                 except (InvalidMessage, ValueError) as exc:
                     stats.skipped += 1
                     log.warning("skipping %s (the logs service dead-letters it): %s", msg.subject, exc)
