@@ -4,6 +4,7 @@ logs service sends; and it reads through the indexes instead of scanning."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,9 @@ DESC = [("ts", -1), ("_id", -1)]
 ASC = [("ts", 1), ("_id", 1)]
 CURSOR = {"$or": [{"ts": {"$lt": T0 + timedelta(seconds=50)}},
                   {"ts": T0 + timedelta(seconds=50), "_id": {"$lt": "agent3:0150"}}]}  # fmt: skip
+ASC_CURSOR = {"$or": [{"ts": {"$gt": T0 + timedelta(seconds=5)}},
+                      {"ts": T0 + timedelta(seconds=5), "_id": {"$gt": "agent1:0015"}}]}  # fmt: skip
+WINDOW = {"$gte": T0 + timedelta(seconds=10), "$lt": T0 + timedelta(seconds=60)}
 CASES: list[tuple[str, dict[str, Any], list[tuple[str, int]], int]] = [
     ("everything newest first", {}, DESC, 101),
     ("one agent", {"agent_id": "agent3"}, DESC, 20),
@@ -78,9 +82,20 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, int]], int]] = [
     ("agent, level and time", {"agent_id": "agent2", "level_no": {"$gte": 30},
                                "ts": {"$lt": T0 + timedelta(seconds=80)}}, DESC, 10),  # fmt: skip
     ("keyset cursor, descending", CURSOR, DESC, 15),
-    ("keyset cursor, ascending", {"$or": [{"ts": {"$gt": T0 + timedelta(seconds=5)}},
-                                          {"ts": T0 + timedelta(seconds=5), "_id": {"$gt": "agent1:0015"}}]},
-     ASC, 15),  # fmt: skip
+    ("a window, newest first", {"ts": WINDOW}, DESC, 20),
+    ("a window and its cursor (the cursor implies the window's end)", {"ts": WINDOW, **CURSOR}, DESC, 15),
+    ("a cursor past the window's end (the end implies the cursor)",
+     {"ts": {"$gte": T0 + timedelta(seconds=10), "$lt": T0 + timedelta(seconds=40)}, **CURSOR}, DESC, 15),
+    ("$lte at the cursor's own value", {"ts": {"$lte": T0 + timedelta(seconds=50)}, **CURSOR}, DESC, 15),
+    ("$lt at the cursor's own value", {"ts": {"$lt": T0 + timedelta(seconds=50)}, **CURSOR}, DESC, 15),
+    ("a window and an ascending cursor", {"ts": {"$gte": T0 + timedelta(seconds=3), "$lt": T0 + timedelta(seconds=30)},
+                                          **ASC_CURSOR}, ASC, 15),
+    ("an ascending cursor before the window's start", {"ts": {"$gt": T0 + timedelta(seconds=8)}, **ASC_CURSOR}, ASC, 15),
+    ("a window of text", {"agent_id": {"$gte": "agent2", "$lt": "agent4"}}, DESC, 30),
+    ("a window of _id", {"_id": {"$gt": "agent2", "$lte": "agent4:0100"}}, DESC, 30),
+    ("a range of booleans", {"fields.ok": {"$gte": True}}, DESC, 10),
+    ("numbers and text in one field's window", {"fields.n": {"$gte": 5, "$lt": "z"}}, DESC, 10),
+    ("keyset cursor, ascending", ASC_CURSOR, ASC, 15),
     ("agent and cursor", {"agent_id": "agent4", **CURSOR}, DESC, 10),
     ("literal text, case-insensitive, with LIKE's wildcards", {"message": {"$regex": r"100%\ done", "$options": "i"}}, DESC, 5),
     ("text with an underscore", {"message": {"$regex": "retry_after", "$options": "i"}}, DESC, 5),
@@ -159,5 +174,35 @@ async def test_a_page_reads_an_index_range_not_the_table(
             statement, args = ferretsql.select(table, filter, DESC, 101)
             plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {statement}", *args))
             assert "Limit" in plan and "Index" in plan and "Sort" not in plan, plan
+    finally:
+        await conn.close()
+
+
+async def test_a_narrow_window_is_planned_for_more_rows_than_its_page(
+    stores: tuple[MongoStore, MongoStore], mongo_server: Server
+) -> None:
+    """A window inside one bucket of the histogram (an hour of ten days at 1M logs) was
+    estimated at one row, and PostgreSQL then planned a page as if the LIMIT never stopped
+    the scan (some took a sort of thousands of rows). Written by `_Ranges`, the window's
+    first page and its cursor's page are each estimated at least at the page's size."""
+    _, sql = stores
+    assert sql._sql is not None and mongo_server.sql_url is not None
+    table = await sql._sql._table(await sql._sql._connect(), "logs")
+    assert table is not None
+    conn = await asyncpg.connect(mongo_server.sql_url)
+    try:
+        # Ten buckets of 30 rows; the window holds 6 rows (2 s) inside one of them.
+        await conn.execute(f"SET default_statistics_target = 10; ANALYZE {table}")
+        window = {"ts": {"$gte": T0 + timedelta(seconds=41), "$lt": T0 + timedelta(seconds=43)}}
+        first = await sql._sql.find("logs", window, DESC, 3)
+        cursor = {"$or": [{"ts": {"$lt": first[-1]["ts"]}},
+                          {"ts": first[-1]["ts"], "_id": {"$lt": first[-1]["_id"]}}]}  # fmt: skip
+        for filter in (window, {**window, **cursor}):
+            statement, args = ferretsql.select(table, filter, DESC, 3)
+            plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
+            top = json.loads(plan)[0]["Plan"]
+            assert top["Node Type"] == "Limit", top
+            assert top["Plans"][0]["Plan Rows"] >= 3, top["Plans"][0]
+        assert len(await sql._sql.find("logs", {**window, **cursor}, DESC, 3)) == 3
     finally:
         await conn.close()
