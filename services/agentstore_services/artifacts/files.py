@@ -209,7 +209,9 @@ class Artifacts:
                         payload={"prefix": q.prefix, "files": len(rows), "objects": objects})  # fmt: skip
         if self.bus is not None:
             with contextlib.suppress(AgentstoreError):  # the reply says what was deleted either way
-                await self.bus.publish(f"agents.{q.agent_id}.events", event, f"{q.agent_id}:{event.id}")
+                await self.bus.publish(
+                    f"agents.{q.agent_id}.events", event, f"{q.agent_id}:{event.id}", copy=True
+                )
         return {"agent_id": q.agent_id, "prefix": q.prefix, "files": len(rows), "objects": objects}
 
     async def file_url(self, ctx: RequestContext, q: FileUrlQuery) -> dict[str, Any]:

@@ -117,11 +117,12 @@ class ClaimQueue:
 
 
 class Runs:
-    def __init__(self, db: TasksDb, bus: BusHandle) -> None:
+    def __init__(self, db: TasksDb, bus: BusHandle, claims: TasksDb | None = None) -> None:
+        """`claims`: where claim statements run (default: `db`)."""
         self.db = db
         self.bus = bus
         self._copies: set[asyncio.Task[None]] = set()
-        self._claims = ClaimQueue(db)
+        self._claims = ClaimQueue(claims or db)
 
     # -- evaluators and orchestrators ------------------------------------------
     async def submit(self, ctx: RequestContext, q: SubmitRun) -> dict[str, Any]:
@@ -318,7 +319,7 @@ class Runs:
                     "payload": {"attempt": attempt}}  # fmt: skip
             try:
                 # Queued into the bus's batches; a failed PubAck is logged by the bus.
-                await self.bus.publish(f"agents.{agent}.events", body, f"{agent}:{event_id}")
+                await self.bus.publish(f"agents.{agent}.events", body, f"{agent}:{event_id}", copy=True)
             except Exception as exc:
                 log.warning("could not copy %s of run %s to the audit trail: %s", type, run_id, exc)
 

@@ -15,7 +15,7 @@ from agentstore.lifecycle.runner import ServiceSpec, Wiring
 from agentstore.schemas.tasks import RestoreRequest
 from agentstore.stores.postgres import PostgresStore
 from agentstore_services.tasks.db import MIGRATIONS, TasksDb
-from agentstore_services.tasks.runs import Runs, run_item
+from agentstore_services.tasks.runs import ClaimQueue, Runs, run_item
 from agentstore_services.tasks.tasks import Tasks, decode_progress, decode_task
 
 LEASE_SWEEP_SECONDS = 1.0
@@ -71,9 +71,18 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
     await pg.migrate("tasks", MIGRATIONS)
     bus = BusHandle()
+    # Claims have a connection of their own (ClaimQueue runs one statement at a time),
+    # which plans claim_runs once: PostgreSQL otherwise replans it on every call (its
+    # generic plan's estimate, blind to the number of claimants, looks costlier), and
+    # planning was 0.3 of the statement's 0.8 ms. The plan is the same either way: the
+    # queue's partial index, in queue order.
+    claims_pg = await stack.enter_async_context(PostgresStore(
+        settings.postgres_url, min_size=1, max_size=ClaimQueue.MAX_IN_FLIGHT,
+        settings={"plan_cache_mode": "force_generic_plan"},
+    ))  # fmt: skip
     db = TasksDb(pg)
     tasks = Tasks(db)
-    runs = Runs(db, bus)
+    runs = Runs(db, bus, claims=TasksDb(claims_pg))
     endpoints = bind(
         "tasks",
         {

@@ -142,16 +142,21 @@ async def _keep_session(conn: Any) -> None:
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, settings: Mapping[str, str] | None = None
+    ) -> None:
+        """`settings`: PostgreSQL settings of every connection (a pool for one purpose)."""
         self.url = url
         self._min, self._max = min_size, max_size
+        self._settings = dict(settings or {})
         self._pool: asyncpg.Pool | None = None
 
     async def __aenter__(self) -> PostgresStore:
         with driver_errors(self.url):
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=self._min, max_size=self._max, command_timeout=30, reset=_keep_session
-            )
+                self.url, min_size=self._min, max_size=self._max, command_timeout=30, reset=_keep_session,
+                server_settings=self._settings,
+            )  # fmt: skip
         return self
 
     async def __aexit__(self, *exc: object) -> None:
