@@ -55,6 +55,13 @@ IndexKeys = Sequence[tuple[str, int]]
 
 # Keep each command well under MongoDB's 16 MiB message limit.
 _CHUNK_BYTES = 8 * 1024 * 1024
+# And to a few statements: FerretDB 1.24 holds a PostgreSQL connection, from a pool of
+# 50, for each statement of an `update` that matched a document until the whole command
+# ends (its handler defers each statement's cursor close to the end), and the write needs
+# one more. A command of 100 matched upserts never ended and FerretDB served nobody after
+# (tests/test_mongo_store.py). 8 a command leaves room for the other collections' upserts
+# running at the same time; real MongoDB pays only the extra round trips.
+_CHUNK_STATEMENTS = 8
 
 
 def _chunks(indexes: list[int], updates: list[tuple[Document, Document]]) -> list[list[int]]:
@@ -62,7 +69,7 @@ def _chunks(indexes: list[int], updates: list[tuple[Document, Document]]) -> lis
     size = 0
     for index, (f, u) in zip(indexes, updates, strict=True):
         n = len(bson.encode(f)) + len(bson.encode(u))
-        if chunks[-1] and size + n > _CHUNK_BYTES:
+        if chunks[-1] and (size + n > _CHUNK_BYTES or len(chunks[-1]) == _CHUNK_STATEMENTS):
             chunks.append([])
             size = 0
         chunks[-1].append(index)
