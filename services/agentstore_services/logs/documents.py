@@ -106,8 +106,8 @@ async def _converge(
     refused = await mongo.upsert_many(collection, updates)
     pending = [i for i in range(len(updates)) if i not in refused]
     for _ in range(rounds):
-        stored = {i: await mongo.find_one(collection, {"_id": updates[i][0]["_id"]}) for i in pending}
-        pending = [i for i in pending if not applied(stored[i], i)]
+        stored = await mongo.find_by_ids(collection, [updates[i][0]["_id"] for i in pending])
+        pending = [i for i in pending if not applied(stored.get(updates[i][0]["_id"]), i)]
         if not pending:
             return refused
         again = await mongo.upsert_many(collection, [updates[i] for i in pending])

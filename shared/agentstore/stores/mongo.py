@@ -270,6 +270,20 @@ class MongoStore:
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
 
+    async def find_by_ids(self, collection: str, ids: Sequence[Any]) -> dict[Any, Document]:
+        """The stored documents of these `_id`s (missing ones absent): one index lookup on
+        FerretDB's tables in SQL; else one find_one each, since FerretDB 1.24 filters an
+        `$in` over the wire itself, reading the whole collection."""
+        if self._sql is not None and ids:
+            with contextlib.suppress(Unsupported):
+                return {d["_id"]: d for d in await self._sql.find(collection, {"_id": {"$in": list(ids)}})}
+        found = {}
+        for key in ids:
+            doc = await self.find_one(collection, {"_id": key})
+            if doc is not None:
+                found[key] = doc
+        return found
+
     async def count(self, collection: str, filter: Document) -> int:
         if self._sql is not None:
             with contextlib.suppress(Unsupported):
