@@ -58,6 +58,20 @@ async def stores(mongo_server: Server) -> AsyncIterator[tuple[MongoStore, MongoS
     await sql.close()
 
 
+@pytest.fixture
+async def planner(
+    stores: tuple[MongoStore, MongoStore], mongo_server: Server
+) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """The logs table's name and a PostgreSQL session beside it, to ask for plans."""
+    _, sql = stores
+    assert sql._sql is not None and mongo_server.sql_url is not None
+    table = await sql._sql._table(await sql._sql._connect(), "logs")
+    assert table is not None
+    conn = await asyncpg.connect(mongo_server.sql_url)
+    yield table, conn
+    await conn.close()
+
+
 DESC = [("ts", -1), ("_id", -1)]
 ASC = [("ts", 1), ("_id", 1)]
 CURSOR = {"$or": [{"ts": {"$lt": T0 + timedelta(seconds=50)}},
@@ -156,53 +170,39 @@ async def test_a_collection_dropped_and_made_again_is_found_under_its_new_table(
         "agent0:0000", "agent1:0001", "agent2:0002"]  # fmt: skip
 
 
-async def test_a_page_reads_an_index_range_not_the_table(
-    stores: tuple[MongoStore, MongoStore], mongo_server: Server
-) -> None:
+async def test_a_page_reads_an_index_range_not_the_table(planner: tuple[str, asyncpg.Connection]) -> None:
     """PostgreSQL's plan for a newest-first page of one agent, and of the fleet, after a
     cursor: an index scan under a Limit, never a sequential scan of the collection."""
-    _, sql = stores
-    assert sql._sql is not None and mongo_server.sql_url is not None
-    table = await sql._sql._table(await sql._sql._connect(), "logs")
-    assert table is not None
-    conn = await asyncpg.connect(mongo_server.sql_url)
-    try:
-        # 300 rows: the planner would rather sort them; forbid what a large collection makes
-        # costly, so the plan shows whether an index-ordered range exists at all.
-        await conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
-        for filter in ({"agent_id": "agent3", **CURSOR}, CURSOR):
-            statement, args = ferretsql.select(table, filter, DESC, 101)
-            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {statement}", *args))
-            assert "Limit" in plan and "Index" in plan and "Sort" not in plan, plan
-    finally:
-        await conn.close()
+    table, conn = planner
+    # 300 rows: the planner would rather sort them; forbid what a large collection makes
+    # costly, so the plan shows whether an index-ordered range exists at all.
+    await conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+    for filter in ({"agent_id": "agent3", **CURSOR}, CURSOR):
+        statement, args = ferretsql.select(table, filter, DESC, 101)
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {statement}", *args))
+        assert "Limit" in plan and "Index" in plan and "Sort" not in plan, plan
 
 
 async def test_a_narrow_window_is_planned_for_more_rows_than_its_page(
-    stores: tuple[MongoStore, MongoStore], mongo_server: Server
+    stores: tuple[MongoStore, MongoStore], planner: tuple[str, asyncpg.Connection]
 ) -> None:
     """A window inside one bucket of the histogram (an hour of ten days at 1M logs) was
     estimated at one row, and PostgreSQL then planned a page as if the LIMIT never stopped
     the scan (some took a sort of thousands of rows). Written by `_Ranges`, the window's
     first page and its cursor's page are each estimated at least at the page's size."""
     _, sql = stores
-    assert sql._sql is not None and mongo_server.sql_url is not None
-    table = await sql._sql._table(await sql._sql._connect(), "logs")
-    assert table is not None
-    conn = await asyncpg.connect(mongo_server.sql_url)
-    try:
-        # Ten buckets of 30 rows; the window holds 6 rows (2 s) inside one of them.
-        await conn.execute(f"SET default_statistics_target = 10; ANALYZE {table}")
-        window = {"ts": {"$gte": T0 + timedelta(seconds=41), "$lt": T0 + timedelta(seconds=43)}}
-        first = await sql._sql.find("logs", window, DESC, 3)
-        cursor = {"$or": [{"ts": {"$lt": first[-1]["ts"]}},
-                          {"ts": first[-1]["ts"], "_id": {"$lt": first[-1]["_id"]}}]}  # fmt: skip
-        for filter in (window, {**window, **cursor}):
-            statement, args = ferretsql.select(table, filter, DESC, 3)
-            plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
-            top = json.loads(plan)[0]["Plan"]
-            assert top["Node Type"] == "Limit", top
-            assert top["Plans"][0]["Plan Rows"] >= 3, top["Plans"][0]
-        assert len(await sql._sql.find("logs", {**window, **cursor}, DESC, 3)) == 3
-    finally:
-        await conn.close()
+    assert sql._sql is not None
+    table, conn = planner
+    # Ten buckets of 30 rows; the window holds 6 rows (2 s) inside one of them.
+    await conn.execute(f"SET default_statistics_target = 10; ANALYZE {table}")
+    window = {"ts": {"$gte": T0 + timedelta(seconds=41), "$lt": T0 + timedelta(seconds=43)}}
+    first = await sql._sql.find("logs", window, DESC, 3)
+    cursor = {"$or": [{"ts": {"$lt": first[-1]["ts"]}},
+                      {"ts": first[-1]["ts"], "_id": {"$lt": first[-1]["_id"]}}]}  # fmt: skip
+    for filter in (window, {**window, **cursor}):
+        statement, args = ferretsql.select(table, filter, DESC, 3)
+        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
+        top = json.loads(plan)[0]["Plan"]
+        assert top["Node Type"] == "Limit", top
+        assert top["Plans"][0]["Plan Rows"] >= 3, top["Plans"][0]
+    assert len(await sql._sql.find("logs", {**window, **cursor}, DESC, 3)) == 3
