@@ -206,3 +206,25 @@ async def test_a_narrow_window_is_planned_for_more_rows_than_its_page(
         assert top["Node Type"] == "Limit", top
         assert top["Plans"][0]["Plan Rows"] >= 3, top["Plans"][0]
     assert len(await sql._sql.find("logs", {**window, **cursor}, DESC, 3)) == 3
+
+
+@pytest.mark.parametrize(
+    ("filter", "key"),
+    [
+        ({"level_no": 50, "ts": {"$gte": T0 + timedelta(seconds=10)}}, "agent_id"),
+        ({"level_no": 40, "agent_id": {"$in": ["agent1", "agent2", "agent6"]}}, "agent_id"),
+        ({}, "task_id"),  # a field some documents lack: counted under None
+        ({"agent_id": "nobody"}, "agent_id"),
+    ],
+    ids=["a level since a time", "a level for some agents", "by an optional field", "nothing matches"],
+)
+async def test_grouped_counts_are_what_ferretdb_aggregates(
+    stores: tuple[MongoStore, MongoStore], filter: dict[str, Any], key: str
+) -> None:
+    """`count_by` (the console's errors per agent) in one SQL GROUP BY, equal to FerretDB's
+    `$group` over the wire."""
+    wire, sql = stores
+    assert sql._sql is not None
+    expected = await wire.count_by("logs", filter, key)
+    assert await sql._sql.count_by("logs", filter, key) == expected
+    assert sum(expected.values()) == await wire.count("logs", filter)

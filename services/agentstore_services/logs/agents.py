@@ -18,7 +18,8 @@ from agentstore_services.logs.documents import Indexes, Order, agents_filter, co
 COLLECTION = "agents"
 ORDER = Order("last_seen", descending=True)
 INDEXES: Indexes = {"last_seen": ([("last_seen", -1), ("_id", -1)], False)}
-# Counted one level at a time: an equality on level_no is what FerretDB pushes down.
+# Counted one level at a time: an equality on level_no is what FerretDB pushes down (over
+# the wire), and in SQL each level's count is a range of the level_ts_id index.
 ERROR_LEVELS = [n for n in LEVEL_NUMBERS.values() if n >= LEVEL_NUMBERS["error"]]
 ERROR_WINDOW = timedelta(hours=1)
 # An agent's last_seen is rewritten when it moves by more than this: each mark is an upsert
@@ -88,11 +89,7 @@ class Agents:
             return {}
         counts: dict[str, int] = {}
         for level_no in ERROR_LEVELS:
-            pipeline: list[Document] = [
-                {"$match": {"level_no": level_no}},
-                {"$match": {"ts": {"$gte": since}, **agents_filter(agents)}},
-                {"$group": {"_id": "$agent_id", "n": {"$sum": 1}}},
-            ]
-            for row in await self.mongo.aggregate(logs.COLLECTION, pipeline):
-                counts[row["_id"]] = counts.get(row["_id"], 0) + int(row["n"])
+            filter = {"level_no": level_no, "ts": {"$gte": since}, **agents_filter(agents)}
+            for agent, n in (await self.mongo.count_by(logs.COLLECTION, filter, "agent_id")).items():
+                counts[agent] = counts.get(agent, 0) + n
         return counts

@@ -491,6 +491,28 @@ class FerretSql:
             return [decode(r[0]) for r in rows]
         return []
 
+    async def count_by(self, collection: str, filter: Mapping[str, Any], key: str) -> dict[Any, int]:
+        """Matching documents per value of `key` (a text field; null for missing), as
+        `$group: {_id: "$key", n: {$sum: 1}}` counts them."""
+        pool = await self._connect()
+        table = await self._table(pool, collection)
+        if table is None:
+            return {}
+        p = _Params()
+        statement = f"SELECT {path(key)}, count(*) FROM {table} WHERE {where(filter, p)} GROUP BY 1"
+        try:
+            rows = await pool.fetch(statement, *p.values)
+        except asyncpg.UndefinedTableError:
+            self._tables.pop(collection, None)
+            raise Unsupported("the table moved; ask FerretDB") from None
+        counts: dict[Any, int] = {}
+        for value, n in rows:
+            group = None if value is None else msgspec.json.decode(value)
+            if group is not None and not isinstance(group, str):
+                raise Unsupported(f"grouping by {key!r}, which holds {type(group).__name__} values")
+            counts[group] = counts.get(group, 0) + int(n)
+        return counts
+
     async def count(self, collection: str, filter: Mapping[str, Any]) -> int:
         pool = await self._connect()
         table = await self._table(pool, collection)

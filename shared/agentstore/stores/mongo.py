@@ -260,6 +260,18 @@ class MongoStore:
         except PyMongoError as exc:
             raise _convert(exc, self.url) from exc
 
+    async def count_by(self, collection: str, filter: Document, key: str) -> dict[Any, int]:
+        """Matching documents per value of the text field `key` (None: documents without it)."""
+        if self._sql is not None:
+            with contextlib.suppress(Unsupported):
+                return await self._sql.count_by(collection, filter, key)
+        # FerretDB pushes down a first $match of plain equalities (only those): they go first.
+        plain = {k: v for k, v in filter.items() if not k.startswith("$") and not isinstance(v, dict | list)}
+        rest = {k: v for k, v in filter.items() if k not in plain}
+        pipeline: list[Document] = [{"$match": m} for m in (plain, rest) if m]
+        pipeline.append({"$group": {"_id": f"${key}", "n": {"$sum": 1}}})
+        return {row["_id"]: int(row["n"]) for row in await self.aggregate(collection, pipeline)}
+
     async def find_one(self, collection: str, filter: Document) -> Document | None:
         if self._sql is not None:
             with contextlib.suppress(Unsupported):
