@@ -70,8 +70,8 @@ class Agents:
 
         refused = await converge(self.mongo, COLLECTION, updates, applied)
         for i, (agent, ts) in enumerate(marks):
-            if i not in refused and ts > self._marked.get(agent, ts - MARK_EVERY):
-                self._marked[agent] = ts
+            if i not in refused:
+                self._marked[agent] = max(ts, self._marked.get(agent, ts))
 
     async def query(self, ctx: RequestContext, q: AgentsQuery) -> dict[str, Any]:
         listed = await page(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +53,11 @@ MAX_UNION_VALUES = 32
 
 class Unsupported(Exception):
     """A filter or a stored value this module does not speak: ask FerretDB instead."""
+
+
+class TableMoved(Unsupported):
+    """The collection's table was dropped since it was looked up (made again under a new
+    name, or gone); its cached name is forgotten."""
 
 
 class _Params:
@@ -468,45 +473,49 @@ class FerretSql:
             self._tables[collection] = f'"{self.schema}"."{name}"'
         return self._tables[collection]
 
-    async def find(self, collection: str, filter: Mapping[str, Any], sort: IndexKeys = (),
-                   limit: int = 0) -> list[Document]:  # fmt: skip
+    async def _rows(
+        self, collection: str, statement: Callable[[str], tuple[str, list[Any]]]
+    ) -> list[Any] | None:
+        """The rows of `statement(table)` on the collection's table; None when there is no such
+        collection (yet). A table dropped since it was looked up raises `TableMoved`."""
         if not _SCHEMA.match(self.schema):
             raise Unsupported(f"database name {self.schema!r}")
         pool = await self._connect()
+        table = await self._table(pool, collection)
+        if table is None:
+            return None
+        sql, args = statement(table)
+        try:
+            return list(await pool.fetch(sql, *args))
+        except asyncpg.UndefinedTableError:
+            self._tables.pop(collection, None)
+            raise TableMoved(f"the table of {collection!r} moved") from None
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+            raise StoreUnavailable(f"FerretDB's PostgreSQL at {self.url}: {exc}") from exc
+
+    async def find(self, collection: str, filter: Mapping[str, Any], sort: IndexKeys = (),
+                   limit: int = 0) -> list[Document]:  # fmt: skip
         for attempt in (1, 2):
-            table = await self._table(pool, collection)
-            if table is None:
-                return []
-            sql, args = select(table, filter, sort, limit)
             try:
-                rows = await pool.fetch(sql, *args)
-            except asyncpg.UndefinedTableError:
+                rows = await self._rows(collection, lambda table: select(table, filter, sort, limit))
+            except TableMoved:
                 # Dropped and created again under a new table name: look it up once more.
-                self._tables.pop(collection, None)
                 if attempt == 2:
                     return []
                 continue
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
-                raise StoreUnavailable(f"FerretDB's PostgreSQL at {self.url}: {exc}") from exc
-            return [decode(r[0]) for r in rows]
+            return [decode(r[0]) for r in rows or ()]
         return []
 
     async def count_by(self, collection: str, filter: Mapping[str, Any], key: str) -> dict[Any, int]:
         """Matching documents per value of `key` (a text field; null for missing), as
-        `$group: {_id: "$key", n: {$sum: 1}}` counts them."""
-        pool = await self._connect()
-        table = await self._table(pool, collection)
-        if table is None:
-            return {}
-        p = _Params()
-        statement = f"SELECT {path(key)}, count(*) FROM {table} WHERE {where(filter, p)} GROUP BY 1"
-        try:
-            rows = await pool.fetch(statement, *p.values)
-        except asyncpg.UndefinedTableError:
-            self._tables.pop(collection, None)
-            raise Unsupported("the table moved; ask FerretDB") from None
+        `$group: {_id: "$key", n: {$sum: 1}}` counts them. A moved table: ask FerretDB."""
+
+        def statement(table: str) -> tuple[str, list[Any]]:
+            p = _Params()
+            return f"SELECT {path(key)}, count(*) FROM {table} WHERE {where(filter, p)} GROUP BY 1", p.values
+
         counts: dict[Any, int] = {}
-        for value, n in rows:
+        for value, n in await self._rows(collection, statement) or ():
             group = None if value is None else msgspec.json.decode(value)
             if group is not None and not isinstance(group, str):
                 raise Unsupported(f"grouping by {key!r}, which holds {type(group).__name__} values")
@@ -514,15 +523,11 @@ class FerretSql:
         return counts
 
     async def count(self, collection: str, filter: Mapping[str, Any]) -> int:
-        pool = await self._connect()
-        table = await self._table(pool, collection)
-        if table is None:
-            return 0
-        p = _Params()
-        try:
-            return int(
-                await pool.fetchval(f"SELECT count(*) FROM {table} WHERE {where(filter, p)}", *p.values)
-            )
-        except asyncpg.UndefinedTableError:
-            self._tables.pop(collection, None)
-            raise Unsupported("the table moved; ask FerretDB") from None
+        """Matching documents. A moved table: ask FerretDB."""
+
+        def statement(table: str) -> tuple[str, list[Any]]:
+            p = _Params()
+            return f"SELECT count(*) FROM {table} WHERE {where(filter, p)}", p.values
+
+        rows = await self._rows(collection, statement)
+        return int(rows[0][0]) if rows else 0
