@@ -1,11 +1,15 @@
 # One image for every agentstore service: `agentstore serve <name>`.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY shared ./shared
 COPY services ./services
 # The services need the server extra; agents install the bare SDK (`pip install agentstore`).
-RUN pip install --no-cache-dir --prefix=/install '.[server]'
+# Exactly the locked versions (hash-checked), then the project itself without resolving again.
+RUN pip install --no-cache-dir uv==0.13.9 \
+ && uv export --frozen --extra server --no-emit-project -o /tmp/requirements.txt \
+ && pip install --no-cache-dir --prefix=/install --require-hashes -r /tmp/requirements.txt \
+ && pip install --no-cache-dir --prefix=/install --no-deps .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home agentstore

@@ -51,9 +51,10 @@ def test_the_venv_holds_exactly_the_lock() -> None:
     assert _installed() == _locked("dev")
 
 
-def test_the_makefile_bootstraps_the_uv_the_lock_holds() -> None:
-    (pinned,) = re.findall(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
-    assert pinned == _locked("dev")["uv"]
+def test_the_makefile_and_the_image_bootstrap_the_uv_the_lock_holds() -> None:
+    (make,) = re.findall(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    (image,) = re.findall(r"uv==(\S+)", (ROOT / "Dockerfile").read_text())
+    assert make == image == _locked("dev")["uv"]
 
 
 def test_the_install_hint_covers_every_package_of_the_server_and_stack_extras() -> None:
