@@ -127,7 +127,7 @@ def document() -> dict[str, Any]:
                                       "x-jetstream-stream": contract.DEADLETTER_STREAM}  # fmt: skip
     operations["send_deadletter"] = {"action": "send", "channel": {"$ref": "#/channels/deadletter_service"},
                                      "summary": "a service dead-letters a message that can never be stored"}  # fmt: skip
-    return _normalised({
+    doc: dict[str, Any] = _normalised({
         "asyncapi": "3.0.0",
         "info": {"title": "agentstore", "version": __version__,
                  "description": "The wire contract of agentstore: see docs/CONTRACT.md."},
@@ -137,6 +137,7 @@ def document() -> dict[str, Any]:
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},
     })  # fmt: skip
+    return doc
 
 
 # The prose fields of AsyncAPI and JSON Schema; their text comes from docstrings and summaries.
