@@ -5,6 +5,12 @@ and acked), write the valid ones of each kind in one bulk idempotent
 operation, and ack them only after the write committed. A transient store
 failure naks the batch with a growing delay and pauses the worker; it is
 never dead-lettered. Cancellation never acks.
+
+A write that fails otherwise (the store refused the batch, or raised
+something no adapter classified) is split in halves until the failing
+message is alone, so its neighbours are stored; a message that fails alone
+the same way POISON_ATTEMPTS times is dead-lettered with the exception as
+its reason. Nothing one agent sends can hold up the stream.
 """
 
 from __future__ import annotations
@@ -122,6 +128,14 @@ def ack_info(msg: Msg) -> tuple[int, int, int]:
     return meta.sequence.stream, (ts - EPOCH) // timedelta(microseconds=1) * 1000, meta.num_delivered or 1
 
 
+# Times a message must fail alone, the same way, before it is dead-lettered as poison: an
+# unclassified error once may be a passing glitch; the same one three times, a second apart
+# or more (the nak delays), is the message.
+POISON_ATTEMPTS = 3
+# Suspects remembered per worker (stream sequence -> failure): a bound, not a working set.
+_MAX_SUSPECTS = 10_000
+
+
 def retry_delay(num_delivered: int) -> float:
     """0.5 s, 1 s, 2 s ... capped at 10 s."""
     return float(min(0.5 * 2 ** max(num_delivered - 1, 0), 10.0))
@@ -140,6 +154,8 @@ class IngestWorker:
     faults: Faults = field(default_factory=Faults)
     fetch_timeout: float = 1.0
     _failures: int = field(default=0, init=False)
+    # Messages that failed alone with an unclassified error: seq -> (failure, times).
+    _suspects: dict[int, tuple[str, int]] = field(default_factory=dict, init=False)
 
     async def run(self) -> None:
         sub = await self.js.pull_subscribe_bind(self.ingest.durable, stream=self.ingest.stream.name)
@@ -190,6 +206,12 @@ class IngestWorker:
             except InvalidMessage as exc:
                 await self._dead_letter(msg, str(exc))
                 continue
+            except Exception as exc:
+                # Decoding is pure: what fails once fails every time. A bug for this input,
+                # never a reason to hold the stream.
+                log.exception("decoding %s raised; dead-lettering it", msg.subject)
+                await self._dead_letter(msg, f"decoding raised {type(exc).__name__}: {exc}")
+                continue
             groups.setdefault(kind, []).append((msg, item))
         healthy = True
         for kind, pairs in groups.items():
@@ -226,18 +248,16 @@ class IngestWorker:
             await self._nak_all(kind, pairs)
             return False
         except StoreRejected as exc:
-            # A whole-batch refusal: retry once per message so neighbours still land.
             if len(pairs) > 1:
-                ok = True
-                for pair in pairs:
-                    ok &= await self._write(kind, [pair])
-                return ok
+                return await self._split(kind, pairs)  # a whole-batch refusal: find whose
             rejected = {0: str(exc)}
-        except Exception:
-            # A bug, not bad data: keep the messages (nak) and make noise.
-            log.exception("unexpected error writing %d %s messages; will retry", len(pairs), kind)
-            await self._nak_all(kind, pairs)
-            return False
+        except Exception as exc:
+            # Not classified by any adapter: a bug, or data a driver chokes on. Isolated,
+            # so that it holds up nobody else.
+            if len(pairs) > 1:
+                return await self._split(kind, pairs)
+            await self._suspect(kind, pairs[0][0], exc)
+            return True  # the store works: no pause for the others
         self.faults.clear(where)
         for index, (msg, _) in enumerate(pairs):
             reason = rejected.get(index)
@@ -245,8 +265,39 @@ class IngestWorker:
                 await self._dead_letter(msg, f"store refused it: {reason}")
             else:
                 await msg.ack()
+                if self._suspects:
+                    self._suspects.pop(ack_info(msg)[0], None)
         self.metrics.ingested.labels(kind=kind, outcome="stored").inc(len(pairs) - len(rejected))
         return True
+
+    async def _split(self, kind: str, pairs: list[tuple[Msg, Any]]) -> bool:
+        """Write each half on its own (in order), down to single messages: log2(n) rounds
+        find one bad message among n, and every good one is stored."""
+        half = len(pairs) // 2
+        first = await self._write(kind, pairs[:half])
+        second = await self._write(kind, pairs[half:])
+        return first and second
+
+    async def _suspect(self, kind: str, msg: Msg, exc: Exception) -> None:
+        """A message that failed alone: nak it for another try later, or dead-letter it
+        once it has failed the same way POISON_ATTEMPTS times."""
+        seq, _, delivered = ack_info(msg)
+        failure = f"{type(exc).__name__}: {exc}"
+        before, times = self._suspects.get(seq, (failure, 0))
+        times = times + 1 if before == failure else 1
+        if times >= POISON_ATTEMPTS:
+            self._suspects.pop(seq, None)
+            await self._dead_letter(msg, f"writing it failed {times} times alone: {failure}")
+            return
+        if times == 1:
+            log.error(
+                "writing %s seq %d failed alone, will retry: %s", msg.subject, seq, failure, exc_info=exc
+            )
+        if len(self._suspects) >= _MAX_SUSPECTS:
+            self._suspects.pop(next(iter(self._suspects)))
+        self._suspects[seq] = (failure, times)
+        await msg.nak(delay=retry_delay(delivered))
+        self.metrics.ingested.labels(kind=kind, outcome="retried").inc()
 
     async def _nak_all(self, kind: str, pairs: list[tuple[Msg, Any]]) -> None:
         for msg, _ in pairs:

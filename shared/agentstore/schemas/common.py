@@ -82,30 +82,60 @@ class After(Strict):
 T = TypeVar("T", bound=msgspec.Struct)
 
 
-def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
-    """Refuse what would break or inject in a document store.
+# BSON's and PostgreSQL's widest integer: a JSON integer past it has no store to go to.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-    Keys starting with ``$`` or containing ``.`` or NUL, NUL in strings,
-    non-finite numbers, nesting deeper than MAX_NESTING and maps of more than
-    MAX_MAP_KEYS keys all raise ValueError.
+
+def check_tree(value: Any, where: str = "$", depth: int = 0) -> None:
+    """The contract's value rules (docs/CONTRACT.md, "Values"): refuse what no store can
+    hold or what would inject into a document store, naming the path.
+
+    Integers outside int64, non-finite numbers, NUL or unpaired surrogates in strings and
+    keys, keys that are empty, start with ``$`` or hold ``.``, nesting deeper than
+    MAX_NESTING and maps of more than MAX_MAP_KEYS keys all raise ValueError
+    (``$.fields.v: integer out of int64 range``).
     """
     if depth > MAX_NESTING:
-        raise ValueError(f"nesting deeper than {MAX_NESTING} levels at {where}")
+        raise ValueError(f"{where}: nesting deeper than {MAX_NESTING} levels")
     if isinstance(value, dict):
         if len(value) > MAX_MAP_KEYS:
-            raise ValueError(f"{len(value):,} keys in the map at {where}; at most {MAX_MAP_KEYS:,}")
+            raise ValueError(f"{where}: {len(value):,} keys in the map; at most {MAX_MAP_KEYS:,}")
         for key, item in value.items():
-            if key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(f"key {key[:64]!r} at {where} may not start with '$' or hold '.' or NUL")
+            if not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(
+                    f"{where}: key {str(key)[:64]!r} may not be empty, start with '$' or hold '.' or NUL"
+                )
+            _check_text(key, where)
             check_tree(item, f"{where}.{key[:64]}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_tree(item, f"{where}[{index}]", depth + 1)
     elif isinstance(value, str):
         if "\x00" in value:
-            raise ValueError(f"NUL byte in string at {where}")
+            raise ValueError(f"{where}: NUL byte in string")
+        _check_text(value, where)
+    elif isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            field = getattr(value, name)
+            if field is not None:
+                check_tree(field, f"{where}.{name}", depth + 1)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{where}: integer out of int64 range")
     elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"non-finite number at {where}")
+        raise ValueError(f"{where}: non-finite number")
+
+
+def _check_text(text: str, where: str) -> None:
+    """UTF-8 can carry no unpaired surrogate (JSON escapes like \\ud800 decoded by a lenient
+    parser, a Python str built by hand); ASCII, the common case, is checked for free."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: unpaired surrogate in text {text[:32]!r}") from None
 
 
 def nest_keys(flat: dict[str, Any]) -> dict[str, Any]:
@@ -169,11 +199,11 @@ def decode_message(data: bytes, kind: type[T]) -> T:
 
 
 def check_fields(message: msgspec.Struct, data: bytes) -> None:
-    """check_tree, on the hot path: typed scalars need no walk.
+    """check_tree, on the hot path: typed strings need no walk.
 
-    JSON can only carry NUL as the escape \\u0000, so a body without that
-    escape holds no NUL anywhere; then only maps and lists need walking
-    (for their keys and depth).
+    JSON can only carry NUL as the escape \\u0000 (and msgspec refuses unpaired
+    surrogates), so a body without that escape holds no NUL anywhere; then only
+    maps, lists and numbers need walking (for keys, depth and range).
     """
     names = message.__struct_fields__ if b"\\u0000" in data else _container_fields(type(message))
     for name in names:
@@ -184,16 +214,16 @@ def check_fields(message: msgspec.Struct, data: bytes) -> None:
 
 @functools.cache
 def _container_fields(kind: type[msgspec.Struct]) -> tuple[str, ...]:
-    """The fields of `kind` that can hold a map or a list (the only ones with keys and depth)."""
+    """The fields of `kind` that can hold a map, a list or a number (the only ones with keys,
+    depth or a range to check)."""
 
     def container(t: msgspec.inspect.Type) -> bool:
         if isinstance(t, msgspec.inspect.UnionType):
             return any(container(u) for u in t.types)
         if isinstance(t, msgspec.inspect.Metadata):
             return container(t.type)
-        scalar = (msgspec.inspect.StrType, msgspec.inspect.IntType, msgspec.inspect.FloatType,
-                  msgspec.inspect.BoolType, msgspec.inspect.DateTimeType, msgspec.inspect.NoneType,
-                  msgspec.inspect.LiteralType)  # fmt: skip
+        scalar = (msgspec.inspect.StrType, msgspec.inspect.BoolType, msgspec.inspect.DateTimeType,
+                  msgspec.inspect.NoneType, msgspec.inspect.LiteralType)  # fmt: skip
         return not isinstance(t, scalar)
 
     info = msgspec.inspect.type_info(kind)

@@ -12,21 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import bson
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
-    AutoReconnect,
     BulkWriteError,
+    ConfigurationError,
     ConnectionFailure,
     ExecutionTimeout,
-    NetworkTimeout,
     OperationFailure,
     PyMongoError,
-    ServerSelectionTimeoutError,
     WriteConcernError,
 )
 
@@ -36,17 +34,6 @@ from agentstore.stores.ferretsql import FerretSql, Unsupported
 log = logging.getLogger("agentstore.mongo")
 
 DUPLICATE_KEY = 11000
-# Unauthorized, AuthenticationFailed: the deployment's login or roles are wrong.
-_DEPLOYMENT_CODES = frozenset({13, 18})
-_TRANSIENT = (
-    AutoReconnect,
-    ConnectionFailure,
-    ExecutionTimeout,
-    NetworkTimeout,
-    OperationFailure,
-    ServerSelectionTimeoutError,
-    WriteConcernError,
-)
 
 Document = dict[str, Any]
 # Index keys: [("agent_id", 1), ("ts", -1)]
@@ -77,12 +64,57 @@ def _chunks(indexes: list[int], updates: list[tuple[Document, Document]]) -> lis
     return chunks
 
 
-def _convert(exc: PyMongoError, url: str) -> Exception:
-    if isinstance(exc, _TRANSIENT):
+# Server error codes (MongoDB's error_codes.yml; FerretDB answers with the same codes).
+# Unauthorized, AuthenticationFailed: the deployment's login or roles are wrong.
+_DEPLOYMENT_CODES = frozenset({13, 18})
+# A server shutting down, stepping down or timing out: the same write succeeds later.
+_TRANSIENT_CODES = frozenset({
+    6, 7, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+})  # fmt: skip
+# The data: bad value, type mismatch, failed to parse, `$`- or dot-named fields, a document
+# or a key too large, an index key too long, duplicates where they are not success.
+_DATA_CODES = frozenset({2, 9, 14, 17, 52, 56, 57, 10334, 17280, 16755, DUPLICATE_KEY})
+# Raised by pymongo's BSON encoder before anything is sent: the document cannot be encoded
+# (an int past int64, a str with an unpaired surrogate, a key BSON refuses).
+_ENCODING_ERRORS = (bson.errors.BSONError, OverflowError, UnicodeEncodeError)
+
+
+def convert(exc: BaseException, url: str) -> Exception | None:
+    """The one table from pymongo's and bson's errors to ours, most specific first: server
+    codes before classes. None: not an error of the store (a bug in the caller, such as an
+    `InvalidOperation`), left to the ingest loop's isolation."""
+    if isinstance(exc, OperationFailure) and not isinstance(exc, BulkWriteError | WriteConcernError):
+        if exc.code in _DEPLOYMENT_CODES:
+            return StoreMisconfigured(
+                f"MongoDB at {url} refused: {exc}; check the deployment's user and roles"
+            )
+        if exc.code in _TRANSIENT_CODES or exc.has_error_label("RetryableWriteError"):
+            return StoreUnavailable(f"MongoDB at {url} is unavailable ({exc}); retrying")
+        if exc.code in _DATA_CODES:
+            return StoreRejected(f"MongoDB refused it: {exc}")
+        if isinstance(exc, ExecutionTimeout):
+            return StoreUnavailable(f"MongoDB at {url} timed out ({exc}); retrying")
+        # A code not listed: the server refused this operation; other operations go on.
+        return StoreRejected(f"MongoDB refused it (code {exc.code}): {exc}")
+    if isinstance(exc, ConnectionFailure | WriteConcernError):
         return StoreUnavailable(f"MongoDB at {url} is unreachable ({exc}); is `make up` running?")
-    if isinstance(exc, OperationFailure) and exc.code in _DEPLOYMENT_CODES:
-        return StoreMisconfigured(f"MongoDB at {url} refused: {exc}; check the deployment's user and roles")
-    return StoreRejected(str(exc))
+    if isinstance(exc, ConfigurationError):
+        return StoreMisconfigured(f"MongoDB at {url}: {exc}; check MONGODB_URL")
+    if isinstance(exc, _ENCODING_ERRORS):
+        return StoreRejected(f"the document cannot be encoded as BSON ({type(exc).__name__}: {exc})")
+    return None
+
+
+@contextlib.contextmanager
+def driver_errors(url: str) -> Iterator[None]:
+    """The one place pymongo's and bson's errors become ours (see `convert`)."""
+    try:
+        yield
+    except (PyMongoError, *_ENCODING_ERRORS) as exc:
+        converted = convert(exc, url)
+        if converted is None:
+            raise
+        raise converted from exc
 
 
 class MongoStore:
@@ -123,10 +155,8 @@ class MongoStore:
         await self._client.close()
 
     async def ping(self) -> None:
-        try:
+        with driver_errors(self.url):
             await self._db.command("ping")
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
 
     async def ensure_indexes(self, collection: str, indexes: Mapping[str, tuple[IndexKeys, bool]]) -> None:
         """Create named indexes (keys, unique) idempotently.
@@ -135,25 +165,21 @@ class MongoStore:
         panics ("slice bounds out of range") on a multi-index createIndexes
         whose indexes already exist.
         """
-        try:
+        with driver_errors(self.url):
             existing = await self._db[collection].index_information()
             for name, (keys, unique) in indexes.items():
                 if name not in existing:
                     await self._db[collection].create_indexes(
                         [IndexModel(list(keys), name=name, unique=unique)]
                     )
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
 
     async def drop_indexes(self, collection: str, names: Sequence[str]) -> None:
         """Drop these named indexes where they exist (ones a newer index replaced)."""
-        try:
+        with driver_errors(self.url):
             existing = await self._db[collection].index_information()
             for name in names:
                 if name in existing:
                     await self._db[collection].drop_index(name)
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
 
     async def insert_new(self, collection: str, docs: Sequence[Document]) -> dict[int, str]:
         """Insert documents keyed by `_id`; ones already there are left as they are.
@@ -163,12 +189,11 @@ class MongoStore:
         """
         if not docs:
             return {}
-        try:
-            await self._db[collection].insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            return self._refused(exc)
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
+        with driver_errors(self.url):
+            try:
+                await self._db[collection].insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                return self._refused(exc)
         return {}
 
     async def upsert_many(
@@ -189,7 +214,9 @@ class MongoStore:
         pending = list(range(len(updates)))
         for _attempt in range(2):
             collided: list[int] = []
-            for chunk in _chunks(pending, [updates[i] for i in pending]):
+            with driver_errors(self.url):  # encoding each statement to size the chunks
+                chunks = _chunks(pending, [updates[i] for i in pending])
+            for chunk in chunks:
                 errors = await self._update(collection, [updates[i] for i in chunk])
                 for pos, (code, message) in errors.items():
                     index = chunk[pos]
@@ -210,10 +237,8 @@ class MongoStore:
             "updates": [{"q": f, "u": u, "upsert": True} for f, u in updates],
             "ordered": False,
         }
-        try:
+        with driver_errors(self.url):
             reply = await self._db.command(command)
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
         if reply.get("writeConcernError"):
             raise StoreUnavailable(f"MongoDB write concern failed: {reply['writeConcernError']}")
         return {
@@ -243,22 +268,18 @@ class MongoStore:
         if self._sql is not None and projection is None:
             with contextlib.suppress(Unsupported):
                 return await self._sql.find(collection, filter, sort, limit)
-        try:
+        with driver_errors(self.url):
             cursor = self._db[collection].find(filter, projection)
             if sort:
                 cursor = cursor.sort(list(sort))
             if limit:
                 cursor = cursor.limit(limit)
             return [doc async for doc in cursor]
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
 
     async def aggregate(self, collection: str, pipeline: Sequence[Document]) -> list[Document]:
-        try:
+        with driver_errors(self.url):
             cursor = await self._db[collection].aggregate(list(pipeline))
             return [doc async for doc in cursor]
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
 
     async def count_by(self, collection: str, filter: Document, key: str) -> dict[Any, int]:
         """Matching documents per value of the text field `key` (None: documents without it)."""
@@ -277,10 +298,8 @@ class MongoStore:
             with contextlib.suppress(Unsupported):
                 found = await self._sql.find(collection, filter, (), 1)
                 return found[0] if found else None
-        try:
+        with driver_errors(self.url):
             return await self._db[collection].find_one(filter)
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
 
     async def find_by_ids(self, collection: str, ids: Sequence[Any]) -> dict[Any, Document]:
         """The stored documents of these `_id`s (missing ones absent): one index lookup on
@@ -300,29 +319,21 @@ class MongoStore:
         if self._sql is not None:
             with contextlib.suppress(Unsupported):
                 return await self._sql.count(collection, filter)
-        try:
+        with driver_errors(self.url):
             return int(await self._db[collection].count_documents(filter))
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
 
     async def delete_many(self, collection: str, filter: Document) -> int:
-        try:
+        with driver_errors(self.url):
             result = await self._db[collection].delete_many(filter)
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
         return int(result.deleted_count)
 
     async def explain(self, collection: str, filter: Document, sort: IndexKeys, limit: int) -> Document:
         """The server's query plan, to check that a query uses an index."""
-        try:
+        with driver_errors(self.url):
             cursor = self._db[collection].find(filter).sort(list(sort)).limit(limit)
             plan: Document = await cursor.explain()
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc
         return plan
 
     async def drop_database(self) -> None:
-        try:
+        with driver_errors(self.url):
             await self._client.drop_database(self._db.name)
-        except PyMongoError as exc:
-            raise _convert(exc, self.url) from exc

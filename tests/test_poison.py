@@ -1,0 +1,199 @@
+"""Nothing one agent sends can stop the fleet: the three findings of issue 24, the ingest
+loop's isolation of what no adapter classified, and the driver error tables row by row."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import bson
+import pytest
+from nats.aio.client import Client
+from pymongo.errors import (
+    AutoReconnect,
+    ConfigurationError,
+    ExecutionTimeout,
+    InvalidOperation,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+    WriteConcernError,
+)
+
+from agentstore.bus.ingest import POISON_ATTEMPTS, Handler, Ingest, IngestWorker
+from agentstore.bus.provision import ensure_consumer, ensure_stream
+from agentstore.contract import DEADLETTER, StreamSpec
+from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
+from agentstore.lifecycle.metrics import ServiceMetrics
+from agentstore.lifecycle.runner import ServiceHost
+from agentstore.stores import mongo
+from agentstore.stores.mongo import MongoStore
+from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
+
+TOO_BIG = 2**64  # valid JSON, past BSON's (and PostgreSQL's) int64
+
+
+async def ok(nc: Client, subject: str, body: dict[str, Any]) -> Any:
+    code, reply = await request(nc, subject, body)
+    assert code == 200, reply
+    return reply
+
+
+async def _dead(nc: Client, n: int) -> list[Any]:
+    dead = await dead_letters(nc)
+    return dead if len(dead) >= n else []
+
+
+async def test_an_int_past_int64_in_fields_data_or_payload_is_deadlettered_and_every_agent_goes_on(
+    logs_service: ServiceHost, nc: Client
+) -> None:
+    """Finding 1: one such log held every agent's logs, memories and events for ever."""
+    agent, other = new_agent(), new_agent()
+    poison = {
+        "logs": ({"id": "bad", "level": "info", "message": "m", "fields": {"v": TOO_BIG}}, "$.fields.v"),
+        "memories": ({"id": "bad", "kind": "k", "content": "c", "data": {"n": [1, -TOO_BIG]}}, "$.data.n[1]"),
+        "events": ({"id": "bad", "type": "t", "payload": {"deep": {"x": TOO_BIG}}}, "$.payload.deep.x"),
+    }
+    good = {
+        "logs": lambda i: {"id": f"good{i}", "level": "info", "message": "m", "fields": {"v": 2**63 - 1}},
+        "memories": lambda i: {"id": f"good{i}", "kind": "k", "content": "c", "data": {"n": -(2**63)}},
+        "events": lambda i: {"id": f"good{i}", "type": "t", "payload": {"x": 1}},
+    }
+    items = []
+    for kind, (body, _) in poison.items():
+        items += [(f"agents.{agent}.{kind}", as_json(good[kind](1)), None),
+                  (f"agents.{agent}.{kind}", as_json(body), None),
+                  (f"agents.{agent}.{kind}", as_json(good[kind](2)), None)]  # fmt: skip
+    await publish_all(nc, items)
+    dead = await eventually(lambda: _dead(nc, len(poison)), what="the poisons dead-lettered")
+    reasons = {m.headers["Dead-Subject"].rsplit(".", 1)[1]: m.headers["Dead-Reason"] for m in dead}
+    for kind, (_, path) in poison.items():
+        assert f"{path}: integer out of int64 range" in reasons[kind], reasons[kind]
+    # Published after the poisons, by another agent: stored as if nothing happened.
+    (late,) = await publish_all(nc, [(f"agents.{other}.logs", as_json(good["logs"](3)), None)])
+    page = await ok(nc, "query.logs", {"agent_ids": [other], "after": after(late)})
+    assert [it["id"] for it in page["items"]] == ["good3"]
+    for kind in poison:
+        page = await ok(nc, f"query.{kind}", {"agent_ids": [agent], "after": after(late)})
+        assert sorted(it["id"] for it in page["items"]) == ["good1", "good2"], kind
+    assert len(await dead_letters(nc)) == len(poison)
+
+
+async def test_a_nul_in_a_progress_detail_is_deadlettered_and_its_batch_neighbours_are_stored(
+    tasks_service: ServiceHost, nc: Client
+) -> None:
+    """Finding 2: the valid progress next to it in the same batch were not stored."""
+    agent = new_agent()
+    bodies = [{"id": "p1", "task_id": "t", "step": 1, "status": "ok", "detail": {"note": "fine"}},
+              {"id": "p2", "task_id": "t", "step": 2, "status": "ok", "detail": {"note": "a\u0000b"}},
+              {"id": "p3", "task_id": "t", "step": 3, "status": "ok", "detail": {"n\u0000": 1}},
+              {"id": "p4", "task_id": "t", "step": 4, "status": "ok", "detail": {"x": TOO_BIG}},
+              {"id": "p5", "task_id": "t", "step": 5, "status": "ok", "detail": {"note": "fine"}}]  # fmt: skip
+    acks = await publish_all(nc, [(f"agents.{agent}.progress", as_json(b), None) for b in bodies])
+    dead = await eventually(lambda: _dead(nc, 3), what="three dead letters")
+    reasons = sorted(m.headers["Dead-Reason"] for m in dead)
+    assert any("$.detail.note: NUL" in r for r in reasons), reasons
+    assert any("$.detail: key" in r for r in reasons), reasons
+    assert any("$.detail.x: integer out of int64 range" in r for r in reasons), reasons
+    page = await ok(nc, "query.progress", {"agent_id": agent, "task_id": "t", "after": after(acks[-1])})
+    assert [p["id"] for p in page["items"]] == ["p1", "p5"]
+
+
+# Finding 3: OperationFailure was listed as transient, so a login failure read as
+# "unreachable" and a refused document was retried for ever. One row a case, most specific
+# first: the server's code decides before the exception's class.
+MONGO_ERRORS: list[tuple[BaseException, type[Exception] | None]] = [
+    (OperationFailure("Unauthorized", code=13), StoreMisconfigured),
+    (OperationFailure("AuthenticationFailed", code=18), StoreMisconfigured),
+    (OperationFailure("BadValue", code=2), StoreRejected),
+    (OperationFailure("TypeMismatch", code=14), StoreRejected),
+    (OperationFailure("DollarPrefixedFieldName", code=52), StoreRejected),
+    (OperationFailure("BSONObjectTooLarge", code=10334), StoreRejected),
+    (OperationFailure("E11000 duplicate key", code=11000), StoreRejected),
+    (OperationFailure("a code nobody listed", code=987654), StoreRejected),
+    (OperationFailure("ShutdownInProgress", code=91), StoreUnavailable),
+    (OperationFailure("PrimarySteppedDown", code=189), StoreUnavailable),
+    (OperationFailure("retry me", code=987654, details={"errorLabels": ["RetryableWriteError"]}), StoreUnavailable),
+    (ExecutionTimeout("MaxTimeMSExpired", code=50), StoreUnavailable),
+    (WriteConcernError("waiting for replication timed out", code=64), StoreUnavailable),
+    (AutoReconnect("connection reset"), StoreUnavailable),
+    (NetworkTimeout("timed out"), StoreUnavailable),
+    (ServerSelectionTimeoutError("no servers"), StoreUnavailable),
+    (ConfigurationError("bad URI option"), StoreMisconfigured),
+    (OverflowError("MongoDB can only handle up to 8-byte ints"), StoreRejected),
+    (bson.errors.InvalidDocument("key '$x' must not start with '$'"), StoreRejected),
+    (bson.errors.InvalidStringData("strings must be valid UTF-8"), StoreRejected),
+    (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), StoreRejected),
+    (InvalidOperation("cannot use a closed client"), None),  # our bug: left to the ingest loop
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    MONGO_ERRORS,
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else "",
+)
+def test_mongo_error_table_row(error: BaseException, expected: type[Exception] | None) -> None:
+    converted = mongo.convert(error, "mongodb://127.0.0.1:1")
+    if expected is None:
+        assert converted is None
+    else:
+        assert type(converted) is expected, converted
+
+
+async def test_mongo_refuses_what_bson_cannot_encode_as_a_data_error(mongo: MongoStore) -> None:
+    """On the real server: the driver's OverflowError reaches callers as StoreRejected."""
+    with pytest.raises(StoreRejected, match="OverflowError"):
+        await mongo.insert_new("poison", [{"_id": "a", "v": TOO_BIG}])
+    with pytest.raises(StoreRejected, match="OverflowError"):
+        await mongo.upsert_many("poison", [({"_id": "a"}, {"$set": {"v": TOO_BIG}})])
+    assert await mongo.insert_new("poison", [{"_id": "b", "v": 2**63 - 1}]) == {}
+
+
+async def test_what_no_adapter_classified_is_isolated_by_bisection_and_deadlettered_alone(
+    nc: Client,
+) -> None:
+    """A write raising an unexpected exception for one message: the batch is split until it
+    is alone; it is retried POISON_ATTEMPTS times, then dead-lettered with the exception as
+    its reason; every neighbour is stored and the worker never pauses for it."""
+    js = nc.jetstream()
+    spec = StreamSpec(name="ISOLATION", subjects=("agents.*.thing",), max_age_seconds=3600)
+    await ensure_stream(js, spec)
+    await ensure_stream(js, DEADLETTER)
+    await ensure_consumer(js, spec.name, "isolation", max_ack_pending=1000, ack_wait=30)
+    stored: list[str] = []
+    batches: list[int] = []
+
+    async def write(items: Sequence[str]) -> dict[int, str]:
+        batches.append(len(items))
+        if "poison" in items:
+            raise KeyError("a bug only this message finds")
+        stored.extend(items)
+        return {}
+
+    def decode(envelope: Any) -> str:
+        return bytes(envelope.data).decode()
+
+    worker = IngestWorker(
+        "isolation", Ingest(spec, "isolation", {"thing": Handler(decode, write)}), js,
+        ServiceMetrics(), batch=64, stopping=asyncio.Event(),
+    )  # fmt: skip
+    task = asyncio.create_task(worker.run())
+    try:
+        names = [f"ok{i:02d}" for i in range(40)]
+        names.insert(17, "poison")
+        await publish_all(nc, [("agents.a1.thing", n.encode(), None) for n in names])
+        (dead,) = await eventually(lambda: _dead(nc, 1), what="the poison dead-lettered")
+        await eventually(lambda: _true(len(stored) == 40), what="every neighbour stored")
+    finally:
+        worker.stopping.set()
+        await task
+    assert sorted(stored) == sorted(n for n in names if n != "poison")
+    reason = dead.headers["Dead-Reason"]
+    assert f"failed {POISON_ATTEMPTS} times alone" in reason and "KeyError" in reason, reason
+    assert dead.data == b"poison"
+
+
+async def _true(value: bool) -> bool:
+    return value
