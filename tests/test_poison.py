@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
+import asyncpg
 import bson
 import pytest
+from miniopy_async.error import S3Error
 from nats.aio.client import Client
 from pymongo.errors import (
     AutoReconnect,
@@ -27,7 +31,7 @@ from agentstore.contract import DEADLETTER, StreamSpec
 from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 from agentstore.lifecycle.metrics import ServiceMetrics
 from agentstore.lifecycle.runner import ServiceHost
-from agentstore.stores import mongo
+from agentstore.stores import mongo, objects, postgres
 from agentstore.stores.mongo import MongoStore
 from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
 
@@ -197,3 +201,78 @@ async def test_what_no_adapter_classified_is_isolated_by_bisection_and_deadlette
 
 async def _true(value: bool) -> bool:
     return value
+
+
+# asyncpg by SQLSTATE class (also the FerretDB SQL reader's, which shares the table).
+POSTGRES_ERRORS: list[tuple[BaseException, type[Exception]]] = [
+    (asyncpg.exceptions.UniqueViolationError("duplicate key"), StoreRejected),  # 23505
+    (asyncpg.exceptions.NotNullViolationError("null value"), StoreRejected),  # 23502
+    (asyncpg.exceptions.UntranslatableCharacterError("\\u0000 cannot be converted"), StoreRejected),  # 22P05
+    (asyncpg.exceptions.NumericValueOutOfRangeError("out of range"), StoreRejected),  # 22003
+    (asyncpg.exceptions.DataError("invalid input for query argument $1"), StoreRejected),  # 22000
+    (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), StoreRejected),
+    (OverflowError("int too big to convert"), StoreRejected),
+    (asyncpg.exceptions.UndefinedTableError("no such table"), StoreMisconfigured),  # 42P01
+    (asyncpg.exceptions.InsufficientPrivilegeError("permission denied"), StoreMisconfigured),  # 42501
+    (asyncpg.exceptions.InvalidPasswordError("password authentication failed"), StoreMisconfigured),  # 28P01
+    (asyncpg.exceptions.InvalidCatalogNameError("no such database"), StoreMisconfigured),  # 3D000
+    (asyncpg.exceptions.InvalidSchemaNameError("no such schema"), StoreMisconfigured),  # 3F000
+    (asyncpg.exceptions.SerializationError("could not serialize"), StoreUnavailable),  # 40001
+    (asyncpg.exceptions.DeadlockDetectedError("deadlock"), StoreUnavailable),  # 40P01
+    (asyncpg.exceptions.TooManyConnectionsError("too many clients"), StoreUnavailable),  # 53300
+    (asyncpg.exceptions.AdminShutdownError("terminating connection"), StoreUnavailable),  # 57P01
+    (asyncpg.exceptions.CannotConnectNowError("starting up"), StoreUnavailable),  # 57P03
+    (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"), StoreUnavailable),  # 08003
+    (asyncpg.exceptions.InterfaceError("pool is closing"), StoreUnavailable),
+    (ConnectionRefusedError("connection refused"), StoreUnavailable),
+    (TimeoutError(), StoreUnavailable),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    POSTGRES_ERRORS,
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else "",
+)
+def test_postgres_error_table_row(error: BaseException, expected: type[Exception]) -> None:
+    assert type(postgres.convert(error, "postgresql://u@127.0.0.1:1/db")) is expected
+
+
+def _s3(code: str, status: int) -> S3Error:
+    return S3Error(code, "message", "/bucket/key", "req", "host", SimpleNamespace(status=status))  # type: ignore[arg-type]
+
+
+# S3 by error code (any S3 server answers with AWS's codes), an unlisted one by HTTP status.
+S3_ERRORS: list[tuple[BaseException, type[Exception]]] = [
+    (_s3("NoSuchKey", 404), StoreRejected),
+    (_s3("InvalidObjectName", 400), StoreRejected),
+    (_s3("EntityTooLarge", 400), StoreRejected),
+    (_s3("KeyTooLongError", 400), StoreRejected),
+    (_s3("InvalidArgument", 400), StoreRejected),
+    (_s3("BadDigest", 400), StoreRejected),
+    (_s3("SomethingNewButTheRequest", 400), StoreRejected),
+    (_s3("NoSuchBucket", 404), StoreMisconfigured),
+    (_s3("AccessDenied", 403), StoreMisconfigured),
+    (_s3("InvalidAccessKeyId", 403), StoreMisconfigured),
+    (_s3("SignatureDoesNotMatch", 403), StoreMisconfigured),
+    (_s3("RequestTimeTooSkewed", 403), StoreMisconfigured),
+    (_s3("SlowDown", 503), StoreUnavailable),
+    (_s3("ServiceUnavailable", 503), StoreUnavailable),
+    (_s3("InternalError", 500), StoreUnavailable),
+    (_s3("RequestTimeout", 400), StoreUnavailable),
+    (_s3("XMinioServerNotInitialized", 503), StoreUnavailable),
+    (_s3("SomethingNewOnTheServer", 502), StoreUnavailable),
+    (ValueError("object name cannot be empty"), StoreRejected),
+    (aiohttp.ClientConnectionError("connection reset"), StoreUnavailable),
+    (ConnectionRefusedError("connection refused"), StoreUnavailable),
+    (TimeoutError(), StoreUnavailable),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    S3_ERRORS,
+    ids=lambda v: getattr(v, "code", None) or type(v).__name__ if isinstance(v, BaseException) else "",
+)
+def test_s3_error_table_row(error: BaseException, expected: type[Exception]) -> None:
+    assert type(objects.convert(error, "127.0.0.1:9000")) is expected

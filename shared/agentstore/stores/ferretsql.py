@@ -34,8 +34,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from agentstore.errors import StoreUnavailable
 from agentstore.schemas.common import EPOCH
+from agentstore.stores.postgres import DRIVER_ERRORS, convert
 
 Document = dict[str, Any]
 IndexKeys = Sequence[tuple[str, int]]
@@ -446,8 +446,8 @@ class FerretSql:
                     server_settings={"plan_cache_mode": "force_custom_plan",
                                      "default_transaction_read_only": "on"},
                 )  # fmt: skip
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise StoreUnavailable(f"FerretDB's PostgreSQL at {self.url} is unreachable: {exc}") from exc
+            except DRIVER_ERRORS as exc:
+                raise convert(exc, self.url) from exc
         return self._pool
 
     async def close(self) -> None:
@@ -468,6 +468,8 @@ class FerretSql:
                 # No schema of that name: a database without collections yet, or a name
                 # FerretDB stored differently. FerretDB itself knows which.
                 raise Unsupported(f"no FerretDB metadata in schema {self.schema!r}") from None
+            except DRIVER_ERRORS as exc:
+                raise convert(exc, self.url) from exc
             if name is None:
                 return None
             self._tables[collection] = f'"{self.schema}"."{name}"'
@@ -490,8 +492,9 @@ class FerretSql:
         except asyncpg.UndefinedTableError:
             self._tables.pop(collection, None)
             raise TableMoved(f"the table of {collection!r} moved") from None
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
-            raise StoreUnavailable(f"FerretDB's PostgreSQL at {self.url}: {exc}") from exc
+        except DRIVER_ERRORS as exc:
+            # The same SQLSTATE table as every PostgreSQL statement of agentstore.
+            raise convert(exc, self.url) from exc
 
     async def find(self, collection: str, filter: Mapping[str, Any], sort: IndexKeys = (),
                    limit: int = 0) -> list[Document]:  # fmt: skip

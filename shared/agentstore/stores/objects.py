@@ -14,10 +14,43 @@ from miniopy_async.error import S3Error
 
 from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 
-# S3 error codes that mean "this request is wrong", not "try later".
-_PERMANENT = {"NoSuchKey", "InvalidObjectName", "EntityTooLarge"}
+# The one table from S3's errors to ours, by the error code every S3 server answers with
+# (AWS's list, which MinIO, SeaweedFS and the rest follow); an unlisted code by its HTTP
+# status: 4xx the request, 5xx the server.
+# "This request is wrong", not "try later": the object, its name or its size.
+_PERMANENT = frozenset({
+    "NoSuchKey", "InvalidObjectName", "EntityTooLarge", "EntityTooSmall", "KeyTooLongError",
+    "InvalidArgument", "InvalidDigest", "BadDigest", "MetadataTooLarge", "InvalidRange",
+})  # fmt: skip
 # Faults of the deployment, not of the data: retried, and shown in readiness.
-_DEPLOYMENT = {"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_DEPLOYMENT = frozenset({
+    "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName",
+    "AllAccessDisabled", "AccountProblem", "RequestTimeTooSkewed", "InvalidToken", "ExpiredToken",
+})  # fmt: skip
+# Busy, restarting or overloaded: the same request succeeds later.
+_TRANSIENT = frozenset({
+    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "OperationAborted",
+    "XMinioServerNotInitialized", "XMinioStorageFull",
+})  # fmt: skip
+_CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+
+
+def convert(exc: BaseException, endpoint: str) -> Exception:
+    """S3Error by code (then HTTP status), a lost connection as unavailable."""
+    if isinstance(exc, S3Error):
+        code, status = exc.code or "", getattr(exc.response, "status", 0) or 0
+        if code in _DEPLOYMENT:
+            return StoreMisconfigured(
+                f"S3 at {endpoint} refused: {code}: {exc.message}; the deployment is wrong "
+                "(a missing bucket, a key or a policy): fix it and everything waiting is stored"
+            )
+        if code in _PERMANENT or (code not in _TRANSIENT and 400 <= status < 500):
+            return StoreRejected(f"S3 refused: {code}: {exc.message}")
+    if isinstance(exc, ValueError):  # the client's own checks of a name or a size
+        return StoreRejected(f"S3 cannot take it: {exc}")
+    return StoreUnavailable(
+        f"S3 at {endpoint} is unavailable ({type(exc).__name__}: {exc}); is `make up` running?"
+    )
 
 
 @dataclass(frozen=True)
@@ -45,16 +78,7 @@ class ObjectStore:
         await self._client.close_session()  # type: ignore[no-untyped-call]
 
     def _convert(self, exc: Exception) -> Exception:
-        if isinstance(exc, S3Error) and exc.code in _PERMANENT:
-            return StoreRejected(f"S3 refused: {exc.code}: {exc.message}")
-        if isinstance(exc, S3Error) and exc.code in _DEPLOYMENT:
-            return StoreMisconfigured(
-                f"S3 at {self.endpoint} refused: {exc.code}: {exc.message}; the deployment is wrong "
-                "(a missing bucket, a key or a policy): fix it and everything waiting is stored"
-            )
-        return StoreUnavailable(
-            f"S3 at {self.endpoint} is unavailable ({type(exc).__name__}: {exc}); is `make up` running?"
-        )
+        return convert(exc, self.endpoint)
 
     async def ping(self) -> None:
         try:
@@ -69,7 +93,7 @@ class ObjectStore:
         except S3Error as exc:
             if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise self._convert(exc) from exc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (ValueError, *_CONNECTION_ERRORS) as exc:
             raise self._convert(exc) from exc
 
     async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> str:
@@ -78,7 +102,7 @@ class ObjectStore:
             result = await self._client.put_object(
                 bucket, key, io.BytesIO(data), len(data), content_type=content_type
             )
-        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
             raise self._convert(exc) from exc
         return str(result.etag)
 
@@ -89,7 +113,7 @@ class ObjectStore:
                 data: bytes = await response.read()
             finally:
                 response.close()
-        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
             raise self._convert(exc) from exc
         return data
 
@@ -100,7 +124,7 @@ class ObjectStore:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 return None
             raise self._convert(exc) from exc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (ValueError, *_CONNECTION_ERRORS) as exc:
             raise self._convert(exc) from exc
         return ObjectInfo(
             bucket,
@@ -122,13 +146,13 @@ class ObjectStore:
                     None,
                     obj.last_modified,
                 )
-        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
             raise self._convert(exc) from exc
 
     async def remove(self, bucket: str, key: str) -> None:
         try:
             await self._client.remove_object(bucket, key)
-        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
             raise self._convert(exc) from exc
 
     async def presign_put(self, bucket: str, key: str, expires: timedelta) -> str:
@@ -142,5 +166,5 @@ class ObjectStore:
             if method == "put":
                 return await self._client.presigned_put_object(bucket, key, expires=expires)
             return await self._client.presigned_get_object(bucket, key, expires=expires)
-        except (S3Error, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
             raise self._convert(exc) from exc

@@ -36,6 +36,9 @@ _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 # and 3D/3F (database, schema) are faults of the deployment, never of the data.
 _DATA_CLASSES = ("22", "23")
 _DEPLOYMENT_CLASSES = ("42", "28", "3D", "3F")
+# Raised while encoding a parameter, before anything is sent: the data, every time (a str
+# with an unpaired surrogate, an int past int8).
+_ENCODING_ERRORS = (UnicodeEncodeError, OverflowError)
 
 
 # A named parameter: `:name`, but not the second colon of a `::type` cast.
@@ -84,7 +87,7 @@ def load_queries(path: Path) -> dict[str, Query]:
     return {name: Query.parse(name, sql) for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-_DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, *_ENCODING_ERRORS)
 
 
 class Executor:
@@ -114,14 +117,18 @@ def driver_errors(url: str) -> Iterator[None]:
     """The one place asyncpg's errors become ours (see `convert`)."""
     try:
         yield
-    except _DRIVER_ERRORS as exc:
+    except DRIVER_ERRORS as exc:
         raise convert(exc, url) from exc
 
 
 def convert(exc: BaseException, url: str) -> Exception:
-    """Driver error -> StoreRejected (the data or query is wrong) or StoreUnavailable."""
+    """The one table from asyncpg's errors to ours, by SQLSTATE class: StoreRejected (the
+    data), StoreMisconfigured (the deployment) or StoreUnavailable (everything else: a lost
+    connection, a server shutting down, a serialization failure, too many connections)."""
     state = getattr(exc, "sqlstate", None) or ""
     host = url.split("@")[-1]
+    if isinstance(exc, _ENCODING_ERRORS):
+        return StoreRejected(f"PostgreSQL cannot take this value ({type(exc).__name__}: {exc})")
     if isinstance(exc, asyncpg.PostgresError) and state[:2] in _DATA_CLASSES:
         return StoreRejected(f"PostgreSQL refused it: {exc}")
     if isinstance(exc, asyncpg.PostgresError) and state[:2] in _DEPLOYMENT_CLASSES:
