@@ -4,6 +4,7 @@ loop's isolation of what no adapter classified, and the driver error tables row 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,7 @@ import bson
 import pytest
 from miniopy_async.error import S3Error
 from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
 from pymongo.errors import (
     AutoReconnect,
     ConfigurationError,
@@ -25,7 +27,7 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
-from agentstore.bus.ingest import POISON_ATTEMPTS, Handler, Ingest, IngestWorker
+from agentstore.bus.ingest import POISON_ATTEMPTS, Handler, Ingest, IngestWorker, MaxDeliveries
 from agentstore.bus.provision import ensure_consumer, ensure_stream
 from agentstore.contract import DEADLETTER, StreamSpec
 from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
@@ -276,3 +278,52 @@ S3_ERRORS: list[tuple[BaseException, type[Exception]]] = [
 )
 def test_s3_error_table_row(error: BaseException, expected: type[Exception]) -> None:
     assert type(objects.convert(error, "127.0.0.1:9000")) is expected
+
+
+async def test_a_message_past_max_deliver_is_deadlettered_or_put_back_during_an_outage(nc: Client) -> None:
+    """The backstop: a message a process keeps dying on (fetched, never settled) reaches
+    max_deliver; JetStream's advisory becomes a dead letter naming why. During a store outage
+    the same advisory puts the message back on its subject instead: nothing is dead-lettered
+    for want of a database."""
+    js = nc.jetstream()
+    spec = StreamSpec(name="BACKSTOP", subjects=("agents.*.thing",), max_age_seconds=3600)
+    await ensure_stream(js, spec)
+    await ensure_stream(js, DEADLETTER)
+    await ensure_consumer(js, spec.name, "backstop", max_ack_pending=100, ack_wait=0.5, max_deliver=2)
+    outage = False
+    watcher = MaxDeliveries("backstop", nc, [Ingest(spec, "backstop", {})], lambda: outage, ServiceMetrics())
+    await watcher.start()
+    sub = await js.pull_subscribe_bind("backstop", stream=spec.name)
+
+    async def die_on_it() -> None:
+        """A worker that fetches and is gone before it settles anything."""
+        with contextlib.suppress(NatsTimeoutError):
+            await sub.fetch(1, timeout=0.3)
+
+    async def dead_after_dying() -> list[Any]:
+        await die_on_it()
+        return await _dead(nc, 1)
+
+    try:
+        (crash,) = await publish_all(nc, [("agents.a1.thing", b"crash", {"Nats-Msg-Id": "m1"})])
+        (dead,) = await eventually(dead_after_dying, what="the advisory's dead letter")
+        assert dead.data == b"crash" and int(dead.headers["Dead-Seq"]) == crash.seq
+        assert "max_deliver 2" in str(dead.headers["Dead-Reason"]), dead.headers
+        assert dead.headers["Original-Nats-Msg-Id"] == "m1"
+
+        outage = True
+        (held,) = await publish_all(nc, [("agents.a1.thing", b"outage", {"Nats-Msg-Id": "m2"})])
+
+        async def put_back() -> Any:
+            await die_on_it()
+            last = (await js.stream_info(spec.name)).state.last_seq
+            if last > held.seq:
+                return await js.get_msg(spec.name, last)
+            return None
+
+        again = await eventually(put_back, what="the message put back on its subject")
+        assert again.data == b"outage" and again.subject == "agents.a1.thing"
+        assert len(await dead_letters(nc)) == 1  # only the crash
+    finally:
+        await watcher.stop()
+        await sub.unsubscribe()

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import msgspec
 
 from agentstore import contract
-from agentstore.contract import DEADLETTER_STREAM
+from agentstore.contract import DEADLETTER_STREAM, MAX_DELIVERIES_ADVISORY
 from agentstore.schemas.common import AgentId
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
@@ -122,7 +122,13 @@ def identities(fleet: Fleet) -> list[Identity]:
                     *decl.publishes,
                     *decl.calls,
                 ],  # fmt: skip
-                subscribe=[*service_subjects(service), "$SRV.>", f"{service_inbox(service)}.>"],
+                subscribe=[
+                    *service_subjects(service),
+                    "$SRV.>",
+                    f"{service_inbox(service)}.>",
+                    # JetStream's word that a message reached max_deliver (bus/ingest.py).
+                    f"{MAX_DELIVERIES_ADVISORY}.>",
+                ],  # fmt: skip
                 responses=True,
             )
         )

@@ -20,7 +20,7 @@ WHERE (t.ts, t.seq) < (EXCLUDED.ts, EXCLUDED.seq)
 -- name: insert_progress
 INSERT INTO task_progress (agent_id, id, task_id, ts, step, status, percent, detail)
 SELECT * FROM unnest(:agent_ids::text[], :ids::text[], :task_ids::text[], :tss::timestamptz[], :steps::int[],
-                     :statuses::text[], :percents::real[], :details::jsonb[])
+                     :statuses::text[], :percents::float8[], :details::jsonb[])
 ON CONFLICT (agent_id, id) DO NOTHING
 
 -- name: list_tasks

@@ -34,7 +34,8 @@ from nats.js import JetStreamContext
 
 from agentstore import contract
 from agentstore.bus.fetch import fetch
-from agentstore.contract import StreamSpec, deadletter_subject
+from agentstore.bus.provision import MAX_DELIVER
+from agentstore.contract import MAX_DELIVERIES_ADVISORY, StreamSpec, deadletter_subject
 from agentstore.errors import InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
 from agentstore.lifecycle.health import Faults
 from agentstore.lifecycle.metrics import ServiceMetrics
@@ -141,6 +142,25 @@ def retry_delay(num_delivered: int) -> float:
     return float(min(0.5 * 2 ** max(num_delivered - 1, 0), 10.0))
 
 
+def dead_headers(
+    reason: str, subject: str, stream: str, seq: int, original: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The headers of a dead letter (docs/CONTRACT.md): why, where from, and the original's
+    own headers that a redrive needs back. Its Nats-Msg-Id makes a second dead-lettering of
+    the same message (two workers, a retried publish) a duplicate JetStream drops."""
+    headers = {
+        "Dead-Reason": reason[:1024],
+        "Dead-Subject": subject,
+        "Dead-Stream": stream,
+        "Dead-Seq": str(seq),
+        "Nats-Msg-Id": f"dead:{stream}:{seq}",
+    }
+    for name in ("Nats-Msg-Id", "Content-Type", "Artifact-Name", "Task-Id"):
+        if original and name in original:
+            headers[f"Original-{name}"] = original[name]
+    return headers
+
+
 @dataclass
 class IngestWorker:
     """Fetches from a bound pull subscription until told to stop."""
@@ -156,6 +176,11 @@ class IngestWorker:
     _failures: int = field(default=0, init=False)
     # Messages that failed alone with an unclassified error: seq -> (failure, times).
     _suspects: dict[int, tuple[str, int]] = field(default_factory=dict, init=False)
+
+    @property
+    def failing(self) -> bool:
+        """The last batch or fetch failed for want of the store or the bus (not the data)."""
+        return self._failures > 0
 
     async def run(self) -> None:
         sub = await self.js.pull_subscribe_bind(self.ingest.durable, stream=self.ingest.stream.name)
@@ -307,16 +332,7 @@ class IngestWorker:
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         """Republish to deadletter.{service}, then ack; if that fails, nak."""
         seq = ack_info(msg)[0]
-        headers = {
-            "Dead-Reason": reason[:1024],
-            "Dead-Subject": msg.subject,
-            "Dead-Stream": self.ingest.stream.name,
-            "Dead-Seq": str(seq),
-            "Nats-Msg-Id": f"dead:{self.ingest.stream.name}:{seq}",
-        }
-        for name in ("Nats-Msg-Id", "Content-Type", "Artifact-Name", "Task-Id"):
-            if msg.headers and name in msg.headers:
-                headers[f"Original-{name}"] = msg.headers[name]
+        headers = dead_headers(reason, msg.subject, self.ingest.stream.name, seq, msg.headers)
         try:
             await self.js.publish(deadletter_subject(self.service), msg.data, headers=headers)
         except Exception as exc:
@@ -327,3 +343,67 @@ class IngestWorker:
         kind = msg.subject.rsplit(".", 1)[-1]
         self.metrics.ingested.labels(kind=kind, outcome="deadlettered").inc()
         log.info("dead-lettered %s seq %d: %s", msg.subject, seq, reason)
+
+
+@dataclass
+class MaxDeliveries:
+    """Subscribes to JetStream's max-deliveries advisories of a service's consumers (a queue
+    group: one replica acts) and settles each message JetStream gave up on."""
+
+    service: str
+    nc: Any  # nats.aio.client.Client
+    ingests: Sequence[Ingest]
+    # True while the service's store or bus is failing: then a message reaching max_deliver
+    # is not at fault, and goes back on its subject to be stored once the store is back.
+    store_failing: Callable[[], bool]
+    metrics: ServiceMetrics
+    _subs: list[Any] = field(default_factory=list, init=False)
+
+    async def start(self) -> None:
+        for ingest in self.ingests:
+            subject = f"{MAX_DELIVERIES_ADVISORY}.{ingest.stream.name}.{ingest.durable}"
+            self._subs.append(await self.nc.subscribe(subject, queue=f"agentstore-{self.service}",
+                                                      cb=self._on_advisory))  # fmt: skip
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+        self._subs.clear()
+
+    async def _on_advisory(self, advisory: Msg) -> None:
+        try:
+            event = msgspec.json.decode(advisory.data)
+            stream, seq, deliveries = event["stream"], int(event["stream_seq"]), int(event["deliveries"])
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+            log.warning("unreadable max-deliveries advisory: %r", advisory.data[:200])
+            return
+        js = self.nc.jetstream()
+        try:
+            original = await js.get_msg(stream, seq)
+        except NatsError as exc:
+            log.warning("max deliveries reached for %s seq %d, but it cannot be read: %s", stream, seq, exc)
+            return
+        subject, data = original.subject or "", original.data or b""
+        headers = dict(original.headers or {})
+        kind = subject.rsplit(".", 1)[-1]
+        try:
+            if self.store_failing():
+                # Not the message's fault: again at the end of the stream, without its
+                # Nats-Msg-Id (the dedupe window would drop it); writes are idempotent.
+                headers.pop("Nats-Msg-Id", None)
+                await js.publish(subject, data, headers=headers or None)
+                log.warning(
+                    "%s seq %d reached max_deliver during an outage: put back on %s", stream, seq, subject
+                )
+                self.metrics.ingested.labels(kind=kind, outcome="requeued").inc()
+                return
+            reason = (f"delivered {deliveries} times without being stored or refused (max_deliver "
+                      f"{MAX_DELIVER}): the service may have crashed or hung on it")  # fmt: skip
+            await js.publish(deadletter_subject(self.service), data,
+                             headers=dead_headers(reason, subject, stream, seq, headers))  # fmt: skip
+        except NatsError as exc:
+            log.error("could not settle %s seq %d after max deliveries: %s", stream, seq, exc)
+            return
+        self.metrics.ingested.labels(kind=kind, outcome="deadlettered").inc()
+        log.error("dead-lettered %s seq %d: %s", subject, seq, reason)

@@ -26,6 +26,13 @@ from agentstore.errors import ConfigError
 
 T = TypeVar("T")
 
+# The backstop behind the ingest loop's own isolation: a message delivered this many times
+# without being settled (a process that dies on it, a write that hangs past ack_wait) is
+# given up by JetStream, which says so in an advisory; `agentstore.bus.ingest.MaxDeliveries`
+# dead-letters it. Deliveries during a store outage count too (one per ~10 s, the nak
+# delay's cap), so those messages are put back on their subject instead.
+MAX_DELIVER = 20
+
 
 def stream_config(spec: StreamSpec) -> StreamConfig:
     return StreamConfig(
@@ -91,21 +98,26 @@ async def _stream_api(js: JetStreamContext, verb: str, name: str, body: dict[str
         raise ConfigError(f"JetStream refused to {verb.lower()} stream {name}: {error.get('description')}")
 
 
-def consumer_config(durable: str, max_ack_pending: int, ack_wait: float) -> ConsumerConfig:
+def consumer_config(
+    durable: str, max_ack_pending: int, ack_wait: float, max_deliver: int = MAX_DELIVER
+) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=durable,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        # Transient failures are retried until stored: never give up on a message.
-        max_deliver=-1,
+        # The backstop: JetStream gives up after this many deliveries and says so in an
+        # advisory, which the service turns into a dead letter (or, during an outage, puts
+        # the message back): `agentstore.bus.ingest.MaxDeliveries`.
+        max_deliver=max_deliver,
         ack_wait=ack_wait,
         max_ack_pending=max_ack_pending,
     )
 
 
 async def ensure_consumer(
-    js: JetStreamContext, stream: str, durable: str, *, max_ack_pending: int, ack_wait: float
-) -> None:
+    js: JetStreamContext, stream: str, durable: str, *, max_ack_pending: int, ack_wait: float,
+    max_deliver: int = MAX_DELIVER,
+) -> None:  # fmt: skip
     """Create the durable pull consumer or update it in place (same name, new limits)."""
-    config = consumer_config(durable, max_ack_pending, ack_wait)
+    config = consumer_config(durable, max_ack_pending, ack_wait, max_deliver)
     await _patiently(lambda: js.add_consumer(stream, config), f"for consumer {stream}/{durable}")

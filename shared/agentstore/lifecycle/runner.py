@@ -26,7 +26,7 @@ from nats.aio.client import Client
 from agentstore import __version__, contract
 from agentstore.bus.connect import connect_nats
 from agentstore.bus.handle import BusHandle
-from agentstore.bus.ingest import Ingest, IngestWorker
+from agentstore.bus.ingest import Ingest, IngestWorker, MaxDeliveries
 from agentstore.bus.provision import ensure_consumer, ensure_stream
 from agentstore.bus.rpc import IngestProgress, Route, RpcServer
 from agentstore.config import Settings
@@ -83,6 +83,7 @@ class ServiceHost:
         self._failed: BaseException | None = None
         self._bus: BusHandle | None = None
         self._ingests: list[Ingest] = []
+        self._max_deliveries: MaxDeliveries | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -111,12 +112,23 @@ class ServiceHost:
                     ack_wait=30.0,
                 )
             progress = IngestProgress(js, {i.stream.name: i.durable for i in wiring.ingests})
+            workers: list[IngestWorker] = []
             for ingest in wiring.ingests:
                 for _ in range(s.ingest_workers):
                     worker = IngestWorker(
                         self.spec.name, ingest, js, self.metrics, s.ingest_batch, self._stopping, self.faults
                     )
+                    workers.append(worker)
                     self._workers.append(self._watch(asyncio.create_task(worker.run())))
+            if wiring.ingests:
+                self._max_deliveries = MaxDeliveries(
+                    self.spec.name,
+                    self.nc,
+                    wiring.ingests,
+                    lambda: any(w.failing for w in workers),
+                    self.metrics,
+                )
+                await self._max_deliveries.start()
             for loop in wiring.background:
                 self._background.append(self._watch(asyncio.create_task(loop())))
             if wiring.endpoints:  # the web console answers HTTP, not NATS requests
@@ -182,6 +194,9 @@ class ServiceHost:
         if self._rpc is not None:
             await self._rpc.stop(deadline)
             self._rpc = None
+        if self._max_deliveries is not None:
+            await self._max_deliveries.stop()
+            self._max_deliveries = None
         if self._workers:
             _, late = await asyncio.wait(self._workers, timeout=max(deadline - time.monotonic(), 0))
             for task in late:
