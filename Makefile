@@ -84,9 +84,11 @@ screenshots: servers browser
 bench: servers
 	$(PY) -m bench.ingest_logs
 
-# The fault suite (bench/faults.py): every case at full size, about half an hour.
+# The fault suite (bench/faults.py): every case at full size, about half an hour; then the
+# hostile-input suite at its large size (tests/test_hostile.py, 300 examples a test).
 faults: servers
 	$(PY) -m bench.faults
+	$(PY) -m bench.hostile
 
 clean: down
 	rm -rf .agentstore

@@ -81,7 +81,8 @@ def test_permissions_are_the_declared_subjects_for_every_role() -> None:
         served = {a.replace("{agent}", "*") for e in contract.endpoints_of(service.name) for a in e.addresses}
         identity = ids[f"service-{service.name}"]
         assert served <= set(identity.subscribe)
-        assert {s for s in identity.subscribe if not s.startswith(("$SRV", "_INBOX"))} == served
+        advisories = {f"{contract.MAX_DELIVERIES_ADVISORY}.{s}.{service.durable}" for s in service.streams}
+        assert {s for s in identity.subscribe if not s.startswith(("$SRV", "_INBOX"))} == served | advisories
         assert set(service.publishes) | set(service.calls) <= set(identity.publish)
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from datetime import UTC
 from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
+import nats
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,8 +30,15 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentstore import contract
-from agentstore.lifecycle.runner import ServiceHost
+from agentstore.devstack import servers
+from agentstore.devstack.servers import Server
+from agentstore.lifecycle.runner import running
 from agentstore.schemas.common import MAX_NESTING
+from agentstore_services.artifacts.service import SPEC as ARTIFACTS
+from agentstore_services.logs.service import SPEC as LOGS
+from agentstore_services.metrics.service import SPEC as METRICS
+from agentstore_services.tasks.service import SPEC as TASKS
+from tests.conftest import Stack, make_settings
 from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
 
 settings.register_profile(
@@ -160,12 +169,29 @@ def _same(stored: Any, sent: Any) -> bool:
     return type(stored) is type(sent) and stored == sent
 
 
-@pytest.fixture
-async def services(
-    logs_service: ServiceHost, tasks_service: ServiceHost, metrics_service: ServiceHost,
-    artifacts_service: ServiceHost,
-) -> None:  # fmt: skip
-    return None
+# One nats-server and the four services for the whole module: the search runs hundreds of
+# requests, and a stack a parametrized test would cost more than its requests.
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = servers.start_nats(tmp_path_factory.mktemp("nats"), servers.free_port(), servers.free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def services(module_nats: Server, stack_servers: Stack) -> AsyncIterator[None]:
+    settings = make_settings(module_nats, stack_servers.mongo, stack_servers)
+    async with AsyncExitStack() as stack:
+        for spec in (LOGS, TASKS, METRICS, ARTIFACTS):
+            await stack.enter_async_context(running(spec, settings))
+        yield
+
+
+@pytest.fixture(scope="module")
+async def nc(module_nats: Server) -> AsyncIterator[Client]:
+    client = await nats.connect(module_nats.url)
+    yield client
+    await client.drain()
 
 
 @given(examples=st.lists(hostile_bodies(), min_size=1, max_size=6))

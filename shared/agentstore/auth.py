@@ -126,8 +126,9 @@ def identities(fleet: Fleet) -> list[Identity]:
                     *service_subjects(service),
                     "$SRV.>",
                     f"{service_inbox(service)}.>",
-                    # JetStream's word that a message reached max_deliver (bus/ingest.py).
-                    f"{MAX_DELIVERIES_ADVISORY}.>",
+                    # JetStream's word that a message of its own consumers reached
+                    # max_deliver (bus/ingest.py, MaxDeliveries).
+                    *(f"{MAX_DELIVERIES_ADVISORY}.{stream}.{decl.durable}" for stream in decl.streams),
                 ],  # fmt: skip
                 responses=True,
             )

@@ -28,6 +28,7 @@ from agentstore.errors import (
     BadRequest,
     Forbidden,
     RequestError,
+    StoreRejected,
     StoreUnavailable,
     Unavailable,
 )
@@ -243,6 +244,11 @@ class RpcServer:
             await self._respond_error(request, code, exc.message)
         except StoreUnavailable as exc:
             code, error = 503, f"store unavailable, retry later: {exc}"
+            await self._respond_error(request, code, error)
+        except StoreRejected as exc:
+            # The store refused a value of the request (an integer past its column's range,
+            # say): the request's fault, so a 400 that says what, never a 500.
+            code, error = 400, f"invalid request: the store refused it: {exc}"
             await self._respond_error(request, code, error)
         except Exception as exc:
             code, error = 500, f"internal error: {type(exc).__name__}"
