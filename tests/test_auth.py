@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,9 +15,12 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from agentstore import AgentClient
 from agentstore.auth import Fleet, generate, read_credentials
+from agentstore.bus.connect import NatsSettings
 from agentstore.devstack import servers
 from agentstore.devstack.servers import Server
+from agentstore.errors import ConfigError, Forbidden
 from agentstore.lifecycle.runner import running
 from agentstore_services.registry import SERVICES
 from tests.conftest import Stack, make_settings
@@ -177,3 +181,54 @@ async def test_the_console_reads_every_panel_as_its_console_identity(services_on
 def fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as reply:
         return str(reply.read().decode())
+
+
+# Clients never borrow an identity, and fail fast and once (issue 26's findings).
+
+
+async def test_an_agent_nobody_listed_never_borrows_the_evaluators_login(
+    secured: tuple[Server, Path],
+) -> None:
+    server, creds = secured
+    user, password = read_credentials(creds / "evaluator-ev.json")
+    # What stack.env gives every client under `make up AUTH=1`: the evaluator's login and the folder.
+    settings = NatsSettings(url=server.url, user=user, password=password, credentials_dir=str(creds))
+    with pytest.raises(ConfigError, match="no NATS credentials for agent-newcomer-1") as refused:
+        await AgentClient.connect(settings, "newcomer-1")
+    assert len(str(refused.value).splitlines()) == 1
+
+
+async def test_a_client_with_no_identity_fails_within_10_s_with_one_line(
+    secured: tuple[Server, Path],
+) -> None:
+    server, _ = secured
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="refused the login as an anonymous client") as refused:
+        await AgentClient.connect(NatsSettings(url=server.url), "a")
+    assert time.monotonic() - started < 10
+    assert len(str(refused.value).splitlines()) == 1
+    with pytest.raises(ConfigError, match="refused the login as user 'agent-a'"):
+        await AgentClient.connect(NatsSettings(url=server.url, user="agent-a", password="wrong"), "a")
+
+
+async def test_a_permission_violation_raises_forbidden_once_instead_of_a_stream_of_warnings(
+    secured: tuple[Server, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Agent b's client logged in as agent a: the server refuses every publish on
+    agents.b.*; the client says so once, as Forbidden from flush() and then from the call."""
+    server, creds = secured
+    client = await AgentClient.connect(NatsSettings(url=server.url, creds=str(creds / "agent-a.json")), "b",
+                                       timeout=1.0)  # fmt: skip
+    client.publish_retries = 1
+    try:
+        for i in range(50):
+            await client.log("info", f"m{i}")
+        with pytest.raises(Forbidden, match=r"agents\.b\.logs"):
+            await client.flush()
+        with pytest.raises(Forbidden, match=r"may not publish on agents\.b\.logs"):
+            await client.log("info", "again")
+    finally:
+        await client.nc.close()
+    # Logged once per refused subject (the publish, and the reply inbox of b), not per message.
+    refused = [r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage().lower()]
+    assert len(refused) == len(set(refused)) and any("publish to" in r for r in refused), refused

@@ -45,7 +45,10 @@ def test_identities_come_from_the_credentials_folder(tmp_path: Path) -> None:
     base = NatsSettings(user="evaluator-evaluator", password="x", credentials_dir=str(tmp_path))
     agent = base.as_identity("agent-a1")
     assert connect_options(agent) == {"user": "agent-a1", "password": "s3cret"}
-    assert base.as_identity("agent-unknown") == base  # no file: the settings as they were
+    # No file for it: never the evaluator's login (issue 26), a ConfigError naming what to do.
+    with pytest.raises(ConfigError, match="no NATS credentials for agent-unknown"):
+        base.as_identity("agent-unknown")
+    assert NatsSettings(user="u", password="p").as_identity("agent-x").user == "u"  # no folder: as given
 
 
 def test_every_login_kind_maps_to_the_client(tmp_path: Path) -> None:

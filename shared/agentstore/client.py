@@ -37,7 +37,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from agentstore import contract
-from agentstore.bus.connect import NatsSettings, connect_nats
+from agentstore.bus.connect import Denials, NatsSettings, connect_nats
 from agentstore.errors import (
     AgentstoreError,
     BadRequest,
@@ -146,10 +146,13 @@ def decode_reply(data: bytes, endpoint: contract.Endpoint[Any, Any]) -> Any:
 class _Requester:
     """Request-reply with the contract's types and errors."""
 
-    def __init__(self, nc: Client, timeout: float, agent: str | None = None) -> None:
+    def __init__(
+        self, nc: Client, timeout: float, agent: str | None = None, denials: Denials | None = None
+    ) -> None:
         self.nc = nc
         self.timeout = timeout
         self.agent = agent
+        self.denials = denials
 
     def subject(self, endpoint: contract.Endpoint[Any, Any]) -> str:
         if self.agent is None:
@@ -165,6 +168,11 @@ class _Requester:
         try:
             msg = await self.nc.request(subject, msgspec.json.encode(request), timeout=self.timeout)
         except NatsTimeout:
+            reason = self.denials.of(subject) if self.denials is not None else None
+            if reason is not None:
+                raise Forbidden(
+                    f"{reason.removeprefix('nats: ')}: this identity may not call {subject}"
+                ) from None
             raise Unavailable(
                 f"no reply on {subject} within {self.timeout:g} s; is the service up?"
             ) from None
@@ -223,22 +231,29 @@ class AgentClient:
     """
 
     def __init__(self, nc: Client, agent: str, *, window: int = 10_000, timeout: float = 10.0,
-                 max_batch: int = MAX_BATCH, linger: float = 0.005) -> None:  # fmt: skip
+                 max_batch: int = MAX_BATCH, linger: float = 0.005, denials: Denials | None = None) -> None:  # fmt: skip
         self.nc = nc
         self.agent = agent
         self._publisher = BatchPublisher(
-            nc, window=window, max_batch=max_batch, linger=linger, timeout=timeout
+            nc, window=window, max_batch=max_batch, linger=linger, timeout=timeout, denials=denials
         )
-        self._rpc = _Requester(nc, timeout, agent)
+        self._rpc = _Requester(nc, timeout, agent, denials)
         self.timeout = timeout
 
     @classmethod
     async def connect(cls, server: Server, agent: str, *, window: int = 10_000, timeout: float = 10.0,
                       max_batch: int = MAX_BATCH, linger: float = 0.005) -> AgentClient:  # fmt: skip
-        """Connect as `agent` (its own credentials when `AGENTSTORE_CREDENTIALS` holds them)."""
+        """Connect as `agent`: its own credentials when `AGENTSTORE_CREDENTIALS` names a folder
+        (never another identity's: a missing file is a ConfigError), else the settings' login.
+        A refused login raises at once; a subject the server refuses raises Forbidden from
+        the call or from `flush()`, once, instead of a stream of warnings."""
         settings = _settings(server).as_identity(f"agent-{agent}")
-        nc = await connect_nats(settings, name=f"agent-{agent}", inbox_prefix=f"_INBOX.agents.{agent}")
-        return cls(nc, agent, window=window, timeout=timeout, max_batch=max_batch, linger=linger)
+        denials = Denials()
+        nc = await connect_nats(settings, name=f"agent-{agent}", inbox_prefix=f"_INBOX.agents.{agent}",
+                                denials=denials)  # fmt: skip
+        return cls(
+            nc, agent, window=window, timeout=timeout, max_batch=max_batch, linger=linger, denials=denials
+        )
 
     async def __aenter__(self) -> AgentClient:
         return self
@@ -470,17 +485,20 @@ class AgentClient:
 class EvaluatorClient:
     """Typed access to `query.*`, `eval.*` and `runs.*`."""
 
-    def __init__(self, nc: Client, *, timeout: float = 10.0) -> None:
+    def __init__(self, nc: Client, *, timeout: float = 10.0, denials: Denials | None = None) -> None:
         self.nc = nc
-        self._rpc = _Requester(nc, timeout)
+        self._rpc = _Requester(nc, timeout, denials=denials)
 
     @classmethod
     async def connect(cls, server: Server, *, name: str = "evaluator", inbox_prefix: str = "_INBOX.evaluator",
                       timeout: float = 10.0) -> EvaluatorClient:  # fmt: skip
         """Connect as evaluator `name` (its own credentials when `AGENTSTORE_CREDENTIALS` holds them)."""
         settings = _settings(server).as_identity(f"evaluator-{name}")
-        nc = await connect_nats(settings, name=f"evaluator-{name}", inbox_prefix=inbox_prefix)
-        return cls(nc, timeout=timeout)
+        denials = Denials()
+        nc = await connect_nats(
+            settings, name=f"evaluator-{name}", inbox_prefix=inbox_prefix, denials=denials
+        )
+        return cls(nc, timeout=timeout, denials=denials)
 
     async def __aenter__(self) -> EvaluatorClient:
         return self

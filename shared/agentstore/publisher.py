@@ -42,7 +42,8 @@ from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from nats.protocol.command import hpub_cmd
 
-from agentstore.errors import AgentstoreError, Unavailable
+from agentstore.bus.connect import Denials
+from agentstore.errors import AgentstoreError, Forbidden, Unavailable
 from agentstore.ids import new_id
 
 log = logging.getLogger("agentstore.publisher")
@@ -103,6 +104,7 @@ class BatchPublisher:
         max_inflight: int = 8,
         timeout: float = 10.0,
         retries: int = 5,
+        denials: Denials | None = None,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be 1..{MAX_BATCH}")
@@ -111,6 +113,7 @@ class BatchPublisher:
         self.linger = linger
         self.timeout = timeout
         self.retries = retries
+        self.denials = denials
         self._js = nc.jetstream(timeout=timeout, publish_async_max_pending=max(window, 1))
         self._window = asyncio.Semaphore(window)
         self._window_size = window
@@ -148,6 +151,7 @@ class BatchPublisher:
         """Queue one message into its stream's open batch (or, `alone`, send it by itself:
         large artifacts); returns the batch's future (the stream sequence its PubAck
         acknowledged up to)."""
+        self._refuse_denied(subject)
         await self._window.acquire()
         if alone:
             single = _Batch(stream, [_Message(subject, data, {**(headers or {}), "Nats-Msg-Id": msg_id})])
@@ -188,10 +192,25 @@ class BatchPublisher:
         self.check()
         return dict(self.acked)
 
+    def _refuse_denied(self, *subjects: str) -> None:
+        """Raise Forbidden when the server refused this connection a subject: waiting for a
+        PubAck that cannot come, and retrying, would hide it for minutes."""
+        if self.denials is None:
+            return
+        for subject in subjects:
+            reason = self.denials.of(subject)
+            if reason is not None:
+                raise Forbidden(
+                    f"{reason.removeprefix('nats: ')}: this connection's identity may not publish "
+                    f"on {subject} (an agent publishes only on agents.<its id>.*)"
+                )
+
     def check(self) -> None:
         """Raise (once) a failure of an earlier publish."""
         if self.failure is not None:
             failure, self.failure = self.failure, None
+            if isinstance(failure, Forbidden):
+                raise Forbidden(failure.message) from failure  # what to fix, said once
             raise AgentstoreError(f"an earlier publish failed: {failure}") from failure
 
     async def _send(self, batch: _Batch) -> None:
@@ -220,6 +239,7 @@ class BatchPublisher:
                 self.unbatched += 1
                 return await self._one_by_one(batch)
             except (*_TRANSIENT, NatsError) as exc:
+                self._refuse_denied(*{m.subject for m in batch.messages})
                 if attempt == self.retries:
                     raise Unavailable(
                         f"no PubAck for a batch of {len(batch.messages)} on {batch.stream} after "
@@ -286,6 +306,7 @@ class BatchPublisher:
                     refused.append(exc)
             if not pending:
                 break
+            self._refuse_denied(*{m.subject for m in pending})
             if attempt == self.retries:
                 raise Unavailable(f"no PubAck for {len(pending)} messages on {batch.stream}: {transient!r}")
             await asyncio.sleep(0.05 * 2**attempt)  # back off before re-sending

@@ -93,13 +93,19 @@ class NatsSettings:
         return replace(self, context=None, **unset)
 
     def as_identity(self, identity: str) -> NatsSettings:
-        """These settings logged in as `identity` (`agent-a1`, `evaluator-evaluator`) when a
-        credentials folder holds its file; unchanged otherwise."""
+        """These settings logged in as `identity` (`agent-a1`, `evaluator-evaluator`) from the
+        credentials folder; unchanged when there is no folder (NATS_USER, NATS_CREDS ... are
+        then the identity). With a folder that has no file for `identity`, a ConfigError:
+        a client never borrows another identity's login (the evaluator's, from stack.env)."""
         if not self.credentials_dir:
             return self
         path = Path(self.credentials_dir) / f"{identity}.json"
         if not path.is_file():
-            return self
+            raise ConfigError(
+                f"no NATS credentials for {identity} in {self.credentials_dir}: this stack logs in "
+                f"each identity with its own; list it in .agentstore/fleet.json and restart with "
+                f"`make down && make up AUTH=1` (or give it NATS_CREDS of its own)"
+            )
         return replace(self, creds=str(path), user=None, password=None)
 
 
@@ -155,19 +161,61 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
     return options
 
 
+_PERMISSIONS = "permissions violation"
+
+
+class Denials:
+    """The subjects the server refused this connection (its permission violations), so a
+    client raises one clear error for them instead of waiting for replies that never come,
+    and the log says it once per subject instead of once per message."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[str, str] = {}
+
+    def record(self, error: Exception) -> bool:
+        """Take a connection error; True when it was a permission violation (logged once)."""
+        text = str(error)
+        if _PERMISSIONS not in text.lower():
+            return False
+        subject = text.rsplit(" ", 1)[-1].strip('"')
+        if subject not in self._reasons:
+            self._reasons[subject] = text
+            log.error("NATS refused this identity %s", text.removeprefix("nats: "))
+        return True
+
+    def of(self, subject: str) -> str | None:
+        """Why publishing or requesting on `subject` was refused, if it was; for a request,
+        also a refused subscription (its reply inbox), which no reply can pass."""
+        reason = self._reasons.get(subject)
+        if reason is None:
+            reason = next((r for r in self._reasons.values() if "subscription" in r), None)
+        return reason
+
+
 async def connect_nats(
     settings: NatsSettings | str,
     *,
     name: str,
     inbox_prefix: str | None = None,
     connect_timeout: float = 5.0,
+    denials: Denials | None = None,
 ) -> Client:
-    """Connect with unlimited reconnects; fail fast with a clear message if unreachable."""
+    """Connect with unlimited reconnects; fail fast with a clear message if unreachable or
+    if the server refuses the login (within `connect_timeout`, not after nats-py's retries)."""
     if isinstance(settings, str):
         settings = NatsSettings(url=settings)
     url = settings.url
+    refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 
     async def on_error(exc: Exception) -> None:
+        # At the first connection nats-py reports a refused login as a plain Error with the
+        # server's words, then retries for ever.
+        login_refused = isinstance(exc, nats.errors.AuthorizationError) or (
+            "authorization violation" in str(exc).lower() or "authentication" in str(exc).lower())  # fmt: skip
+        if login_refused and not refused.done():
+            refused.set_result(exc)
+        if denials is not None and denials.record(exc):
+            return
         log.warning("nats error: %s", exc)
 
     async def on_disconnect() -> None:
@@ -191,9 +239,26 @@ async def connect_nats(
     if inbox_prefix:
         options["inbox_prefix"] = inbox_prefix
     servers = [u.strip() for u in url.split(",") if u.strip()]
+    # nats-py retries the first connection as long as later ones (forever): bound it, and end
+    # it at the server's first refusal of the login.
+    connecting: asyncio.Future[Any] = asyncio.ensure_future(nats.connect(servers, **options))
+    done, _ = await asyncio.wait([connecting, refused], timeout=connect_timeout * 3,
+                                 return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    if connecting not in done:
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        if refused.done():
+            raise ConfigError(
+                f"NATS at {url} refused the login as {_who(settings)}: "
+                "check NATS_USER/NATS_PASSWORD, NATS_CREDS, NATS_NKEY or AGENTSTORE_CREDENTIALS"
+            )
+        raise ConfigError(
+            f"cannot connect to NATS at {url} within {connect_timeout * 3:g} s; is `make up` running, "
+            "or is NATS_URL set to the right server?"
+        )
     try:
-        # nats-py retries the first connection as long as later ones (forever): bound it.
-        return await asyncio.wait_for(nats.connect(servers, **options), timeout=connect_timeout * 3)
+        client: Client = connecting.result()
+        return client
     except Exception as exc:
         who = " (check the credentials: NATS_USER/NATS_PASSWORD, NATS_CREDS, NATS_NKEY)" if (
             "authorization" in str(exc).lower()) else ""  # fmt: skip
@@ -201,3 +266,14 @@ async def connect_nats(
             f"cannot connect to NATS at {url} ({exc!r}){who}; is `make up` running, "
             "or is NATS_URL set to the right server?"
         ) from exc
+
+
+def _who(settings: NatsSettings) -> str:
+    """The identity the settings log in as, for an error message (never a secret)."""
+    if settings.creds:
+        return f"the credentials file {settings.creds}"
+    if settings.user:
+        return f"user {settings.user!r}"
+    if settings.nkey:
+        return f"the nkey seed {settings.nkey}"
+    return "an anonymous client (no user, credentials, nkey or token is set)"
