@@ -210,8 +210,9 @@ async def connect_nats(
     async def on_error(exc: Exception) -> None:
         # At the first connection nats-py reports a refused login as a plain Error with the
         # server's words, then retries for ever.
+        text = str(exc).lower()
         login_refused = isinstance(exc, nats.errors.AuthorizationError) or (
-            "authorization violation" in str(exc).lower() or "authentication" in str(exc).lower())  # fmt: skip
+            "authorization violation" in text or "authentication" in text)  # fmt: skip
         if login_refused and not refused.done():
             refused.set_result(exc)
         if denials is not None and denials.record(exc):
