@@ -214,8 +214,9 @@ async def test_an_app_using_only_the_otel_sdk_lands_in_agentstore(
 
         # A cumulative sum: one point per export (force_flush, then shutdown), each the total.
         assert set(await eventually(lambda: series("tool_calls"), timeout=10, what="tool_calls")) == {2.0}
-        assert await series("gen_ai.usage.input_tokens") == [1200.0]
-        assert await series("gen_ai.usage.output_tokens") == [300.0]
+        # Each series is stored on its own (points of a batch land apart): wait for each.
+        assert await eventually(lambda: series("gen_ai.usage.input_tokens"), timeout=10) == [1200.0]
+        assert await eventually(lambda: series("gen_ai.usage.output_tokens"), timeout=10) == [300.0]
 
 
 async def test_otlp_json_and_bad_exports(
