@@ -56,6 +56,16 @@ def nats_server(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A nats-server for a whole module: for modules whose tests share one running stack
+    (the console's fleet, the hostile-input search), where a server a test costs more than
+    the test."""
+    server = servers.start_nats(tmp_path_factory.mktemp("nats"), servers.free_port(), servers.free_port())
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def minio_server(session_dir: Path) -> Iterator[Server]:
     server = servers.start_minio(session_dir / "minio", servers.free_port(), servers.free_port())

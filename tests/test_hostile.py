@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC
 from typing import Any
@@ -30,7 +30,6 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentstore import contract
-from agentstore.devstack import servers
 from agentstore.devstack.servers import Server
 from agentstore.lifecycle.runner import running
 from agentstore.schemas.common import MAX_NESTING
@@ -196,15 +195,8 @@ def _same(stored: Any, sent: Any) -> bool:
     return type(stored) is type(sent) and stored == sent
 
 
-# One nats-server and the four services for the whole module: the search runs hundreds of
-# requests, and a stack a parametrized test would cost more than its requests.
-@pytest.fixture(scope="module")
-def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = servers.start_nats(tmp_path_factory.mktemp("nats"), servers.free_port(), servers.free_port())
-    yield server
-    server.stop()
-
-
+# One nats-server (conftest's module_nats) and the four services for the whole module: the
+# search runs hundreds of requests, and a stack a parametrized test would cost more than them.
 @pytest.fixture(scope="module")
 async def services(module_nats: Server, stack_servers: Stack) -> AsyncIterator[None]:
     settings = make_settings(module_nats, stack_servers.mongo, stack_servers)

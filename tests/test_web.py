@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,15 +48,8 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def web_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = servers.start_nats(tmp_path_factory.mktemp("web-nats"), servers.free_port(), servers.free_port())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def fleet(web_nats: Server, stack_servers: Stack) -> AsyncIterator[Fleet]:
-    settings = make_settings(web_nats, stack_servers.mongo, stack_servers)
+async def fleet(module_nats: Server, stack_servers: Stack) -> AsyncIterator[Fleet]:
+    settings = make_settings(module_nats, stack_servers.mongo, stack_servers)
     write_port, read_port = servers.free_port(), servers.free_port()
     async with AsyncExitStack() as stack:
         for spec in (LOGS, TASKS, ARTIFACTS, METRICS):
@@ -66,8 +59,8 @@ async def fleet(web_nats: Server, stack_servers: Stack) -> AsyncIterator[Fleet]:
         read_only = settings.model_copy(update={"web_port": read_port})
         await stack.enter_async_context(running(WEB, read_only))
         agents = [new_agent("ada"), new_agent("bob")]
-        held = await publish_fleet(web_nats.url, agents)
-        await web_nats_dead_letter(web_nats.url, agents[1])
+        held = await publish_fleet(module_nats.url, agents)
+        await module_nats_dead_letter(module_nats.url, agents[1])
         yield Fleet(
             url=f"http://127.0.0.1:{write_port}",
             read_only_url=f"http://127.0.0.1:{read_port}",
@@ -107,7 +100,7 @@ async def publish_fleet(url: str, agents: list[str]) -> str:
     return held
 
 
-async def web_nats_dead_letter(url: str, agent: str) -> None:
+async def module_nats_dead_letter(url: str, agent: str) -> None:
     """A log that breaks the contract: the logs service dead-letters it."""
     import nats
 
