@@ -14,8 +14,10 @@ import asyncpg
 import pytest
 
 from agentstore.devstack.servers import Server
+from agentstore.lifecycle.runner import ServiceHost
 from agentstore.stores import ferretsql
 from agentstore.stores.mongo import MongoStore
+from tests.helpers import scrape
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -228,3 +230,22 @@ async def test_grouped_counts_are_what_ferretdb_aggregates(
     expected = await wire.count_by("logs", filter, key)
     assert await sql._sql.count_by("logs", filter, key) == expected
     assert sum(expected.values()) == await wire.count("logs", filter)
+
+
+async def test_a_read_the_sql_path_cannot_answer_is_answered_over_the_wire_counted_and_logged_once(
+    stores: tuple[MongoStore, MongoStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    wire, sql = stores
+    shape = {"message": {"$regex": "m.ssage 1"}}  # a pattern, not an escaped literal
+    for _ in range(3):
+        assert await sql.find("logs", shape, sort=[("ts", -1), ("_id", -1)]) == await wire.find(
+            "logs", shape, sort=[("ts", -1), ("_id", -1)]
+        )
+    assert await sql.count("logs", shape) == await wire.count("logs", shape)
+    assert sql.fallbacks == {("find", "logs"): 3, ("count", "logs"): 1}
+    logged = [r.getMessage() for r in caplog.records if "answered over the wire" in r.getMessage()]
+    assert len(logged) == 2, logged  # once per (operation, collection, shape)
+
+
+async def test_the_logs_service_exports_its_read_fallbacks(logs_service: ServiceHost) -> None:
+    assert "# TYPE agentstore_read_fallbacks_total counter" in await scrape(logs_service.health_port)

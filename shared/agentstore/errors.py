@@ -16,7 +16,9 @@
         │   └── StoreMisconfigured  a fault of the deployment (missing table, column,
         │                      privilege, bucket, login): retried until fixed, and the
         │                      service reports not ready with the reason
-        └── StoreRejected      permanent: the database refuses this data
+        ├── StoreRejected      permanent: the database refuses this data
+        └── StoreUnsupported   a read path cannot answer this shape; a slower one will
+                               (caught inside the adapter, counted, never raised to callers)
 
 Only data errors are permanent (dead-lettered): everything about the
 deployment is retried, so a missed migration never dead-letters a stream.
@@ -96,3 +98,8 @@ class StoreRejected(StoreError):
 class StoreMisconfigured(StoreUnavailable):
     """The deployment is wrong (a missing table or bucket, a privilege, a login): retried
     like an outage, and shown in readiness until an operator fixes it."""
+
+
+class StoreUnsupported(StoreError):
+    """A read path of an adapter cannot answer this query shape; the adapter answers it by
+    a slower path, counts it and logs the shape once (the FerretDB SQL reader's filters)."""

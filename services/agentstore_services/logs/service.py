@@ -8,6 +8,7 @@ from agentstore.bus.ingest import Handler, ingests
 from agentstore.bus.rpc import bind
 from agentstore.config import Settings
 from agentstore.errors import ConfigError
+from agentstore.lifecycle.metrics import CountsCollector
 from agentstore.lifecycle.runner import ServiceSpec, Wiring
 from agentstore.stores.mongo import MongoStore
 from agentstore_services.logs import agents, conversations, events, logs, memories, outputs
@@ -66,6 +67,15 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             },
         ),
         checks={"mongodb": mongo.ping},
+        collectors=[
+            CountsCollector(
+                "agentstore_read_fallbacks",
+                "reads the FerretDB SQL path could not answer, answered "
+                "over the wire instead (slower on large collections)",
+                ["operation", "collection"],
+                lambda: mongo.fallbacks,
+            )
+        ],
         background=[sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds)],
     )
 

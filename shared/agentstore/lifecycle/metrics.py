@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -11,6 +14,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 
 class ServiceMetrics:
@@ -67,3 +72,20 @@ class ServiceMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+
+
+class CountsCollector(Collector):
+    """A counter family read at each scrape from a store's own tally (a store knows nothing
+    of Prometheus): `counts()` maps label values to totals."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str],
+        counts: Callable[[], Mapping[Any, float]],
+    ) -> None:  # fmt: skip
+        self._name, self._documentation, self._labels, self._counts = name, documentation, labels, counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=list(self._labels))
+        for values, total in self._counts().items():
+            family.add_metric(list(values), total)
+        yield family

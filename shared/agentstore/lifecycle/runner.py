@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
+from prometheus_client.registry import Collector
 
 from agentstore import __version__, contract
 from agentstore.bus.connect import connect_nats
@@ -51,6 +52,8 @@ class Wiring:
     background: Sequence[Callable[[], Any]] = ()
     # Bound to the service's NATS connection once it is up.
     bus: BusHandle | None = None
+    # Metrics the stores keep themselves, added to the service's /metrics.
+    collectors: Sequence[Collector] = ()
 
 
 # build(settings, exit_stack) opens the stores (registering their close on the
@@ -138,6 +141,8 @@ class ServiceHost:
                 await self._rpc.start(wiring.endpoints)
             checks = {"nats": self._nats_ready, **wiring.checks, "deployment": self.faults.check}
             self._ingests = list(wiring.ingests)
+            for collector in wiring.collectors:
+                self.metrics.registry.register(collector)
             self._health = HealthServer(self.metrics, checks, before_scrape=self._read_backlog)
             self.health_port = await self._health.start(s.health_host, s.health_port)
         except BaseException:

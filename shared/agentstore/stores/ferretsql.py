@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from agentstore.errors import StoreUnsupported
 from agentstore.schemas.common import EPOCH
 from agentstore.stores.postgres import DRIVER_ERRORS, convert
 
@@ -51,7 +52,7 @@ MAX_LATERAL_VALUES = 1000
 MAX_UNION_VALUES = 32
 
 
-class Unsupported(Exception):
+class Unsupported(StoreUnsupported):
     """A filter or a stored value this module does not speak: ask FerretDB instead."""
 
 

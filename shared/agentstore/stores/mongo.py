@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -128,6 +129,11 @@ class MongoStore:
         self.url = url
         self._sql = FerretSql(sql_url, database) if sql_url else None
         self._locks: dict[str, asyncio.Lock] = {}
+        # Reads the SQL path could not answer, so the wire did (slower: FerretDB filters
+        # those itself): (operation, collection) -> count, exported as
+        # agentstore_read_fallbacks_total; each new shape is logged once.
+        self.fallbacks: Counter[tuple[str, str]] = Counter()
+        self._fallback_shapes: set[tuple[str, str, str]] = set()
         self._client: AsyncMongoClient[Document] = AsyncMongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
@@ -137,6 +143,17 @@ class MongoStore:
             tz_aware=True,
         )
         self._db: AsyncDatabase[Document] = self._client[database]
+
+    def _fell_back(self, operation: str, collection: str, reason: Unsupported) -> None:
+        self.fallbacks[(operation, collection)] += 1
+        shape = (operation, collection, str(reason))
+        if shape not in self._fallback_shapes and len(self._fallback_shapes) < 1000:
+            self._fallback_shapes.add(shape)
+            log.warning(
+                "%s on %s answered over the wire, not in SQL (%s): FerretDB filters such a read "
+                "itself, slower on a large collection; counted in agentstore_read_fallbacks_total",
+                operation, collection, reason,
+            )  # fmt: skip
 
     def lock(self, name: str) -> asyncio.Lock:
         """A lock of this process by name, for read-modify-write sequences FerretDB 1.x does
@@ -266,8 +283,10 @@ class MongoStore:
         projection: Document | None = None,
     ) -> list[Document]:
         if self._sql is not None and projection is None:
-            with contextlib.suppress(Unsupported):
+            try:
                 return await self._sql.find(collection, filter, sort, limit)
+            except Unsupported as exc:
+                self._fell_back("find", collection, exc)
         with driver_errors(self.url):
             cursor = self._db[collection].find(filter, projection)
             if sort:
@@ -284,8 +303,10 @@ class MongoStore:
     async def count_by(self, collection: str, filter: Document, key: str) -> dict[Any, int]:
         """Matching documents per value of the text field `key` (None: documents without it)."""
         if self._sql is not None:
-            with contextlib.suppress(Unsupported):
+            try:
                 return await self._sql.count_by(collection, filter, key)
+            except Unsupported as exc:
+                self._fell_back("count_by", collection, exc)
         # FerretDB pushes down a first $match of plain equalities (only those): they go first.
         plain = {k: v for k, v in filter.items() if not k.startswith("$") and not isinstance(v, dict | list)}
         rest = {k: v for k, v in filter.items() if k not in plain}
@@ -295,9 +316,11 @@ class MongoStore:
 
     async def find_one(self, collection: str, filter: Document) -> Document | None:
         if self._sql is not None:
-            with contextlib.suppress(Unsupported):
+            try:
                 found = await self._sql.find(collection, filter, (), 1)
                 return found[0] if found else None
+            except Unsupported as exc:
+                self._fell_back("find_one", collection, exc)
         with driver_errors(self.url):
             return await self._db[collection].find_one(filter)
 
@@ -306,8 +329,10 @@ class MongoStore:
         FerretDB's tables in SQL; else one find_one each, since FerretDB 1.24 filters an
         `$in` over the wire itself, reading the whole collection."""
         if self._sql is not None and ids:
-            with contextlib.suppress(Unsupported):
+            try:
                 return {d["_id"]: d for d in await self._sql.find(collection, {"_id": {"$in": list(ids)}})}
+            except Unsupported as exc:
+                self._fell_back("find_by_ids", collection, exc)
         found = {}
         for key in ids:
             doc = await self.find_one(collection, {"_id": key})
@@ -317,8 +342,10 @@ class MongoStore:
 
     async def count(self, collection: str, filter: Document) -> int:
         if self._sql is not None:
-            with contextlib.suppress(Unsupported):
+            try:
                 return await self._sql.count(collection, filter)
+            except Unsupported as exc:
+                self._fell_back("count", collection, exc)
         with driver_errors(self.url):
             return int(await self._db[collection].count_documents(filter))
 
