@@ -34,11 +34,10 @@ from nats.js import JetStreamContext
 
 from agentstore import contract
 from agentstore.bus.fetch import fetch
+from agentstore.bus.hooks import FaultReporter, IngestMetrics, NoFaults
 from agentstore.bus.provision import MAX_DELIVER
 from agentstore.contract import MAX_DELIVERIES_ADVISORY, StreamSpec, deadletter_subject
 from agentstore.errors import InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
-from agentstore.lifecycle.health import Faults
-from agentstore.lifecycle.metrics import ServiceMetrics
 from agentstore.schemas.common import AGENT_ID_PATTERN, EPOCH, decode_message
 
 log = logging.getLogger("agentstore.ingest")
@@ -168,10 +167,10 @@ class IngestWorker:
     service: str
     ingest: Ingest
     js: JetStreamContext
-    metrics: ServiceMetrics
+    metrics: IngestMetrics
     batch: int
     stopping: asyncio.Event
-    faults: Faults = field(default_factory=Faults)
+    faults: FaultReporter = field(default_factory=NoFaults)
     fetch_timeout: float = 1.0
     _failures: int = field(default=0, init=False)
     # Messages that failed alone with an unclassified error: seq -> (failure, times).
@@ -356,7 +355,7 @@ class MaxDeliveries:
     # True while the service's store or bus is failing: then a message reaching max_deliver
     # is not at fault, and goes back on its subject to be stored once the store is back.
     store_failing: Callable[[], bool]
-    metrics: ServiceMetrics
+    metrics: IngestMetrics
     _subs: list[Any] = field(default_factory=list, init=False)
 
     async def start(self) -> None:

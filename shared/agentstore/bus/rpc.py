@@ -24,6 +24,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from agentstore import contract
+from agentstore.bus.hooks import RequestMetrics
 from agentstore.errors import (
     BadRequest,
     Forbidden,
@@ -32,7 +33,6 @@ from agentstore.errors import (
     StoreUnavailable,
     Unavailable,
 )
-from agentstore.lifecycle.metrics import ServiceMetrics
 from agentstore.schemas.common import After, decode_request
 
 log = logging.getLogger("agentstore.rpc")
@@ -158,7 +158,7 @@ class RpcServer:
         nc: Client,
         service: str,
         version: str,
-        metrics: ServiceMetrics,
+        metrics: RequestMetrics,
         progress: IngestProgress | None,
         after_wait: float,
         max_concurrency: int = 256,
