@@ -13,9 +13,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from agentstore.devstack import binaries
 from agentstore.devstack.servers import Server
+from agentstore.errors import ConfigError
 from agentstore.lifecycle.runner import ServiceHost
 from agentstore.stores import ferretsql
+from agentstore.stores import mongo as mongo_module
 from agentstore.stores.mongo import MongoStore
 from tests.helpers import scrape
 
@@ -249,3 +252,17 @@ async def test_a_read_the_sql_path_cannot_answer_is_answered_over_the_wire_count
 
 async def test_the_logs_service_exports_its_read_fallbacks(logs_service: ServiceHost) -> None:
     assert "# TYPE agentstore_read_fallbacks_total counter" in await scrape(logs_service.health_port)
+
+
+async def test_the_sql_reader_refuses_a_ferretdb_release_it_was_not_written_for(
+    stores: tuple[MongoStore, MongoStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wire, sql = stores
+    await sql.probe_sql_reader()  # the stack's FerretDB: the release the reader reads
+    await wire.probe_sql_reader()  # no SQL URL: nothing to probe
+    assert binaries.FERRETDB_VERSION.startswith(ferretsql.FERRETDB_RELEASE)
+    monkeypatch.setattr(mongo_module, "FERRETDB_RELEASE", "v2.")  # as if FerretDB moved on
+    with pytest.raises(
+        ConfigError, match=r"FerretDB v1\.24\.\d+ at .*reads the tables of FerretDB v2\.x only"
+    ):
+        await sql.probe_sql_reader()

@@ -32,6 +32,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     mongo = await stack.enter_async_context(
         MongoStore(settings.mongodb_url, settings.mongodb_db, sql_url=settings.mongodb_sql_url)
     )
+    await mongo.probe_sql_reader()
     for collection, indexes in INDEXES.items():
         await mongo.ensure_indexes(collection, indexes)
     await mongo.drop_indexes(logs.COLLECTION, logs.OBSOLETE_INDEXES)

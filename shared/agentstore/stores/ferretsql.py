@@ -52,6 +52,12 @@ MAX_LATERAL_VALUES = 1000
 MAX_UNION_VALUES = 32
 
 
+# The FerretDB releases whose PostgreSQL layout this module reads (`_ferretdb_database_metadata`,
+# one table a collection with `_jsonb`): probed at start (`MongoStore.probe_sql_reader`); the
+# local stack builds this release (devstack/binaries.py, kept equal by a test).
+FERRETDB_RELEASE = "v1.24."
+
+
 class Unsupported(StoreUnsupported):
     """A filter or a stored value this module does not speak: ask FerretDB instead."""
 

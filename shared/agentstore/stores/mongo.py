@@ -29,8 +29,8 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
-from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
-from agentstore.stores.ferretsql import FerretSql, Unsupported
+from agentstore.errors import ConfigError, StoreMisconfigured, StoreRejected, StoreUnavailable
+from agentstore.stores.ferretsql import FERRETDB_RELEASE, FerretSql, Unsupported
 
 log = logging.getLogger("agentstore.mongo")
 
@@ -170,6 +170,26 @@ class MongoStore:
         if self._sql is not None:
             await self._sql.close()
         await self._client.close()
+
+    async def probe_sql_reader(self) -> None:
+        """With a SQL URL, check at start that the server is the FerretDB release whose tables
+        the SQL reader reads; anything else is a ConfigError naming the fix, never reads
+        from tables of a layout it does not know."""
+        if self._sql is None:
+            return
+        with driver_errors(self.url):
+            info = await self._db.command("buildInfo")
+        version = str(info.get("ferretdbVersion") or "")
+        if not version:
+            raise ConfigError(
+                f"MONGODB_SQL_URL is set, but the server at {self.url} is not FerretDB (MongoDB "
+                f"{info.get('version')}): unset MONGODB_SQL_URL to read over the wire"
+            )
+        if not version.startswith(FERRETDB_RELEASE):
+            raise ConfigError(
+                f"FerretDB {version} at {self.url}: the SQL read path reads the tables of FerretDB "
+                f"{FERRETDB_RELEASE}x only; run that release, or unset MONGODB_SQL_URL to read over the wire"
+            )
 
     async def ping(self) -> None:
         with driver_errors(self.url):
