@@ -19,9 +19,8 @@ from typing import Any, get_origin
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.micro import add_service
 from nats.micro.request import Request
-from nats.micro.service import Service
+from nats.micro.service import Service, ServiceConfig, ServiceStats
 
 from agentstore import contract
 from agentstore.bus.hooks import RequestMetrics
@@ -172,16 +171,18 @@ class RpcServer:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._metric_series: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._micro: Service | None = None
-        self._endpoints: dict[str, Any] = {}
+        self._micro: TimedService | None = None
 
     async def start(self, routes: Sequence[Route]) -> None:
-        self._micro = await add_service(
+        self._micro = TimedService(
             self.nc,
-            name=f"agentstore-{self.service_name}",
-            version=self.version,
-            description=f"agentstore {self.service_name} service",
+            ServiceConfig(
+                name=f"agentstore-{self.service_name}",
+                version=self.version,
+                description=f"agentstore {self.service_name} service",
+            ),
         )
+        await self._micro.start()
         for route in routes:
             await self._micro.add_endpoint(
                 name=route.name,
@@ -189,9 +190,6 @@ class RpcServer:
                 handler=self._spawner(route),
                 queue_group=f"agentstore.{route.name}",
             )
-            # nats-py times the handler it calls, which only spawns the request's task; the
-            # task credits its own processing time and error to the endpoint's $SRV.STATS.
-            self._endpoints[route.name] = self._micro._endpoints[-1]
         # Subscriptions travel asynchronously; only after a flush round trip has
         # the server seen them, so "started" really means "answering".
         await self.nc.flush()
@@ -273,22 +271,51 @@ class RpcServer:
         return series
 
     def _credit(self, name: str, elapsed: float, code: int, error: str) -> None:
-        """The endpoint's $SRV.STATS as NATS micro defines them: processing time of the
-        whole request (nanoseconds), and every error reply with the last one's text."""
-        endpoint = self._endpoints.get(name)
-        if endpoint is None:
-            return
-        endpoint._processing_time += int(elapsed * 1e9)
-        endpoint._average_processing_time = int(endpoint._processing_time / max(endpoint._num_requests, 1))
-        if code >= 400:
-            endpoint._num_errors += 1
-            endpoint._last_error = f"{code}: {error}"[:512]
+        if self._micro is not None:
+            self._micro.credit(name, elapsed, code, error)
 
     async def _respond_error(self, request: Request, code: int, message: str) -> None:
         try:
             await request.respond_error(str(code), message[:512], data=error_body(code, message))
         except Exception:
             log.warning("could not send error reply on %s", request.subject)
+
+
+@dataclass
+class _Tally:
+    processing_ns: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+class TimedService(Service):
+    """A NATS micro service whose $SRV.STATS time the whole request.
+
+    nats-py times the handler it calls, which here only spawns the request's task (so that
+    requests run concurrently); each task credits its own processing time and error
+    (`credit`), and `stats()` — micro's public hook, which $SRV.STATS answers with — reports
+    those instead of the spawn's. Requests are still counted by micro itself."""
+
+    def __init__(self, client: Client, config: ServiceConfig) -> None:
+        super().__init__(client, config)
+        self._tallies: dict[str, _Tally] = {}
+
+    def credit(self, endpoint: str, elapsed: float, code: int, error: str) -> None:
+        tally = self._tallies.setdefault(endpoint, _Tally())
+        tally.processing_ns += int(elapsed * 1e9)
+        if code >= 400:
+            tally.errors += 1
+            tally.last_error = f"{code}: {error}"[:512]
+
+    def stats(self) -> ServiceStats:
+        stats = super().stats()
+        for endpoint in stats.endpoints:
+            tally = self._tallies.get(endpoint.name, _Tally())
+            endpoint.processing_time = tally.processing_ns
+            endpoint.average_processing_time = tally.processing_ns // max(endpoint.num_requests, 1)
+            endpoint.num_errors = tally.errors
+            endpoint.last_error = tally.last_error
+        return stats
 
 
 def _agent_of(subject: str) -> str | None:
