@@ -40,8 +40,10 @@ from agentstore_services.tasks.service import SPEC as TASKS
 from tests.conftest import Stack, make_settings
 from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
 
+# make test: the same 15 examples every run (derandomized), so a CI run fails only on a
+# change, not on a new draw; bench.hostile's large profile explores anew each time.
 settings.register_profile(
-    "small", max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False
+    "small", max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )
 settings.register_profile("large", max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 PROFILE = os.environ.get("AGENTSTORE_HYPOTHESIS", "small")
