@@ -250,8 +250,8 @@ async def connect_nats(
         await asyncio.gather(connecting, return_exceptions=True)
         if refused.done():
             raise ConfigError(
-                f"NATS at {url} refused the login as {_who(settings)}: "
-                "check NATS_USER/NATS_PASSWORD, NATS_CREDS, NATS_NKEY or AGENTSTORE_CREDENTIALS"
+                f"NATS at {url} refused the login as {_who(settings)}: check the credentials "
+                "(NATS_USER/NATS_PASSWORD, NATS_CREDS, NATS_NKEY or AGENTSTORE_CREDENTIALS)"
             )
         raise ConfigError(
             f"cannot connect to NATS at {url} within {connect_timeout * 3:g} s; is `make up` running, "
