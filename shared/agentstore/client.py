@@ -170,9 +170,7 @@ class _Requester:
         except NatsTimeout:
             reason = self.denials.of(subject) if self.denials is not None else None
             if reason is not None:
-                raise Forbidden(
-                    f"{reason.removeprefix('nats: ')}: this identity may not call {subject}"
-                ) from None
+                raise Forbidden(f"{reason}: this identity may not call {subject}") from None
             raise Unavailable(
                 f"no reply on {subject} within {self.timeout:g} s; is the service up?"
             ) from None

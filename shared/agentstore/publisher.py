@@ -201,7 +201,7 @@ class BatchPublisher:
             reason = self.denials.of(subject)
             if reason is not None:
                 raise Forbidden(
-                    f"{reason.removeprefix('nats: ')}: this connection's identity may not publish "
+                    f"{reason}: this connection's identity may not publish "
                     f"on {subject} (an agent publishes only on agents.<its id>.*)"
                 )
 

@@ -174,13 +174,13 @@ class Denials:
 
     def record(self, error: Exception) -> bool:
         """Take a connection error; True when it was a permission violation (logged once)."""
-        text = str(error)
+        text = str(error).removeprefix("nats: ")
         if _PERMISSIONS not in text.lower():
             return False
         subject = text.rsplit(" ", 1)[-1].strip('"')
         if subject not in self._reasons:
             self._reasons[subject] = text
-            log.error("NATS refused this identity %s", text.removeprefix("nats: "))
+            log.error("NATS refused this identity %s", text)
         return True
 
     def of(self, subject: str) -> str | None:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import Error as NatsError
@@ -350,7 +351,7 @@ class MaxDeliveries:
     group: one replica acts) and settles each message JetStream gave up on."""
 
     service: str
-    nc: Any  # nats.aio.client.Client
+    nc: Client
     ingests: Sequence[Ingest]
     # True while the service's store or bus is failing: then a message reaching max_deliver
     # is not at fault, and goes back on its subject to be stored once the store is back.

@@ -36,7 +36,7 @@ import msgspec
 
 from agentstore.errors import StoreUnsupported
 from agentstore.schemas.common import EPOCH
-from agentstore.stores.postgres import DRIVER_ERRORS, convert
+from agentstore.stores.postgres import driver_errors
 
 Document = dict[str, Any]
 IndexKeys = Sequence[tuple[str, int]]
@@ -445,16 +445,13 @@ class FerretSql:
         async with self._connecting:  # concurrent first reads make one pool, not one each
             if self._pool is not None:
                 return self._pool
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self.url, min_size=1, max_size=8,
-                    # Plans for these parameters, not a generic one: an equality on a
-                    # jsonb parameter otherwise loses its index after five executions.
-                    server_settings={"plan_cache_mode": "force_custom_plan",
-                                     "default_transaction_read_only": "on"},
-                )  # fmt: skip
-            except DRIVER_ERRORS as exc:
-                raise convert(exc, self.url) from exc
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=8,
+                # Plans for these parameters, not a generic one: an equality on a
+                # jsonb parameter otherwise loses its index after five executions.
+                server_settings={"plan_cache_mode": "force_custom_plan",
+                                 "default_transaction_read_only": "on"},
+            )  # fmt: skip
         return self._pool
 
     async def close(self) -> None:
@@ -475,8 +472,6 @@ class FerretSql:
                 # No schema of that name: a database without collections yet, or a name
                 # FerretDB stored differently. FerretDB itself knows which.
                 raise Unsupported(f"no FerretDB metadata in schema {self.schema!r}") from None
-            except DRIVER_ERRORS as exc:
-                raise convert(exc, self.url) from exc
             if name is None:
                 return None
             self._tables[collection] = f'"{self.schema}"."{name}"'
@@ -486,22 +481,21 @@ class FerretSql:
         self, collection: str, statement: Callable[[str], tuple[str, list[Any]]]
     ) -> list[Any] | None:
         """The rows of `statement(table)` on the collection's table; None when there is no such
-        collection (yet). A table dropped since it was looked up raises `TableMoved`."""
+        collection (yet). A table dropped since it was looked up raises `TableMoved`. Driver
+        errors go through the same SQLSTATE table as every PostgreSQL statement of agentstore."""
         if not _SCHEMA.match(self.schema):
             raise Unsupported(f"database name {self.schema!r}")
-        pool = await self._connect()
-        table = await self._table(pool, collection)
-        if table is None:
-            return None
-        sql, args = statement(table)
-        try:
-            return list(await pool.fetch(sql, *args))
-        except asyncpg.UndefinedTableError:
-            self._tables.pop(collection, None)
-            raise TableMoved(f"the table of {collection!r} moved") from None
-        except DRIVER_ERRORS as exc:
-            # The same SQLSTATE table as every PostgreSQL statement of agentstore.
-            raise convert(exc, self.url) from exc
+        with driver_errors(self.url):
+            pool = await self._connect()
+            table = await self._table(pool, collection)
+            if table is None:
+                return None
+            sql, args = statement(table)
+            try:
+                return list(await pool.fetch(sql, *args))
+            except asyncpg.UndefinedTableError:
+                self._tables.pop(collection, None)
+                raise TableMoved(f"the table of {collection!r} moved") from None
 
     async def find(self, collection: str, filter: Mapping[str, Any], sort: IndexKeys = (),
                    limit: int = 0) -> list[Document]:  # fmt: skip

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +33,9 @@ _TRANSIENT = frozenset({
     "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "OperationAborted",
     "XMinioServerNotInitialized", "XMinioStorageFull",
 })  # fmt: skip
-_CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+# What the client raises: S3's answers, its own checks of a name or a size (ValueError), and
+# a lost or refused connection.
+_DRIVER_ERRORS = (S3Error, ValueError, aiohttp.ClientError, OSError, TimeoutError)
 
 
 def convert(exc: BaseException, endpoint: str) -> Exception:
@@ -51,6 +54,15 @@ def convert(exc: BaseException, endpoint: str) -> Exception:
     return StoreUnavailable(
         f"S3 at {endpoint} is unavailable ({type(exc).__name__}: {exc}); is `make up` running?"
     )
+
+
+@contextlib.contextmanager
+def driver_errors(endpoint: str) -> Iterator[None]:
+    """The one place the S3 client's errors become ours (see `convert`)."""
+    try:
+        yield
+    except _DRIVER_ERRORS as exc:
+        raise convert(exc, endpoint) from exc
 
 
 @dataclass(frozen=True)
@@ -77,55 +89,46 @@ class ObjectStore:
     async def close(self) -> None:
         await self._client.close_session()  # type: ignore[no-untyped-call]
 
-    def _convert(self, exc: Exception) -> Exception:
-        return convert(exc, self.endpoint)
-
     async def ping(self) -> None:
         try:
             await self._client.list_buckets()
         except Exception as exc:
-            raise self._convert(exc) from exc
+            raise convert(exc, self.endpoint) from exc
 
     async def ensure_bucket(self, bucket: str) -> None:
-        try:
-            if not await self._client.bucket_exists(bucket):
-                await self._client.make_bucket(bucket)
-        except S3Error as exc:
-            if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise self._convert(exc) from exc
-        except (ValueError, *_CONNECTION_ERRORS) as exc:
-            raise self._convert(exc) from exc
+        with driver_errors(self.endpoint):
+            try:
+                if not await self._client.bucket_exists(bucket):
+                    await self._client.make_bucket(bucket)
+            except S3Error as exc:
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
 
     async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> str:
         """Store an object; returns its ETag. Putting the same key again overwrites it."""
-        try:
+        with driver_errors(self.endpoint):
             result = await self._client.put_object(
                 bucket, key, io.BytesIO(data), len(data), content_type=content_type
             )
-        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
-            raise self._convert(exc) from exc
         return str(result.etag)
 
     async def get(self, bucket: str, key: str) -> bytes:
-        try:
+        with driver_errors(self.endpoint):
             response = await self._client.get_object(bucket, key)
             try:
                 data: bytes = await response.read()
             finally:
                 response.close()
-        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
-            raise self._convert(exc) from exc
         return data
 
     async def stat(self, bucket: str, key: str) -> ObjectInfo | None:
-        try:
-            info = await self._client.stat_object(bucket, key)
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject"):
-                return None
-            raise self._convert(exc) from exc
-        except (ValueError, *_CONNECTION_ERRORS) as exc:
-            raise self._convert(exc) from exc
+        with driver_errors(self.endpoint):
+            try:
+                info = await self._client.stat_object(bucket, key)
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchObject"):
+                    return None
+                raise
         return ObjectInfo(
             bucket,
             key,
@@ -136,7 +139,7 @@ class ObjectStore:
         )
 
     async def list(self, bucket: str, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        try:
+        with driver_errors(self.endpoint):
             async for obj in self._client.list_objects(bucket, prefix=prefix, recursive=True):
                 yield ObjectInfo(
                     bucket,
@@ -146,14 +149,10 @@ class ObjectStore:
                     None,
                     obj.last_modified,
                 )
-        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
-            raise self._convert(exc) from exc
 
     async def remove(self, bucket: str, key: str) -> None:
-        try:
+        with driver_errors(self.endpoint):
             await self._client.remove_object(bucket, key)
-        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
-            raise self._convert(exc) from exc
 
     async def presign_put(self, bucket: str, key: str, expires: timedelta) -> str:
         return str(await self._presign("put", bucket, key, expires))
@@ -162,9 +161,7 @@ class ObjectStore:
         return str(await self._presign("get", bucket, key, expires))
 
     async def _presign(self, method: str, bucket: str, key: str, expires: timedelta) -> Any:
-        try:
+        with driver_errors(self.endpoint):
             if method == "put":
                 return await self._client.presigned_put_object(bucket, key, expires=expires)
             return await self._client.presigned_get_object(bucket, key, expires=expires)
-        except (S3Error, ValueError, *_CONNECTION_ERRORS) as exc:
-            raise self._convert(exc) from exc

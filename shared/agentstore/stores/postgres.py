@@ -87,7 +87,7 @@ def load_queries(path: Path) -> dict[str, Query]:
     return {name: Query.parse(name, sql) for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, *_ENCODING_ERRORS)
+_DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, *_ENCODING_ERRORS)
 
 
 class Executor:
@@ -117,7 +117,7 @@ def driver_errors(url: str) -> Iterator[None]:
     """The one place asyncpg's errors become ours (see `convert`)."""
     try:
         yield
-    except DRIVER_ERRORS as exc:
+    except _DRIVER_ERRORS as exc:
         raise convert(exc, url) from exc
 
 
