@@ -4,12 +4,13 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 COPY shared ./shared
 COPY services ./services
-# The services need the server extra; agents install the bare SDK (`pip install agentstore`).
-# Exactly the locked versions (hash-checked), then the project itself without resolving again.
+# The services are the agentstore-server distribution (with the SDK it depends on); agents
+# install the bare SDK (`pip install agentstore`). Exactly the locked versions (hash-checked),
+# then the two distributions themselves without resolving again.
 RUN pip install --no-cache-dir uv==0.13.9 \
- && uv export --frozen --extra server --no-emit-project -o /tmp/requirements.txt \
+ && uv export --frozen --package agentstore-server --no-dev --no-emit-workspace -o /tmp/requirements.txt \
  && pip install --no-cache-dir --prefix=/install --require-hashes -r /tmp/requirements.txt \
- && pip install --no-cache-dir --prefix=/install --no-deps .
+ && pip install --no-cache-dir --prefix=/install --no-deps ./shared ./services
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home agentstore

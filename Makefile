@@ -11,11 +11,11 @@ UV_VERSION := 0.13.9
 UV := .cache/uv-$(UV_VERSION)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
-# Every extra the Makefile's targets need: dev pulls in server, stack and the dev tools.
-SYNC := $(UV) sync --locked --extra dev --python $(PYTHON)
+# The dev group: both distributions (editable, the server with its stack extra) and the dev tools.
+SYNC := $(UV) sync --locked --group dev --python $(PYTHON)
 
 .PHONY: install servers browser up down status run serve test lint format bench faults clean sdk-check \
-	screenshots lock upgrade outdated
+	screenshots lock upgrade outdated wheels
 
 $(UV):
 	rm -rf .cache/uv-$(UV_VERSION) && $(PYTHON) -m venv .cache/uv-$(UV_VERSION)
@@ -43,7 +43,7 @@ outdated: install
 
 # Build FerretDB and MinIO once into ~/.cache/agentstore (reused by every checkout and CI).
 servers: install
-	$(PY) -c "from agentstore.devstack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema(); b.asyncapi_schema()"
+	$(PY) -c "from agentstore_server.devstack import binaries as b; b.nats_server(); b.postgres_bin(); b.mongod() or b.ferretdb(); b.minio(); b.compose_schema(); b.asyncapi_schema()"
 
 # The console's tests drive Debian's chromium (Playwright launches it; it downloads nothing).
 browser:
@@ -92,6 +92,11 @@ faults: servers
 
 clean: down
 	rm -rf .agentstore
+
+# Both distributions as wheels: dist/agentstore-*.whl (the SDK) and dist/agentstore_server-*.whl.
+DIST ?= dist
+wheels: | $(UV)
+	$(UV) build -q --all-packages --wheel -o $(DIST)
 
 # The SDK as an agent author installs it: a fresh venv with the SDK's locked dependencies and
 # no extra; fails if any server package came along, the import breaks, or a server command

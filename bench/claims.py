@@ -15,11 +15,11 @@ import asyncpg
 import msgspec
 import nats
 
-from agentstore.bus.provision import ensure_stream
 from agentstore.contract import STREAMS
-from agentstore.devstack import servers
-from agentstore.stores.postgres import PostgresStore
-from agentstore_services.tasks.db import MIGRATIONS, Q
+from agentstore_server.bus.provision import ensure_stream
+from agentstore_server.devstack import servers
+from agentstore_server.stores.postgres import PostgresStore
+from agentstore_server.tasks.db import MIGRATIONS, Q
 from bench.common import BenchStack, bench_stack, report
 
 

@@ -22,10 +22,10 @@ import msgspec
 import nats
 from nats.aio.client import Client
 
-from agentstore.bus.provision import ensure_stream
 from agentstore.client import AgentClient
 from agentstore.contract import STREAMS
 from agentstore.ids import new_id
+from agentstore_server.bus.provision import ensure_stream
 from bench.common import bench_stack, report
 
 BATCH, IN_FLIGHT = 1000, 8

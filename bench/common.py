@@ -16,11 +16,11 @@ from typing import Any
 import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 
-from agentstore.bus.provision import ensure_stream
-from agentstore.config import Settings
 from agentstore.contract import StreamSpec
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
+from agentstore_server.bus.provision import ensure_stream
+from agentstore_server.config import Settings
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
 
 
 @dataclass
@@ -95,8 +95,8 @@ async def publish(nc: Any, items: Sequence[Item]) -> None:
 
 async def raw_consume(stack: BenchStack, items: Sequence[Item], *, agentstore_fetch: bool = False) -> float:
     """Messages/s of fetch(500) + ack of the same messages, no storage: the ceiling.
-    With `agentstore_fetch`, fetched the way the services fetch (`agentstore.bus.fetch`)."""
-    from agentstore.bus.fetch import fetch
+    With `agentstore_fetch`, fetched the way the services fetch (`agentstore_server.bus.fetch`)."""
+    from agentstore_server.bus.fetch import fetch
 
     nc = await nats.connect(stack.nats.url)
     js = nc.jetstream()

@@ -37,16 +37,16 @@ import nats
 
 from agentstore import contract
 from agentstore.auth import Fleet, generate, read_credentials
-from agentstore.bus.provision import ensure_stream
 from agentstore.client import AgentClient, EvaluatorClient
-from agentstore.config import Settings
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
 from agentstore.errors import AgentstoreError
 from agentstore.schemas.logs import LogIn, MemoryIn
 from agentstore.schemas.metrics import MetricIn
 from agentstore.schemas.tasks import ClaimRun, ProgressIn, ReleaseRun, TaskIn
-from agentstore.stores.mongo import MongoStore
+from agentstore_server.bus.provision import ensure_stream
+from agentstore_server.config import Settings
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.stores.mongo import MongoStore
 
 SERVICES = ("logs", "tasks", "artifacts", "metrics")
 

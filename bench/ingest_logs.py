@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 
 from agentstore.contract import STREAMS
-from agentstore.stores.mongo import MongoStore
-from agentstore_services.logs.logs import COLLECTION, INDEXES
+from agentstore_server.logs.logs import COLLECTION, INDEXES
+from agentstore_server.stores.mongo import MongoStore
 from bench.common import BenchStack, bench_stack, raw_consume, report, service_drain
 
 AGENTS = 100

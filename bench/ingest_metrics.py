@@ -25,9 +25,9 @@ import msgspec
 import nats
 
 from agentstore.contract import STREAMS
-from agentstore.devstack import servers
-from agentstore.stores.postgres import PostgresStore
-from agentstore_services.metrics.db import MIGRATIONS, Q
+from agentstore_server.devstack import servers
+from agentstore_server.metrics.db import MIGRATIONS, Q
+from agentstore_server.stores.postgres import PostgresStore
 from bench.common import BenchStack, bench_stack, raw_consume, report, service_drain
 
 START = datetime(2026, 10, 1, tzinfo=UTC)

@@ -23,8 +23,8 @@ import msgspec
 import nats
 
 from agentstore.contract import STREAMS
-from agentstore.stores.postgres import PostgresStore
-from agentstore_services.tasks.db import MIGRATIONS
+from agentstore_server.stores.postgres import PostgresStore
+from agentstore_server.tasks.db import MIGRATIONS
 from bench.common import bench_stack, raw_consume, report, service_drain
 
 
@@ -90,7 +90,7 @@ async def main() -> None:
     items = [(f"agents.{a}.progress", msgspec.json.encode(e), {"Nats-Msg-Id": f"{a}:{e['id']}"})
              for a, e in rows]  # fmt: skip
     with bench_stack() as stack:
-        from agentstore.devstack import servers
+        from agentstore_server.devstack import servers
 
         def db() -> str:
             return servers.create_database(stack.postgres.address, f"b{uuid.uuid4().hex[:8]}")

@@ -23,9 +23,9 @@ import msgspec
 import nats
 from nats.js.api import PubAck
 
-from agentstore.bus.provision import ensure_stream
 from agentstore.contract import DEADLETTER, STREAMS
-from agentstore.devstack import servers
+from agentstore_server.bus.provision import ensure_stream
+from agentstore_server.devstack import servers
 from bench.common import BenchStack, bench_stack
 
 AGENTS = 100

@@ -36,10 +36,10 @@ import msgspec
 import nats
 from pymongo import AsyncMongoClient
 
-from agentstore.devstack import servers
 from agentstore.schemas.common import LEVEL_NUMBERS
-from agentstore.stores.mongo import MongoStore
-from agentstore_services.logs.logs import COLLECTION, INDEXES
+from agentstore_server.devstack import servers
+from agentstore_server.logs.logs import COLLECTION, INDEXES
+from agentstore_server.stores.mongo import MongoStore
 from bench.common import bench_stack
 
 AGENTS = 1000

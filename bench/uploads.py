@@ -14,8 +14,8 @@ import time
 import uuid
 
 from agentstore.contract import STREAMS
-from agentstore.devstack import servers
-from agentstore.stores.objects import ObjectStore
+from agentstore_server.devstack import servers
+from agentstore_server.stores.objects import ObjectStore
 from bench.common import bench_stack, report, service_drain
 
 

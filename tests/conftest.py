@@ -13,15 +13,15 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from agentstore.config import Settings
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
-from agentstore.lifecycle.runner import ServiceHost, running
-from agentstore.stores.mongo import MongoStore
-from agentstore_services.artifacts.service import SPEC as ARTIFACTS
-from agentstore_services.logs.service import SPEC as LOGS
-from agentstore_services.metrics.service import SPEC as METRICS
-from agentstore_services.tasks.service import SPEC as TASKS
+from agentstore_server.artifacts.service import SPEC as ARTIFACTS
+from agentstore_server.config import Settings
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import ServiceHost, running
+from agentstore_server.logs.service import SPEC as LOGS
+from agentstore_server.metrics.service import SPEC as METRICS
+from agentstore_server.stores.mongo import MongoStore
+from agentstore_server.tasks.service import SPEC as TASKS
 
 
 @pytest.fixture(scope="session")

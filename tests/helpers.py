@@ -16,8 +16,8 @@ import msgspec
 from nats.aio.client import Client
 from nats.js.api import PubAck
 
-from agentstore.config import Settings
-from agentstore.devstack.servers import Server, free_port, service_env, start_service
+from agentstore_server.config import Settings
+from agentstore_server.devstack.servers import Server, free_port, service_env, start_service
 
 
 async def eventually(

@@ -14,14 +14,14 @@ import aiohttp
 import pytest
 from nats.aio.client import Client
 
-from agentstore.config import Settings
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
-from agentstore.lifecycle.runner import ServiceHost, running
-from agentstore.stores.objects import ObjectStore
-from agentstore.stores.postgres import PostgresStore
-from agentstore_services.artifacts.reconcile import reconcile
-from agentstore_services.artifacts.service import SPEC as ARTIFACTS
+from agentstore_server.artifacts.reconcile import reconcile
+from agentstore_server.artifacts.service import SPEC as ARTIFACTS
+from agentstore_server.config import Settings
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import ServiceHost, running
+from agentstore_server.stores.objects import ObjectStore
+from agentstore_server.stores.postgres import PostgresStore
 from tests.conftest import Stack, make_settings
 from tests.helpers import after, dead_letters, eventually, new_agent, publish_all, request
 

@@ -10,9 +10,9 @@ from nats.aio.client import Client
 
 from agentstore import contract
 from agentstore.asyncapi import TEXT_FIELDS, document, render
-from agentstore.config import Settings
-from agentstore.lifecycle.runner import running
-from agentstore_services.registry import SERVICES
+from agentstore_server.config import Settings
+from agentstore_server.lifecycle.runner import running
+from agentstore_server.registry import SERVICES
 
 DOC = Path(__file__).parent.parent / "docs" / "asyncapi.json"
 

@@ -18,11 +18,11 @@ from nats.aio.client import Client
 from agentstore import AgentClient
 from agentstore.auth import Fleet, generate, read_credentials
 from agentstore.bus.connect import NatsSettings
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
 from agentstore.errors import ConfigError, Forbidden
-from agentstore.lifecycle.runner import running
-from agentstore_services.registry import SERVICES
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import running
+from agentstore_server.registry import SERVICES
 from tests.conftest import Stack, make_settings
 from tests.helpers import eventually
 

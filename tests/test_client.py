@@ -9,14 +9,14 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore import AgentClient, EvaluatorClient, contract
-from agentstore.bus.provision import ensure_stream
 from agentstore.contract import STREAMS
-from agentstore.devstack.servers import Server
 from agentstore.errors import BadRequest, Forbidden, LeaseLost, NotFound
-from agentstore.lifecycle.runner import ServiceHost
 from agentstore.schemas.common import Page
 from agentstore.schemas.logs import LogItem
 from agentstore.schemas.tasks import MovePhase, RunDetail, RunQuery, Task
+from agentstore_server.bus.provision import ensure_stream
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import ServiceHost
 from tests.helpers import new_agent
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from agentstore.client import AgentClient
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
-from agentstore.lifecycle.runner import running
-from agentstore.stores.mongo import MongoStore
-from agentstore_services.logs.service import SPEC as LOGS
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import running
+from agentstore_server.logs.service import SPEC as LOGS
+from agentstore_server.stores.mongo import MongoStore
 from tests.conftest import Stack, make_settings
 from tests.helpers import eventually, new_agent
 

@@ -15,12 +15,12 @@ import pytest
 
 from agentstore import auth, contract
 from agentstore.asyncapi import document, render
-from agentstore.bus.ingest import Handler, ingests
-from agentstore.bus.rpc import bind
 from agentstore.client import AgentClient
-from agentstore.devstack.binaries import asyncapi_schema
 from agentstore.errors import ConfigError
 from agentstore.schemas.common import Reply
+from agentstore_server.bus.ingest import Handler, ingests
+from agentstore_server.bus.rpc import bind
+from agentstore_server.devstack.binaries import asyncapi_schema
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "asyncapi.json"
@@ -149,7 +149,7 @@ def test_binding_refuses_a_missing_or_undeclared_handler() -> None:
 
 def _bound_names(service: str) -> set[str]:
     """The endpoint names a service's build() binds, read from its source."""
-    tree = ast.parse((ROOT / "services" / "agentstore_services" / service / "service.py").read_text())
+    tree = ast.parse((ROOT / "services" / "agentstore_server" / service / "service.py").read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "bind":
             assert isinstance(node.args[0], ast.Constant) and node.args[0].value == service
@@ -177,17 +177,23 @@ def _imports(package: Path) -> dict[str, set[str]]:
 
 
 def test_imports_run_one_way_library_services_devstack_ops() -> None:
-    above_library = ("agentstore_services", "agentstore.ops", "agentstore.devstack", "bench", "tests")
+    above_library = (
+        "agentstore_server",
+        "agentstore_server.ops",
+        "agentstore_server.devstack",
+        "bench",
+        "tests",
+    )
     for path, names in _imports(ROOT / "shared" / "agentstore").items():
         if "/ops/" in path or "/devstack/" in path or path.endswith(("__main__.py", "testing.py")):
             continue  # the command line and the pytest plugin sit above the library
         assert not {n for n in names if n.startswith(above_library)}, path
-    for path, names in _imports(ROOT / "services" / "agentstore_services").items():
-        assert not {n for n in names if n.startswith(("agentstore.ops", "agentstore.devstack", "bench"))}, (
-            path
-        )
+    for path, names in _imports(ROOT / "services" / "agentstore_server").items():
+        assert not {
+            n for n in names if n.startswith(("agentstore_server.ops", "agentstore_server.devstack", "bench"))
+        }, path
     for path, names in _imports(ROOT / "shared" / "agentstore" / "devstack").items():
-        assert not {n for n in names if n.startswith(("agentstore.ops", "bench"))}, path
+        assert not {n for n in names if n.startswith(("agentstore_server.ops", "bench"))}, path
 
 
 def test_the_sdk_imports_without_any_server_dependency() -> None:
@@ -222,7 +228,7 @@ def test_the_wheel_installs_the_sdk_alone_and_no_generic_top_level_package(tmp_p
             if line.startswith("Requires-Dist:")
         ]
         sql = [n for n in zf.namelist() if n.endswith(".sql")]
-    assert tops == {"agentstore", "agentstore_services"}
+    assert tops == {"agentstore", "agentstore_server"}
     base = sorted(r for r in requires if "extra ==" not in r)
     assert {r.split("[")[0].split(">")[0].split(";")[0].strip() for r in base} == {"nats-py", "msgspec"}
     assert any(n.endswith("tasks/queries.sql") for n in sql)

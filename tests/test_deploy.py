@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agentstore.devstack.binaries import compose_schema
+from agentstore_server.devstack.binaries import compose_schema
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -125,7 +125,7 @@ def test_keda_overlay_scales_each_ingest_service_on_its_consumer_backlog() -> No
 def test_grafana_dashboard_reads_metrics_the_services_export() -> None:
     import re
 
-    from agentstore.lifecycle.metrics import ServiceMetrics
+    from agentstore_server.lifecycle.metrics import ServiceMetrics
 
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "agentstore-dashboard.json").read_text())
     exported = {m.name for m in ServiceMetrics().registry.collect()}

@@ -8,8 +8,8 @@ import asyncpg
 import msgspec
 from nats.aio.client import Client
 
-from agentstore.config import Settings
-from agentstore.lifecycle.runner import ServiceHost
+from agentstore_server.config import Settings
+from agentstore_server.lifecycle.runner import ServiceHost
 from tests.helpers import dead_letters, eventually, new_agent, publish_all
 
 PROGRESS_TABLE = """

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from agentstore.config import Settings
-from agentstore.devstack.servers import Server
-from agentstore.lifecycle.runner import running
-from agentstore.stores.mongo import MongoStore
-from agentstore_services.logs.service import SPEC as LOGS
+from agentstore_server.config import Settings
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import running
+from agentstore_server.logs.service import SPEC as LOGS
+from agentstore_server.stores.mongo import MongoStore
 from tests.conftest import make_settings, start_mongo
 from tests.helpers import ServiceProcess, as_json, eventually, log_body, new_agent, publish_all, scrape
 

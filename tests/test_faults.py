@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstore.devstack.servers import Server
+from agentstore_server.devstack.servers import Server
 from bench import faults
 from tests.conftest import Stack
 

@@ -13,13 +13,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from agentstore.devstack import binaries
-from agentstore.devstack.servers import Server
 from agentstore.errors import ConfigError
-from agentstore.lifecycle.runner import ServiceHost
-from agentstore.stores import ferretsql
-from agentstore.stores import mongo as mongo_module
-from agentstore.stores.mongo import MongoStore
+from agentstore_server.devstack import binaries
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.stores import ferretsql
+from agentstore_server.stores import mongo as mongo_module
+from agentstore_server.stores.mongo import MongoStore
 from tests.helpers import scrape
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

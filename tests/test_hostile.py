@@ -30,13 +30,13 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentstore import contract
-from agentstore.devstack.servers import Server
-from agentstore.lifecycle.runner import running
 from agentstore.schemas.common import MAX_NESTING
-from agentstore_services.artifacts.service import SPEC as ARTIFACTS
-from agentstore_services.logs.service import SPEC as LOGS
-from agentstore_services.metrics.service import SPEC as METRICS
-from agentstore_services.tasks.service import SPEC as TASKS
+from agentstore_server.artifacts.service import SPEC as ARTIFACTS
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import running
+from agentstore_server.logs.service import SPEC as LOGS
+from agentstore_server.metrics.service import SPEC as METRICS
+from agentstore_server.tasks.service import SPEC as TASKS
 from tests.conftest import Stack, make_settings
 from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
 

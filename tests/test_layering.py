@@ -1,5 +1,6 @@
-"""Imports run one way: lifecycle -> bus -> stores/contract, and the SDK's modules import
-nothing of the server at load time (issue 25's first step; the packages split later)."""
+"""Imports run one way. Between the distributions: the server (agentstore_server) depends on the
+SDK (agentstore), never the reverse, at any depth (the SDK finds the server's commands and its
+private stack through entry points). Inside the server: lifecycle -> bus -> stores/contract."""
 
 from __future__ import annotations
 
@@ -8,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).parent.parent / "shared" / "agentstore"
-# What an agent's `pip install agentstore` is for: these load without any server module.
-SDK = ["__init__.py", "client.py", "publisher.py", "errors.py", "ids.py", "logging.py", "asyncapi.py",
-       "auth.py", "bus/connect.py", "bus/deadletter.py", "contract", "schemas"]  # fmt: skip
-SERVER = ("agentstore.bus.ingest", "agentstore.bus.rpc", "agentstore.bus.provision", "agentstore.bus.handle",
-          "agentstore.bus.fetch", "agentstore.lifecycle", "agentstore.stores", "agentstore.devstack",
-          "agentstore.ops", "agentstore.config", "agentstore_services")  # fmt: skip
+ROOT = Path(__file__).parent.parent
+SDK = ROOT / "shared" / "agentstore"
+SERVER = ROOT / "services" / "agentstore_server"
 
 
-def _imports(path: Path, *, top_level_only: bool) -> set[str]:
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+def _imports(path: Path) -> set[str]:
     found = set()
-    for node in nodes:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -29,22 +24,45 @@ def _imports(path: Path, *, top_level_only: bool) -> set[str]:
     return found
 
 
-def _files(*names: str) -> list[Path]:
-    out: list[Path] = []
-    for name in names:
-        path = SHARED / name
-        out += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return out
+def _files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", _files("bus"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _files(SDK), ids=lambda p: str(p.relative_to(SDK)))
+def test_the_sdk_imports_nothing_of_the_server(path: Path) -> None:
+    server = {m for m in _imports(path) if m.partition(".")[0] == "agentstore_server"}
+    assert not server, f"{path.relative_to(ROOT)} imports {sorted(server)}"
+
+
+# What an agent's `pip install agentstore` brings: nats-py and msgspec. The SDK's modules import
+# nothing else beyond the standard library, except what a module tries and does without: pytest in
+# the pytest plugin, rich for colour in the CLI, the caller's OpenTelemetry in logging.
+SDK_THIRD_PARTY = {"nats", "msgspec"}
+OPTIONAL = {"testing.py": {"pytest", "pytest_asyncio"}, "cli.py": {"rich"}, "tail.py": {"rich"},
+            "logging.py": {"opentelemetry"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", _files(SDK), ids=lambda p: str(p.relative_to(SDK)))
+def test_the_sdk_needs_only_its_two_dependencies(path: Path) -> None:
+    import sys
+
+    tops = {m.partition(".")[0] for m in _imports(path)}
+    third_party = {
+        t for t in tops if t not in sys.stdlib_module_names and t not in {"agentstore", "__future__"}
+    }
+    extra = third_party - SDK_THIRD_PARTY - OPTIONAL.get(str(path.relative_to(SDK)), set())
+    assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
+
+
+@pytest.mark.parametrize("path", _files(SERVER / "bus"), ids=lambda p: p.name)
 def test_the_bus_never_imports_the_lifecycle_above_it(path: Path) -> None:
-    upward = {m for m in _imports(path, top_level_only=False)
-              if m.startswith(("agentstore.lifecycle", "agentstore.devstack", "agentstore.ops", "agentstore_services"))}  # fmt: skip
-    assert not upward, f"{path.relative_to(SHARED)} imports {sorted(upward)}"
+    upward = {m for m in _imports(path) if m.startswith(("agentstore_server.lifecycle", "agentstore_server.devstack",
+              "agentstore_server.ops", "agentstore_server.web", "agentstore_server.logs"))}  # fmt: skip
+    assert not upward, f"{path.relative_to(ROOT)} imports {sorted(upward)}"
 
 
-@pytest.mark.parametrize("path", _files(*SDK), ids=lambda p: str(p.relative_to(SHARED)))
-def test_the_sdk_loads_nothing_of_the_server(path: Path) -> None:
-    server = {m for m in _imports(path, top_level_only=True) if m.startswith(SERVER)}
-    assert not server, f"{path.relative_to(SHARED)} imports {sorted(server)} at load time"
+@pytest.mark.parametrize("path", _files(SERVER / "stores"), ids=lambda p: p.name)
+def test_the_stores_know_no_service(path: Path) -> None:
+    above = {m for m in _imports(path) if m.startswith("agentstore_server.")
+             and not m.startswith(("agentstore_server.stores", "agentstore_server.config"))}  # fmt: skip
+    assert not above, f"{path.relative_to(ROOT)} imports {sorted(above)}"

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from agentstore.lifecycle.runner import ServiceHost
-from agentstore.stores.mongo import MongoStore
+from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.stores.mongo import MongoStore
 from tests.conftest import READ_PATHS, settings_for_read_path
 from tests.helpers import (
     as_json,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from agentstore.lifecycle.runner import ServiceHost
-from agentstore.stores.mongo import MongoStore
-from agentstore_services.logs.retention import sweep_once
+from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.logs.retention import sweep_once
+from agentstore_server.stores.mongo import MongoStore
 from tests.conftest import READ_PATHS, settings_for_read_path
 from tests.helpers import (
     after,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from agentstore.lifecycle.runner import ServiceHost
+from agentstore_server.lifecycle.runner import ServiceHost
 from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
 
 BASE = datetime(2026, 11, 20, tzinfo=UTC)

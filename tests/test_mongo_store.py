@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from agentstore.devstack.servers import Server
-from agentstore.stores.mongo import MongoStore
+from agentstore_server.devstack.servers import Server
+from agentstore_server.stores.mongo import MongoStore
 
 
 async def test_upserting_many_existing_documents_leaves_the_server_serving(mongo_server: Server) -> None:

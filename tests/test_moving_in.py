@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 
 from agentstore.client import EvaluatorClient
-from agentstore.config import Settings
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
-from agentstore.lifecycle.runner import ServiceHost
-from agentstore.ops import moving_in
+from agentstore_server.config import Settings
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.ops import moving_in
 from tests.conftest import Stack
 from tests.helpers import new_agent
 

@@ -16,11 +16,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from agentstore.client import AgentClient, EvaluatorClient
-from agentstore.config import Settings
-from agentstore.devstack.servers import Server, free_port
-from agentstore.lifecycle.runner import ServiceHost, running
 from agentstore.logging import AgentstoreHandler, traced
-from agentstore_services.otlp.service import SPEC as OTLP
+from agentstore_server.config import Settings
+from agentstore_server.devstack.servers import Server, free_port
+from agentstore_server.lifecycle.runner import ServiceHost, running
+from agentstore_server.otlp.service import SPEC as OTLP
 from tests.helpers import eventually, new_agent, scrape
 
 

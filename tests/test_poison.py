@@ -27,14 +27,14 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
-from agentstore.bus.ingest import POISON_ATTEMPTS, Handler, Ingest, IngestWorker, MaxDeliveries
-from agentstore.bus.provision import ensure_consumer, ensure_stream
 from agentstore.contract import DEADLETTER, StreamSpec
 from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
-from agentstore.lifecycle.metrics import ServiceMetrics
-from agentstore.lifecycle.runner import ServiceHost
-from agentstore.stores import mongo, objects, postgres
-from agentstore.stores.mongo import MongoStore
+from agentstore_server.bus.ingest import POISON_ATTEMPTS, Handler, Ingest, IngestWorker, MaxDeliveries
+from agentstore_server.bus.provision import ensure_consumer, ensure_stream
+from agentstore_server.lifecycle.metrics import ServiceMetrics
+from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.stores import mongo, objects, postgres
+from agentstore_server.stores.mongo import MongoStore
 from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
 
 TOO_BIG = 2**64  # valid JSON, past BSON's (and PostgreSQL's) int64

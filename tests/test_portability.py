@@ -8,11 +8,11 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from agentstore.config import Settings
-from agentstore.lifecycle.runner import ServiceHost
-from agentstore.ops.portable import export_to, import_from, import_seed
-from agentstore.stores.mongo import MongoStore
-from agentstore_services.logs.portability import COLLECTIONS
+from agentstore_server.config import Settings
+from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.logs.portability import COLLECTIONS
+from agentstore_server.ops.portable import export_to, import_from, import_seed
+from agentstore_server.stores.mongo import MongoStore
 from tests.helpers import after, as_json, new_agent, publish_all, request
 
 
@@ -108,7 +108,7 @@ async def test_seed_001_conversation_files_import_idempotently(
 async def test_seed_001_a_folder_of_many_agents_files_imports_per_agent(
     logs_service: ServiceHost, nc: Client, settings: Settings, tmp_path: Path
 ) -> None:
-    from agentstore.ops.portable import import_seed_tree
+    from agentstore_server.ops.portable import import_seed_tree
 
     agents = [new_agent("ann"), new_agent("ben")]
     for n, agent in enumerate(agents):
@@ -138,8 +138,8 @@ async def test_seed_001_json_backup_is_kept_continuously_and_restores_the_same_c
     the same conversations back (their export is byte-identical to the original's)."""
     import asyncio
 
-    from agentstore.ops.mirror import mirror
-    from agentstore.ops.portable import export_to, import_seed_tree
+    from agentstore_server.ops.mirror import mirror
+    from agentstore_server.ops.portable import export_to, import_seed_tree
     from tests.helpers import eventually
 
     agent = new_agent("normo")

@@ -8,10 +8,10 @@ import nats
 from nats.aio.client import Client
 
 from agentstore import AgentClient
-from agentstore.bus.provision import ensure_stream
 from agentstore.contract import STREAMS
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
+from agentstore_server.bus.provision import ensure_stream
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
 from tests.helpers import eventually, new_agent
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from agentstore.config import Settings
-from agentstore.lifecycle.runner import ServiceHost, running
-from agentstore_services.logs.service import SPEC as LOGS
+from agentstore_server.config import Settings
+from agentstore_server.lifecycle.runner import ServiceHost, running
+from agentstore_server.logs.service import SPEC as LOGS
 from tests.helpers import eventually, new_agent, request
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from agentstore import contract
 from agentstore.client import AgentClient, EvaluatorClient
-from agentstore.devstack.servers import Server
 from agentstore.errors import BadRequest, Forbidden, NotFound
-from agentstore.lifecycle.runner import ServiceHost, running
 from agentstore.schemas.logs import OutputIn
 from agentstore.schemas.tasks import ClaimRun, ReleaseRun, RenewLease, RestoreRequest
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import ServiceHost, running
 from tests.helpers import eventually, new_agent
 
 
@@ -311,7 +311,7 @@ async def test_seed_003_agents_write_evaluators_read_metadata_frontends_get_urls
 
 async def test_seed_002_history_caps_are_settable(nats_server: Server, stack_servers: Any) -> None:
     from agentstore.schemas.metrics import CustodyTest, Learning
-    from agentstore_services.metrics.service import SPEC as METRICS
+    from agentstore_server.metrics.service import SPEC as METRICS
     from tests.conftest import make_settings
 
     settings = make_settings(nats_server, stack_servers.mongo, stack_servers,
@@ -336,7 +336,7 @@ async def test_seed_001_conversations_in_the_seeds_order(
     POST /sync-conversations (the seed's JSON files moving in) — through the contract."""
     import json
 
-    from agentstore.ops.portable import import_seed_tree
+    from agentstore_server.ops.portable import import_seed_tree
 
     agent = new_agent("normo")
     async with await AgentClient.connect(nats_server.url, agent) as client:

@@ -17,9 +17,9 @@ import nats
 import pytest
 
 from agentstore import AgentClient, EvaluatorClient, NatsSettings
-from agentstore.devstack import servers
-from agentstore.devstack.manager import SERVICES
 from agentstore.errors import ConfigError, Forbidden
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.manager import SERVICES
 from tests.helpers import as_json, eventually, log_body, request
 
 pytestmark = pytest.mark.slow

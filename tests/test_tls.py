@@ -10,11 +10,11 @@ import msgspec
 import pytest
 
 from agentstore.bus.connect import NatsSettings, connect_nats
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
 from agentstore.errors import ConfigError
-from agentstore.lifecycle.runner import running
-from agentstore_services.logs.service import SPEC as LOGS
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import running
+from agentstore_server.logs.service import SPEC as LOGS
 from tests.conftest import Stack, make_settings
 
 

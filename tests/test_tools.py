@@ -9,8 +9,8 @@ import pytest
 from nats.aio.client import Client
 
 from agentstore.bus import deadletter
-from agentstore.lifecycle.runner import ServiceHost
-from agentstore.ops.tail import tail
+from agentstore.tail import tail
+from agentstore_server.lifecycle.runner import ServiceHost
 from tests.helpers import as_json, eventually, log_body, new_agent, publish_all, request
 
 

@@ -17,18 +17,18 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from agentstore import contract
 from agentstore.client import AgentClient, EvaluatorClient
-from agentstore.config import Settings
-from agentstore.devstack import servers
-from agentstore.devstack.servers import Server
-from agentstore.lifecycle.runner import running
-from agentstore.ops.demo import tiny_png
 from agentstore.schemas.metrics import CustodyTest
 from agentstore.schemas.tasks import ClaimRun
-from agentstore_services.artifacts.service import SPEC as ARTIFACTS
-from agentstore_services.logs.service import SPEC as LOGS
-from agentstore_services.metrics.service import SPEC as METRICS
-from agentstore_services.tasks.service import SPEC as TASKS
-from agentstore_services.web.service import SPEC as WEB
+from agentstore_server.artifacts.service import SPEC as ARTIFACTS
+from agentstore_server.config import Settings
+from agentstore_server.devstack import servers
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import running
+from agentstore_server.logs.service import SPEC as LOGS
+from agentstore_server.metrics.service import SPEC as METRICS
+from agentstore_server.ops.demo import tiny_png
+from agentstore_server.tasks.service import SPEC as TASKS
+from agentstore_server.web.service import SPEC as WEB
 from tests.conftest import Stack, make_settings
 from tests.helpers import eventually, new_agent
 

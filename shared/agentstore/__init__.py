@@ -25,7 +25,7 @@ from agentstore.errors import (
 )
 from agentstore.ids import new_id
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AgentClient",

@@ -1,3 +1,3 @@
-from agentstore.ops.cli import main
+from agentstore.cli import main
 
 raise SystemExit(main())

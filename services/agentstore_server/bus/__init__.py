@@ -1,0 +1,1 @@
+"""NATS plumbing of the services: stream provisioning, the ingest loop, request-reply."""

@@ -1,0 +1,84 @@
+"""The logs service's declaration: its stream, handlers, endpoints and store."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from agentstore.errors import ConfigError
+from agentstore_server.bus.ingest import Handler, ingests
+from agentstore_server.bus.rpc import bind
+from agentstore_server.config import Settings
+from agentstore_server.lifecycle.metrics import CountsCollector
+from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
+from agentstore_server.logs import agents, conversations, events, logs, memories, outputs
+from agentstore_server.logs.retention import AGE_FIELD, sweeper
+from agentstore_server.stores.mongo import MongoStore
+
+INDEXES = {
+    logs.COLLECTION: logs.INDEXES,
+    memories.COLLECTION: memories.INDEXES,
+    conversations.CONVERSATIONS: conversations.CONVERSATION_INDEXES,
+    conversations.MESSAGES: conversations.MESSAGE_INDEXES,
+    events.COLLECTION: events.INDEXES,
+    outputs.COLLECTION: outputs.INDEXES,
+    agents.COLLECTION: agents.INDEXES,
+}
+
+
+async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
+    unknown = set(settings.retention_days) - set(AGE_FIELD)
+    if unknown:
+        raise ConfigError(f"RETENTION_DAYS names unknown collections {sorted(unknown)}")
+    mongo = await stack.enter_async_context(
+        MongoStore(settings.mongodb_url, settings.mongodb_db, sql_url=settings.mongodb_sql_url)
+    )
+    await mongo.probe_sql_reader()
+    for collection, indexes in INDEXES.items():
+        await mongo.ensure_indexes(collection, indexes)
+    await mongo.drop_indexes(logs.COLLECTION, logs.OBSOLETE_INDEXES)
+    log_store = logs.Logs(mongo)
+    memory_store = memories.Memories(mongo)
+    conversation_store = conversations.Conversations(mongo)
+    event_store = events.Events(mongo)
+    output_store = outputs.Outputs(mongo)
+    fleet = agents.Agents(mongo)
+    writers = {
+        "logs": Handler(logs.decode_log, log_store.write),
+        "memories": Handler(memories.decode_memory, memory_store.write),
+        "conversations": Handler(conversations.decode_conversation, conversation_store.write_conversations),
+        "messages": Handler(conversations.decode_message_doc, conversation_store.write_messages),
+        "events": Handler(events.decode_event, event_store.write),
+        "outputs": Handler(outputs.decode_output, output_store.write),
+    }
+    # Whatever an agent stores on LOGS marks it seen (`query.agents`).
+    writers = {kind: Handler(h.decode, fleet.tracking(h.write)) for kind, h in writers.items()}
+    return Wiring(
+        ingests=ingests("logs", writers),
+        endpoints=bind(
+            "logs",
+            {
+                "query.logs": log_store.query,
+                "query.memories": memory_store.query,
+                "query.conversations": conversation_store.query_list,
+                "query.conversation": conversation_store.query_one,
+                "query.messages": conversation_store.query_messages,
+                "query.events": event_store.query,
+                "query.outputs": output_store.query,
+                "query.agents": fleet.query,
+            },
+        ),
+        checks={"mongodb": mongo.ping},
+        collectors=[
+            CountsCollector(
+                "agentstore_read_fallbacks",
+                "reads the FerretDB SQL path could not answer, answered "
+                "over the wire instead (slower on large collections)",
+                ["operation", "collection"],
+                lambda: mongo.fallbacks,
+            )
+        ],
+        background=[sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds)],
+    )
+
+
+SPEC = ServiceSpec(name="logs", build=build)

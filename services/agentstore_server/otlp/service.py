@@ -1,0 +1,146 @@
+"""The otlp service: OTLP/HTTP (`/v1/traces`, `/v1/logs`, `/v1/metrics`, protobuf or
+JSON, gzip or not) in; agents' events, logs and metric points out, through JetStream.
+
+An agent instrumented with the OpenTelemetry SDK points its OTLP exporter here
+(`OTEL_EXPORTER_OTLP_ENDPOINT=$OTLP_URL`) and changes no code. The reply is
+sent once every item of the export is acknowledged by JetStream (fsynced), so a
+200 means stored-or-will-be, as a PubAck does; a 503 makes the exporter retry
+the batch, which the derived ids deduplicate. Items that break the contract
+are refused in the reply's `partial_success` and the rest are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import zlib
+from contextlib import AsyncExitStack
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from agentstore.errors import AgentstoreError, BadRequest, InvalidMessage, Unavailable
+from agentstore.schemas.common import decode_message
+from agentstore_server.bus.handle import BusHandle
+from agentstore_server.config import Settings
+from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
+from agentstore_server.otlp.mapping import MAPPERS, Item, parse
+
+log = logging.getLogger("agentstore.otlp")
+MAX_BODY = 32 * 1024 * 1024
+RESPONSES: dict[str, tuple[Any, str]] = {"traces": (ExportTraceServiceResponse, "rejected_spans"),
+             "logs": (ExportLogsServiceResponse, "rejected_log_records"),
+             "metrics": (ExportMetricsServiceResponse, "rejected_data_points")}  # fmt: skip
+
+
+class Receiver:
+    def __init__(self, settings: Settings, bus: BusHandle) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def serve(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.add_routes([web.post("/v1/{signal:traces|logs|metrics}", self.export)])
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.otlp_host, self.settings.otlp_port, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.otlp_port
+        log.info("OTLP/HTTP receiver on http://%s:%s", self.settings.otlp_host, self.port)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self._runner.cleanup()
+
+    async def ready(self) -> None:
+        if self.port is None:
+            raise ConnectionError("the OTLP receiver is not listening yet")
+
+    async def export(self, request: web.Request) -> web.Response:
+        signal = request.match_info["signal"]
+        content_type = request.content_type or ""
+        as_json = content_type.startswith("application/json")
+        try:
+            body = decompress(await request.read(), request.headers.get("Content-Encoding", ""))
+            items = list(MAPPERS[signal](parse(signal, body, content_type)))
+            kept, refused = checked(items)
+            await self.publish(kept)
+        except BadRequest as exc:
+            return error(400, str(exc), as_json)
+        except (Unavailable, AgentstoreError, TimeoutError) as exc:
+            # Retryable for an OTLP exporter: the same batch again is deduplicated.
+            return error(503, f"not stored, retry: {exc}", as_json, retry_after="2")
+        response_type, rejected_field = RESPONSES[signal]
+        response: Any = response_type()
+        if refused:
+            setattr(response.partial_success, rejected_field, len(refused))
+            response.partial_success.error_message = "; ".join(refused[:5])[:2000]
+        if as_json:
+            return web.json_response(json_format.MessageToDict(response))
+        return web.Response(body=response.SerializeToString(), content_type="application/x-protobuf")
+
+    async def publish(self, items: list[Item]) -> None:
+        acks = [
+            await self.bus.publish(f"agents.{item.agent}.{item.kind}", item.body, item.msg_id)
+            for item in items
+        ]
+        if acks:
+            await asyncio.wait_for(asyncio.gather(*acks), timeout=30)
+
+
+def checked(items: list[Item]) -> tuple[list[Item], list[str]]:
+    """Items that pass their ingest body's validation, and why the others do not (a field
+    over its limit, an id the contract refuses): those are refused here, not dead-lettered."""
+    kept, refused = [], []
+    for item in items:
+        try:
+            # The very check the storing service applies, so nothing refused here is dead-lettered there.
+            decode_message(msgspec.json.encode(item.body), type(item.body))
+        except InvalidMessage as exc:
+            refused.append(f"{item.kind} of {item.agent}: {exc}")
+            continue
+        kept.append(item)
+    return kept, refused
+
+
+def decompress(body: bytes, encoding: str) -> bytes:
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(body)
+        if encoding == "deflate":
+            return zlib.decompress(body)
+    except (OSError, zlib.error) as exc:
+        raise BadRequest(f"the body is not valid {encoding}: {exc}") from None
+    if encoding not in ("", "identity"):
+        raise BadRequest(f"Content-Encoding {encoding!r}: send gzip, deflate or none")
+    return body
+
+
+def error(status: int, message: str, as_json: bool, retry_after: str | None = None) -> web.Response:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    # OTLP/HTTP errors are a google.rpc.Status; its `message` is what exporters log.
+    code = 3 if status == 400 else 14  # INVALID_ARGUMENT, UNAVAILABLE
+    payload: dict[str, Any] = {"code": code, "message": message}
+    return (
+        web.json_response(payload, status=status, headers=headers)
+        if as_json
+        else web.Response(text=message, status=status, headers=headers)
+    )
+
+
+async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
+    bus = BusHandle()
+    receiver = Receiver(settings, bus)
+    return Wiring(background=[receiver.serve], bus=bus, checks={"http": receiver.ready})
+
+
+SPEC = ServiceSpec(name="otlp", build=build)
