@@ -18,8 +18,9 @@ from agentstore_server.devstack import binaries
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import ServiceHost
 from agentstore_server.stores import ferretsql
-from agentstore_server.stores import mongo as mongo_module
+from agentstore_server.stores.ferretsql import FerretSql
 from agentstore_server.stores.mongo import MongoStore
+from agentstore_server.stores.readers import FerretSqlReader, reading
 from tests.helpers import scrape
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -48,24 +49,24 @@ def documents() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def stores(mongo_server: Server) -> AsyncIterator[tuple[MongoStore, MongoStore]]:
-    """The same database through the wire, and through SQL."""
+async def stores(mongo_server: Server) -> AsyncIterator[tuple[MongoStore, FerretSqlReader]]:
+    """The same database through the wire, and through SQL (the reader `reading` chooses)."""
     assert mongo_server.sql_url is not None, "the suite runs FerretDB on PostgreSQL"
     name = f"sql{uuid.uuid4().hex[:10]}"
     wire = MongoStore(mongo_server.url, name)
-    sql = MongoStore(mongo_server.url, name, sql_url=mongo_server.sql_url)
+    sql = FerretSqlReader(FerretSql(mongo_server.sql_url, name), wire)
     await wire.ensure_indexes("logs", {"agent_ts": ([("agent_id", 1), ("ts", -1), ("_id", -1)], False),
                                        "ts": ([("ts", -1), ("_id", -1)], False)})  # fmt: skip
     assert await wire.insert_new("logs", documents()) == {}
     yield wire, sql
     await wire.drop_database()
+    await sql.sql.close()
     await wire.close()
-    await sql.close()
 
 
 @pytest.fixture
 async def planner(
-    stores: tuple[MongoStore, MongoStore], mongo_server: Server
+    stores: tuple[MongoStore, FerretSqlReader], mongo_server: Server
 ) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
     """The logs table's name and a PostgreSQL session beside it, to ask for plans."""
     _, sql = stores
@@ -133,7 +134,7 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, int]], int]] = [
 
 @pytest.mark.parametrize(("filter", "sort", "limit"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 async def test_sql_reads_answer_exactly_what_ferretdb_answers(
-    stores: tuple[MongoStore, MongoStore], filter: dict[str, Any], sort: list[tuple[str, int]], limit: int
+    stores: tuple[MongoStore, FerretSqlReader], filter: dict[str, Any], sort: list[tuple[str, int]], limit: int
 ) -> None:
     wire, sql = stores
     over_wire = await wire.find("logs", filter, sort=sort, limit=limit)
@@ -149,7 +150,7 @@ async def test_sql_reads_answer_exactly_what_ferretdb_answers(
     assert await sql.count("logs", filter) == await wire.count("logs", filter)
 
 
-async def test_what_sql_cannot_say_is_asked_over_the_wire(stores: tuple[MongoStore, MongoStore]) -> None:
+async def test_what_sql_cannot_say_is_asked_over_the_wire(stores: tuple[MongoStore, FerretSqlReader]) -> None:
     wire, sql = stores
     regex = {"message": {"$regex": "^step", "$options": "i"}}
     with pytest.raises(ferretsql.Unsupported):
@@ -164,7 +165,7 @@ async def test_what_sql_cannot_say_is_asked_over_the_wire(stores: tuple[MongoSto
 
 
 async def test_a_collection_dropped_and_made_again_is_found_under_its_new_table(
-    stores: tuple[MongoStore, MongoStore],
+    stores: tuple[MongoStore, FerretSqlReader],
 ) -> None:
     wire, sql = stores
     assert len(await sql.find("logs", {"agent_id": "agent1"}, sort=DESC, limit=5)) == 5
@@ -189,7 +190,7 @@ async def test_a_page_reads_an_index_range_not_the_table(planner: tuple[str, asy
 
 
 async def test_a_narrow_window_is_planned_for_more_rows_than_its_page(
-    stores: tuple[MongoStore, MongoStore], planner: tuple[str, asyncpg.Connection]
+    stores: tuple[MongoStore, FerretSqlReader], planner: tuple[str, asyncpg.Connection]
 ) -> None:
     """A window inside one bucket of the histogram (an hour of ten days at 1M logs) was
     estimated at one row, and PostgreSQL then planned a page as if the LIMIT never stopped
@@ -224,7 +225,7 @@ async def test_a_narrow_window_is_planned_for_more_rows_than_its_page(
     ids=["a level since a time", "a level for some agents", "by an optional field", "nothing matches"],
 )
 async def test_grouped_counts_are_what_ferretdb_aggregates(
-    stores: tuple[MongoStore, MongoStore], filter: dict[str, Any], key: str
+    stores: tuple[MongoStore, FerretSqlReader], filter: dict[str, Any], key: str
 ) -> None:
     """`count_by` (the console's errors per agent) in one SQL GROUP BY, equal to FerretDB's
     `$group` over the wire."""
@@ -236,7 +237,7 @@ async def test_grouped_counts_are_what_ferretdb_aggregates(
 
 
 async def test_a_read_the_sql_path_cannot_answer_is_answered_over_the_wire_counted_and_logged_once(
-    stores: tuple[MongoStore, MongoStore], caplog: pytest.LogCaptureFixture
+    stores: tuple[MongoStore, FerretSqlReader], caplog: pytest.LogCaptureFixture
 ) -> None:
     wire, sql = stores
     shape = {"message": {"$regex": "m.ssage 1"}}  # a pattern, not an escaped literal
@@ -255,14 +256,17 @@ async def test_the_logs_service_exports_its_read_fallbacks(logs_service: Service
 
 
 async def test_the_sql_reader_refuses_a_ferretdb_release_it_was_not_written_for(
-    stores: tuple[MongoStore, MongoStore], monkeypatch: pytest.MonkeyPatch
+    stores: tuple[MongoStore, FerretSqlReader], mongo_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wire, sql = stores
-    await sql.probe_sql_reader()  # the stack's FerretDB: the release the reader reads
-    await wire.probe_sql_reader()  # no SQL URL: nothing to probe
+    wire, _ = stores
+    async with reading(wire, mongo_server.sql_url, "unused") as reader:
+        assert isinstance(reader, FerretSqlReader)  # the stack's FerretDB: the release it reads
+    async with reading(wire, None, "unused") as reader:
+        assert reader is wire  # no SQL URL: the wire, nothing probed
     assert binaries.FERRETDB_VERSION.startswith(ferretsql.FERRETDB_RELEASE)
-    monkeypatch.setattr(mongo_module, "FERRETDB_RELEASE", "v2.")  # as if FerretDB moved on
+    monkeypatch.setattr(ferretsql, "FERRETDB_RELEASE", "v2.")  # as if FerretDB moved on
     with pytest.raises(
         ConfigError, match=r"FerretDB v1\.24\.\d+ at .*reads the tables of FerretDB v2\.x only"
     ):
-        await sql.probe_sql_reader()
+        async with reading(wire, mongo_server.sql_url, "unused"):
+            pass

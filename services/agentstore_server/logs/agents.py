@@ -14,6 +14,7 @@ from agentstore_server.bus.rpc import RequestContext
 from agentstore_server.logs import logs
 from agentstore_server.logs.documents import Indexes, Order, agents_filter, converge, page
 from agentstore_server.stores.mongo import Document, MongoStore
+from agentstore_server.stores.readers import DocumentReader
 
 COLLECTION = "agents"
 ORDER = Order("last_seen", descending=True)
@@ -29,8 +30,9 @@ MARK_EVERY = timedelta(seconds=1)
 
 
 class Agents:
-    def __init__(self, mongo: MongoStore) -> None:
-        self.mongo = mongo
+    def __init__(self, mongo: MongoStore, reader: DocumentReader) -> None:
+        self.mongo = mongo  # writes
+        self.reader = reader  # reads (the wire, or FerretDB's tables in SQL)
         # The newest last_seen this process stored for each agent (replicas keep their own).
         self._marked: dict[str, datetime] = {}
 
@@ -68,14 +70,14 @@ class Agents:
         def applied(stored: Document | None, i: int) -> bool:
             return stored is not None and stored["last_seen"] >= marks[i][1]
 
-        refused = await converge(self.mongo, COLLECTION, updates, applied)
+        refused = await converge(self.mongo, self.reader, COLLECTION, updates, applied)
         for i, (agent, ts) in enumerate(marks):
             if i not in refused:
                 self._marked[agent] = max(ts, self._marked.get(agent, ts))
 
     async def query(self, ctx: RequestContext, q: AgentsQuery) -> dict[str, Any]:
         listed = await page(
-            self.mongo, COLLECTION, agents_filter(ctx.scope(q.agent_ids)), ORDER, q.limit, q.cursor
+            self.reader, COLLECTION, agents_filter(ctx.scope(q.agent_ids)), ORDER, q.limit, q.cursor
         )
         since = q.errors_since or datetime.now(UTC) - ERROR_WINDOW
         errors = await self.errors_since([i["agent_id"] for i in listed["items"]], since)
@@ -90,6 +92,6 @@ class Agents:
         counts: dict[str, int] = {}
         for level_no in ERROR_LEVELS:
             filter = {"level_no": level_no, "ts": {"$gte": since}, **agents_filter(agents)}
-            for agent, n in (await self.mongo.count_by(logs.COLLECTION, filter, "agent_id")).items():
+            for agent, n in (await self.reader.count_by(logs.COLLECTION, filter, "agent_id")).items():
                 counts[agent] = counts.get(agent, 0) + n
         return counts

@@ -35,6 +35,7 @@ from agentstore_server.logs.documents import (
     to_item,
 )
 from agentstore_server.stores.mongo import Document, MongoStore
+from agentstore_server.stores.readers import DocumentReader
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -98,18 +99,22 @@ def covers(stored: Document | None, oldest: datetime, newest: datetime) -> bool:
 
 
 class Conversations:
-    def __init__(self, mongo: MongoStore) -> None:
-        self.mongo = mongo
+    def __init__(self, mongo: MongoStore, reader: DocumentReader) -> None:
+        self.mongo = mongo  # writes
+        self.reader = reader  # reads (the wire, or FerretDB's tables in SQL)
 
     async def write_conversations(self, docs: Sequence[Document]) -> Mapping[int, str]:
         spans = [(d["ts"], d["ts"]) for d in docs]
         updates = [touch(d["agent_id"], d["id"], d["ts"], d["ts"]) for d in docs]
-        refused = await converge(self.mongo, CONVERSATIONS, updates, lambda s, i: covers(s, *spans[i]))
+        refused = await converge(
+            self.mongo, self.reader, CONVERSATIONS, updates, lambda s, i: covers(s, *spans[i])
+        )
         ok = [i for i in range(len(docs)) if i not in refused]
         meta = [metadata(docs[i]) for i in ok]
         stamps = [docs[i]["ts"] for i in ok]
         late = await converge(
             self.mongo,
+            self.reader,
             CONVERSATIONS,
             meta,
             lambda s, j: s is not None and s.get("meta_ts", EPOCH) >= stamps[j],
@@ -131,17 +136,21 @@ class Conversations:
         updates = [touch(a, c, oldest[(a, c)], newest[(a, c)]) for a, c in keys]
         # Touching is idempotent, so a retry after a failure here is harmless.
         await converge(
-            self.mongo, CONVERSATIONS, updates, lambda s, i: covers(s, oldest[keys[i]], newest[keys[i]])
+            self.mongo,
+            self.reader,
+            CONVERSATIONS,
+            updates,
+            lambda s, i: covers(s, oldest[keys[i]], newest[keys[i]]),
         )
         return refused
 
     async def query_list(self, ctx: RequestContext, q: ConversationsQuery) -> dict[str, Any]:
         filter = {**agents_filter(ctx.scope(q.agent_ids)), **equals(user_id=q.user_id)}
-        return await page(self.mongo, CONVERSATIONS, filter, ORDER, q.limit, q.cursor)
+        return await page(self.reader, CONVERSATIONS, filter, ORDER, q.limit, q.cursor)
 
     async def query_one(self, ctx: RequestContext, q: ConversationQuery) -> dict[str, Any]:
         ctx.check_agent(q.agent_id)
-        doc = await self.mongo.find_one(
+        doc = await self.reader.find_one(
             CONVERSATIONS, {"_id": conversation_key(q.agent_id, q.conversation_id)}
         )
         if doc is None:
@@ -161,4 +170,4 @@ class Conversations:
         self, agent: str, conversation: str, cursor: str | None, limit: int
     ) -> dict[str, Any]:
         where = {"agent_id": agent, "conversation_id": conversation}
-        return await page(self.mongo, MESSAGES, where, MESSAGE_ORDER, limit, cursor)
+        return await page(self.reader, MESSAGES, where, MESSAGE_ORDER, limit, cursor)

@@ -13,6 +13,7 @@ from agentstore.errors import BadRequest, StoreUnavailable
 from agentstore.schemas.common import decode_cursor, encode_cursor, from_ms, iso, ms_of, to_ms
 from agentstore_server.bus.ingest import Envelope
 from agentstore_server.stores.mongo import Document, MongoStore
+from agentstore_server.stores.readers import DocumentReader
 
 # Fields the store keeps for itself; never part of a reply or an export.
 INTERNAL = frozenset({"_id", "level_no", "meta_ts"})
@@ -76,6 +77,7 @@ Update = tuple[Document, Document]
 
 async def converge(
     mongo: MongoStore,
+    reader: DocumentReader,
     collection: str,
     updates: Sequence[Update],
     applied: Callable[[Document | None, int], bool],
@@ -93,11 +95,12 @@ async def converge(
     # other's read-back would stay lost (replicas in other processes keep FerretDB's race;
     # README "Known limits").
     async with mongo.lock(f"converge:{collection}"):
-        return await _converge(mongo, collection, updates, applied, rounds)
+        return await _converge(mongo, reader, collection, updates, applied, rounds)
 
 
 async def _converge(
     mongo: MongoStore,
+    reader: DocumentReader,
     collection: str,
     updates: Sequence[Update],
     applied: Callable[[Document | None, int], bool],
@@ -106,7 +109,7 @@ async def _converge(
     refused = await mongo.upsert_many(collection, updates)
     pending = [i for i in range(len(updates)) if i not in refused]
     for _ in range(rounds):
-        stored = await mongo.find_by_ids(collection, [updates[i][0]["_id"] for i in pending])
+        stored = await reader.find_by_ids(collection, [updates[i][0]["_id"] for i in pending])
         pending = [i for i in pending if not applied(stored.get(updates[i][0]["_id"]), i)]
         if not pending:
             return refused
@@ -116,7 +119,9 @@ async def _converge(
     raise StoreUnavailable(f"concurrent writers kept overwriting {collection} documents; will retry")
 
 
-async def upsert_newest(mongo: MongoStore, collection: str, docs: Sequence[Document]) -> dict[int, str]:
+async def upsert_newest(
+    mongo: MongoStore, reader: DocumentReader, collection: str, docs: Sequence[Document]
+) -> dict[int, str]:
     """Replace each document by `_id` unless a newer one (by ts, then id) is stored."""
     updates = [(newer_or_same(d), {k: v for k, v in d.items() if k != "_id"}) for d in docs]
 
@@ -124,7 +129,7 @@ async def upsert_newest(mongo: MongoStore, collection: str, docs: Sequence[Docum
         doc = docs[i]
         return stored is not None and (stored["ts"], stored["id"]) >= (doc["ts"], doc["id"])
 
-    return await converge(mongo, collection, updates, applied)
+    return await converge(mongo, reader, collection, updates, applied)
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class Order:
 
 
 async def page(
-    mongo: MongoStore,
+    reader: DocumentReader,
     collection: str,
     filter: Document,
     order: Order,
@@ -163,7 +168,7 @@ async def page(
             **filter,
             "$or": [{order.field: {op: at}}, {order.field: at, "_id": {op: last_id}}],
         }
-    docs = await mongo.find(collection, filter, sort=order.sort, limit=limit + 1)
+    docs = await reader.find(collection, filter, sort=order.sort, limit=limit + 1)
     items = docs[:limit]
     next_cursor = None
     if len(docs) > limit:

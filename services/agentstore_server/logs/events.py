@@ -22,6 +22,7 @@ from agentstore_server.logs.documents import (
     to_doc,
 )
 from agentstore_server.stores.mongo import Document, MongoStore
+from agentstore_server.stores.readers import DocumentReader
 
 COLLECTION = "events"
 ORDER = Order("ts", descending=False)
@@ -40,8 +41,9 @@ def decode_event(envelope: Envelope) -> Document:
 
 
 class Events:
-    def __init__(self, mongo: MongoStore) -> None:
-        self.mongo = mongo
+    def __init__(self, mongo: MongoStore, reader: DocumentReader) -> None:
+        self.mongo = mongo  # writes
+        self.reader = reader  # reads (the wire, or FerretDB's tables in SQL)
 
     async def write(self, docs: Sequence[Document]) -> Mapping[int, str]:
         return await self.mongo.insert_new(COLLECTION, docs)
@@ -52,4 +54,4 @@ class Events:
             **equals(run_id=q.run_id, task_id=q.task_id, type=q.type, trace_id=q.trace_id),
             **time_range("ts", q.since, q.until),
         }
-        return await page(self.mongo, COLLECTION, filter, ORDER, q.limit, q.cursor)
+        return await page(self.reader, COLLECTION, filter, ORDER, q.limit, q.cursor)

@@ -20,6 +20,7 @@ from agentstore_server.logs.documents import (
     to_doc,
 )
 from agentstore_server.stores.mongo import Document, MongoStore
+from agentstore_server.stores.readers import DocumentReader
 
 COLLECTION = "logs"
 ORDER = Order("ts", descending=True)
@@ -44,8 +45,9 @@ def decode_log(envelope: Envelope) -> Document:
 
 
 class Logs:
-    def __init__(self, mongo: MongoStore) -> None:
-        self.mongo = mongo
+    def __init__(self, mongo: MongoStore, reader: DocumentReader) -> None:
+        self.mongo = mongo  # writes
+        self.reader = reader  # reads (the wire, or FerretDB's tables in SQL)
 
     async def write(self, docs: Sequence[Document]) -> Mapping[int, str]:
         return await self.mongo.insert_new(COLLECTION, docs)
@@ -63,4 +65,4 @@ class Logs:
             filter["level_no"] = {"$in": [n for n in sorted(set(LEVEL_NUMBERS.values())) if n >= floor]}
         if q.text is not None:
             filter["message"] = {"$regex": re.escape(q.text), "$options": "i"}
-        return await page(self.mongo, COLLECTION, filter, ORDER, q.limit, q.cursor)
+        return await page(self.reader, COLLECTION, filter, ORDER, q.limit, q.cursor)

@@ -22,6 +22,7 @@ from agentstore_server.logs.documents import (
     upsert_newest,
 )
 from agentstore_server.stores.mongo import Document, MongoStore
+from agentstore_server.stores.readers import DocumentReader
 
 COLLECTION = "memories"
 ORDER = Order("ts", descending=True)
@@ -43,8 +44,9 @@ def decode_memory(envelope: Envelope) -> Document:
 
 
 class Memories:
-    def __init__(self, mongo: MongoStore) -> None:
-        self.mongo = mongo
+    def __init__(self, mongo: MongoStore, reader: DocumentReader) -> None:
+        self.mongo = mongo  # writes
+        self.reader = reader  # reads (the wire, or FerretDB's tables in SQL)
 
     async def write(self, docs: Sequence[Document]) -> Mapping[int, str]:
         plain = [i for i, d in enumerate(docs) if "key" not in d]
@@ -54,7 +56,7 @@ class Memories:
             result = await self.mongo.insert_new(COLLECTION, [docs[i] for i in plain])
             refused.update({plain[i]: reason for i, reason in result.items()})
         if keyed:
-            result = await upsert_newest(self.mongo, COLLECTION, [docs[i] for i in keyed])
+            result = await upsert_newest(self.mongo, self.reader, COLLECTION, [docs[i] for i in keyed])
             refused.update({keyed[i]: reason for i, reason in result.items()})
         return refused
 
@@ -65,4 +67,4 @@ class Memories:
         }
         if q.tags:
             filter["tags"] = {"$all": q.tags}
-        return await page(self.mongo, COLLECTION, filter, ORDER, q.limit, q.cursor)
+        return await page(self.reader, COLLECTION, filter, ORDER, q.limit, q.cursor)

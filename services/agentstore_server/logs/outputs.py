@@ -22,6 +22,7 @@ from agentstore_server.logs.documents import (
     upsert_newest,
 )
 from agentstore_server.stores.mongo import Document, MongoStore
+from agentstore_server.stores.readers import DocumentReader
 
 COLLECTION = "agent_outputs"
 ORDER = Order("ts", descending=True)
@@ -39,11 +40,12 @@ def decode_output(envelope: Envelope) -> Document:
 
 
 class Outputs:
-    def __init__(self, mongo: MongoStore) -> None:
-        self.mongo = mongo
+    def __init__(self, mongo: MongoStore, reader: DocumentReader) -> None:
+        self.mongo = mongo  # writes
+        self.reader = reader  # reads (the wire, or FerretDB's tables in SQL)
 
     async def write(self, docs: Sequence[Document]) -> Mapping[int, str]:
-        return await upsert_newest(self.mongo, COLLECTION, docs)
+        return await upsert_newest(self.mongo, self.reader, COLLECTION, docs)
 
     async def query(self, ctx: RequestContext, q: OutputsQuery) -> dict[str, Any]:
         filter = {
@@ -52,4 +54,4 @@ class Outputs:
         }
         if q.schema_version is not None:
             filter["schema_version"] = q.schema_version
-        return await page(self.mongo, COLLECTION, filter, ORDER, q.limit, q.cursor)
+        return await page(self.reader, COLLECTION, filter, ORDER, q.limit, q.cursor)

@@ -290,7 +290,7 @@ SEED_OUTPUT_FIELDS = {"run_id", "agent", "agent_id", "kind", "schema_version", "
 
 
 async def import_seed_outputs(mongo: MongoStore, path: Path, report: Report) -> None:
-    outputs = Outputs(mongo)
+    outputs = Outputs(mongo, mongo)  # an import reads back over the wire
     docs: list[Document] = []
     for number, doc in mongo_lines(path):
         where = f"{path.name}:{number}"

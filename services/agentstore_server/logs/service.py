@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import AsyncExitStack
 
 from agentstore.errors import ConfigError
@@ -13,6 +14,7 @@ from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
 from agentstore_server.logs import agents, conversations, events, logs, memories, outputs
 from agentstore_server.logs.retention import AGE_FIELD, sweeper
 from agentstore_server.stores.mongo import MongoStore
+from agentstore_server.stores.readers import FerretSqlReader, reading
 
 INDEXES = {
     logs.COLLECTION: logs.INDEXES,
@@ -29,19 +31,20 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     unknown = set(settings.retention_days) - set(AGE_FIELD)
     if unknown:
         raise ConfigError(f"RETENTION_DAYS names unknown collections {sorted(unknown)}")
-    mongo = await stack.enter_async_context(
-        MongoStore(settings.mongodb_url, settings.mongodb_db, sql_url=settings.mongodb_sql_url)
-    )
-    await mongo.probe_sql_reader()
+    mongo = await stack.enter_async_context(MongoStore(settings.mongodb_url, settings.mongodb_db))
+    # Reads in SQL from FerretDB's tables where MONGODB_SQL_URL is set (probed: the release the
+    # reader was written for, or a refusal naming the fix), else over the wire.
+    reader = await stack.enter_async_context(reading(mongo, settings.mongodb_sql_url, settings.mongodb_db))
+    fallbacks = reader.fallbacks if isinstance(reader, FerretSqlReader) else Counter[tuple[str, str]]()
     for collection, indexes in INDEXES.items():
         await mongo.ensure_indexes(collection, indexes)
     await mongo.drop_indexes(logs.COLLECTION, logs.OBSOLETE_INDEXES)
-    log_store = logs.Logs(mongo)
-    memory_store = memories.Memories(mongo)
-    conversation_store = conversations.Conversations(mongo)
-    event_store = events.Events(mongo)
-    output_store = outputs.Outputs(mongo)
-    fleet = agents.Agents(mongo)
+    log_store = logs.Logs(mongo, reader)
+    memory_store = memories.Memories(mongo, reader)
+    conversation_store = conversations.Conversations(mongo, reader)
+    event_store = events.Events(mongo, reader)
+    output_store = outputs.Outputs(mongo, reader)
+    fleet = agents.Agents(mongo, reader)
     writers = {
         "logs": Handler(logs.decode_log, log_store.write),
         "memories": Handler(memories.decode_memory, memory_store.write),
@@ -74,7 +77,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 "reads the FerretDB SQL path could not answer, answered "
                 "over the wire instead (slower on large collections)",
                 ["operation", "collection"],
-                lambda: mongo.fallbacks,
+                lambda: fallbacks,
             )
         ],
         background=[sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds)],

@@ -53,7 +53,7 @@ MAX_UNION_VALUES = 32
 
 
 # The FerretDB releases whose PostgreSQL layout this module reads (`_ferretdb_database_metadata`,
-# one table a collection with `_jsonb`): probed at start (`MongoStore.probe_sql_reader`); the
+# one table a collection with `_jsonb`): probed at start (`readers.probe_ferretdb`); the
 # local stack builds this release (devstack/binaries.py, kept equal by a test).
 FERRETDB_RELEASE = "v1.24."
 

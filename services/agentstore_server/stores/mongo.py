@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,8 +28,7 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
-from agentstore.errors import ConfigError, StoreMisconfigured, StoreRejected, StoreUnavailable
-from agentstore_server.stores.ferretsql import FERRETDB_RELEASE, FerretSql, Unsupported
+from agentstore.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 
 log = logging.getLogger("agentstore.mongo")
 
@@ -121,19 +119,10 @@ def driver_errors(url: str) -> Iterator[None]:
 class MongoStore:
     """A database of the MongoDB-wire server, with the few operations services need."""
 
-    def __init__(
-        self, url: str, database: str, *, timeout_ms: int = 3000, sql_url: str | None = None
-    ) -> None:
-        """`sql_url`: FerretDB's PostgreSQL database; finds and counts then read it in SQL
-        (`ferretsql`), with the sorts and limits FerretDB 1.24 cannot push down."""
+    def __init__(self, url: str, database: str, *, timeout_ms: int = 3000) -> None:
+        """Reads over the wire; `readers.reading` may put FerretDB's SQL tables in front."""
         self.url = url
-        self._sql = FerretSql(sql_url, database) if sql_url else None
         self._locks: dict[str, asyncio.Lock] = {}
-        # Reads the SQL path could not answer, so the wire did (slower: FerretDB filters
-        # those itself): (operation, collection) -> count, exported as
-        # agentstore_read_fallbacks_total; each new shape is logged once.
-        self.fallbacks: Counter[tuple[str, str]] = Counter()
-        self._fallback_shapes: set[tuple[str, str, str]] = set()
         self._client: AsyncMongoClient[Document] = AsyncMongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
@@ -143,17 +132,6 @@ class MongoStore:
             tz_aware=True,
         )
         self._db: AsyncDatabase[Document] = self._client[database]
-
-    def _fell_back(self, operation: str, collection: str, reason: Unsupported) -> None:
-        self.fallbacks[(operation, collection)] += 1
-        shape = (operation, collection, str(reason))
-        if shape not in self._fallback_shapes and len(self._fallback_shapes) < 1000:
-            self._fallback_shapes.add(shape)
-            log.warning(
-                "%s on %s answered over the wire, not in SQL (%s): FerretDB filters such a read "
-                "itself, slower on a large collection; counted in agentstore_read_fallbacks_total",
-                operation, collection, reason,
-            )  # fmt: skip
 
     def lock(self, name: str) -> asyncio.Lock:
         """A lock of this process by name, for read-modify-write sequences FerretDB 1.x does
@@ -167,29 +145,13 @@ class MongoStore:
         await self.close()
 
     async def close(self) -> None:
-        if self._sql is not None:
-            await self._sql.close()
         await self._client.close()
 
-    async def probe_sql_reader(self) -> None:
-        """With a SQL URL, check at start that the server is the FerretDB release whose tables
-        the SQL reader reads; anything else is a ConfigError naming the fix, never reads
-        from tables of a layout it does not know."""
-        if self._sql is None:
-            return
+    async def build_info(self) -> Document:
+        """The server's buildInfo (FerretDB adds `ferretdbVersion`)."""
         with driver_errors(self.url):
-            info = await self._db.command("buildInfo")
-        version = str(info.get("ferretdbVersion") or "")
-        if not version:
-            raise ConfigError(
-                f"MONGODB_SQL_URL is set, but the server at {self.url} is not FerretDB (MongoDB "
-                f"{info.get('version')}): unset MONGODB_SQL_URL to read over the wire"
-            )
-        if not version.startswith(FERRETDB_RELEASE):
-            raise ConfigError(
-                f"FerretDB {version} at {self.url}: the SQL read path reads the tables of FerretDB "
-                f"{FERRETDB_RELEASE}x only; run that release, or unset MONGODB_SQL_URL to read over the wire"
-            )
+            info: Document = await self._db.command("buildInfo")
+        return info
 
     async def ping(self) -> None:
         with driver_errors(self.url):
@@ -302,11 +264,6 @@ class MongoStore:
         limit: int = 0,
         projection: Document | None = None,
     ) -> list[Document]:
-        if self._sql is not None and projection is None:
-            try:
-                return await self._sql.find(collection, filter, sort, limit)
-            except Unsupported as exc:
-                self._fell_back("find", collection, exc)
         with driver_errors(self.url):
             cursor = self._db[collection].find(filter, projection)
             if sort:
@@ -322,11 +279,6 @@ class MongoStore:
 
     async def count_by(self, collection: str, filter: Document, key: str) -> dict[Any, int]:
         """Matching documents per value of the text field `key` (None: documents without it)."""
-        if self._sql is not None:
-            try:
-                return await self._sql.count_by(collection, filter, key)
-            except Unsupported as exc:
-                self._fell_back("count_by", collection, exc)
         # FerretDB pushes down a first $match of plain equalities (only those): they go first.
         plain = {k: v for k, v in filter.items() if not k.startswith("$") and not isinstance(v, dict | list)}
         rest = {k: v for k, v in filter.items() if k not in plain}
@@ -335,24 +287,12 @@ class MongoStore:
         return {row["_id"]: int(row["n"]) for row in await self.aggregate(collection, pipeline)}
 
     async def find_one(self, collection: str, filter: Document) -> Document | None:
-        if self._sql is not None:
-            try:
-                found = await self._sql.find(collection, filter, (), 1)
-                return found[0] if found else None
-            except Unsupported as exc:
-                self._fell_back("find_one", collection, exc)
         with driver_errors(self.url):
             return await self._db[collection].find_one(filter)
 
     async def find_by_ids(self, collection: str, ids: Sequence[Any]) -> dict[Any, Document]:
-        """The stored documents of these `_id`s (missing ones absent): one index lookup on
-        FerretDB's tables in SQL; else one find_one each, since FerretDB 1.24 filters an
-        `$in` over the wire itself, reading the whole collection."""
-        if self._sql is not None and ids:
-            try:
-                return {d["_id"]: d for d in await self._sql.find(collection, {"_id": {"$in": list(ids)}})}
-            except Unsupported as exc:
-                self._fell_back("find_by_ids", collection, exc)
+        """The stored documents of these `_id`s (missing ones absent): one find_one each, since
+        FerretDB 1.24 filters an `$in` itself, reading the whole collection."""
         found = {}
         for key in ids:
             doc = await self.find_one(collection, {"_id": key})
@@ -361,11 +301,6 @@ class MongoStore:
         return found
 
     async def count(self, collection: str, filter: Document) -> int:
-        if self._sql is not None:
-            try:
-                return await self._sql.count(collection, filter)
-            except Unsupported as exc:
-                self._fell_back("count", collection, exc)
         with driver_errors(self.url):
             return int(await self._db[collection].count_documents(filter))
 
