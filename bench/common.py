@@ -48,23 +48,8 @@ class BenchStack:
 @contextlib.contextmanager
 def bench_stack() -> Iterator[BenchStack]:
     """NATS, PostgreSQL, and FerretDB on that PostgreSQL: the stack `make up` runs."""
-    with tempfile.TemporaryDirectory(prefix="agentstore-bench-") as tmp:
-        root = Path(tmp)
-        started: list[Server] = []
-        try:
-            nats = servers.start_nats(root / "nats", servers.free_port(), servers.free_port())
-            started.append(nats)
-            pg = servers.start_postgres(root / "pg", servers.free_port())
-            started.append(pg)
-            ferret_pg = servers.create_database(pg.address, "ferretdb")
-            mongo = servers.start_mongo(
-                root / "mongo", servers.free_port(), servers.free_port(), postgres_url=ferret_pg
-            )
-            started.append(mongo)
-            yield BenchStack(root, nats, mongo, pg)
-        finally:
-            for server in reversed(started):
-                server.stop()
+    with tempfile.TemporaryDirectory(prefix="agentstore-bench-") as tmp, servers.running(Path(tmp)) as up:
+        yield BenchStack(up.root, up.nats, up.mongo, up.postgres)
 
 
 def report(

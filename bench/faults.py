@@ -113,28 +113,16 @@ class Stack:
 
 @contextlib.contextmanager
 def fault_stack() -> Any:
-    with tempfile.TemporaryDirectory(prefix="agentstore-faults-") as tmp:
-        root = Path(tmp)
-        started: list[Server] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="agentstore-faults-") as tmp,
+        servers.running(Path(tmp), minio=True) as up,
+    ):
+        assert up.minio is not None
+        stack = Stack(up.root, up.nats, up.postgres, up.mongo, up.minio)
         try:
-            nats_server = servers.start_nats(root / "nats", servers.free_port(), servers.free_port())
-            started.append(nats_server)
-            pg = servers.start_postgres(root / "pg", servers.free_port())
-            started.append(pg)
-            backend = servers.create_database(pg.address, "ferretdb")
-            mongo = servers.start_mongo(root / "mongo", servers.free_port(), servers.free_port(),
-                                        postgres_url=backend)  # fmt: skip
-            started.append(mongo)
-            minio = servers.start_minio(root / "minio", servers.free_port(), servers.free_port())
-            started.append(minio)
-            stack = Stack(root, nats_server, pg, mongo, minio)
-            try:
-                yield stack
-            finally:
-                stack.stop_services()
+            yield stack
         finally:
-            for server in reversed(started):
-                server.stop()
+            stack.stop_services()
 
 
 async def provision(url: str, replicas: int = 1) -> None:

@@ -38,8 +38,10 @@ def postgres_server(session_dir: Path) -> Iterator[Server]:
 
 def start_mongo(postgres: Server, data: Path, port: int | None = None) -> Server:
     """FerretDB on its own database of the session's PostgreSQL (as the stack runs it)."""
+    if port is None:
+        return servers.start_mongo_on(postgres, data, f"ferret{uuid.uuid4().hex[:8]}")
     backend = servers.create_database(postgres.address, f"ferret{uuid.uuid4().hex[:8]}")
-    return servers.start_mongo(data, port or servers.free_port(), servers.free_port(), postgres_url=backend)
+    return servers.start_mongo(data, port, servers.free_port(), postgres_url=backend)
 
 
 @pytest.fixture(scope="session")

@@ -134,7 +134,10 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, int]], int]] = [
 
 @pytest.mark.parametrize(("filter", "sort", "limit"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 async def test_sql_reads_answer_exactly_what_ferretdb_answers(
-    stores: tuple[MongoStore, FerretSqlReader], filter: dict[str, Any], sort: list[tuple[str, int]], limit: int
+    stores: tuple[MongoStore, FerretSqlReader],
+    filter: dict[str, Any],
+    sort: list[tuple[str, int]],
+    limit: int,
 ) -> None:
     wire, sql = stores
     over_wire = await wire.find("logs", filter, sort=sort, limit=limit)

@@ -6,6 +6,7 @@ tests run the servers exactly as users do.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -481,3 +482,40 @@ def start_service(
         detach=detach,
         env={**env, "HEALTH_PORT": str(health_port)},
     )
+
+
+@dataclass
+class Servers:
+    """The real servers `running` started (minio only when asked for)."""
+
+    root: Path
+    nats: Server
+    postgres: Server
+    mongo: Server
+    minio: Server | None = None
+
+
+def start_mongo_on(postgres: Server, data: Path, database: str = "ferretdb") -> Server:
+    """The MongoDB-wire server as the stack runs it: FerretDB on its own database of this
+    PostgreSQL (or a real mongod when one is on PATH), on free ports."""
+    backend = create_database(postgres.address, database)
+    return start_mongo(data, free_port(), free_port(), postgres_url=backend)
+
+
+@contextlib.contextmanager
+def running(root: Path, *, minio: bool = False) -> Iterator[Servers]:
+    """NATS with JetStream, PostgreSQL and the MongoDB-wire server (and MinIO) in `root` on free
+    ports, stopped in reverse order on exit, also when a later one fails to start: the one way
+    the benches and the fault suite start servers (the tests' fixtures start the same servers
+    one by one with the same functions, for their own scopes; `agentstore up` detaches them)."""
+    started: list[Server] = []
+    try:
+        started.append(start_nats(root / "nats", free_port(), free_port()))
+        started.append(start_postgres(root / "pg", free_port()))
+        started.append(start_mongo_on(started[1], root / "mongo"))
+        if minio:
+            started.append(start_minio(root / "minio", free_port(), free_port()))
+        yield Servers(root, *started)
+    finally:
+        for server in reversed(started):
+            server.stop()
