@@ -139,6 +139,16 @@ def test_each_wheel_holds_its_own_package_only(wheels: dict[str, Path]) -> None:
 
     assert packages(wheels["agentstore"]) == {"agentstore"}
     assert packages(wheels["agentstore-server"]) == {"agentstore_server"}
+    with zipfile.ZipFile(wheels["agentstore"]) as zf:
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [
+        line.partition(":")[2].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")
+    ]
+    required = {Requirement(r).name for r in requires if "extra ==" not in r}
+    assert required == {"nats-py", "msgspec"}
+    server_files = zipfile.ZipFile(wheels["agentstore-server"]).namelist()
+    for data in ("tasks/queries.sql", "tasks/migrations/001_initial.sql", "web/static/console.css"):
+        assert f"agentstore_server/{data}" in server_files, data
 
 
 @pytest.fixture(scope="module")

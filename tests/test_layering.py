@@ -66,3 +66,13 @@ def test_the_stores_know_no_service(path: Path) -> None:
     above = {m for m in _imports(path) if m.startswith("agentstore_server.")
              and not m.startswith(("agentstore_server.stores", "agentstore_server.config"))}  # fmt: skip
     assert not above, f"{path.relative_to(ROOT)} imports {sorted(above)}"
+
+
+@pytest.mark.parametrize("path", _files(SERVER), ids=lambda p: str(p.relative_to(SERVER)))
+def test_the_services_sit_below_the_local_stack_and_the_operator_commands(path: Path) -> None:
+    part = path.relative_to(SERVER).parts[0]
+    above = {"ops": ("bench", "tests"), "devstack": ("agentstore_server.ops", "bench", "tests")}.get(
+        part, ("agentstore_server.ops", "agentstore_server.devstack", "bench", "tests")
+    )
+    found = {m for m in _imports(path) if m.startswith(above)}
+    assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"

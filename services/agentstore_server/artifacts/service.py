@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from agentstore import contract
 from agentstore_server.artifacts.db import MIGRATIONS
 from agentstore_server.artifacts.files import Artifacts
 from agentstore_server.bus.handle import BusHandle
@@ -38,11 +39,11 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         endpoints=bind(
             "artifacts",
             {
-                "presign": artifacts.presign,
-                "query.files": artifacts.query_files,
-                "query.screenshots": artifacts.query_screenshots,
-                "query.file_url": artifacts.file_url,
-                "files.delete": artifacts.delete_files,
+                contract.PRESIGN: artifacts.presign,
+                contract.QUERY_FILES: artifacts.query_files,
+                contract.QUERY_SCREENSHOTS: artifacts.query_screenshots,
+                contract.QUERY_FILE_URL: artifacts.file_url,
+                contract.FILES_DELETE: artifacts.delete_files,
             },
         ),
         checks={"postgres": pg.ping, "s3": objects.ping},

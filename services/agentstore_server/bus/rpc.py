@@ -94,15 +94,16 @@ def _reply_classes(endpoint: contract.Endpoint) -> tuple[type, ...]:  # type: ig
     return tuple(get_origin(t) or t for t in endpoint.reply_types)
 
 
-def bind(service: str, handlers: Mapping[str, Handler]) -> list[Route]:
-    """Every endpoint the contract gives `service`, bound to its handler by short name.
+def bind(service: str, handlers: Mapping[contract.Endpoint[Any, Any], Handler]) -> list[Route]:
+    """Every endpoint the contract gives `service`, bound to its handler (keyed by the
+    contract's constant, so an endpoint's subject is written once: in its declaration).
 
     A declared endpoint without a handler, or a handler for an endpoint the
     contract does not give this service, is a ConfigError at start.
     """
-    declared = {e.name: e for e in contract.endpoints_of(service)}
-    contract.require_bound(service, "handler", declared, handlers)
-    return [Route(e, address, handlers[name]) for name, e in declared.items() for address in e.addresses]
+    declared = contract.endpoints_of(service)
+    contract.require_bound(service, "handler", [e.name for e in declared], [e.name for e in handlers])
+    return [Route(e, address, handlers[e]) for e in declared for address in e.addresses]
 
 
 def error_body(code: int, message: str) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import AsyncExitStack
 
+from agentstore import contract
 from agentstore.errors import ConfigError
 from agentstore_server.bus.ingest import Handler, ingests
 from agentstore_server.bus.rpc import bind
@@ -60,14 +61,14 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         endpoints=bind(
             "logs",
             {
-                "query.logs": log_store.query,
-                "query.memories": memory_store.query,
-                "query.conversations": conversation_store.query_list,
-                "query.conversation": conversation_store.query_one,
-                "query.messages": conversation_store.query_messages,
-                "query.events": event_store.query,
-                "query.outputs": output_store.query,
-                "query.agents": fleet.query,
+                contract.QUERY_LOGS: log_store.query,
+                contract.QUERY_MEMORIES: memory_store.query,
+                contract.QUERY_CONVERSATIONS: conversation_store.query_list,
+                contract.QUERY_CONVERSATION: conversation_store.query_one,
+                contract.QUERY_MESSAGES: conversation_store.query_messages,
+                contract.QUERY_EVENTS: event_store.query,
+                contract.QUERY_OUTPUTS: output_store.query,
+                contract.QUERY_AGENTS: fleet.query,
             },
         ),
         checks={"mongodb": mongo.ping},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from agentstore import contract
 from agentstore.errors import ConfigError
 from agentstore_server.bus.ingest import Handler, ingests
 from agentstore_server.bus.rpc import bind
@@ -32,18 +33,18 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         endpoints=bind(
             "metrics",
             {
-                "query.metrics": series.query,
-                "query.metric_names": series.names,
-                "query.latest_metrics": series.latest,
-                "query.agent_metrics": profiles.query,
-                "query.summary": profiles.summary,
-                "eval.custody_test": profiles.custody_test,
-                "eval.learning": profiles.learning,
-                "eval.agent_metrics.update": profiles.update,
-                "eval.agent_metrics.create_or_update": profiles.create_or_update,
-                "query.custody_metrics": profiles.custody,
-                "eval.agent_metrics.bulk": profiles.bulk,
-                "eval.agent_metrics.reset": profiles.reset,
+                contract.QUERY_METRICS: series.query,
+                contract.QUERY_METRIC_NAMES: series.names,
+                contract.QUERY_LATEST_METRICS: series.latest,
+                contract.QUERY_AGENT_METRICS: profiles.query,
+                contract.QUERY_SUMMARY: profiles.summary,
+                contract.EVAL_CUSTODY_TEST: profiles.custody_test,
+                contract.EVAL_LEARNING: profiles.learning,
+                contract.EVAL_AGENT_METRICS_UPDATE: profiles.update,
+                contract.EVAL_AGENT_METRICS_CREATE_OR_UPDATE: profiles.create_or_update,
+                contract.QUERY_CUSTODY_METRICS: profiles.custody,
+                contract.EVAL_AGENT_METRICS_BULK: profiles.bulk,
+                contract.EVAL_AGENT_METRICS_RESET: profiles.reset,
             },
         ),
         checks={"postgres": pg.ping},

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from agentstore import contract
 from agentstore.schemas.tasks import RestoreRequest
 from agentstore_server.bus.handle import BusHandle
 from agentstore_server.bus.ingest import Handler, ingests
@@ -86,25 +87,25 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     endpoints = bind(
         "tasks",
         {
-            "query.tasks": tasks.query_tasks,
-            "query.task": tasks.query_task,
-            "query.progress": tasks.query_progress,
-            "query.run_events": runs.query_events,
-            "query.task_counts": tasks.query_counts,
-            "query.run_counts": runs.query_counts,
-            "query.study": runs.query_study,
-            "runs.update": runs.update,
-            "runs.event": runs.event,
-            "eval.record": tasks.record_evaluation,
-            "runs.submit": runs.submit,
-            "runs.cancel": runs.cancel,
-            "query.runs": runs.query_list,
-            "query.run": runs.query_one,
-            "claim": runs.claim,
-            "renew": runs.renew,
-            "phase": runs.phase,
-            "release": runs.release,
-            "restore": Restore(tasks, runs, bus),
+            contract.QUERY_TASKS: tasks.query_tasks,
+            contract.QUERY_TASK: tasks.query_task,
+            contract.QUERY_PROGRESS: tasks.query_progress,
+            contract.QUERY_RUN_EVENTS: runs.query_events,
+            contract.QUERY_TASK_COUNTS: tasks.query_counts,
+            contract.QUERY_RUN_COUNTS: runs.query_counts,
+            contract.QUERY_STUDY: runs.query_study,
+            contract.RUNS_UPDATE: runs.update,
+            contract.RUNS_EVENT: runs.event,
+            contract.EVAL_RECORD: tasks.record_evaluation,
+            contract.RUNS_SUBMIT: runs.submit,
+            contract.RUNS_CANCEL: runs.cancel,
+            contract.QUERY_RUNS: runs.query_list,
+            contract.QUERY_RUN: runs.query_one,
+            contract.CLAIM: runs.claim,
+            contract.RENEW: runs.renew,
+            contract.PHASE: runs.phase,
+            contract.RELEASE: runs.release,
+            contract.RESTORE: Restore(tasks, runs, bus),
         },
     )
     writers = {
