@@ -97,6 +97,7 @@ clean: down
 DIST ?= dist
 wheels: | $(UV)
 	$(UV) build -q --all-packages --wheel -o $(DIST)
+	rm -rf shared/build services/build
 
 # The SDK as an agent author installs it: a fresh venv with the SDK's locked dependencies and
 # no extra; fails if any server package came along, the import breaks, or a server command

@@ -3,10 +3,12 @@
 It talks to the other services only over NATS, through the contract: the
 `console` identity may make the frontend's requests, the evaluator's
 read-only `query.*` requests and read DEADLETTER. Each panel of a page is
-one request-reply (the panels of a page are asked concurrently). Write
-actions (cancel a run, redrive a dead letter) go through a second
-connection logged in as an evaluator, opened only when `WEB_EVALUATOR`
-names one; without it the console is read-only and says so.
+one request-reply (the panels of a page are asked concurrently), typed by the
+contract (`call(contract.X, XQuery(...))`); the markup is in `templates/`
+(Jinja2, autoescape on), given the replies as they are. Write actions (cancel
+a run, redrive a dead letter) go through a second connection logged in as an
+evaluator, opened only when `WEB_EVALUATOR` names one; without it the console
+is read-only and says so.
 """
 
 from __future__ import annotations
@@ -16,28 +18,33 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
+from agentstore import contract
 from agentstore.bus import deadletter
 from agentstore.bus.connect import connect_nats
 from agentstore.client import EvaluatorClient
 from agentstore.contract import DEADLETTER_STREAM
+from agentstore.contract.model import Rep, Req
 from agentstore.errors import AgentstoreError, BadRequest, Forbidden, NotFound, RequestError
+from agentstore.schemas import artifacts as a
+from agentstore.schemas import logs as lg
+from agentstore.schemas import metrics as m
+from agentstore.schemas import tasks as t
 from agentstore_server.config import Settings
-from agentstore_server.web import html as h
+from agentstore_server.web import views
+from agentstore_server.web.views import LEVELS, RUN_ORDER, Pager
 
 log = logging.getLogger("agentstore.web")
 STATIC = Path(__file__).with_name("static")
-TASK_ORDER = ("running", "pending", "completed", "failed", "cancelled")
-RUN_ORDER = ("running", "queued", "succeeded", "failed", "cancelled")
-LEVELS = ("debug", "info", "warning", "error", "critical")
 PAGE_SIZE = 50
 DEAD_PAGE = 50
 T = TypeVar("T")
@@ -50,10 +57,27 @@ class ReadOnly:
         self._client = EvaluatorClient(nc, timeout=timeout)
         self.nc = nc
 
-    async def query(self, name: str, /, **fields: Any) -> Any:
-        if not name.startswith("query."):
-            raise Forbidden(f"the console reads only query.* endpoints, not {name}")
-        return await self._client.request(name, **fields)
+    async def call(self, endpoint: contract.Endpoint[Req, Rep], request: Req) -> Rep:
+        if not endpoint.subject.startswith("query."):
+            raise Forbidden(f"the console reads only query.* endpoints, not {endpoint.subject}")
+        return await self._client.call(endpoint, request)
+
+
+def from_url(request: type[Req], **fields: Any) -> Req:
+    """A request built from a page's URL parameters (text): converted and checked as the
+    service would (times parsed, enums and bounds enforced), a bad one a 400 naming it."""
+    try:
+        return msgspec.convert({k: v for k, v in fields.items() if v is not None}, request, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel's reply, or why it is missing (the rest of the page still shows)."""
+
+    value: Any
+    error: str = ""
 
 
 class Console:
@@ -146,24 +170,28 @@ class Console:
             raise
         except RequestError as exc:
             status = {400: 400, 403: 403, 404: 404}.get(exc.code, 503)
-            return self._html(f"{status}", f'<p class="error">{h.esc(exc)}</p>', "/", status=status)
+            return self._page("error.html", f"{status}", "/", status=status, message=str(exc))
         except AgentstoreError as exc:
-            return self._html("503", f'<p class="error">{h.esc(exc)}</p>', "/", status=503)
+            return self._page("error.html", "503", "/", status=503, message=str(exc))
 
-    def _html(self, title: str, body: str, section: str, *, status: int = 200) -> web.Response:
+    def _page(
+        self, template: str, title: str, section: str, *, status: int = 200, **context: Any
+    ) -> web.Response:
         return web.Response(
-            text=h.page(title, body, section=section, writes=self.writes),
+            text=views.render(template, title=title, section=section, writes=self.writes, **context),
             content_type="text/html",
             status=status,
             headers={"Cache-Control": "no-store"},
         )
 
-    async def _panel(self, what: str, call: Awaitable[T]) -> tuple[T | None, str]:
-        """One panel's data, or the reason it is missing (the rest of the page still shows)."""
+    def _agent_page(self, template: str, agent: str, tab: str, title: str, **context: Any) -> web.Response:
+        return self._page(template, f"{agent} · {title}", "/", agent=agent, tab=tab, **context)
+
+    async def _panel(self, what: str, call: Awaitable[T]) -> Panel:
         try:
-            return await call, ""
+            return Panel(await call)
         except (AgentstoreError, OSError, TimeoutError) as exc:
-            return None, h.failed(what, exc)
+            return Panel(None, str(exc) or type(exc).__name__)
 
     def _write_enabled(self, action: str) -> Client:
         if self.writer is None:
@@ -189,48 +217,32 @@ class Console:
         cursor = request.query.get("cursor") or None
 
         async def agents_with_tasks() -> tuple[Any, Any]:
-            listed = await self.reader.query("query.agents", limit=PAGE_SIZE, cursor=cursor)
-            ids = [a.agent_id for a in listed.items]
-            per_agent = await self.reader.query("query.task_counts", agent_ids=ids) if ids else None
+            listed = await self.reader.call(
+                contract.QUERY_AGENTS, lg.AgentsQuery(limit=PAGE_SIZE, cursor=cursor)
+            )
+            ids = [x.agent_id for x in listed.items]
+            per_agent = (
+                await self.reader.call(contract.QUERY_TASK_COUNTS, t.TaskCountsQuery(agent_ids=ids))
+                if ids
+                else None
+            )
             return listed, per_agent
 
-        (agents, tasks_all, runs_all, dead) = await asyncio.gather(
+        agents, tasks_all, runs_all, dead = await asyncio.gather(
             self._panel("the agents", agents_with_tasks()),
-            self._panel("task counts", self.reader.query("query.task_counts")),
-            self._panel("run counts", self.reader.query("query.run_counts")),
+            self._panel("task counts", self.reader.call(contract.QUERY_TASK_COUNTS, t.TaskCountsQuery())),
+            self._panel("run counts", self.reader.call(contract.QUERY_RUN_COUNTS, t.RunCountsQuery())),
             self._panel("dead letters", self._dead_count()),
         )
-        summary = "".join(
-            [
-                h.panel("Tasks by status", tasks_all[1] or h.counts(tasks_all[0].counts, TASK_ORDER)),
-                h.panel(
-                    "Runs by status",
-                    runs_all[1] or f'<a href="/runs">{h.counts(runs_all[0].counts, RUN_ORDER)}</a>',
-                ),
-                h.panel(
-                    "Dead letters",
-                    dead[1] or h.link("/deadletters", f"{dead[0]:,} waiting", id="dead-count"),
-                ),
-            ]
-        )
-        if agents[1]:
-            table = agents[1]
-        else:
-            listed, per_agent = agents[0]  # type: ignore[misc]
-            by_agent = per_agent.by_agent if per_agent else {}
-            rows = [
-                [
-                    h.link(f"/agents/{a.agent_id}", a.agent_id),
-                    h.when(a.last_seen),
-                    f'<span class="{"errors" if a.errors else "muted"}">{a.errors:,}</span>',
-                    h.counts(by_agent.get(a.agent_id, {}), TASK_ORDER),
-                ]
-                for a in listed.items
-            ]
-            table = h.table(["agent", "last seen", "errors (1 h)", "tasks"], rows, table_id="agents")
-            table += h.pager("/", {"cursor": cursor}, listed.next_cursor)
-        body = f'<div class="grid">{summary}</div>' + h.panel("Agents", table, panel_id="fleet")
-        return self._html("Fleet", body, "/")
+        listed, per_agent = agents.value or (None, None)
+        return self._page(
+            "fleet.html", "Fleet", "/",
+            agents=listed, by_agent=per_agent.by_agent if per_agent else {},
+            pages=Pager.of("/", {"cursor": cursor}, listed.next_cursor if listed else None),
+            task_counts=tasks_all.value, run_counts=runs_all.value, dead=dead.value,
+            errors={"agents": agents.error, "task_counts": tasks_all.error, "run_counts": runs_all.error,
+                    "dead": dead.error},
+        )  # fmt: skip
 
     async def _dead_count(self) -> int:
         try:
@@ -240,83 +252,33 @@ class Console:
         return int(info.state.messages)
 
     # -- an agent ------------------------------------------------------------------
-    def _agent_page(self, agent: str, tab: str, title: str, body: str) -> web.Response:
-        return self._html(f"{agent} · {title}", h.agent_tabs(agent, tab) + body, "/")
-
     async def agent_tasks(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
         cursor = request.query.get("cursor") or None
+        listing = t.TasksQuery(agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor)
         tasks, profile = await asyncio.gather(
+            self._panel("tasks", self.reader.call(contract.QUERY_TASKS, listing)),
             self._panel(
-                "tasks", self.reader.query("query.tasks", agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor)
+                "the profile", self.reader.call(contract.QUERY_AGENT_METRICS, m.ProfileQuery(agent_id=agent))
             ),
-            self._panel("the profile", self.reader.query("query.agent_metrics", agent_id=agent)),
         )
-        listed, error = tasks
-        if listed is None:
-            tasks_html = error
-        else:
-            rows = []
-            for t in listed.items:
-                p = t.latest_progress
-                rows.append(
-                    [
-                        h.link(f"/agents/{agent}/tasks/{t.id}", t.title or t.id),
-                        h.status(t.status),
-                        h.esc(t.kind),
-                        h.progress_bar(p.percent if p else None, f"step {p.step}: {p.status}" if p else ""),
-                        h.when(t.updated_at),
-                    ]
-                )
-            tasks_html = h.table(["task", "status", "kind", "progress", "updated"], rows, table_id="tasks")
-            tasks_html += h.pager(f"/agents/{agent}", {"cursor": cursor}, listed.next_cursor)
-        if profile[0] is None:
-            profile_html = '<p class="muted">no profile recorded</p>'
-        else:
-            p = profile[0]
-            figures = [
-                ("level", p.level), ("xp", p.xp), ("learning score", f"{p.learning_score:g}"),
-                ("pass rate", f"{p.pass_rate:.0%}"), ("tests given", p.total_tests_given),
-                ("tests passed", p.total_tests_passed), ("custody level", p.custody_level),
-                ("difficulty", p.current_difficulty), ("status", p.status),
-            ]  # fmt: skip
-            profile_html = (
-                '<dl class="profile">'
-                + "".join(f"<div><dt>{h.esc(k)}</dt><dd>{h.esc(v)}</dd></div>" for k, v in figures)
-                + "</dl>"
-            )
-        body = h.panel("Profile", profile_html, panel_id="profile") + h.panel("Tasks", tasks_html)
-        return self._agent_page(agent, "", "tasks", body)
+        p = profile.value
+        figures = [] if p is None else [
+            ("level", p.level), ("xp", p.xp), ("learning score", f"{p.learning_score:g}"),
+            ("pass rate", f"{p.pass_rate:.0%}"), ("tests given", p.total_tests_given),
+            ("tests passed", p.total_tests_passed), ("custody level", p.custody_level),
+            ("difficulty", p.current_difficulty), ("status", p.status),
+        ]  # fmt: skip
+        more = tasks.value.next_cursor if tasks.value else None
+        return self._agent_page(
+            "agent_tasks.html", agent, "", "tasks", tasks=tasks.value, profile=p, figures=figures,
+            pages=Pager.of(f"/agents/{agent}", {"cursor": cursor}, more), errors={"tasks": tasks.error},
+        )  # fmt: skip
 
     async def task(self, request: web.Request) -> web.Response:
         agent, task_id = request.match_info["agent"], request.match_info["task"]
-        t = await self.reader.query("query.task", agent_id=agent, task_id=task_id)
-        steps = [
-            [
-                h.esc(p.step),
-                h.esc(p.status),
-                h.progress_bar(p.percent),
-                h.when(p.ts),
-                h.code(p.detail) if p.detail else "",
-            ]
-            for p in t.progress
-        ]
-        evals = [
-            [
-                h.esc(e.evaluator),
-                f"{e.score:g}",
-                "passed" if e.passed else "failed",
-                h.esc(e.notes),
-                h.when(e.created_at),
-            ]
-            for e in t.evaluations
-        ]
-        body = (
-            f"<p>{h.status(t.status)} · {h.esc(t.kind)} · updated {h.when(t.updated_at)}</p>"
-            + h.panel("Progress", h.table(["step", "status", "percent", "at", "detail"], steps))
-            + h.panel("Evaluations", h.table(["evaluator", "score", "result", "notes", "at"], evals))
-        )
-        return self._agent_page(agent, "", t.title or t.id, body)
+        found = await self.reader.call(contract.QUERY_TASK, t.TaskQuery(agent_id=agent, task_id=task_id))
+        return self._agent_page("task.html", agent, "", found.title or found.id, t=found)
 
     def _log_filters(self, request: web.Request) -> dict[str, Any]:
         level = request.query.get("level") or None
@@ -328,114 +290,66 @@ class Console:
         agent = request.match_info["agent"]
         filters = self._log_filters(request)
         cursor = request.query.get("cursor") or None
-        listed = await self.reader.query(
-            "query.logs", agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor, **filters
+        listed = await self.reader.call(
+            contract.QUERY_LOGS,
+            from_url(lg.LogsQuery, agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor, **filters),
         )
-        options = "".join(
-            f'<option value="{lv}"{" selected" if lv == filters["level"] else ""}>{lv}+</option>'
-            for lv in LEVELS
-        )
-        form = (
-            '<form class="filters" method="get"><select name="level">'
-            f'<option value="">any level</option>{options}</select>'
-            f'<input name="text" placeholder="text" value="{h.esc(filters["text"])}">'
-            "<button>filter</button></form>"
-        )
-        rows = [_log_row(item) for item in listed.items]
-        table = h.table(
-            ["at", "level", "message", "task"],
-            rows,
-            table_id="logs",
-            row_ids=[f"log-{i.id}" for i in listed.items],
-        )
-        live = ""
-        if cursor is None:
+        live = None
+        if cursor is None:  # the first page follows new logs (static/console.js)
             newest = listed.items[0].ts if listed.items else datetime.now(UTC).isoformat()
-            source = f"/agents/{agent}/logs.json" + h.query_string(filters)
-            live = (
-                '<p class="live"><label><input type="checkbox" id="tail" checked> live tail</label> '
-                f'<span id="tail-state" data-source="{h.esc(source)}" '
-                f'data-newest="{h.esc(newest)}"></span></p>'
-            )
-        pager = h.pager(f"/agents/{agent}/logs", {**filters, "cursor": cursor}, listed.next_cursor)
-        return self._agent_page(agent, "/logs", "logs", form + live + table + pager)
+            live = {"source": f"/agents/{agent}/logs.json" + views.query_string(filters), "newest": newest}
+        pages = Pager.of(f"/agents/{agent}/logs", {**filters, "cursor": cursor}, listed.next_cursor)
+        return self._agent_page("logs.html", agent, "/logs", "logs", logs=listed, filters=filters, live=live,
+                                pages=pages)  # fmt: skip
 
     async def logs_json(self, request: web.Request) -> web.Response:
         """New logs for the live tail: those at or after `since`, newest first, as HTML rows."""
         agent = request.match_info["agent"]
         since = request.query.get("since")
-        listed = await self.reader.query(
-            "query.logs", agent_ids=[agent], since=since, limit=200, **self._log_filters(request)
+        listed = await self.reader.call(
+            contract.QUERY_LOGS,
+            from_url(lg.LogsQuery, agent_ids=[agent], since=since, limit=200, **self._log_filters(request)),
         )
-        rows = [
-            {"id": i.id, "ts": i.ts, "html": "".join(f"<td>{c}</td>" for c in _log_row(i))}
-            for i in listed.items
-        ]
+        cells = views.macro("log_cells")
+        rows = [{"id": i.id, "ts": i.ts, "html": str(cells(i))} for i in listed.items]
         return web.json_response({"items": rows}, headers={"Cache-Control": "no-store"})
 
     async def conversations(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
         cursor = request.query.get("cursor") or None
-        listed = await self.reader.query(
-            "query.conversations", agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor
+        listed = await self.reader.call(
+            contract.QUERY_CONVERSATIONS,
+            lg.ConversationsQuery(agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor),
         )
-        rows = [
-            [
-                h.link(f"/agents/{agent}/conversations/{c.conversation_id}", c.conversation_id),
-                h.esc(c.user_id),
-                h.when(c.created_at),
-                h.when(c.updated_at),
-            ]
-            for c in listed.items
-        ]
-        body = h.table(["conversation", "user", "started", "updated"], rows, table_id="conversations")
-        body += h.pager(f"/agents/{agent}/conversations", {"cursor": cursor}, listed.next_cursor)
-        return self._agent_page(agent, "/conversations", "conversations", body)
+        pages = Pager.of(f"/agents/{agent}/conversations", {"cursor": cursor}, listed.next_cursor)
+        return self._agent_page("conversations.html", agent, "/conversations", "conversations", listed=listed,
+                                pages=pages)  # fmt: skip
 
     async def conversation(self, request: web.Request) -> web.Response:
         agent, cid = request.match_info["agent"], request.match_info["conversation"]
-        c = await self.reader.query("query.conversation", agent_id=agent, conversation_id=cid)
-        messages = "".join(
-            f'<div class="message m-{h.esc(m.role)}"><b>{h.esc(m.role)}</b> {h.when(m.ts)}'
-            f"<p>{h.esc(m.content)}</p></div>"
-            for m in c.messages
+        found = await self.reader.call(
+            contract.QUERY_CONVERSATION, lg.ConversationQuery(agent_id=agent, conversation_id=cid)
         )
-        head = f"<p>user {h.esc(c.user_id)} · started {h.when(c.created_at)}</p>"
-        return self._agent_page(
-            agent, "/conversations", f"conversation {cid}", head + (messages or "<p>no messages</p>")
-        )
+        return self._agent_page("conversation.html", agent, "/conversations", f"conversation {cid}", c=found)
 
     async def memories(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
         cursor = request.query.get("cursor") or None
-        listed = await self.reader.query("query.memories", agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor)
-        rows = [
-            [h.when(m.ts), h.esc(m.kind), h.esc(m.key), h.esc(m.content), h.esc(", ".join(m.tags or []))]
-            for m in listed.items
-        ]
-        body = h.table(["at", "kind", "key", "content", "tags"], rows, table_id="memories")
-        body += h.pager(f"/agents/{agent}/memories", {"cursor": cursor}, listed.next_cursor)
-        return self._agent_page(agent, "/memories", "memories", body)
+        listed = await self.reader.call(
+            contract.QUERY_MEMORIES, lg.MemoriesQuery(agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor)
+        )
+        pages = Pager.of(f"/agents/{agent}/memories", {"cursor": cursor}, listed.next_cursor)
+        return self._agent_page("memories.html", agent, "/memories", "memories", listed=listed, pages=pages)
 
     async def files(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
         cursor = request.query.get("cursor") or None
-        listed = await self.reader.query(
-            "query.screenshots", agent_ids=[agent], limit=24, cursor=cursor, url_seconds=3600
+        listed = await self.reader.call(
+            contract.QUERY_SCREENSHOTS,
+            a.ScreenshotsQuery(agent_ids=[agent], limit=24, cursor=cursor, url_seconds=3600),
         )
-        tiles = []
-        for f in listed.items:
-            if f.content_type.startswith("image/"):
-                preview = f'<img src="{h.esc(f.url)}" alt="{h.esc(f.name)}" loading="lazy">'
-            else:
-                preview = f'<div class="file">{h.esc(f.content_type)}</div>'
-            tiles.append(
-                f'<figure><a href="{h.esc(f.url)}">{preview}</a><figcaption>{h.esc(f.name)} · '
-                f"{f.size:,} B · {h.when(f.created_at)}</figcaption></figure>"
-            )
-        body = f'<div class="gallery" id="gallery">{"".join(tiles) or "<p>nothing yet</p>"}</div>'
-        body += h.pager(f"/agents/{agent}/files", {"cursor": cursor}, listed.next_cursor)
-        return self._agent_page(agent, "/files", "screenshots", body)
+        pages = Pager.of(f"/agents/{agent}/files", {"cursor": cursor}, listed.next_cursor)
+        return self._agent_page("files.html", agent, "/files", "screenshots", listed=listed, pages=pages)
 
     async def metrics(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
@@ -445,27 +359,29 @@ class Console:
             raise BadRequest("hours must be a number") from None
         if not 0 < hours <= 24 * 366:
             raise BadRequest("hours must be between 0 and 8784")
-        names = (await self.reader.query("query.metric_names", agent_ids=[agent])).names
-        since = (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
-        charts = await asyncio.gather(
+        names = (
+            await self.reader.call(contract.QUERY_METRIC_NAMES, m.MetricNamesQuery(agent_ids=[agent]))
+        ).names
+        since = datetime.now(UTC) - timedelta(hours=hours)
+        series = await asyncio.gather(
             *(self._panel(name, self._series(agent, name, since, hours)) for name in names)
         )
-        panels = [
-            h.panel(name, error or h.line_chart(points or []), panel_id=f"metric-{name}")
-            for name, (points, error) in zip(names, charts, strict=True)
-        ]
-        ranges = " · ".join(h.link(f"?hours={r}", f"{r} h") for r in (1, 24, 168, 720))
-        body = f'<p class="pager">range: {ranges}</p>' + ("".join(panels) or "<p>no metrics yet</p>")
-        return self._agent_page(agent, "/metrics", f"metrics, last {hours:g} h", body)
+        charts = [(name, views.chart(s.value or []), s.error) for name, s in zip(names, series, strict=True)]
+        return self._agent_page(
+            "metrics.html", agent, "/metrics", f"metrics, last {hours:g} h", charts=charts
+        )
 
-    async def _series(self, agent: str, name: str, since: str, hours: float) -> list[tuple[str, float]]:
+    async def _series(self, agent: str, name: str, since: datetime, hours: float) -> list[tuple[str, float]]:
         """The raw points when they fit a chart (up to 480), else about 240 averaged buckets."""
-        raw = await self.reader.query("query.metrics", name=name, agent_ids=[agent], since=since, limit=480)
+        raw = await self.reader.call(
+            contract.QUERY_METRICS, m.MetricsQuery(name=name, agent_ids=[agent], since=since, limit=480)
+        )
         if raw.next_cursor is None:
             return [p for s in raw.series for p in s.points]
         bucket = max(1, int(hours * 3600 / 240))
-        bucketed = await self.reader.query(
-            "query.metrics", name=name, agent_ids=[agent], since=since, bucket_seconds=bucket, agg="avg"
+        bucketed = await self.reader.call(
+            contract.QUERY_METRICS,
+            m.MetricsQuery(name=name, agent_ids=[agent], since=since, bucket_seconds=bucket, agg="avg"),
         )
         return [p for s in bucketed.series for p in s.points]
 
@@ -475,99 +391,37 @@ class Console:
         cursor = request.query.get("cursor") or None
         statuses = [chosen] if chosen else ["running", "queued"]
         counts, *lists = await asyncio.gather(
-            self._panel("run counts", self.reader.query("query.run_counts")),
+            self._panel("run counts", self.reader.call(contract.QUERY_RUN_COUNTS, t.RunCountsQuery())),
             *(
-                self._panel(
-                    f"{s} runs", self.reader.query("query.runs", status=s, limit=PAGE_SIZE, cursor=cursor)
-                )
+                self._panel(f"{s} runs", self.reader.call(
+                    contract.QUERY_RUNS, from_url(t.RunsQuery, status=s, limit=PAGE_SIZE, cursor=cursor)))
                 for s in statuses
             ),
-        )
-        links = "".join(
-            f'<a href="/runs?status={s}">{h.status(s)}<b class="n">{n:,}</b></a> '
-            for s, n in sorted((counts[0].counts if counts[0] else {}).items(), key=lambda kv: _rank(kv[0]))
-        )
-        body = h.panel(
-            "Runs by status", counts[1] or links or '<span class="muted">none</span>', panel_id="run-counts"
-        )
-        for status, (listed, error) in zip(statuses, lists, strict=True):
-            if listed is None:
-                body += h.panel(f"{status} runs", error)
-                continue
-            rows = [
-                [
-                    h.link(f"/runs/{r.run_id}", r.run_id),
-                    h.status(r.status),
-                    h.esc(r.phase),
-                    h.esc(r.kind),
-                    h.esc(r.claimed_by) if r.claimed_by else "—",
-                    h.when(r.lease_expires_at),
-                    f"{r.attempt}/{r.max_attempts}",
-                    h.when(r.created_at),
-                ]
-                for r in listed.items
-            ]
-            table = h.table(
-                ["run", "status", "phase", "kind", "lease holder", "lease expires", "attempt", "created"],
-                rows,
-                table_id=f"runs-{status}",
-            )
-            table += h.pager("/runs", {"status": status, "cursor": cursor}, listed.next_cursor)
-            body += h.panel(f"{status} runs", table)
-        return self._html("Runs", body, "/runs")
+        )  # fmt: skip
+        parts = [
+            {"status": s, "listed": listed.value, "error": listed.error,
+             "pages": Pager.of("/runs", {"status": s, "cursor": cursor},
+                               listed.value.next_cursor if listed.value else None)}
+            for s, listed in zip(statuses, lists, strict=True)
+        ]  # fmt: skip
+        by_status = None
+        if counts.value is not None:
+            by_status = sorted(counts.value.counts.items(), key=lambda kv: _rank(kv[0]))
+        return self._page("runs.html", "Runs", "/runs", counts=by_status, parts=parts,
+                          errors={"counts": counts.error})  # fmt: skip
 
     async def run(self, request: web.Request) -> web.Response:
-        r = await self.reader.query("query.run", run_id=request.match_info["run"])
-        phases = "".join(
-            f'<li class="{"on" if p == r.phase else ""}">{h.esc(p)}</li>'
-            for p in ("bundle", "execute", "extract", "done")
-        )
-        events = [
-            [
-                h.esc(e.id),
-                h.when(e.ts),
-                h.esc(e.type),
-                h.esc(e.attempt),
-                h.esc(e.agent_id),
-                h.code(e.payload) if e.payload else "",
-            ]
-            for e in r.events
-        ]
-        cancellable = r.status in ("queued", "running")
-        action = (
-            h.form_button(
-                f"/runs/{r.run_id}/cancel",
-                "cancel run",
-                self.token,
-                enabled=self.writer is not None,
-                why=self._why_read_only("cancel"),
-            )  # fmt: skip
-            if cancellable
-            else ""
-        )
-        facts = (
-            f"<p>{h.status(r.status)} · phase {h.esc(r.phase)} · attempt {r.attempt}/{r.max_attempts} · "
-            f"holder {h.esc(r.claimed_by or '—')} · lease expires {h.when(r.lease_expires_at)} · "
-            f"study {h.esc(r.spec_hash[:12])}</p>{action}"
-        )
-        body = (
-            facts
-            + h.panel("Phases", f'<ol class="phases">{phases}</ol>')
-            + (h.panel("Summary", h.code(r.summary)) if r.summary else "")
-            + (h.panel("Error", h.code(r.error)) if r.error else "")
-            + h.panel(
-                "Audit trail",
-                h.table(["#", "at", "event", "attempt", "agent", "payload"], events, table_id="events"),
-            )
-            + (h.panel("Spec", h.code(r.study.spec)) if r.study else "")
-        )
-        return self._html(f"Run {r.run_id}", body, "/runs")
+        found = await self.reader.call(contract.QUERY_RUN, t.RunQuery(run_id=request.match_info["run"]))
+        return self._page(
+            "run.html", f"Run {found.run_id}", "/runs", r=found, token=self.token,
+            why=self._why_read_only("cancel"),
+        )  # fmt: skip
 
     async def cancel_run(self, request: web.Request) -> web.Response:
         writer = self._write_enabled("cancel")
         await self._check_token(request)
         run_id = request.match_info["run"]
-        await EvaluatorClient(writer).request("runs.cancel", run_id=run_id)
+        await EvaluatorClient(writer).call(contract.RUNS_CANCEL, t.CancelRun(run_id=run_id))
         raise web.HTTPSeeOther(f"/runs/{run_id}")
 
     # -- dead letters ----------------------------------------------------------------
@@ -576,7 +430,7 @@ class Console:
         try:
             info = await js.stream_info(DEADLETTER_STREAM)
         except NotFoundError:
-            return self._html("Dead letters", "<p>none</p>", "/deadletters")
+            return self._page("dead_letters.html", "Dead letters", "/deadletters", waiting=None)
         try:
             before = int(request.query.get("before") or info.state.last_seq + 1)
         except ValueError:
@@ -589,21 +443,10 @@ class Console:
             )
             if d is not None
         ]
-        rows = [
-            [
-                h.link(f"/deadletters/{d.seq}", d.seq),
-                h.esc(d.service),
-                h.esc(d.subject),
-                f'<span class="reason">{h.esc(d.reason)}</span>',
-                f"{len(d.data):,} B",
-            ]
-            for d in letters
-        ]
-        body = f"<p>{info.state.messages:,} dead letters waiting (newest first)</p>"
-        body += h.table(["#", "service", "subject", "reason", "size"], rows, table_id="deadletters")
-        if low > max(info.state.first_seq, 1):
-            body += h.pager("/deadletters", {"before": None}, str(low), key="before")
-        return self._html("Dead letters", body, "/deadletters")
+        older = str(low) if low > max(info.state.first_seq, 1) else None
+        pages = Pager(None, "/deadletters" + views.query_string({"before": older}) if older else None)
+        return self._page("dead_letters.html", "Dead letters", "/deadletters", waiting=info.state.messages,
+                          letters=letters, pages=pages)  # fmt: skip
 
     async def dead_letter(self, request: web.Request) -> web.Response:
         seq = _seq(request)
@@ -611,21 +454,11 @@ class Console:
         if d is None:
             raise NotFound(f"no dead letter {seq} (redriven, or never there)")
         try:
-            shown = h.code(json.loads(d.data))
+            body: Any = json.loads(d.data)
         except ValueError:
-            shown = h.code(d.data.decode(errors="replace"))
-        action = h.form_button(
-            f"/deadletters/{seq}/redrive", "redrive", self.token,
-            enabled=self.writer is not None, why=self._why_read_only("redrive"),
-        )  # fmt: skip
-        body = (
-            f"<p>service {h.esc(d.service)} · subject {h.esc(d.subject)}</p>"
-            f'<p class="reason">{h.esc(d.reason)}</p>'
-            + action
-            + h.panel("Body", shown, panel_id="body")
-            + h.panel("Headers", h.code(d.headers))
-        )
-        return self._html(f"Dead letter {seq}", body, "/deadletters")
+            body = d.data.decode(errors="replace")
+        return self._page("dead_letter.html", f"Dead letter {seq}", "/deadletters", d=d, body=body,
+                          token=self.token, why=self._why_read_only("redrive"))  # fmt: skip
 
     async def redrive(self, request: web.Request) -> web.Response:
         writer = self._write_enabled("redrive")
@@ -636,11 +469,6 @@ class Console:
         except LookupError as exc:
             raise NotFound(str(exc)) from None
         raise web.HTTPSeeOther("/deadletters")
-
-
-def _log_row(item: Any) -> list[str]:
-    fields = f"<details><summary>fields</summary>{h.code(item.fields)}</details>" if item.fields else ""
-    return [h.when(item.ts), h.level(item.level), h.esc(item.message) + fields, h.esc(item.task_id)]
 
 
 def _rank(status: str) -> int:
