@@ -20,18 +20,27 @@ from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server, free_port, service_env, start_service
 
 
-async def eventually(
-    condition: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, what: str = "condition"
-) -> Any:
-    """Poll an async condition until it is truthy; fail with `what` after the deadline."""
+async def poll_until(condition: Callable[[], Awaitable[Any]], timeout: float, every: float = 0.05) -> Any:
+    """Poll an async condition until it is truthy or the deadline passes; its last value either
+    way (the fault suite reports what it measured, held or not)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         last = await condition()
         if last:
             return last
-        await asyncio.sleep(0.05)  # polling interval of a condition with a deadline
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(every)  # polling interval of a condition with a deadline
+    return last
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, what: str = "condition"
+) -> Any:
+    """Poll an async condition until it is truthy; fail with `what` after the deadline."""
+    last = await poll_until(condition, timeout)
+    if not last:
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+    return last
 
 
 def new_agent(prefix: str = "a") -> str:

@@ -1,26 +1,20 @@
-"""The fault suite: each fault the contract promises to survive, run against real servers
-and service processes, with its figures. Long soaks live here, not in `make test`; each
-case has a short version in the tests (named in the table the suite prints).
-
-    python -m bench.faults               # every case at full size (about 25 minutes)
-    python -m bench.faults --quick       # small sizes, 5 and 10 s outages (a few minutes)
-    python -m bench.faults T1 T4         # some cases
-
-Prints one row per case: the fault, what must hold, the figures, and whether it held.
+"""The fault suite's cases: each fault the contract promises to survive, run against real
+servers and service processes, measured (a `Result`: what must hold, the figures, whether it
+held). `tests/test_faults.py` runs each as a pytest test: short sizes in `make test`, full
+sizes under the `soak` marker in `make faults` (about 25 minutes), which also writes the
+figures to .cache/faults.json and prints the table README's Faults section shows.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
+import functools
 import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -47,7 +41,10 @@ from agentstore_server.config import Settings
 from agentstore_server.devstack import servers
 from agentstore_server.devstack.servers import Server
 from agentstore_server.stores.mongo import MongoStore
+from tests import helpers
 
+# The cases poll stores that may hold 100k rows: every quarter second is enough.
+poll_until = functools.partial(helpers.poll_until, every=0.25)
 SERVICES = ("logs", "tasks", "artifacts", "metrics")
 
 
@@ -73,9 +70,10 @@ class Sizes:
     cluster_events: int = 30_000  # T16
 
     @classmethod
-    def quick(cls) -> Sizes:
-        return cls(events=5_000, artifacts=1_000, dupes=1_000, nats_events=5_000, outages=(5.0, 10.0),
-                   runs=1_000, cluster_events=5_000)  # fmt: skip
+    def short(cls) -> Sizes:
+        """`make test`'s sizes: each case's behaviour, in seconds rather than minutes."""
+        return cls(events=500, artifacts=100, dupes=300, nats_events=2_000, outages=(3.0,),
+                   runs=200, cluster_events=2_000)  # fmt: skip
 
 
 # -- the stack ------------------------------------------------------------------------
@@ -111,20 +109,6 @@ class Stack:
         self.running.clear()
 
 
-@contextlib.contextmanager
-def fault_stack() -> Any:
-    with (
-        tempfile.TemporaryDirectory(prefix="agentstore-faults-") as tmp,
-        servers.running(Path(tmp), minio=True) as up,
-    ):
-        assert up.minio is not None
-        stack = Stack(up.root, up.nats, up.postgres, up.mongo, up.minio)
-        try:
-            yield stack
-        finally:
-            stack.stop_services()
-
-
 async def provision(url: str, replicas: int = 1) -> None:
     nc = await nats.connect(url)
     try:
@@ -132,17 +116,6 @@ async def provision(url: str, replicas: int = 1) -> None:
             await ensure_stream(nc.jetstream(), stream, replicas)
     finally:
         await nc.close()
-
-
-async def until(condition: Callable[[], Awaitable[Any]], timeout: float, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await condition()
-        if last:
-            return last
-        await asyncio.sleep(every)  # polling a condition with a deadline
-    return last
 
 
 # -- counting what was stored -----------------------------------------------------------
@@ -262,7 +235,7 @@ async def t2(stack: Stack, sizes: Sizes) -> Result:
         async def complete(service: str = service) -> bool:
             return len((await stored_ids(settings, service, agent))[1]) >= n
 
-        await until(complete, 120)
+        await poll_until(complete, 120)
         rows, ids = await stored_ids(settings, service, agent)
         holds &= rows == n and len(ids) == n
         figures.append(f"{service}: {3 * n:,} sent, {rows:,} stored")
@@ -315,7 +288,7 @@ async def t3(stack: Stack, sizes: Sizes) -> Result:
     async def all_acked_stored() -> bool:
         return acked <= (await stored_ids(settings, "logs", agent))[1]
 
-    await until(all_acked_stored, 120)
+    await poll_until(all_acked_stored, 120)
     rows, ids = await stored_ids(settings, "logs", agent)
     lost = len(acked - ids)
     proc.stop()
@@ -389,7 +362,7 @@ async def t4(stack: Stack, sizes: Sizes) -> Result:
                                    counts: dict[str, int] = counts) -> bool:  # fmt: skip
                     return len((await stored_ids(settings, s, agent))[1]) >= counts[s]
 
-                await until(complete, 180)
+                await poll_until(complete, 180)
                 _, ids = await stored_ids(settings, s, agent)
                 missing += counts[s] - len(ids)
             dead = len(await dead_letters(stack.nats.url, agent)) - dead_before
@@ -421,9 +394,9 @@ async def t5(stack: Stack, sizes: Sizes) -> Result:
     async def complete() -> bool:
         return len((await stored_ids(settings, "logs", agent))[1]) >= 10_000
 
-    await until(complete, 120)
+    await poll_until(complete, 120)
     rows, ids = await stored_ids(settings, "logs", agent)
-    letters = await until(lambda: _at_least(dead_letters(stack.nats.url, agent), 100), 60)
+    letters = await poll_until(lambda: _at_least(dead_letters(stack.nats.url, agent), 100), 60)
     letters = await dead_letters(stack.nats.url, agent)
     with_reason = sum(1 for _, reason in letters if "level" in reason)
     proc.stop()
@@ -468,8 +441,8 @@ async def t6(stack: Stack, sizes: Sizes) -> Result:
     async def complete() -> bool:
         return len((await stored_ids(settings, "logs", agent))[1]) >= 200
 
-    await until(complete, 60)
-    await until(lambda: _at_least(dead_letters(stack.nats.url, agent), 2), 30)
+    await poll_until(complete, 60)
+    await poll_until(lambda: _at_least(dead_letters(stack.nats.url, agent), 2), 30)
     letters = await dead_letters(stack.nats.url, agent)
     reasons = [r for _, r in letters]
     _, ids = await stored_ids(settings, "logs", agent)
@@ -596,9 +569,9 @@ async def t11(stack: Stack, sizes: Sizes) -> Result:
     workers: list[subprocess.Popen[bytes]] = []
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
-        log = open(stack.root / f"worker{i}.log", "ab")  # noqa: SIM115 - the child keeps it
-        return subprocess.Popen([sys.executable, "-m", "bench.faults", "--worker", stack.nats.url, f"w{i}"],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        with open(stack.root / f"worker{i}.log", "ab") as log:  # the child has its own copy
+            return subprocess.Popen([sys.executable, "-m", "tests.faults", stack.nats.url, f"w{i}"],
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
     workers = [spawn(i) for i in range(4)]  # 4 processes x 5 workers = 20
     conn = await asyncpg.connect(settings.postgres_url)
@@ -623,6 +596,7 @@ async def t11(stack: Stack, sizes: Sizes) -> Result:
         await conn.close()
         for w in workers:
             w.kill()
+            w.wait()
         for p in procs:
             p.stop()
     return Result("T11", f"20 workers, {n:,} runs, stalls past the lease, {kills} worker SIGKILLs",
@@ -664,7 +638,7 @@ async def t13(stack: Stack, sizes: Sizes) -> Result:
             file_id = await owner.screenshot(b"secret", "s.png")
             await owner.flush()
         async with await EvaluatorClient.connect(stack.nats.url) as ev:
-            url = (await until(lambda: _file_url(ev, file_id, 1), 30)).url
+            url = (await poll_until(lambda: _file_url(ev, file_id, 1), 30)).url
             await asyncio.sleep(2.5)  # past the URL's 1 s expiry
             total += 1
             refused += await asyncio.to_thread(_http_refused, url)
@@ -680,7 +654,9 @@ async def t13(stack: Stack, sizes: Sizes) -> Result:
             total += 1
             reply = await nc.request(rpc, msgspec.json.encode(body), timeout=10)
             refused += (reply.headers or {}).get("Nats-Service-Error-Code") in ("400", "403")
-        letters = await until(lambda: _at_least(dead_letters(stack.nats.url, "owner"), len(traversal)), 30)
+        letters = await poll_until(
+            lambda: _at_least(dead_letters(stack.nats.url, "owner"), len(traversal)), 30
+        )
         refused += len(await dead_letters(stack.nats.url, "owner")) if letters else 0
     finally:
         await nc.close()
@@ -739,7 +715,7 @@ async def t16(stack: Stack, sizes: Sizes) -> Result:
         async def stored() -> bool:
             return acked <= (await stored_ids(settings, "logs", agent))[1]
 
-        await until(stored, 120)
+        await poll_until(stored, 120)
         rows, ids = await stored_ids(settings, "logs", agent)
     finally:
         proc.stop()
@@ -820,7 +796,7 @@ async def t17(stack: Stack, sizes: Sizes) -> Result:
         async def stored() -> bool:
             return acked <= (await stored_ids(settings, "logs", agent))[1]
 
-        await until(stored, 120)
+        await poll_until(stored, 120)
         _, ids = await stored_ids(settings, "logs", agent)
     finally:
         proc.stop()
@@ -874,55 +850,5 @@ CASES: dict[str, Callable[[Stack, Sizes], Awaitable[Result]]] = {
 }  # fmt: skip
 
 
-def print_table(results: list[Result]) -> None:
-    print("\n| # | fault | must hold | measured | holds |")
-    print("|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r.case} | {r.fault} | {r.must} | {r.figures} | {'yes' if r.holds else '**NO**'} |")
-
-
-async def main_async(names: list[str], sizes: Sizes) -> int:
-    results: list[Result] = []
-    with fault_stack() as stack:
-        # The streams exist before any service starts, as after `make up`: a backlog
-        # published while a service is down is kept.
-        await provision(stack.nats.url)
-        for name in names:
-            started = time.monotonic()
-            print(f"-- {name} ...", flush=True)
-            try:
-                result = await CASES[name](stack, sizes)
-            except Exception as exc:
-                result = Result(name, "", "", f"crashed: {type(exc).__name__}: {exc}"[:300], False)
-            stack.stop_services()
-            print(f"   {result.figures}  [{'holds' if result.holds else 'DOES NOT HOLD'}, "
-                  f"{time.monotonic() - started:.0f} s]", flush=True)  # fmt: skip
-            results.append(result)
-    print_table(results)
-    Path(".cache").mkdir(exist_ok=True)
-    Path(".cache/faults.json").write_text(json.dumps([r.__dict__ for r in results], indent=1))
-    return 0 if all(r.holds for r in results) else 1
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("cases", nargs="*", help=f"some of {', '.join(CASES)} (default: all)")
-    parser.add_argument("--quick", action="store_true", help="small sizes and short outages")
-    parser.add_argument("--t1", nargs="+", choices=SERVICES, default=list(SERVICES), help="T1's services")
-    parser.add_argument("--worker", nargs=2, metavar=("URL", "NAME"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        asyncio.run(worker_process(*args.worker))
-        return 0
-    unknown = [c for c in args.cases if c not in CASES]
-    if unknown:
-        parser.error(f"unknown cases {unknown}; choose from {', '.join(CASES)}")
-    sizes = Sizes.quick() if args.quick else Sizes()
-    sizes.t1_services = tuple(args.t1)
-    return asyncio.run(main_async(args.cases or list(CASES), sizes))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # T13's worker processes: python -m tests.faults URL NAME
+    asyncio.run(worker_process(sys.argv[1], sys.argv[2]))
