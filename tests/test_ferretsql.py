@@ -70,8 +70,8 @@ async def planner(
 ) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
     """The logs table's name and a PostgreSQL session beside it, to ask for plans."""
     _, sql = stores
-    assert sql._sql is not None and mongo_server.sql_url is not None
-    table = await sql._sql._table(await sql._sql._connect(), "logs")
+    assert mongo_server.sql_url is not None
+    table = await sql.sql._table(await sql.sql._connect(), "logs")
     assert table is not None
     conn = await asyncpg.connect(mongo_server.sql_url)
     yield table, conn
@@ -142,8 +142,7 @@ async def test_sql_reads_answer_exactly_what_ferretdb_answers(
     wire, sql = stores
     over_wire = await wire.find("logs", filter, sort=sort, limit=limit)
     # The SQL path answers (nothing fell back to FerretDB) ...
-    assert sql._sql is not None
-    direct = await sql._sql.find("logs", filter, sort, limit)
+    direct = await sql.sql.find("logs", filter, sort, limit)
     # ... with the same documents, field for field (dates, doubles, nested maps and lists).
     if not sort:
         over_wire.sort(key=lambda d: d["_id"])
@@ -200,12 +199,11 @@ async def test_a_narrow_window_is_planned_for_more_rows_than_its_page(
     the scan (some took a sort of thousands of rows). Written by `_Ranges`, the window's
     first page and its cursor's page are each estimated at least at the page's size."""
     _, sql = stores
-    assert sql._sql is not None
     table, conn = planner
     # Ten buckets of 30 rows; the window holds 6 rows (2 s) inside one of them.
     await conn.execute(f"SET default_statistics_target = 10; ANALYZE {table}")
     window = {"ts": {"$gte": T0 + timedelta(seconds=41), "$lt": T0 + timedelta(seconds=43)}}
-    first = await sql._sql.find("logs", window, DESC, 3)
+    first = await sql.sql.find("logs", window, DESC, 3)
     cursor = {"$or": [{"ts": {"$lt": first[-1]["ts"]}},
                       {"ts": first[-1]["ts"], "_id": {"$lt": first[-1]["_id"]}}]}  # fmt: skip
     for filter in (window, {**window, **cursor}):
@@ -214,7 +212,7 @@ async def test_a_narrow_window_is_planned_for_more_rows_than_its_page(
         top = json.loads(plan)[0]["Plan"]
         assert top["Node Type"] == "Limit", top
         assert top["Plans"][0]["Plan Rows"] >= 3, top["Plans"][0]
-    assert len(await sql._sql.find("logs", {**window, **cursor}, DESC, 3)) == 3
+    assert len(await sql.sql.find("logs", {**window, **cursor}, DESC, 3)) == 3
 
 
 @pytest.mark.parametrize(
@@ -233,9 +231,8 @@ async def test_grouped_counts_are_what_ferretdb_aggregates(
     """`count_by` (the console's errors per agent) in one SQL GROUP BY, equal to FerretDB's
     `$group` over the wire."""
     wire, sql = stores
-    assert sql._sql is not None
     expected = await wire.count_by("logs", filter, key)
-    assert await sql._sql.count_by("logs", filter, key) == expected
+    assert await sql.sql.count_by("logs", filter, key) == expected
     assert sum(expected.values()) == await wire.count("logs", filter)
 
 
