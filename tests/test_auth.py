@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from agentstore import AgentClient
-from agentstore.auth import Fleet, generate, read_credentials
+from agentstore import AgentClient, EvaluatorClient, contract
+from agentstore.auth import Fleet, agent_token, generate, read_credentials, read_secrets
 from agentstore.bus.connect import NatsSettings
 from agentstore.errors import ConfigError, Forbidden
+from agentstore.schemas.identity import IdentitiesQuery, RevokeIdentity
+from agentstore.schemas.tasks import ClaimRun
 from agentstore_server.devstack import servers
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import running
@@ -84,9 +87,17 @@ async def services_on(secured: tuple[Server, Path], stack_servers: Stack) -> Asy
         # The web console logs in as its console identity, not as a service.
         identity = "console-web" if name == "web" else f"service-{name}"
         user, password = read_credentials(creds / f"{identity}.json")
+        extra: dict[str, Any] = {}
+        if name == "identity":  # run-time identities: its callout and system logins and secrets
+            keys = read_secrets(creds.parent)
+            extra = {"identity_issuer_seed": keys.issuer_seed, "agentstore_enrollment_token": keys.enrollment}
+            for login in ("identity", "system"):
+                extra[f"{login}_nats_user"], extra[f"{login}_nats_password"] = read_credentials(
+                    creds / f"{login}.json"
+                )
         settings = make_settings(
             server, stack_servers.mongo, stack_servers, nats_user=user, nats_password=password,
-            web_port=servers.free_port(),
+            web_port=servers.free_port(), **extra,
         )  # fmt: skip
         if name == "web":
             CONSOLE["url"] = f"http://127.0.0.1:{settings.web_port}"
@@ -232,3 +243,135 @@ async def test_a_permission_violation_raises_forbidden_once_instead_of_a_stream_
     # Logged once per refused subject (the publish, and the reply inbox of b), not per message.
     refused = [r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage().lower()]
     assert len(refused) == len(set(refused)) and any("publish to" in r for r in refused), refused
+
+
+# Run-time identities (issue 26): agents nobody listed enroll with a bootstrap token; the
+# identity service (NATS auth callout) gives each exactly a listed agent's permissions.
+
+
+def enrolled(server: Server, creds: Path, token: str | None = None) -> NatsSettings:
+    """What an agent container is given: the URL and the fleet's enrollment token."""
+    return NatsSettings(url=server.url, enrollment=token or read_secrets(creds.parent).enrollment)
+
+
+async def evaluator(server: Server, creds: Path) -> EvaluatorClient:
+    return await EvaluatorClient.connect(NatsSettings(url=server.url, creds=str(creds / "evaluator-ev.json")))
+
+
+async def test_a_brand_new_agent_enrolls_publishes_claims_a_run_and_reads_its_own_data(
+    secured: tuple[Server, Path], services_on: Path
+) -> None:
+    server, creds = secured
+    agent = f"newcomer-{uuid.uuid4().hex[:6]}"
+    assert not (creds / f"agent-{agent}.json").exists()  # nothing provisioned for it
+    async with await evaluator(server, creds) as ev:
+        await ev.submit_run({"job": agent}, run_id=f"r-{agent}")
+        async with await AgentClient.connect(enrolled(server, creds), agent) as client:
+            await client.log("info", "hello from a newcomer")
+            await client.task("t-1", "running", title="first")
+            await client.progress("t-1", step=1, status="started", percent=10.0)
+            claimed = await client.call(contract.CLAIM, ClaimRun(lease_seconds=30))
+            assert claimed.run is not None
+            logs = await client.query("logs")
+            assert [i.message for i in logs.items] == ["hello from a newcomer"]
+            task = await client.query("task", agent_id=agent, task_id="t-1")
+            assert task.title == "first" and [p.status for p in task.progress] == ["started"]
+        listed = await ev.call(contract.IDENTITY_LIST, IdentitiesQuery(kind="agent"))
+        (mine,) = [i for i in listed.items if i.id == agent]
+        assert mine.logins >= 1 and mine.revoked_at is None
+
+
+async def test_an_enrolled_agent_may_not_publish_for_another_nor_read_others_data(
+    secured: tuple[Server, Path], services_on: Path
+) -> None:
+    server, creds = secured
+    token = read_secrets(creds.parent).enrollment
+    probe = Probe()
+
+    async def on_error(exc: Exception) -> None:
+        probe.errors.append(str(exc))
+
+    nc = await nats.connect(server.url, user="agent-enrolled-1", password=token, error_cb=on_error,
+                            inbox_prefix="_INBOX.agents.enrolled-1", max_reconnect_attempts=0)  # fmt: skip
+    try:
+        ack = await nc.jetstream().publish(
+            "agents.enrolled-1.logs", b'{"id": "1", "level": "info", "message": "m"}'
+        )
+        assert await can_request(
+            nc, "agents.enrolled-1.rpc.query.logs", {"after": {"stream": ack.stream, "seq": ack.seq}}
+        )
+        for subject in ("agents.a.logs", "agents.enrolled-2.logs", "agents.a.rpc.query.logs", "query.logs",
+                        "identity.revoke", "$JS.API.STREAM.INFO.LOGS"):  # fmt: skip
+            await nc.publish(subject, b"{}")
+            await probe.denied(subject)
+        for subject in ("_INBOX.agents.a.>", "agents.*.logs", "$SYS.REQ.USER.AUTH"):
+            await nc.subscribe(subject)
+            await probe.denied(subject)
+    finally:
+        await nc.close()
+
+
+async def test_revoking_an_agent_cuts_it_off_within_5_s_and_refuses_its_reconnect(
+    secured: tuple[Server, Path], services_on: Path
+) -> None:
+    server, creds = secured
+    client = await AgentClient.connect(enrolled(server, creds), "doomed-1")
+    try:
+        await client.log("info", "before")
+        await client.flush()
+        async with await evaluator(server, creds) as ev:
+            started = time.monotonic()
+            revoked = await ev.call(contract.IDENTITY_REVOKE, RevokeIdentity(kind="agent", id="doomed-1"))
+            assert revoked.kicked >= 1
+
+            async def cut() -> bool:
+                return not client.nc.is_connected
+
+            await eventually(cut, timeout=5, what="the revoked agent's connection closed")
+            assert time.monotonic() - started < 5
+            listed = await ev.call(contract.IDENTITY_LIST, IdentitiesQuery(revoked=True))
+            assert "doomed-1" in {i.id for i in listed.items}
+    finally:
+        await client.nc.close()
+    with pytest.raises(ConfigError, match="refused the login as user 'agent-doomed-1'") as refused:
+        await AgentClient.connect(enrolled(server, creds), "doomed-1")
+    assert len(str(refused.value).splitlines()) == 1
+
+
+async def test_a_wrong_token_or_a_non_agent_login_is_refused_and_an_agents_own_token_enrolls_only_it(
+    secured: tuple[Server, Path], services_on: Path
+) -> None:
+    server, creds = secured
+    for settings, agent in (
+        (enrolled(server, creds, "not-the-token"), "n1"),
+        (
+            NatsSettings(url=server.url, user="evaluator-x", password=read_secrets(creds.parent).enrollment),
+            "n1",
+        ),
+    ):
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="refused the login") as refused:
+            await AgentClient.connect(settings, agent)
+        assert time.monotonic() - started < 10 and len(str(refused.value).splitlines()) == 1
+    own = agent_token(read_secrets(creds.parent).enrollment, "solo-1")
+    async with await AgentClient.connect(enrolled(server, creds, own), "solo-1") as client:
+        await client.log("info", "mine")
+        await client.flush()
+    with pytest.raises(ConfigError, match="refused the login as user 'agent-solo-2'"):
+        await AgentClient.connect(enrolled(server, creds, own), "solo-2")
+
+
+async def test_static_users_bypass_the_callout_and_keep_their_roles_when_the_identity_service_is_down(
+    secured: tuple[Server, Path],
+) -> None:
+    """No identity service running: listed identities log in as before; an enrolling agent
+    is refused (the server times the callout out) within the connect timeout, in one line."""
+    server, creds = secured
+    async with await AgentClient.connect(
+        NatsSettings(url=server.url, creds=str(creds / "agent-a.json")), "a"
+    ) as a:
+        assert a.nc.is_connected
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="refused the login as user 'agent-late-1'"):
+        await AgentClient.connect(enrolled(server, creds), "late-1")
+    assert time.monotonic() - started < 10

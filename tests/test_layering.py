@@ -34,10 +34,10 @@ def test_the_sdk_imports_nothing_of_the_server(path: Path) -> None:
     assert not server, f"{path.relative_to(ROOT)} imports {sorted(server)}"
 
 
-# What an agent's `pip install agentstore` brings: nats-py and msgspec. The SDK's modules import
+# What an agent's `pip install agentstore` brings: nats-py (with its nkeys extra) and msgspec. The SDK's modules import
 # nothing else beyond the standard library, except what a module tries and does without: pytest in
 # the pytest plugin, rich for colour in the CLI, the caller's OpenTelemetry in logging.
-SDK_THIRD_PARTY = {"nats", "msgspec"}
+SDK_THIRD_PARTY = {"nats", "msgspec", "nkeys"}  # nkeys: nats-py[nkeys]
 OPTIONAL = {"testing.py": {"pytest", "pytest_asyncio"}, "cli.py": {"rich"}, "tail.py": {"rich"},
             "logging.py": {"opentelemetry"}}  # fmt: skip
 

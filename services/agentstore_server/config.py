@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     # The folder of `agentstore auth` credentials files (the write identity's is read from it).
     agentstore_credentials: str | None = None
 
+    # identity service (run-time identities, `make up AUTH=1`): the account key that signs the
+    # user JWTs it issues (an nkey seed, SA...; `agentstore auth` writes issuer.nk), the fleet's
+    # enrollment token agents present, its callout login (account IDENTITY) and its system
+    # login (account SYS, to cut a revoked identity's connections). Unset seed: no callout.
+    identity_issuer_seed: str | None = None
+    agentstore_enrollment_token: str | None = None
+    identity_nats_user: str | None = None
+    identity_nats_password: str | None = None
+    system_nats_user: str | None = None
+    system_nats_password: str | None = None
+    # How long an issued identity's login lasts before NATS asks again (a reconnect re-asks).
+    identity_ttl_seconds: float = Field(default=12 * 3600.0, gt=0)
+
     # logs service: days to keep per collection (logs, memories, conversations,
     # messages, events, agent_outputs); absent means forever. JSON in the env:
     # RETENTION_DAYS='{"logs": 30, "messages": 365}'.

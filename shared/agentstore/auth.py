@@ -4,18 +4,27 @@ A fleet file names the agents, evaluators and frontends:
 
     {"agents": ["a1", "a2"], "evaluators": ["evaluator"], "frontends": ["web"]}
 
-`generate` writes `auth.conf` (an `authorization` block to `include` in
-nats-server's config) and `credentials/<identity>.json` ({"user",
-"password"}) for each agent, evaluator, frontend, console and service, each with a
-fresh random password. Agents may publish only their own ingest and rpc subjects and
-receive only on `_INBOX.agents.{self}.>`; evaluators and frontends make
-the requests the contract opens to their role; each service may use what it
-serves and consumes and nothing more. Every subject comes from
-`agentstore.contract`.
+`generate` writes `auth.conf` (accounts and an `authorization` block to `include` in
+nats-server's config) and `credentials/<identity>.json` ({"user", "password"}) for each
+listed agent, evaluator, frontend, console and service, each with a fresh random password.
+Agents may publish only their own ingest and rpc subjects and receive only on
+`_INBOX.agents.{self}.>`; evaluators and frontends make the requests the contract opens to
+their role; each service may use what it serves and consumes and nothing more. Every subject
+comes from `agentstore.contract`.
+
+Agents nobody listed get their identity at run time (NATS auth callout, nats-server >= 2.10):
+every login that is not one of the static users above goes to the identity service, which
+checks the agent's bootstrap credential (the fleet's enrollment token, `enrollment.token`, or
+an agent's own token derived from it) and answers with a user JWT carrying exactly the
+permissions `agent_identity` gives a listed agent. Adding an agent never touches this file.
+Everything lives in the account AGENTSTORE; the identity service's callout login is in the
+account IDENTITY and its kicks (revocation) in the system account SYS.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -24,6 +33,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
+import nkeys
 
 from agentstore import contract
 from agentstore.contract import DEADLETTER_STREAM, MAX_DELIVERIES_ADVISORY
@@ -88,13 +98,16 @@ def service_inbox(service: str) -> str:
     return f"_INBOX.service.{service}"
 
 
+def agent_identity(agent: str, password: str = "") -> Identity:
+    """What an agent may do, listed or enrolled at run time: the same permissions."""
+    return Identity(f"agent-{agent}", password, agent_publishes(agent), [f"_INBOX.agents.{agent}.>"])
+
+
 def identities(fleet: Fleet) -> list[Identity]:
     def password() -> str:
         return secrets.token_urlsafe(24)
 
-    found = [
-        Identity(f"agent-{a}", password(), agent_publishes(a), [f"_INBOX.agents.{a}.>"]) for a in fleet.agents
-    ]
+    found = [agent_identity(a, password()) for a in fleet.agents]
     found += [
         Identity(f"evaluator-{e}", password(), role_requests("evaluator"), ["_INBOX.evaluator.>"])
         for e in fleet.evaluators
@@ -120,6 +133,7 @@ def identities(fleet: Fleet) -> list[Identity]:
                     "$SRV.>",
                     f"{service_inbox(service)}.>",
                     *decl.publishes,
+                    *(f"$KV.{bucket}.>" for bucket in decl.buckets),
                     *decl.calls,
                 ],  # fmt: skip
                 subscribe=[
@@ -136,21 +150,92 @@ def identities(fleet: Fleet) -> list[Identity]:
     return found
 
 
-def render(found: list[Identity]) -> str:
-    users = ",\n".join("    " + json.dumps(i.entry()) for i in found)
+ACCOUNT = "AGENTSTORE"  # everything agentstore does, static and run-time identities alike
+IDENTITY_ACCOUNT = "IDENTITY"  # the identity service's callout login (nothing else)
+SYSTEM_ACCOUNT = "SYS"  # nats-server's system account: the identity service kicks from it
+IDENTITY_USER = "identity"
+SYSTEM_USER = "system"
+ISSUER_FILE = "issuer.nk"  # the seed of the account key that signs run-time identities
+ENROLLMENT_FILE = "enrollment.token"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What only the identity service (and the operator) holds."""
+
+    issuer_seed: str  # an account nkey seed (SA...): signs the user JWTs it issues
+    enrollment: str  # the fleet's bootstrap token
+
+    @property
+    def issuer(self) -> str:
+        return str(nkeys.from_seed(self.issuer_seed.encode()).public_key.decode())
+
+
+def new_secrets() -> Secrets:
+    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_ACCOUNT).decode()
+    return Secrets(seed, secrets.token_urlsafe(32))
+
+
+def agent_token(enrollment: str, agent: str) -> str:
+    """One agent's own bootstrap token: enrolls that agent id only (give it to one container
+    instead of the fleet's token). Derived, so the identity service stores nothing per agent."""
+    digest = hmac.new(enrollment.encode(), f"agent-{agent}".encode(), hashlib.sha256).hexdigest()
+    return f"agent.{digest}"
+
+
+def render(
+    found: list[Identity], *, keys: Secrets | None = None, passwords: dict[str, str] | None = None
+) -> str:
+    """auth.conf: the static users in AGENTSTORE; with `keys`, run-time identities through the
+    identity service (auth callout), which static users bypass."""
     header = "# Generated by `agentstore auth`; do not edit by hand.\n"
-    return f"{header}authorization {{\n  users = [\n{users}\n  ]\n}}\n"
+    users = ",\n".join("      " + json.dumps(i.entry()) for i in found)
+    if keys is None or passwords is None:
+        return f"{header}authorization {{\n  users = [\n{users}\n  ]\n}}\n"
+    identity = json.dumps({"user": IDENTITY_USER, "password": passwords[IDENTITY_USER]})
+    system = json.dumps({"user": SYSTEM_USER, "password": passwords[SYSTEM_USER]})
+    bypass = json.dumps([IDENTITY_USER, SYSTEM_USER, *(i.user for i in found)])
+    return (
+        f"{header}accounts {{\n"
+        f"  {ACCOUNT} {{\n    jetstream: enabled\n    users = [\n{users}\n    ]\n  }}\n"
+        f"  {IDENTITY_ACCOUNT} {{ users = [ {identity} ] }}\n"
+        f"  {SYSTEM_ACCOUNT} {{ users = [ {system} ] }}\n"
+        f"}}\n"
+        f"system_account: {SYSTEM_ACCOUNT}\n"
+        f"authorization {{\n  auth_callout {{\n"
+        f'    issuer: "{keys.issuer}"\n'
+        f"    account: {IDENTITY_ACCOUNT}\n"
+        f"    auth_users: {bypass}\n"
+        f"  }}\n}}\n"
+    )
 
 
-def generate(fleet: Fleet, out: Path) -> list[Identity]:
-    """Write auth.conf and one credentials file per identity (mode 0600)."""
+def generate(fleet: Fleet, out: Path, *, run_time: bool = True) -> list[Identity]:
+    """Write auth.conf, one credentials file per identity (mode 0600) and, with `run_time`
+    (the default), the identity service's secrets: `issuer.nk`, `enrollment.token` and the
+    logins `identity.json` and `system.json` (its `service-identity.json` is a service's, above)."""
     found = identities(fleet)
     (out / "credentials").mkdir(parents=True, exist_ok=True)
-    _private(out / "auth.conf", render(found))
+    keys = passwords = None
+    if run_time:
+        keys = new_secrets()
+        passwords = {IDENTITY_USER: secrets.token_urlsafe(24), SYSTEM_USER: secrets.token_urlsafe(24)}
+        _private(out / ISSUER_FILE, keys.issuer_seed + "\n")
+        _private(out / ENROLLMENT_FILE, keys.enrollment + "\n")
+        for user, password in passwords.items():
+            _private(
+                out / "credentials" / f"{user}.json", json.dumps({"user": user, "password": password}) + "\n"
+            )
+    _private(out / "auth.conf", render(found, keys=keys, passwords=passwords))
     for identity in found:
         creds = {"user": identity.user, "password": identity.password}
         _private(out / "credentials" / f"{identity.user}.json", json.dumps(creds) + "\n")
     return found
+
+
+def read_secrets(folder: Path) -> Secrets:
+    """The identity service's secrets, as `generate` wrote them into `folder`."""
+    return Secrets((folder / ISSUER_FILE).read_text().strip(), (folder / ENROLLMENT_FILE).read_text().strip())
 
 
 def _private(path: Path, text: str) -> None:

@@ -133,7 +133,7 @@ def _parse_fields(pairs: list[str]) -> dict[str, Any]:
     return body
 
 
-def _request(name: str, body: dict[str, Any]) -> Any:
+def request_endpoint(name: str, body: dict[str, Any]) -> Any:
     """An endpoint by short name, as the evaluator (NATS settings from the environment and
     `.agentstore/stack.env`); the reply as plain JSON values."""
     import msgspec
@@ -147,7 +147,7 @@ def _request(name: str, body: dict[str, Any]) -> Any:
     return asyncio.run(go())
 
 
-def _print_items(reply: Any, as_json: bool) -> None:
+def print_items(reply: Any, as_json: bool) -> None:
     try:
         from rich.console import Console
         from rich.table import Table
@@ -173,7 +173,7 @@ def _query(args: argparse.Namespace) -> int:
     body = _parse_fields(args.fields)
     if args.agent:
         body["agent_ids"] = [args.agent]
-    _print_items(_request(f"query.{args.name}", body), args.json)
+    print_items(request_endpoint(f"query.{args.name}", body), args.json)
     return 0
 
 
@@ -181,9 +181,9 @@ def _runs(args: argparse.Namespace) -> int:
     if args.runs_command == "submit":
         body = {"spec": json.loads(args.spec.read_text()), "priority": args.priority,
                 "kind": args.kind, "run_id": args.run_id}  # fmt: skip
-        print(json.dumps(_request("runs.submit", {k: v for k, v in body.items() if v is not None})))
+        print(json.dumps(request_endpoint("runs.submit", {k: v for k, v in body.items() if v is not None})))
     else:
-        _print_items(_request("query.runs", {"status": args.status} if args.status else {}), args.json)
+        print_items(request_endpoint("query.runs", {"status": args.status} if args.status else {}), args.json)
     return 0
 
 
@@ -195,7 +195,7 @@ def _deadletter(args: argparse.Namespace) -> int:
         try:
             if args.dead_command == "list":
                 letters = await deadletter.list_dead(nc, service=args.service, limit=args.limit)
-                _print_items({"items": [d.summary() for d in letters]}, args.json)
+                print_items({"items": [d.summary() for d in letters]}, args.json)
             elif args.dead_command == "show":
                 letter = await deadletter.show(nc, args.seq)
                 if letter is None:

@@ -36,9 +36,12 @@ class BusHandle:
         self._nc: Client | None = None
         self._publisher: BatchPublisher | None = None
         self._copies: BatchPublisher | None = None
+        # Set once bound: what runs before (a callout answering during start) can wait for it.
+        self.bound = asyncio.Event()
 
     def bind(self, nc: Client) -> None:
         self._nc = nc
+        self.bound.set()
         self._publisher = BatchPublisher(nc)
         self._copies = BatchPublisher(nc, linger=COPY_LINGER)
 

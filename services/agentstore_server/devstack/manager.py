@@ -21,7 +21,9 @@ from agentstore_server.devstack import binaries, servers
 from agentstore_server.devstack.supervisor import PAUSE_FILE, Recipe, alive, owns, spawn
 
 SUPERVISOR_ARGV = [sys.executable, "-m", "agentstore", "supervise"]
-SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp")
+SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp", "identity")
+# Started only under AGENTSTORE_AUTH=1 (there is nobody to identify without it).
+AUTH_ONLY = ("identity",)
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,8 @@ class Stack:
             # `make up WEB_EVALUATOR=evaluator`: the console's write actions log in as it.
             service_env["web"]["WEB_EVALUATOR"] = os.environ["WEB_EVALUATOR"]
         for name in SERVICES:
+            if name in AUTH_ONLY and not self.auth:
+                continue
             self._ensure_service(name, {**settings, **service_env[name]})
         return settings
 
@@ -241,7 +245,14 @@ class Stack:
         Returns the nats-server config lines, each service's NATS_USER/NATS_PASSWORD,
         and the evaluator's for `stack.env` (so the CLI can query).
         """
-        from agentstore.auth import Fleet, generate, load_fleet, read_credentials
+        from agentstore.auth import (
+            ENROLLMENT_FILE,
+            Fleet,
+            generate,
+            load_fleet,
+            read_credentials,
+            read_secrets,
+        )
 
         folder = self.home / "auth"
         fleet_file = self.home / "fleet.json"
@@ -250,20 +261,27 @@ class Stack:
             fleet_file.write_text(
                 '{"agents": ["a1", "a2"], "evaluators": ["evaluator"], "frontends": ["frontend"]}\n'
             )
-        if not (folder / "auth.conf").exists():
-            generate(load_fleet(fleet_file), folder)
+        if not (folder / "auth.conf").exists() or not (folder / ENROLLMENT_FILE).exists():
+            generate(load_fleet(fleet_file), folder)  # (a folder from before run-time identities: anew)
         fleet: Fleet = load_fleet(fleet_file)
 
-        def creds(user: str) -> dict[str, str]:
+        def creds(user: str, prefix: str = "NATS") -> dict[str, str]:
             name, password = read_credentials(folder / "credentials" / f"{user}.json")
-            return {"NATS_USER": name, "NATS_PASSWORD": password}
+            return {f"{prefix}_USER": name, f"{prefix}_PASSWORD": password}
 
         services = {name: creds(f"service-{name}") for name in SERVICES if name != "web"}
         # The console logs in as the fleet's first console identity (frontend + read-only).
         services["web"] = creds(f"console-{fleet.consoles[0]}") if fleet.consoles else {}
+        keys = read_secrets(folder)
+        services["identity"].update(
+            {**creds("identity", "IDENTITY_NATS"), **creds("system", "SYSTEM_NATS"),
+             "IDENTITY_ISSUER_SEED": keys.issuer_seed, "AGENTSTORE_ENROLLMENT_TOKEN": keys.enrollment}
+        )  # fmt: skip
         evaluator = creds(f"evaluator-{fleet.evaluators[0]}") if fleet.evaluators else {}
-        # Clients pick their own identity's file from here (NatsSettings.as_identity).
+        # Clients pick their own identity's file from here (NatsSettings.as_identity); an agent
+        # with none enrolls with the token (the identity service issues its identity).
         evaluator["AGENTSTORE_CREDENTIALS"] = str((folder / "credentials").resolve())
+        evaluator["AGENTSTORE_ENROLLMENT_TOKEN"] = keys.enrollment
         # nats-server resolves includes relative to its own config file.
         include = os.path.relpath(folder / "auth.conf", self.data / "nats")
         return f'include "{include}"', services, evaluator
@@ -287,7 +305,8 @@ class Stack:
     # -- status --------------------------------------------------------------
     def status(self) -> list[dict[str, str]]:
         rows = []
-        for name in ("nats", "postgres", "mongo", self.s3, *SERVICES):
+        started = [s for s in SERVICES if s not in AUTH_ONLY or self.auth or self.pid(s) is not None]
+        for name in ("nats", "postgres", "mongo", self.s3, *started):
             pid = self.pid(name)
             address = self._address(name)
             if pid is None:

@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentstore.cli import Command, connect_from_env, install_hint, stop_on_signals
+from agentstore.cli import (
+    Command,
+    connect_from_env,
+    install_hint,
+    print_items,
+    request_endpoint,
+    stop_on_signals,
+)
 from agentstore.errors import AgentstoreError
 
 
@@ -52,11 +59,26 @@ def add_commands(sub: Any) -> dict[str, Command]:
         "reconcile", help="objects without metadata, metadata without objects, stale uploads"
     )
     rec.add_argument("--repair", action="store_true", help="register, drop and remove as needed")
-    auth = sub.add_parser("auth", help="NATS authorization and credentials for a fleet file")
-    auth.add_argument(
+    auth = sub.add_parser(
+        "auth", help="NATS identities: a fleet's authorization, run-time identities, revocation"
+    )
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    gen = auth_sub.add_parser("generate", help="auth.conf, credentials and the identity service's secrets")
+    gen.add_argument(
         "fleet", type=Path, help='JSON: {"agents": [...], "evaluators": [...], "frontends": [...]}'
     )
-    auth.add_argument("--out", type=Path, default=Path(".agentstore/auth"))
+    gen.add_argument("--out", type=Path, default=Path(".agentstore/auth"))
+    revoke = auth_sub.add_parser("revoke", help="cut an identity's connections now and refuse its logins")
+    revoke.add_argument("kind", choices=["agent"])
+    revoke.add_argument("id")
+    listing = auth_sub.add_parser("list", help="identities issued at run time: when, how often, revoked")
+    listing.add_argument("--revoked", action="store_true", help="only the revoked ones")
+    token = auth_sub.add_parser("token", help="one agent's own enrollment token (it enrolls that id only)")
+    token.add_argument("kind", choices=["agent"])
+    token.add_argument("id")
+    token.add_argument(
+        "--secrets", type=Path, default=Path(".agentstore/auth"), help="the folder `generate` wrote"
+    )
     return {
         "up": _stack_command(_up),
         "down": _stack_command(_down),
@@ -199,14 +221,31 @@ def _mirror(args: argparse.Namespace) -> int:
 
 
 def _auth(args: argparse.Namespace) -> int:
-    from agentstore.auth import generate, load_fleet
+    from agentstore import auth
 
-    found = generate(load_fleet(args.fleet), args.out)
-    if args.json:
-        print(json.dumps([i.user for i in found]))
+    if args.auth_command == "generate":
+        found = auth.generate(auth.load_fleet(args.fleet), args.out)
+        if args.json:
+            print(json.dumps([i.user for i in found]))
+        else:
+            print(f"wrote {args.out / 'auth.conf'} (include it in nats-server's config),")
+            print(
+                f"{len(found)} credentials in {args.out / 'credentials'}: " + ", ".join(i.user for i in found)
+            )
+            print(f"and the identity service's {auth.ISSUER_FILE} and {auth.ENROLLMENT_FILE} (agents enroll)")
+    elif args.auth_command == "revoke":
+        reply = request_endpoint("identity.revoke", {"kind": args.kind, "id": args.id})
+        said = f"revoked {args.kind} {args.id} at {reply['revoked_at']}; {reply['kicked']} connections closed"
+        print(json.dumps(reply) if args.json else said)
+    elif args.auth_command == "list":
+        reply = request_endpoint("identity.list", {"revoked": True} if args.revoked else {})
+        print_items(reply, args.json)
     else:
-        print(f"wrote {args.out / 'auth.conf'} (include it in nats-server's config) and")
-        print(f"{len(found)} credentials in {args.out / 'credentials'}: " + ", ".join(i.user for i in found))
+        if not args.secrets.joinpath(auth.ENROLLMENT_FILE).is_file():
+            raise AgentstoreError(
+                f"no {auth.ENROLLMENT_FILE} in {args.secrets}: run `agentstore auth generate` first"
+            )
+        print(auth.agent_token(auth.read_secrets(args.secrets).enrollment, args.id))
     return 0
 
 

@@ -43,6 +43,9 @@ ENV_FIELDS = {
     "NATS_CONTEXT": "context",
     # `make up AUTH=1`: the folder of per-identity credentials (`agentstore auth`).
     "AGENTSTORE_CREDENTIALS": "credentials_dir",
+    # An agent's bootstrap credential for a run-time identity: the fleet's enrollment token
+    # (stack.env, or a Kubernetes Secret), or its own (`agentstore auth token agent ID`).
+    "AGENTSTORE_ENROLLMENT_TOKEN": "enrollment",
 }
 
 
@@ -61,6 +64,7 @@ class NatsSettings:
     tls_key: str | None = None
     context: str | None = None  # a `nats` CLI context name; its values fill what is unset
     credentials_dir: str | None = None
+    enrollment: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, env_file: Path | None = None) -> NatsSettings:
@@ -93,20 +97,24 @@ class NatsSettings:
         return replace(self, context=None, **unset)
 
     def as_identity(self, identity: str) -> NatsSettings:
-        """These settings logged in as `identity` (`agent-a1`, `evaluator-evaluator`) from the
-        credentials folder; unchanged when there is no folder (NATS_USER, NATS_CREDS ... are
-        then the identity). With a folder that has no file for `identity`, a ConfigError:
-        a client never borrows another identity's login (the evaluator's, from stack.env)."""
-        if not self.credentials_dir:
-            return self
-        path = Path(self.credentials_dir) / f"{identity}.json"
-        if not path.is_file():
+        """These settings logged in as `identity` (`agent-a1`, `evaluator-evaluator`): its own
+        file in the credentials folder when it has one; else, for an agent with an enrollment
+        token, a run-time identity (the identity service issues it at login); else, with a
+        folder, a ConfigError: a client never borrows another identity's login (the
+        evaluator's, from stack.env). Without either, unchanged (NATS_USER, NATS_CREDS ... are
+        then the identity)."""
+        path = Path(self.credentials_dir) / f"{identity}.json" if self.credentials_dir else None
+        if path is not None and path.is_file():
+            return replace(self, creds=str(path), user=None, password=None, token=None, nkey=None)
+        if self.enrollment and identity.startswith("agent-"):
+            return replace(self, user=identity, password=self.enrollment, creds=None, token=None, nkey=None)
+        if path is not None:
             raise ConfigError(
-                f"no NATS credentials for {identity} in {self.credentials_dir}: this stack logs in "
-                f"each identity with its own; list it in .agentstore/fleet.json and restart with "
-                f"`make down && make up AUTH=1` (or give it NATS_CREDS of its own)"
+                f"no NATS credentials for {identity} in {self.credentials_dir} and no enrollment token: "
+                f"set AGENTSTORE_ENROLLMENT_TOKEN (an agent gets its identity at login; `make up AUTH=1` "
+                f"writes it to .agentstore/stack.env), or list it in .agentstore/fleet.json"
             )
-        return replace(self, creds=str(path), user=None, password=None)
+        return self
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -8,8 +8,9 @@ artefact matches them. docs/CONTRACT.md is the prose of the same contract.
 
 from __future__ import annotations
 
-from agentstore.contract.model import Endpoint, IngestSubject, Role, ServiceDecl
+from agentstore.contract.model import IDENTITIES_BUCKET, Endpoint, IngestSubject, Role, ServiceDecl
 from agentstore.schemas import artifacts as a
+from agentstore.schemas import identity as ident
 from agentstore.schemas import logs as lg
 from agentstore.schemas import metrics as m
 from agentstore.schemas import tasks as t
@@ -87,6 +88,9 @@ EVAL_AGENT_METRICS_CREATE_OR_UPDATE = Endpoint("eval.agent_metrics.create_or_upd
 QUERY_CUSTODY_METRICS = Endpoint("query.custody_metrics", m.CustodyQuery, m.Custody, "metrics", EVALUATOR, "one agent's custody protocol figures")
 EVAL_AGENT_METRICS_BULK = Endpoint("eval.agent_metrics.bulk", m.BulkUpdate, m.BulkUpdated, "metrics", EVALUATOR, "sets profile fields of many agents, all or nothing")
 EVAL_AGENT_METRICS_RESET = Endpoint("eval.agent_metrics.reset", m.ResetProfile, m.Profile, "metrics", EVALUATOR, "resets a profile")
+# identity service (run-time identities under auth: issued by NATS auth callout)
+IDENTITY_REVOKE = Endpoint("identity.revoke", ident.RevokeIdentity, ident.Revoked, "identity", EVALUATOR, "cuts an identity's connections and refuses its logins from now on")
+IDENTITY_LIST = Endpoint("identity.list", ident.IdentitiesQuery, ident.Identities, "identity", EVALUATOR, "identities issued at run time: when, how often, and revoked")
 # fmt: on
 
 # Every endpoint above, in the order declared (by service): declaring one is all it takes.
@@ -108,4 +112,7 @@ SERVICES: tuple[ServiceDecl, ...] = (
     # The OTLP/HTTP receiver: spans, logs and metrics of OpenTelemetry-instrumented agents
     # become their events, logs and metric points (it publishes as a gateway, consumes nothing).
     ServiceDecl("otlp", streams=(), publishes=("agents.*.logs", "agents.*.events", "agents.*.metrics")),
+    # Run-time identities: answers NATS's auth callout (on its own logins in the IDENTITY and
+    # SYS accounts) and keeps what it issued in a key-value bucket.
+    ServiceDecl("identity", streams=(), buckets=(IDENTITIES_BUCKET,)),
 )

@@ -20,6 +20,8 @@ DEADLETTER_PREFIX = "deadletter"
 # services turn it into a dead letter (agentstore_server.bus.ingest.MaxDeliveries).
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 DUPLICATE_WINDOW_SECONDS = 120.0
+# The identity service's registry of run-time identities (a JetStream key-value bucket).
+IDENTITIES_BUCKET = "AGENTSTORE_IDENTITIES"
 MAX_MESSAGE_BYTES = 1024 * 1024
 INGEST_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 DEADLETTER_MAX_AGE_SECONDS = 30 * 24 * 3600.0
@@ -124,6 +126,8 @@ class ServiceDecl:
     streams: tuple[str, ...]
     publishes: tuple[str, ...] = ()
     calls: tuple[str, ...] = ()
+    # JetStream key-value buckets it keeps (its own state, not agents' data).
+    buckets: tuple[str, ...] = ()
 
     @property
     def durable(self) -> str:

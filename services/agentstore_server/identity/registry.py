@@ -1,0 +1,137 @@
+"""What the identity service issued: one record per run-time identity in a JetStream key-value
+bucket (replicated with the streams; every replica of the service shares it). A login is
+recorded with the connection it opened, so a revocation can cut exactly those."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+from agentstore.contract import IDENTITIES_BUCKET
+from agentstore.errors import StoreUnavailable
+from agentstore.schemas.identity import IdentitiesQuery, IdentityItem, IdentityKind
+from agentstore_server.bus.handle import BusHandle
+
+# Connections kept per identity: a revocation cuts these (older ones are long gone).
+KEPT_CONNECTIONS = 16
+# Compare-and-set rounds before a busy key is given up on (replicas racing on one identity).
+CAS_ROUNDS = 20
+
+
+class Record(msgspec.Struct, kw_only=True):
+    kind: IdentityKind
+    id: str
+    issued_at: datetime
+    last_login: datetime
+    logins: int = 0
+    revoked_at: datetime | None = None
+    # (server id, client id) of its latest connections: what `KICK` takes.
+    connections: list[tuple[str, int]] = msgspec.field(default_factory=list)
+
+    def item(self) -> IdentityItem:
+        return IdentityItem(kind=self.kind, id=self.id, issued_at=self.issued_at, last_login=self.last_login,
+                            logins=self.logins, revoked_at=self.revoked_at)  # fmt: skip
+
+
+class Registry:
+    def __init__(self, bus: BusHandle, replicas: int = 1) -> None:
+        self.bus = bus
+        self.replicas = replicas
+        self._kv: KeyValue | None = None
+
+    async def kv(self) -> KeyValue:
+        if self._kv is None:
+            # Logins can arrive while the service starts, before its own connection is bound.
+            await asyncio.wait_for(self.bus.bound.wait(), timeout=10)
+            js = self.bus.nc.jetstream()
+            try:
+                self._kv = await js.key_value(IDENTITIES_BUCKET)
+            except BucketNotFoundError:
+                self._kv = await js.create_key_value(
+                    bucket=IDENTITIES_BUCKET, history=1, replicas=self.replicas,
+                    description="agentstore run-time identities: issued, last login, revoked",
+                )  # fmt: skip
+        return self._kv
+
+    async def _change(self, kind: IdentityKind, ident: str, change: Any) -> Record:
+        """Read, `change(record or None) -> record`, write back only if nobody wrote between."""
+        kv = await self.kv()
+        key = f"{kind}.{ident}"
+        for _ in range(CAS_ROUNDS):
+            try:
+                entry = await kv.get(key)
+                current = msgspec.json.decode(entry.value or b"", type=Record)
+                revision: int | None = entry.revision
+            except KeyNotFoundError:
+                current, revision = None, None
+            record: Record = change(current)
+            data = msgspec.json.encode(record)
+            try:
+                if revision is None:
+                    await kv.create(key, data)
+                else:
+                    await kv.update(key, data, last=revision)
+                return record
+            except KeyWrongLastSequenceError:
+                continue  # another replica wrote first: read again
+        raise StoreUnavailable(f"identity {key} changed {CAS_ROUNDS} times while being written; retry")
+
+    async def revoked(self, kind: IdentityKind, ident: str) -> bool:
+        try:
+            entry = await (await self.kv()).get(f"{kind}.{ident}")
+        except KeyNotFoundError:
+            return False
+        return msgspec.json.decode(entry.value or b"", type=Record).revoked_at is not None
+
+    async def login(self, kind: IdentityKind, ident: str, server: str, cid: int) -> Record:
+        """Record a login and its connection; the record says whether the identity is revoked
+        (written atomically with the check, so a revocation racing a login is seen by one)."""
+        now = datetime.now(UTC)
+
+        def change(record: Record | None) -> Record:
+            if record is None:
+                record = Record(kind=kind, id=ident, issued_at=now, last_login=now)
+            if record.revoked_at is not None:
+                return record
+            record.logins += 1
+            record.last_login = now
+            record.connections = [*record.connections, (server, cid)][-KEPT_CONNECTIONS:]
+            return record
+
+        return await self._change(kind, ident, change)
+
+    async def revoke(self, kind: IdentityKind, ident: str) -> Record:
+        """Refuse the identity's logins from now on (also one never issued yet)."""
+        now = datetime.now(UTC)
+
+        def change(record: Record | None) -> Record:
+            record = record or Record(kind=kind, id=ident, issued_at=now, last_login=now)
+            record.revoked_at = record.revoked_at or now
+            return record
+
+        return await self._change(kind, ident, change)
+
+    async def list(self, q: IdentitiesQuery) -> list[IdentityItem]:
+        kv = await self.kv()
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return []
+        items = []
+        for key in sorted(keys):
+            if q.kind is not None and not key.startswith(f"{q.kind}."):
+                continue
+            try:
+                record = msgspec.json.decode((await kv.get(key)).value or b"", type=Record)
+            except KeyNotFoundError:
+                continue
+            if q.revoked is None or q.revoked == (record.revoked_at is not None):
+                items.append(record.item())
+            if len(items) >= q.limit:
+                break
+        return items
