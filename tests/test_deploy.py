@@ -15,12 +15,12 @@ from agentstore_server.devstack.binaries import compose_schema
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "deploy" / "k8s"
-SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp")
+SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp", "identity")
 
 
 def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
     docs = []
-    for path in sorted((K8S / "base").glob("*.yaml")):
+    for path in sorted([*(K8S / "base").glob("*.yaml"), *(K8S / "examples").glob("*.yaml")]):
         if path.name == "kustomization.yaml":
             continue
         docs += [(f"{path.name}#{i}", d) for i, d in enumerate(yaml.safe_load_all(path.read_text())) if d]

@@ -19,7 +19,7 @@ import pytest
 from agentstore import AgentClient, EvaluatorClient, NatsSettings
 from agentstore.errors import ConfigError, Forbidden
 from agentstore_server.devstack import servers
-from agentstore_server.devstack.manager import SERVICES
+from agentstore_server.devstack.manager import AUTH_ONLY, SERVICES
 from tests.helpers import as_json, eventually, log_body, request
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,10 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     status = cli(stack_env, "--json", "status")
     assert status.returncode == 0, status.stdout
     rows = json.loads(status.stdout)
-    assert {r["name"] for r in rows} == {"nats", "postgres", "mongo", "minio", *SERVICES, "supervisor"}
+    # (the identity service runs only under AUTH=1)
+    assert {r["name"] for r in rows} == {"nats", "postgres", "mongo", "minio", *SERVICES, "supervisor"} - set(
+        AUTH_ONLY
+    )
     assert all(r["health"] in ("running", "ready") for r in rows)
     pids = {r["name"]: int(r["pid"]) for r in rows}
     for name, pid in pids.items():
@@ -223,3 +226,39 @@ async def test_both_clients_and_the_cli_log_in_under_auth(stack_env: dict[str, s
     # An agent the fleet does not know cannot log in, and says why.
     with pytest.raises(ConfigError, match=r"NATS_URL|credentials"):
         await AgentClient.connect(NatsSettings(url=settings.url, user="nobody", password="x"), "zz")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (as in test_auth.py)
+async def test_an_agent_nobody_listed_joins_an_auth_stack_and_the_cli_revokes_it(
+    stack_env: dict[str, str],
+) -> None:
+    """Issue 26's reproduction: `make up AUTH=1`, a bare client as `newcomer-1` (not in
+    fleet.json) with only what stack.env gives. It gets its own identity at login, and the
+    operator's `agentstore auth revoke` cuts it off."""
+    stack_env["AGENTSTORE_AUTH"] = "1"
+    up = cli(stack_env, "up")
+    assert up.returncode == 0, up.stderr
+    assert "identity" in cli(stack_env, "status").stdout
+    settings = NatsSettings.from_env(env=stack_env)
+    assert settings.enrollment  # stack.env carries the fleet's enrollment token
+    agent = await AgentClient.connect(settings, "newcomer-1")
+    try:
+        await agent.log("info", "joined without a restart", id="new-1")
+        mine = await agent.query("logs")
+        assert [item.id for item in mine.items] == ["new-1"]
+        with pytest.raises(Forbidden):
+            await agent.query("logs", agent_ids=["a1"])
+        listed = cli(stack_env, "--json", "auth", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "newcomer-1" in {i["id"] for i in json.loads(listed.stdout)["items"]}
+        revoked = cli(stack_env, "auth", "revoke", "agent", "newcomer-1")
+        assert revoked.returncode == 0 and "connections closed" in revoked.stdout, revoked.stderr
+
+        async def cut() -> bool:
+            return not agent.nc.is_connected
+
+        await eventually(cut, timeout=5, what="the revoked agent's connection closed")
+    finally:
+        await agent.nc.close()
+    with pytest.raises(ConfigError, match="refused the login as user 'agent-newcomer-1'"):
+        await AgentClient.connect(settings, "newcomer-1")

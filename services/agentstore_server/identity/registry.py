@@ -1,6 +1,11 @@
 """What the identity service issued: one record per run-time identity in a JetStream key-value
-bucket (replicated with the streams; every replica of the service shares it). A login is
-recorded with the connection it opened, so a revocation can cut exactly those."""
+bucket (replicated with the streams; every replica of the service shares it), and the
+revocations under their own keys (`revoked.<kind>.<id>`).
+
+A login is answered from memory (each replica watches the revocations: no round trip on the
+connect path) and recorded after the answer, with the connection it opened, so a revocation
+can cut exactly those. A login admitted while a revocation spreads is recorded within the
+second a revocation waits before kicking again (identity/service.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +48,22 @@ class Registry:
         self.bus = bus
         self.replicas = replicas
         self._kv: KeyValue | None = None
+        self._revoked: set[str] = set()  # "<kind>.<id>", from the bucket's revoked.> keys
+        self.primed = asyncio.Event()  # every revocation made before this replica started is known
+
+    async def watch_revocations(self) -> None:
+        """Keep the revoked set current (a background loop of the service)."""
+        watcher = await (await self.kv()).watch("revoked.>")
+        async for entry in watcher:
+            if entry is None:  # the revocations already made have all been delivered
+                self.primed.set()
+            elif entry.operation in (None, "PUT"):
+                self._revoked.add(entry.key.removeprefix("revoked."))
+            else:  # deleted: reinstated
+                self._revoked.discard(entry.key.removeprefix("revoked."))
+
+    def is_revoked(self, kind: IdentityKind, ident: str) -> bool:
+        return f"{kind}.{ident}" in self._revoked
 
     async def kv(self) -> KeyValue:
         if self._kv is None:
@@ -81,23 +102,13 @@ class Registry:
                 continue  # another replica wrote first: read again
         raise StoreUnavailable(f"identity {key} changed {CAS_ROUNDS} times while being written; retry")
 
-    async def revoked(self, kind: IdentityKind, ident: str) -> bool:
-        try:
-            entry = await (await self.kv()).get(f"{kind}.{ident}")
-        except KeyNotFoundError:
-            return False
-        return msgspec.json.decode(entry.value or b"", type=Record).revoked_at is not None
-
     async def login(self, kind: IdentityKind, ident: str, server: str, cid: int) -> Record:
-        """Record a login and its connection; the record says whether the identity is revoked
-        (written atomically with the check, so a revocation racing a login is seen by one)."""
+        """Record an admitted login and its connection."""
         now = datetime.now(UTC)
 
         def change(record: Record | None) -> Record:
             if record is None:
                 record = Record(kind=kind, id=ident, issued_at=now, last_login=now)
-            if record.revoked_at is not None:
-                return record
             record.logins += 1
             record.last_login = now
             record.connections = [*record.connections, (server, cid)][-KEPT_CONNECTIONS:]
@@ -106,8 +117,11 @@ class Registry:
         return await self._change(kind, ident, change)
 
     async def revoke(self, kind: IdentityKind, ident: str) -> Record:
-        """Refuse the identity's logins from now on (also one never issued yet)."""
+        """Refuse the identity's logins from now on (also one never issued yet): every replica
+        sees the revoked key within milliseconds; the record says when, and its connections."""
         now = datetime.now(UTC)
+        self._revoked.add(f"{kind}.{ident}")
+        await (await self.kv()).put(f"revoked.{kind}.{ident}", now.isoformat().encode())
 
         def change(record: Record | None) -> Record:
             record = record or Record(kind=kind, id=ident, issued_at=now, last_login=now)
@@ -124,7 +138,7 @@ class Registry:
             return []
         items = []
         for key in sorted(keys):
-            if q.kind is not None and not key.startswith(f"{q.kind}."):
+            if key.startswith("revoked.") or (q.kind is not None and not key.startswith(f"{q.kind}.")):
                 continue
             try:
                 record = msgspec.json.decode((await kv.get(key)).value or b"", type=Record)

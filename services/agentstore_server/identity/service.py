@@ -61,6 +61,7 @@ class Callout:
         self.system: Client | None = None  # the system login (SYS account)
         self.issued = 0
         self.refused = 0
+        self._recording: set[asyncio.Task[None]] = set()
 
     def _accepts(self, user: str, token: str) -> str:
         """The agent id a login may have, or a ValueError saying why not."""
@@ -84,16 +85,19 @@ class Callout:
             return  # nothing to answer to: the server times the login out
         opts = request.get("connect_opts") or {}
         user, token = str(opts.get("user") or ""), str(opts.get("pass") or opts.get("auth_token") or "")
+        admitted: str | None = None
         try:
             agent = self._accepts(user, token)
-            record = await self.registry.login("agent", agent, server, int(request["client_info"]["id"]))
-            if record.revoked_at is not None:
-                raise ValueError(f"{user} was revoked at {record.revoked_at.isoformat()}")
+            if not self.registry.primed.is_set():  # just started: the revocations are on their way
+                await asyncio.wait_for(self.registry.primed.wait(), timeout=5)
+            if self.registry.is_revoked("agent", agent):
+                raise ValueError(f"{user} is revoked")
             grant = auth.agent_identity(agent)
             user_jwt = tokens.encode(tokens.user_claims(user_nkey, grant.user, auth.ACCOUNT, grant.publish,
                                                         grant.subscribe, self.settings.identity_ttl_seconds),
                                      self.issuer)  # fmt: skip
             response = tokens.response_claims(user_nkey, server, user_jwt=user_jwt)
+            admitted = agent
             self.issued += 1
         except Exception as exc:  # every refusal is answered, with its reason (the server logs it)
             reason = (
@@ -103,6 +107,18 @@ class Callout:
             response = tokens.response_claims(user_nkey, server, error=reason)
             self.refused += 1
         await msg.respond(tokens.encode(response, self.issuer).encode())
+        if admitted is not None:
+            # Recorded beside the answers, not before the next one: nats-py hands a subscription's
+            # messages over one at a time, and the record is a key-value round trip.
+            task = asyncio.create_task(self._record(admitted, server, int(request["client_info"]["id"])))
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
+
+    async def _record(self, agent: str, server: str, cid: int) -> None:
+        try:
+            await self.registry.login("agent", agent, server, cid)
+        except Exception as exc:  # the login stands; only its record (for revocation) is missing
+            log.warning("could not record the login of agent-%s (connection %s): %s", agent, cid, exc)
 
     async def kick(self, connections: list[tuple[str, int]]) -> int:
         """Ask each server to close these connections; how many it closed."""
@@ -133,6 +149,9 @@ class Callout:
         log.info("answering NATS auth callout as issuer %s", self.issuer.public_key.decode())
 
     async def close(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.drain()  # no new logins; then the records of those answered
+        await asyncio.gather(*self._recording, return_exceptions=True)
         for nc in (self.nc, self.system):
             if nc is not None and not nc.is_closed:
                 await nc.drain()
@@ -140,6 +159,8 @@ class Callout:
     async def ready(self) -> None:
         if self.nc is None or not self.nc.is_connected:
             raise ConnectionError("the callout login (IDENTITY account) is not connected")
+        if not self.registry.primed.is_set():
+            raise ConnectionError("the revocations are not read yet")
 
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
@@ -176,6 +197,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     return Wiring(
         endpoints=bind("identity", {contract.IDENTITY_REVOKE: revoke, contract.IDENTITY_LIST: listing}),
         checks=checks,
+        background=[registry.watch_revocations],
         bus=bus,
     )
 

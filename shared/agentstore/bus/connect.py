@@ -214,15 +214,26 @@ async def connect_nats(
         settings = NatsSettings(url=settings)
     url = settings.url
     refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+    said_refused = False  # a refused re-login is said once, not at every retry
 
     async def on_error(exc: Exception) -> None:
         # At the first connection nats-py reports a refused login as a plain Error with the
         # server's words, then retries for ever.
+        nonlocal said_refused
         text = str(exc).lower()
         login_refused = isinstance(exc, nats.errors.AuthorizationError) or (
             "authorization violation" in text or "authentication" in text)  # fmt: skip
         if login_refused and not refused.done():
             refused.set_result(exc)
+            return
+        if login_refused:
+            # Connected once, refused now: revoked, or the identity service is down. Retrying
+            # (a revoked identity stays out; a restarted identity service lets it back in).
+            if not said_refused:
+                log.error("NATS at %s refused the login as %s on reconnect (revoked, or the identity "
+                          "service is down); retrying", url, _who(settings))  # fmt: skip
+            said_refused = True
+            return
         if denials is not None and denials.record(exc):
             return
         log.warning("nats error: %s", exc)
@@ -232,6 +243,8 @@ async def connect_nats(
         log.info("nats disconnected from %s", url)
 
     async def on_reconnect() -> None:
+        nonlocal said_refused
+        said_refused = False
         log.info("nats reconnected to %s", url)
 
     options: dict[str, Any] = {
