@@ -12,7 +12,7 @@ from agentstore_server.bus.rpc import bind
 from agentstore_server.config import Settings
 from agentstore_server.lifecycle.metrics import CountsCollector
 from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
-from agentstore_server.logs import agents, conversations, events, logs, memories, outputs
+from agentstore_server.logs import agents, conversations, events, logs, memories, outputs, sessions
 from agentstore_server.logs.retention import AGE_FIELD, sweeper
 from agentstore_server.stores.mongo import MongoStore
 from agentstore_server.stores.readers import FerretSqlReader, reading
@@ -25,6 +25,7 @@ INDEXES = {
     events.COLLECTION: events.INDEXES,
     outputs.COLLECTION: outputs.INDEXES,
     agents.COLLECTION: agents.INDEXES,
+    sessions.COLLECTION: sessions.INDEXES,
 }
 
 
@@ -46,6 +47,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     event_store = events.Events(mongo, reader)
     output_store = outputs.Outputs(mongo, reader)
     fleet = agents.Agents(mongo, reader)
+    session_store = sessions.Sessions(mongo, reader)
     writers = {
         "logs": Handler(logs.decode_log, log_store.write),
         "memories": Handler(memories.decode_memory, memory_store.write),
@@ -69,6 +71,10 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.QUERY_EVENTS: event_store.query,
                 contract.QUERY_OUTPUTS: output_store.query,
                 contract.QUERY_AGENTS: fleet.query,
+                contract.SESSION_ADD: session_store.add,
+                contract.SESSION_ITEMS: session_store.items,
+                contract.SESSION_POP: session_store.pop,
+                contract.SESSION_CLEAR: session_store.clear,
             },
         ),
         checks={"mongodb": mongo.ping},

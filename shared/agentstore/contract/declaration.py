@@ -13,6 +13,7 @@ from agentstore.schemas import artifacts as a
 from agentstore.schemas import identity as ident
 from agentstore.schemas import logs as lg
 from agentstore.schemas import metrics as m
+from agentstore.schemas import sessions as ss
 from agentstore.schemas import tasks as t
 from agentstore.schemas.common import Page
 
@@ -48,6 +49,10 @@ QUERY_CONVERSATION = Endpoint("query.conversation", lg.ConversationQuery, lg.Con
 QUERY_MESSAGES = Endpoint("query.messages", lg.MessagesQuery, Page[lg.MessageItem], "logs", EVALUATOR_AGENT, "a conversation's messages in pages, oldest first", after="LOGS")
 QUERY_EVENTS = Endpoint("query.events", lg.EventsQuery, Page[lg.EventItem], "logs", EVALUATOR_AGENT, "audit events, oldest first", after="LOGS")
 QUERY_OUTPUTS = Endpoint("query.outputs", lg.OutputsQuery, Page[lg.OutputItem], "logs", EVALUATOR_AGENT, "agent outputs, newest first", after="LOGS")
+SESSION_ADD = Endpoint("agents.{agent}.rpc.session.add", ss.AddSessionItems, ss.SessionAdded, "logs", AGENT, "appends items to one of the agent's sessions (idempotent on batch_id)")
+SESSION_ITEMS = Endpoint("agents.{agent}.rpc.session.items", ss.SessionItemsQuery, ss.SessionItems, "logs", AGENT, "a session's latest items, in the order added")
+SESSION_POP = Endpoint("agents.{agent}.rpc.session.pop", ss.PopSessionItem, ss.PoppedSessionItem, "logs", AGENT, "removes and returns a session's newest item")
+SESSION_CLEAR = Endpoint("agents.{agent}.rpc.session.clear", ss.ClearSession, ss.SessionCleared, "logs", AGENT, "removes every item of a session")
 QUERY_AGENTS = Endpoint("query.agents", lg.AgentsQuery, Page[lg.AgentItem], "logs", EVALUATOR, "agents, most recently seen first, with their recent errors", after="LOGS")
 # tasks service
 QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", EVERYONE, "tasks with their latest progress", after="TASKS")
