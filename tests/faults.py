@@ -72,7 +72,7 @@ class Sizes:
     @classmethod
     def short(cls) -> Sizes:
         """`make test`'s sizes: each case's behaviour, in seconds rather than minutes."""
-        return cls(events=500, artifacts=100, dupes=300, nats_events=2_000, outages=(3.0,),
+        return cls(events=500, artifacts=100, dupes=300, nats_events=2_000, outages=(6.0,),
                    runs=200, cluster_events=2_000)  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from pymongo.errors import (
     AutoReconnect,
+    BulkWriteError,
     ConfigurationError,
     ExecutionTimeout,
     InvalidOperation,
@@ -119,6 +120,11 @@ MONGO_ERRORS: list[tuple[BaseException, type[Exception] | None]] = [
     (OperationFailure("E11000 duplicate key", code=11000), StoreRejected),
     (OperationFailure("a code nobody listed", code=987654), StoreRejected),
     (OperationFailure("ShutdownInProgress", code=91), StoreUnavailable),
+    # FerretDB while its PostgreSQL is down (T4 at full size found it dead-lettering logs):
+    (OperationFailure("[msg_insert.go:168 handler.(*Handler).MsgInsert] failed to connect to `user=postgres "
+                      "database=ferretdb`: dial error: dial tcp 127.0.0.1:5432: connect: connection refused",
+                      code=1), StoreUnavailable),
+    (OperationFailure("an internal error about the document", code=1), StoreRejected),
     (OperationFailure("PrimarySteppedDown", code=189), StoreUnavailable),
     (OperationFailure("retry me", code=987654, details={"errorLabels": ["RetryableWriteError"]}), StoreUnavailable),
     (ExecutionTimeout("MaxTimeMSExpired", code=50), StoreUnavailable),
@@ -146,6 +152,17 @@ def test_mongo_error_table_row(error: BaseException, expected: type[Exception] |
         assert converted is None
     else:
         assert type(converted) is expected, converted
+
+
+def test_a_bulk_write_failing_because_ferretdbs_backend_is_down_is_unavailable_not_refused() -> None:
+    """Per-document errors of code 1 that name a lost backend connection: the whole write
+    waits (nak, backoff), nothing is dead-lettered; other per-document errors stay refusals."""
+    down = BulkWriteError({"writeErrors": [{"index": 0, "code": 1, "errmsg": "failed to connect to `user=postgres`: "
+                                            "dial error: connect: connection refused"}]})  # fmt: skip
+    with pytest.raises(StoreUnavailable, match="backend is unavailable"):
+        MongoStore._refused(down)
+    bad = BulkWriteError({"writeErrors": [{"index": 3, "code": 2, "errmsg": "bad value"}]})
+    assert MongoStore._refused(bad) == {3: "bad value"}
 
 
 async def test_mongo_refuses_what_bson_cannot_encode_as_a_data_error(mongo: MongoStore) -> None:

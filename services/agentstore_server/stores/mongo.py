@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,20 @@ _TRANSIENT_CODES = frozenset({
 # The data: bad value, type mismatch, failed to parse, `$`- or dot-named fields, a document
 # or a key too large, an index key too long, duplicates where they are not success.
 _DATA_CODES = frozenset({2, 9, 14, 17, 52, 56, 57, 10334, 17280, 16755, DUPLICATE_KEY})
+# FerretDB answers InternalError (code 1) when its own PostgreSQL backend is away: by the
+# words of its driver, a connection failure is the backend's outage, not the document.
+_INTERNAL_ERROR = 1
+_BACKEND_DOWN = re.compile(
+    r"failed to connect|dial error|connection refused|connection reset|broken pipe|"
+    r"the database system is (starting up|shutting down|not yet accepting)|conn closed|unexpected EOF",
+    re.IGNORECASE,
+)
+
+
+def _backend_down(code: object, message: str) -> bool:
+    return code == _INTERNAL_ERROR and _BACKEND_DOWN.search(message) is not None
+
+
 # Raised by pymongo's BSON encoder before anything is sent: the document cannot be encoded
 # (an int past int64, a str with an unpaired surrogate, a key BSON refuses).
 _ENCODING_ERRORS = (bson.errors.BSONError, OverflowError, UnicodeEncodeError)
@@ -87,7 +102,8 @@ def convert(exc: BaseException, url: str) -> Exception | None:
             return StoreMisconfigured(
                 f"MongoDB at {url} refused: {exc}; check the deployment's user and roles"
             )
-        if exc.code in _TRANSIENT_CODES or exc.has_error_label("RetryableWriteError"):
+        if (exc.code in _TRANSIENT_CODES or exc.has_error_label("RetryableWriteError")
+                or _backend_down(exc.code, str(exc))):  # fmt: skip
             return StoreUnavailable(f"MongoDB at {url} is unavailable ({exc}); retrying")
         if exc.code in _DATA_CODES:
             return StoreRejected(f"MongoDB refused it: {exc}")
@@ -245,10 +261,18 @@ class MongoStore:
             for err in reply.get("writeErrors", [])
         }
 
-    def _refused(self, exc: BulkWriteError) -> dict[int, str]:
+    @staticmethod
+    def _refused(exc: BulkWriteError) -> dict[int, str]:
         details = exc.details or {}
         if details.get("writeConcernErrors"):
             raise StoreUnavailable(f"MongoDB write concern failed: {details['writeConcernErrors']}")
+        down = [
+            e
+            for e in details.get("writeErrors", [])
+            if _backend_down(e.get("code"), str(e.get("errmsg", "")))
+        ]
+        if down:
+            raise StoreUnavailable(f"MongoDB's backend is unavailable: {down[0].get('errmsg')}")
         return {
             err["index"]: str(err.get("errmsg", "refused"))
             for err in details.get("writeErrors", [])
