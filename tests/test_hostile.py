@@ -33,6 +33,7 @@ from agentstore import contract
 from agentstore.schemas.common import MAX_NESTING
 from agentstore_server.artifacts.service import SPEC as ARTIFACTS
 from agentstore_server.devstack.servers import Server
+from agentstore_server.identity.service import SPEC as IDENTITY
 from agentstore_server.lifecycle.runner import running
 from agentstore_server.logs.service import SPEC as LOGS
 from agentstore_server.metrics.service import SPEC as METRICS
@@ -197,13 +198,14 @@ def _same(stored: Any, sent: Any) -> bool:
     return type(stored) is type(sent) and stored == sent
 
 
-# One nats-server (conftest's module_nats) and the four services for the whole module: the
+# One nats-server (conftest's module_nats) and the services for the whole module: the
 # search runs hundreds of requests, and a stack a parametrized test would cost more than them.
 @pytest.fixture(scope="module")
 async def services(module_nats: Server, stack_servers: Stack) -> AsyncIterator[None]:
     settings = make_settings(module_nats, stack_servers.mongo, stack_servers)
     async with AsyncExitStack() as stack:
-        for spec in (LOGS, TASKS, METRICS, ARTIFACTS):
+        # (identity without its secrets: no callout here, its endpoints still answer)
+        for spec in (LOGS, TASKS, METRICS, ARTIFACTS, IDENTITY):
             await stack.enter_async_context(running(spec, settings))
         yield
 
