@@ -36,10 +36,11 @@ def test_the_sdk_imports_nothing_of_the_server(path: Path) -> None:
 
 # What an agent's `pip install agentstore` brings: nats-py (with its nkeys extra) and msgspec. The SDK's modules import
 # nothing else beyond the standard library, except what a module tries and does without: pytest in
-# the pytest plugin, rich for colour in the CLI, the caller's OpenTelemetry in logging.
+# the pytest plugin, rich for colour in the CLI, the caller's OpenTelemetry in logging; and a framework
+# adapter its framework, which its extra brings (`agentstore[langgraph]`), imported by nothing else.
 SDK_THIRD_PARTY = {"nats", "msgspec", "nkeys"}  # nkeys: nats-py[nkeys]
 OPTIONAL = {"testing.py": {"pytest", "pytest_asyncio"}, "cli.py": {"rich"}, "tail.py": {"rich"},
-            "logging.py": {"opentelemetry"}}  # fmt: skip
+            "logging.py": {"opentelemetry"}, "langgraph.py": {"langgraph", "langchain_core"}}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", _files(SDK), ids=lambda p: str(p.relative_to(SDK)))

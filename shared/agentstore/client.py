@@ -389,7 +389,7 @@ class AgentClient:
         else:
             grant: Presigned = await self.call(contract.PRESIGN, PresignRequest(
                 name=name, content_type=content_type, task_id=task_id, bucket=bucket))  # fmt: skip
-            await asyncio.to_thread(_http_put, grant.upload_url, payload, content_type)
+            await asyncio.to_thread(http_put, grant.upload_url, payload, content_type)
             await self.send(UploadIn(id=artifact_id, object_key=grant.object_key, name=name,
                                      content_type=content_type, task_id=task_id, bucket=grant.bucket))  # fmt: skip
         return f"{self.agent}:{artifact_id}"
@@ -550,7 +550,7 @@ class EvaluatorClient:
         return await self.call(contract.RUNS_CANCEL, CancelRun(run_id=run_id))
 
 
-def _http_put(url: str, data: bytes, content_type: str) -> None:
+def http_put(url: str, data: bytes, content_type: str) -> None:
     """A presigned PUT with the standard library: the SDK needs no HTTP package."""
     request = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": content_type})
     try:
@@ -559,3 +559,13 @@ def _http_put(url: str, data: bytes, content_type: str) -> None:
                 raise Unavailable(f"presigned upload failed with HTTP {response.status}")
     except OSError as exc:
         raise Unavailable(f"presigned upload failed: {exc}") from exc
+
+
+def http_get(url: str) -> bytes:
+    """A presigned GET with the standard library."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            data: bytes = response.read()
+            return data
+    except OSError as exc:
+        raise Unavailable(f"presigned download failed: {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from agentstore import contract
+from agentstore_server.artifacts.checkpoints import Checkpoints
 from agentstore_server.artifacts.db import MIGRATIONS
 from agentstore_server.artifacts.files import Artifacts
 from agentstore_server.bus.handle import BusHandle
@@ -28,6 +29,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     bus = BusHandle()
     artifacts = Artifacts(pg, objects, settings.s3_buckets, bus)
     await artifacts.setup()
+    checkpoints = Checkpoints(pg, objects)
+    await checkpoints.setup()
     return Wiring(
         ingests=ingests(
             "artifacts",
@@ -44,6 +47,14 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.QUERY_SCREENSHOTS: artifacts.query_screenshots,
                 contract.QUERY_FILE_URL: artifacts.file_url,
                 contract.FILES_DELETE: artifacts.delete_files,
+                contract.CHECKPOINT_PUT: checkpoints.put,
+                contract.CHECKPOINT_WRITES: checkpoints.put_writes,
+                contract.CHECKPOINT_GET: checkpoints.get,
+                contract.CHECKPOINT_LIST: checkpoints.listing,
+                contract.CHECKPOINT_VALUES: checkpoints.values,
+                contract.CHECKPOINT_DELETE: checkpoints.delete,
+                contract.CHECKPOINT_COPY: checkpoints.copy,
+                contract.CHECKPOINT_PRUNE: checkpoints.prune,
             },
         ),
         checks={"postgres": pg.ping, "s3": objects.ping},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from agentstore.contract.model import IDENTITIES_BUCKET, Endpoint, IngestSubject, Role, ServiceDecl
 from agentstore.schemas import artifacts as a
+from agentstore.schemas import checkpoints as cp
 from agentstore.schemas import identity as ident
 from agentstore.schemas import logs as lg
 from agentstore.schemas import metrics as m
@@ -80,6 +81,15 @@ QUERY_FILE_URL = Endpoint("query.file_url", a.FileUrlQuery, a.FileUrl, "artifact
 QUERY_SCREENSHOTS = Endpoint("query.screenshots", a.ScreenshotsQuery, Page[a.FileItem], "artifacts", FRONTEND_AGENT, "files with a presigned GET each", after="ARTIFACTS")
 FILES_DELETE = Endpoint("files.delete", a.DeleteFiles, a.FilesDeleted, "artifacts", EVALUATOR, "deletes an agent's files under a prefix (audited)")
 PRESIGN = Endpoint("agents.{agent}.rpc.presign", a.PresignRequest, a.Presigned, "artifacts", AGENT, "a presigned PUT under the agent's prefix")
+# artifacts service: checkpoints (v1.8), an agent's graph state per step (LangGraph's model)
+CHECKPOINT_PUT = Endpoint("agents.{agent}.rpc.checkpoint.put", cp.PutCheckpoint, cp.CheckpointStored, "artifacts", AGENT, "stores a checkpoint and its new channel values (large ones by digest, uploaded once)")
+CHECKPOINT_WRITES = Endpoint("agents.{agent}.rpc.checkpoint.writes", cp.PutWrites, cp.CheckpointStored, "artifacts", AGENT, "stores pending writes of a checkpoint's tasks")
+CHECKPOINT_GET = Endpoint("agents.{agent}.rpc.checkpoint.get", cp.GetCheckpoint, cp.CheckpointFound, "artifacts", AGENT, "a checkpoint, its values and pending writes (the newest without an id)")
+CHECKPOINT_LIST = Endpoint("agents.{agent}.rpc.checkpoint.list", cp.ListCheckpoints, cp.CheckpointPage, "artifacts", AGENT, "checkpoints newest first, filtered by metadata, in pages")
+CHECKPOINT_VALUES = Endpoint("agents.{agent}.rpc.checkpoint.values", cp.GetValues, cp.Values, "artifacts", AGENT, "values a reply deferred (past its size budget)")
+CHECKPOINT_DELETE = Endpoint("agents.{agent}.rpc.checkpoint.delete", cp.DeleteCheckpoints, cp.CheckpointsRemoved, "artifacts", AGENT, "deletes threads' or runs' checkpoints and writes")
+CHECKPOINT_COPY = Endpoint("agents.{agent}.rpc.checkpoint.copy", cp.CopyThread, cp.ThreadCopied, "artifacts", AGENT, "copies a thread's checkpoints and writes to another thread (values shared, not copied)")
+CHECKPOINT_PRUNE = Endpoint("agents.{agent}.rpc.checkpoint.prune", cp.PruneThreads, cp.CheckpointsRemoved, "artifacts", AGENT, "keeps each namespace's newest checkpoint (and what it needs), or deletes all")
 # metrics service
 QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
 QUERY_METRIC_NAMES = Endpoint("query.metric_names", m.MetricNamesQuery, m.MetricNames, "metrics", EVALUATOR_AGENT, "the names of the stored series", after="METRICS")

@@ -1,0 +1,381 @@
+"""`agents.{agent}.rpc.checkpoint.*` (CONTRACT v1.8): an agent's graph checkpoints (LangGraph's
+model) in PostgreSQL, values over `INLINE_MAX` in object storage once per content.
+
+Large values are content-addressed per agent (`checkpoints/{agent}/{sha256}`): a put naming a
+digest the service has not registered is answered `stored: false` with a presigned PUT per
+missing digest; the agent uploads and sends the same put again, which registers the objects
+(after checking they exist with the announced size) and stores the rows in one transaction.
+A put is acknowledged once committed, so a read right after sees it; a retried put stores the
+same rows again (upserts keyed by the checkpoint), never twice.
+
+Deletions (threads, runs, prune) drop rows, then the digests nothing refers to any more, then
+their objects. Puts hold the agent's advisory lock shared and the sweep holds it exclusive, so a
+digest a put has just found registered survives until that put has committed its reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from agentstore.errors import BadRequest
+from agentstore.schemas.checkpoints import (
+    INLINE_BUDGET,
+    ChannelValue,
+    CheckpointFound,
+    CheckpointPage,
+    CheckpointRecord,
+    CheckpointsRemoved,
+    CheckpointStored,
+    CopyThread,
+    DeleteCheckpoints,
+    GetCheckpoint,
+    GetValues,
+    ListCheckpoints,
+    PruneThreads,
+    PutCheckpoint,
+    PutWrites,
+    ThreadCopied,
+    Upload,
+    Value,
+    Values,
+    Write,
+)
+from agentstore.schemas.common import iso
+from agentstore_server.bus.rpc import RequestContext
+from agentstore_server.stores.objects import ObjectStore
+from agentstore_server.stores.postgres import Gateway, PostgresStore, Record, load_queries
+
+Q = load_queries(Path(__file__).with_name("checkpoints.sql"))
+BUCKET = "checkpoints"
+URL_LIFETIME = timedelta(minutes=15)
+log = logging.getLogger("agentstore.checkpoints")
+
+
+def _agent(ctx: RequestContext) -> str:
+    assert ctx.agent is not None  # agent-only endpoints: the subject names the agent
+    return ctx.agent
+
+
+def _json_object(text: str, what: str) -> str:
+    """JSON text of an object PostgreSQL's jsonb can hold (it refuses the NUL character)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    if "\\u0000" in text:
+        raise BadRequest(f"{what} holds a NUL character, which PostgreSQL's jsonb cannot store")
+    return text
+
+
+def _check_value(v: Value, where: str) -> None:
+    if (v.data is None) == (v.digest is None):
+        raise BadRequest(f"{where}: a value has either data or a digest")
+
+
+class _Budget:
+    """Inline bytes left for one reply: values past it go as `deferred` (fetched apart)."""
+
+    def __init__(self) -> None:
+        self.left = INLINE_BUDGET
+
+    def take(self, size: int) -> bool:
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
+class Checkpoints:
+    def __init__(self, pg: PostgresStore, objects: ObjectStore, bucket: str = BUCKET) -> None:
+        self.pg = pg
+        self.db = Gateway(pg)
+        self.objects = objects
+        self.bucket = bucket
+
+    async def setup(self) -> None:
+        await self.objects.ensure_bucket(self.bucket)
+
+    def _key(self, agent: str, digest: str) -> str:
+        return f"{agent}/{digest}"
+
+    # -- writing -------------------------------------------------------------------
+    async def _missing(self, agent: str, values: Iterable[Value]) -> list[Upload]:
+        """The digests of `values` the agent has not stored: registered here once their
+        objects are found in storage, else a presigned PUT each."""
+        sizes = {v.digest: v.size for v in values if v.digest is not None}
+        if not sizes:
+            return []
+        known = {
+            r["digest"]
+            for r in await self.db.run.fetch(Q["known_objects"], agent_id=agent, digests=list(sizes))
+        }
+        unknown = [d for d in sizes if d not in known]
+        infos = await asyncio.gather(*(self.objects.stat(self.bucket, self._key(agent, d)) for d in unknown))
+        found = [
+            d for d, info in zip(unknown, infos, strict=True) if info is not None and info.size == sizes[d]
+        ]
+        if found:
+            await self.db.run.execute(
+                Q["add_objects"], agent_id=agent, digests=found, sizes=[sizes[d] for d in found]
+            )
+        absent = [d for d in unknown if d not in found]
+        urls = await asyncio.gather(
+            *(self.objects.presign_put(self.bucket, self._key(agent, d), URL_LIFETIME) for d in absent)
+        )
+        return [Upload(digest=d, url=u) for d, u in zip(absent, urls, strict=True)]
+
+    async def put(self, ctx: RequestContext, q: PutCheckpoint) -> CheckpointStored:
+        agent = _agent(ctx)
+        _check_value(q.checkpoint, "checkpoint")
+        for cv in q.values:
+            _check_value(cv.value, f"channel {cv.channel}")
+        metadata_json = _json_object(q.metadata_json, "metadata_json")
+        run_id = json.loads(metadata_json).get("run_id")
+        missing = await self._missing(agent, [q.checkpoint, *(cv.value for cv in q.values)])
+        if missing:
+            return CheckpointStored(stored=False, missing=missing)
+        async with self.pg.transaction() as tx:
+            await tx.execute(Q["lock_shared"], agent_id=agent)
+            await tx.execute(
+                Q["put_checkpoint"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+                checkpoint_id=q.checkpoint_id, parent_id=q.parent_id,
+                run_id=str(run_id) if run_id is not None else None, type=q.checkpoint.type,
+                data=q.checkpoint.data, digest=q.checkpoint.digest, size=_size(q.checkpoint),
+                metadata_type=q.metadata.type, metadata=q.metadata.data or b"",
+                metadata_json=metadata_json, versions=json.dumps(q.versions),
+            )  # fmt: skip
+            if q.values:
+                await tx.execute(
+                    Q["put_blobs"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+                    channels=[cv.channel for cv in q.values], versions=[cv.version for cv in q.values],
+                    types=[cv.value.type for cv in q.values], datas=[cv.value.data for cv in q.values],
+                    digests=[cv.value.digest for cv in q.values], sizes=[_size(cv.value) for cv in q.values],
+                )  # fmt: skip
+        return CheckpointStored(stored=True)
+
+    async def put_writes(self, ctx: RequestContext, q: PutWrites) -> CheckpointStored:
+        agent = _agent(ctx)
+        for w in q.writes:
+            _check_value(w.value, f"write {w.task_id}/{w.idx}")
+        missing = await self._missing(agent, [w.value for w in q.writes])
+        if missing:
+            return CheckpointStored(stored=False, missing=missing)
+        if not q.writes:
+            return CheckpointStored(stored=True)
+        async with self.pg.transaction() as tx:
+            await tx.execute(Q["lock_shared"], agent_id=agent)
+            await tx.execute(
+                Q["put_writes"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+                checkpoint_id=q.checkpoint_id, task_ids=[w.task_id for w in q.writes],
+                idxs=[w.idx for w in q.writes], channels=[w.channel for w in q.writes],
+                task_paths=[w.task_path for w in q.writes], types=[w.value.type for w in q.writes],
+                datas=[w.value.data for w in q.writes], digests=[w.value.digest for w in q.writes],
+                sizes=[_size(w.value) for w in q.writes],
+            )  # fmt: skip
+        return CheckpointStored(stored=True)
+
+    # -- reading -------------------------------------------------------------------
+    async def get(self, ctx: RequestContext, q: GetCheckpoint) -> CheckpointFound:
+        agent = _agent(ctx)
+        rows = await self.db.run.fetch(
+            Q["list_checkpoints"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+            checkpoint_id=q.checkpoint_id, before=None, filter=None, after_id=None, after_thread=None,
+            after_ns=None, limit=1,
+        )  # fmt: skip
+        if not rows:
+            return CheckpointFound(checkpoint=None)
+        return CheckpointFound(checkpoint=(await self._records(agent, rows, _Budget()))[0])
+
+    async def listing(self, ctx: RequestContext, q: ListCheckpoints) -> CheckpointPage:
+        agent = _agent(ctx)
+        after: list[str | None] = [None, None, None]
+        if q.cursor is not None:
+            try:
+                after = json.loads(q.cursor)
+                assert isinstance(after, list) and len(after) == 3 and all(isinstance(a, str) for a in after)
+            except (ValueError, AssertionError):
+                raise BadRequest("cursor is not one this endpoint gave") from None
+        rows = await self.db.run.fetch(
+            Q["list_checkpoints"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+            checkpoint_id=q.checkpoint_id, before=q.before,
+            filter=_json_object(q.filter_json, "filter_json") if q.filter_json is not None else None,
+            after_id=after[0], after_thread=after[1], after_ns=after[2], limit=q.limit + 1,
+        )  # fmt: skip
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        items = await self._records(agent, rows, _Budget())
+        last = rows[-1] if more and rows else None
+        cursor = (
+            json.dumps([last["checkpoint_id"], last["thread_id"], last["checkpoint_ns"]]) if last else None
+        )
+        return CheckpointPage(items=items, next_cursor=cursor)
+
+    async def _records(self, agent: str, rows: Sequence[Record], budget: _Budget) -> list[CheckpointRecord]:
+        keys = dict(
+            thread_ids=[r["thread_id"] for r in rows], checkpoint_nss=[r["checkpoint_ns"] for r in rows]
+        )
+        blobs, writes = await asyncio.gather(
+            self.db.run.fetch(Q["checkpoint_blobs"], agent_id=agent, **keys,
+                              versions=[r["versions"] for r in rows]),
+            self.db.run.fetch(Q["checkpoint_writes"], agent_id=agent, **keys,
+                              checkpoint_ids=[r["checkpoint_id"] for r in rows]),
+        )  # fmt: skip
+        values: list[list[ChannelValue]] = [[] for _ in rows]
+        pending: list[list[Write]] = [[] for _ in rows]
+        for b in blobs:
+            values[b["ord"] - 1].append(
+                ChannelValue(
+                    channel=b["channel"], version=b["version"], value=await self._value(agent, b, budget)
+                )
+            )
+        for w in writes:
+            pending[w["ord"] - 1].append(
+                Write(task_id=w["task_id"], idx=w["idx"], channel=w["channel"], task_path=w["task_path"],
+                      value=await self._value(agent, w, budget))
+            )  # fmt: skip
+        out = []
+        for i, r in enumerate(rows):
+            out.append(
+                CheckpointRecord(
+                    thread_id=r["thread_id"], checkpoint_ns=r["checkpoint_ns"], checkpoint_id=r["checkpoint_id"],
+                    parent_id=r["parent_id"], checkpoint=await self._value(agent, r, budget),
+                    metadata=Value(type=r["metadata_type"], data=bytes(r["metadata"])),
+                    values=values[i], writes=pending[i], created_at=iso(r["created_at"]),
+                )
+            )  # fmt: skip
+        return out
+
+    async def _value(self, agent: str, row: Record, budget: _Budget) -> Value:
+        if row["digest"] is not None:
+            url = await self.objects.presign_get(self.bucket, self._key(agent, row["digest"]), URL_LIFETIME)
+            return Value(type=row["type"], digest=row["digest"], size=row["size"], url=url)
+        data = bytes(row["data"])
+        if not budget.take(len(data)):
+            return Value(type=row["type"], size=len(data), deferred=True)
+        return Value(type=row["type"], data=data, size=len(data))
+
+    async def values(self, ctx: RequestContext, q: GetValues) -> Values:
+        agent = _agent(ctx)
+        budget = _Budget()
+        out: list[Value] = []
+        where = dict(agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns)
+        for ref in q.refs:
+            if ref.channel is not None and ref.version is not None:
+                row = await self.db.run.fetchrow(
+                    Q["one_blob"], **where, channel=ref.channel, version=ref.version
+                )
+            elif ref.task_id is not None and ref.idx is not None:
+                row = await self.db.run.fetchrow(
+                    Q["one_write"], **where, checkpoint_id=q.checkpoint_id, task_id=ref.task_id, idx=ref.idx
+                )
+            else:
+                raise BadRequest("a ref names a channel and version, or a task_id and idx")
+            if row is None:
+                raise BadRequest(f"no such value: {ref}")
+            out.append(await self._value(agent, row, budget))
+        return Values(values=out)
+
+    # -- removing ------------------------------------------------------------------
+    async def delete(self, ctx: RequestContext, q: DeleteCheckpoints) -> CheckpointsRemoved:
+        agent = _agent(ctx)
+        removed = 0
+        if q.thread_ids:
+            row = await self.db.run.fetchrow(Q["delete_threads"], agent_id=agent, thread_ids=q.thread_ids)
+            removed += int(row["checkpoints"]) if row else 0
+        if q.run_ids:
+            async with self.pg.transaction() as tx:
+                gone = await tx.fetch(Q["delete_runs"], agent_id=agent, run_ids=q.run_ids)
+                await self._drop_with(tx, agent, gone)
+            removed += len(gone)
+        return CheckpointsRemoved(checkpoints=removed, objects=await self.sweep(agent))
+
+    async def _drop_with(self, tx: Any, agent: str, gone: Sequence[Record]) -> None:
+        """The writes of deleted checkpoints, and the values none left names."""
+        if not gone:
+            return
+        await tx.execute(
+            Q["delete_writes_of"], agent_id=agent, thread_ids=[g["thread_id"] for g in gone],
+            checkpoint_nss=[g["checkpoint_ns"] for g in gone], checkpoint_ids=[g["checkpoint_id"] for g in gone],
+        )  # fmt: skip
+        await tx.execute(
+            Q["drop_unreferenced_blobs"], agent_id=agent, thread_ids=sorted({g["thread_id"] for g in gone})
+        )
+
+    async def prune(self, ctx: RequestContext, q: PruneThreads) -> CheckpointsRemoved:
+        agent = _agent(ctx)
+        if q.strategy == "delete":
+            return await self.delete(ctx, DeleteCheckpoints(thread_ids=q.thread_ids))
+        removed = 0
+        for thread in dict.fromkeys(q.thread_ids):
+            async with self.pg.transaction() as tx:
+                chain = await tx.fetch(Q["thread_chain"], agent_id=agent, thread_id=thread)
+                kept = _kept(chain)
+                gone = await tx.fetch(
+                    Q["delete_unkept"], agent_id=agent, thread_id=thread,
+                    checkpoint_nss=[k[0] for k in kept], checkpoint_ids=[k[1] for k in kept],
+                )  # fmt: skip
+                await self._drop_with(tx, agent, gone)
+            removed += len(gone)
+        return CheckpointsRemoved(checkpoints=removed, objects=await self.sweep(agent))
+
+    async def copy(self, ctx: RequestContext, q: CopyThread) -> ThreadCopied:
+        agent = _agent(ctx)
+        if q.source_thread_id == q.target_thread_id:
+            raise BadRequest("source and target thread are the same")
+        async with self.pg.transaction() as tx:
+            await tx.execute(Q["lock_shared"], agent_id=agent)  # the digests copied stay referenced
+            row = await tx.fetchrow(
+                Q["copy_checkpoints"], agent_id=agent, source=q.source_thread_id, target=q.target_thread_id
+            )
+        return ThreadCopied(checkpoints=int(row["checkpoints"]) if row else 0)
+
+    async def sweep(self, agent: str) -> int:
+        """Drop the agent's digests nothing refers to, then their objects (an object left by a
+        failed removal is found again by the next put of its content, or the next sweep's)."""
+        async with self.pg.transaction() as tx:
+            await tx.execute(Q["lock_exclusive"], agent_id=agent)
+            digests = [r["digest"] for r in await tx.fetch(Q["sweep_objects"], agent_id=agent)]
+        for digest in digests:
+            try:
+                await self.objects.remove(self.bucket, self._key(agent, digest))
+            except Exception as exc:  # the row is gone: at worst an object stays behind
+                log.warning("could not remove checkpoint object %s of %s: %s", digest, agent, exc)
+        return len(digests)
+
+
+def _size(v: Value) -> int:
+    return len(v.data) if v.data is not None else v.size
+
+
+def _kept(chain: Sequence[Record]) -> set[tuple[str, str]]:
+    """What `keep_latest` keeps of a thread: each namespace's newest checkpoint; for a graph
+    with delta channels, its ancestors back to the oldest snapshot any channel still needs
+    (the metadata counts the supersteps since each channel's); a subgraph's root-graph
+    checkpoint when it is stored."""
+    by_ns: dict[str, dict[str, Record]] = {}
+    for r in chain:
+        by_ns.setdefault(r["checkpoint_ns"], {})[r["checkpoint_id"]] = r
+    kept: set[tuple[str, str]] = set()
+    for ns, rows in by_ns.items():
+        head = rows[max(rows)]
+        meta = json.loads(head["metadata_json"]) if isinstance(head["metadata_json"], str) else {}
+        counters = meta.get("counters_since_delta_snapshot") or {}
+        back = max((int(c[1]) for c in counters.values() if isinstance(c, list) and len(c) == 2), default=0)
+        node: Record | None = head
+        for _ in range(back + 1):
+            if node is None:
+                break
+            kept.add((ns, node["checkpoint_id"]))
+            node = rows.get(node["parent_id"]) if node["parent_id"] else None
+        root = (meta.get("parents") or {}).get("") if ns else None
+        if isinstance(root, str) and root in by_ns.get("", {}):
+            kept.add(("", root))
+    return kept

@@ -1,0 +1,418 @@
+"""LangGraph on agentstore: `AgentstoreSaver`, a checkpointer (a graph's state at every step:
+interrupts, resumes, time travel, forks), and `AgentstoreStore`, long-term memory, both kept
+by agentstore's services over NATS: nothing in the agent talks to a database.
+
+    from agentstore import AgentClient
+    from agentstore.langgraph import AgentstoreSaver, AgentstoreStore
+
+    async with await AgentClient.connect(None, "planner-1") as client:
+        graph = builder.compile(checkpointer=AgentstoreSaver(client), store=AgentstoreStore(client))
+        await graph.ainvoke(inputs, {"configurable": {"thread_id": "ticket-42"}})
+
+Checkpoints belong to the client's agent (its subjects, its permissions): another agent's
+threads are not reachable. Values are serialized here by the saver's serializer (LangGraph's
+own); a value over 16 KiB goes to object storage by a presigned PUT, named by its SHA-256, so
+a large channel that does not change between steps is uploaded and stored once, and read back
+once per process (kept in a bounded cache, checked against its digest). `aput` returns when
+the checkpoint is committed: a read right after sees it.
+
+`pip install 'agentstore[langgraph]'` brings LangGraph.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from agentstore import contract
+from agentstore.client import AgentClient, http_get, http_put
+from agentstore.errors import Unavailable
+from agentstore.schemas.checkpoints import (
+    INLINE_BUDGET,
+    INLINE_MAX,
+    MAX_LIST,
+    ChannelValue,
+    CheckpointRecord,
+    CheckpointStored,
+    CopyThread,
+    DeleteCheckpoints,
+    GetCheckpoint,
+    GetValues,
+    ListCheckpoints,
+    PruneThreads,
+    PutCheckpoint,
+    PutWrites,
+    Value,
+    ValueRef,
+    Write,
+)
+
+T = TypeVar("T")
+CACHE_BYTES = 256 * 1024 * 1024
+PUT_ATTEMPTS = 3
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Blobs:
+    """The large values of one saver: digests known stored (no upload needed) and a bounded
+    cache of bytes read (no download needed)."""
+
+    def __init__(self, cache_bytes: int) -> None:
+        self.known: set[str] = set()
+        self.cache: OrderedDict[str, bytes] = OrderedDict()
+        self.cached = 0
+        self.limit = cache_bytes
+        self.pending: dict[str, bytes] = {}  # digest -> bytes of the request being stored
+
+    def remember(self, digest: str, data: bytes) -> None:
+        if digest in self.cache or len(data) > self.limit:
+            return
+        self.cache[digest] = data
+        self.cached += len(data)
+        while self.cached > self.limit:
+            _, dropped = self.cache.popitem(last=False)
+            self.cached -= len(dropped)
+
+    def recall(self, digest: str) -> bytes | None:
+        data = self.cache.get(digest)
+        if data is not None:
+            self.cache.move_to_end(digest)
+        return data
+
+
+class AgentstoreSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer kept by agentstore (sync and async; the sync methods must be
+    called from a thread other than the client's event loop, as LangGraph's own async savers
+    require)."""
+
+    def __init__(
+        self, client: AgentClient, *, serde: SerializerProtocol | None = None, cache_bytes: int = CACHE_BYTES
+    ) -> None:
+        super().__init__(serde=serde)
+        self.client = client
+        self.blobs = _Blobs(cache_bytes)
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    # -- values --------------------------------------------------------------------
+    def _values(self, typed: Sequence[tuple[str, bytes]], uploads: dict[str, bytes]) -> list[Value]:
+        """Serialized values as the wire carries them: inline while small and while the
+        request's inline budget lasts (largest go by digest first), else by digest."""
+        inline = sorted(
+            (i for i, (_, d) in enumerate(typed) if len(d) <= INLINE_MAX), key=lambda i: len(typed[i][1])
+        )
+        budget, by_digest = INLINE_BUDGET, set(range(len(typed))) - set(inline)
+        for i in inline:
+            budget -= len(typed[i][1])
+            if budget < 0:
+                by_digest.add(i)
+        out = []
+        for i, (kind, data) in enumerate(typed):
+            if i in by_digest:
+                digest = _digest(data)
+                if digest not in self.blobs.known:
+                    uploads[digest] = data
+                out.append(Value(type=kind, digest=digest, size=len(data)))
+            else:
+                out.append(Value(type=kind, data=data))
+        return out
+
+    async def _store(self, endpoint: contract.Endpoint[Any, CheckpointStored], request: Any,
+                     uploads: dict[str, bytes]) -> None:  # fmt: skip
+        """Send a put; upload what the service lacks and send it again."""
+        for _ in range(PUT_ATTEMPTS):
+            reply = await self.client.call(endpoint, request)
+            if reply.stored:
+                self.blobs.known.update(uploads)
+                return
+            missing = {u.digest: u.url for u in reply.missing}
+            for digest in missing:
+                self.blobs.known.discard(digest)
+            await asyncio.gather(
+                *(asyncio.to_thread(http_put, url, self._bytes_for(d, uploads), "application/octet-stream")
+                  for d, url in missing.items())
+            )  # fmt: skip
+        raise Unavailable(f"{endpoint.subject}: values were uploaded {PUT_ATTEMPTS} times and still missing")
+
+    def _bytes_for(self, digest: str, uploads: dict[str, bytes]) -> bytes:
+        data = uploads.get(digest) or self.blobs.recall(digest)
+        if data is None:
+            raise Unavailable(f"the service lacks value {digest} and this process no longer holds it")
+        return data
+
+    async def _read(self, values: Sequence[Value]) -> list[bytes]:
+        async def one(v: Value) -> bytes:
+            if v.data is not None:
+                return v.data
+            assert v.digest is not None and v.url is not None
+            data = self.blobs.recall(v.digest)
+            if data is None:
+                data = await asyncio.to_thread(http_get, v.url)
+                if _digest(data) != v.digest:
+                    raise Unavailable(f"value {v.digest} read back with other content; not using it")
+                self.blobs.remember(v.digest, data)
+            self.blobs.known.add(v.digest)
+            return data
+
+        return list(await asyncio.gather(*(one(v) for v in values)))
+
+    async def _resolve(self, rec: CheckpointRecord) -> CheckpointRecord:
+        """Fetch the values a reply deferred (past its size budget)."""
+        refs = [ValueRef(channel=c.channel, version=c.version) for c in rec.values if c.value.deferred]
+        refs += [ValueRef(task_id=w.task_id, idx=w.idx) for w in rec.writes if w.value.deferred]
+        got: list[Value] = []
+        while len(got) < len(refs):
+            reply = await self.client.call(
+                contract.CHECKPOINT_VALUES,
+                GetValues(thread_id=rec.thread_id, checkpoint_ns=rec.checkpoint_ns,
+                          checkpoint_id=rec.checkpoint_id, refs=refs[len(got):]),
+            )  # fmt: skip
+            taken = list(itertools.takewhile(lambda v: not v.deferred, reply.values))
+            if not taken:
+                raise Unavailable(
+                    f"a value of checkpoint {rec.checkpoint_id} is larger than a reply can carry"
+                )
+            got += taken
+        it = iter(got)
+        values = [ChannelValue(channel=c.channel, version=c.version, value=next(it)) if c.value.deferred else c
+                  for c in rec.values]  # fmt: skip
+        writes = [Write(task_id=w.task_id, idx=w.idx, channel=w.channel, task_path=w.task_path, value=next(it))
+                  if w.value.deferred else w for w in rec.writes]  # fmt: skip
+        return CheckpointRecord(
+            thread_id=rec.thread_id, checkpoint_ns=rec.checkpoint_ns, checkpoint_id=rec.checkpoint_id,
+            parent_id=rec.parent_id, checkpoint=rec.checkpoint, metadata=rec.metadata, values=values,
+            writes=writes, created_at=rec.created_at,
+        )  # fmt: skip
+
+    async def _tuple(self, rec: CheckpointRecord) -> CheckpointTuple:
+        if any(c.value.deferred for c in rec.values) or any(w.value.deferred for w in rec.writes):
+            rec = await self._resolve(rec)
+        raw = await self._read([rec.checkpoint, rec.metadata, *(c.value for c in rec.values),
+                                *(w.value for w in rec.writes)])  # fmt: skip
+        loads = self.serde.loads_typed
+        checkpoint: Checkpoint = loads((rec.checkpoint.type, raw[0]))
+        values = raw[2 : 2 + len(rec.values)]
+        writes = raw[2 + len(rec.values) :]
+        checkpoint = {
+            **checkpoint,
+            "channel_values": {
+                c.channel: loads((c.value.type, data))
+                for c, data in zip(rec.values, values, strict=True)
+                if c.value.type != "empty"
+            },
+        }
+        where = {"thread_id": rec.thread_id, "checkpoint_ns": rec.checkpoint_ns}
+        return CheckpointTuple(
+            config={"configurable": {**where, "checkpoint_id": rec.checkpoint_id}},
+            checkpoint=checkpoint,
+            metadata=loads((rec.metadata.type, raw[1])),
+            parent_config={"configurable": {**where, "checkpoint_id": rec.parent_id}} if rec.parent_id else None,
+            pending_writes=[(w.task_id, w.channel, loads((w.value.type, data)))
+                            for w, data in zip(rec.writes, writes, strict=True)],
+        )  # fmt: skip
+
+    # -- the async interface ---------------------------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        conf = config["configurable"]
+        reply = await self.client.call(
+            contract.CHECKPOINT_GET,
+            GetCheckpoint(thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
+                          checkpoint_id=get_checkpoint_id(config)),
+        )  # fmt: skip
+        return await self._tuple(reply.checkpoint) if reply.checkpoint is not None else None
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        conf = (config or {}).get("configurable", {})
+        left = limit
+        cursor: str | None = None
+        while left is None or left > 0:
+            page = await self.client.call(
+                contract.CHECKPOINT_LIST,
+                ListCheckpoints(
+                    thread_id=str(conf["thread_id"]) if conf.get("thread_id") is not None else None,
+                    checkpoint_ns=conf.get("checkpoint_ns"),
+                    checkpoint_id=conf.get("checkpoint_id"),
+                    filter_json=_json(filter) if filter else None,
+                    before=get_checkpoint_id(before) if before else None,
+                    limit=min(left, MAX_LIST) if left is not None else MAX_LIST,
+                    cursor=cursor,
+                ),
+            )
+            for rec in page.items:
+                yield await self._tuple(rec)
+            if left is not None:
+                left -= len(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    async def aput(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:  # fmt: skip
+        conf = config["configurable"]
+        c = checkpoint.copy()
+        values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
+        dumps = self.serde.dumps_typed
+        channels = list(new_versions)
+        typed = [dumps(c), *(dumps(values[k]) if k in values else ("empty", b"") for k in channels)]
+        meta = get_checkpoint_metadata(config, metadata)
+        uploads: dict[str, bytes] = {}
+        head, *blobs = self._values(typed, uploads)
+        meta_type, meta_data = dumps(meta)
+        request = PutCheckpoint(
+            thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
+            checkpoint_id=checkpoint["id"], parent_id=conf.get("checkpoint_id"), checkpoint=head,
+            metadata=Value(type=meta_type, data=meta_data), metadata_json=_json(meta),
+            versions={k: str(v) for k, v in checkpoint["channel_versions"].items()},
+            values=[ChannelValue(channel=k, version=str(new_versions[k]), value=v)
+                    for k, v in zip(channels, blobs, strict=True)],
+        )  # fmt: skip
+        await self._store(contract.CHECKPOINT_PUT, request, uploads)
+        return {"configurable": {"thread_id": conf["thread_id"], "checkpoint_ns": conf.get("checkpoint_ns", ""),
+                                 "checkpoint_id": checkpoint["id"]}}  # fmt: skip
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        conf = config["configurable"]
+        uploads: dict[str, bytes] = {}
+        values = self._values([self.serde.dumps_typed(v) for _, v in writes], uploads)
+        request = PutWrites(
+            thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
+            checkpoint_id=conf["checkpoint_id"],
+            writes=[Write(task_id=task_id, idx=WRITES_IDX_MAP.get(ch, i), channel=ch, task_path=task_path, value=v)
+                    for i, ((ch, _), v) in enumerate(zip(writes, values, strict=True))],
+        )  # fmt: skip
+        await self._store(contract.CHECKPOINT_WRITES, request, uploads)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.client.call(contract.CHECKPOINT_DELETE, DeleteCheckpoints(thread_ids=[str(thread_id)]))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            await self.client.call(
+                contract.CHECKPOINT_DELETE, DeleteCheckpoints(run_ids=[str(r) for r in run_ids])
+            )
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self.client.call(
+            contract.CHECKPOINT_COPY,
+            CopyThread(source_thread_id=str(source_thread_id), target_thread_id=str(target_thread_id)),
+        )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"Unknown prune strategy: {strategy!r} (keep_latest or delete)")
+        if thread_ids:
+            await self.client.call(
+                contract.CHECKPOINT_PRUNE,
+                PruneThreads(thread_ids=[str(t) for t in thread_ids], strategy=strategy),  # type: ignore[arg-type]
+            )
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """LangGraph's own string versions (sortable; a random part tells forks apart)."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(current.split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+    # -- the sync interface: the async one, on the client's loop ----------------------
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            raise RuntimeError(
+                "AgentstoreSaver's sync methods run on the client's event loop: create the saver "
+                "inside that loop (or use the async methods: ainvoke, aget_state, ...)"
+            )
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            coro.close()
+            raise asyncio.InvalidStateError(
+                "Synchronous calls to AgentstoreSaver are only allowed from a thread other than the "
+                "client's event loop; from that loop, use the async interface (ainvoke, aget_state, ...)"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._sync(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+
+        return iter(self._sync(collect()))
+
+    def put(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:  # fmt: skip
+        return self._sync(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        self._sync(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._sync(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._sync(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._sync(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._sync(self.aprune(thread_ids, strategy=strategy))
+
+
+def _json(value: Any) -> str:
+    """Metadata as JSON text for the service to filter on (what JSON cannot hold, as text;
+    NUL dropped: PostgreSQL's jsonb refuses it)."""
+    return json.dumps(value, default=str, ensure_ascii=False).replace("\\u0000", "")

@@ -1,0 +1,196 @@
+"""Checkpoints (v1.8): an agent's graph state step by step, as LangGraph's checkpointers keep
+it (a checkpoint per step, its channel values, the pending writes of its tasks), stored by the
+artifacts service: rows in PostgreSQL, large values in object storage once per content.
+
+Values travel as the framework serialized them (`type` and bytes: the agent's serializer, so
+the service never unpickles or interprets them). A value up to `INLINE_MAX` bytes rides in the
+message; a larger one is named by the SHA-256 of its bytes and put by the agent straight to
+object storage with a presigned PUT the service hands out (`missing` in a put's reply), so a
+6 MB channel that does not change is stored once, however many steps carry it. Replies carry
+such a value as a presigned GET; the client checks the bytes against the digest.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from agentstore.schemas.common import Reply, Strict
+
+INLINE_MAX = 16 * 1024
+# What one request or reply carries inline, at most (NATS's max_payload is 1 MiB, and JSON
+# carries bytes as base64: 4/3 of their size).
+INLINE_BUDGET = 512 * 1024
+MAX_VALUES = 10_000
+MAX_LIST = 100
+
+ThreadId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Namespace = Annotated[str, msgspec.Meta(max_length=1024)]
+CheckpointId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+Short = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class Value(Strict, kw_only=True):
+    """A serialized value: its serializer's `type` and either the bytes (`data`) or the
+    SHA-256 of bytes held in object storage (`digest`, with `size`). In replies a digest
+    value has a presigned GET (`url`); `deferred` means it did not fit the reply: ask
+    `checkpoint.values` for it."""
+
+    type: Short
+    data: bytes | None = None
+    digest: Digest | None = None
+    size: Annotated[int, msgspec.Meta(ge=0)] = 0
+    url: str | None = None
+    deferred: bool = False
+
+
+class ChannelValue(Strict, kw_only=True):
+    channel: Short
+    version: Short
+    value: Value
+
+
+class Write(Strict, kw_only=True):
+    """One pending write of a task: `idx` is its position, or LangGraph's negative index of
+    a special channel (an error, an interrupt), which a later write replaces."""
+
+    task_id: Short
+    idx: int
+    channel: Short
+    value: Value
+    task_path: Short = ""
+
+
+class PutCheckpoint(Strict, kw_only=True):
+    """Stores a checkpoint (replacing one of the same id) and the channel values new in it.
+
+    `versions` is the checkpoint's channel → version map (which values it holds); `metadata`
+    the serialized metadata and `metadata_json` the same as JSON text, what `list` filters on.
+    """
+
+    thread_id: ThreadId
+    checkpoint_ns: Namespace = ""
+    checkpoint_id: CheckpointId
+    parent_id: CheckpointId | None = None
+    checkpoint: Value
+    metadata: Value
+    metadata_json: Annotated[str, msgspec.Meta(max_length=256 * 1024)] = "{}"
+    versions: dict[str, str] = {}
+    values: Annotated[list[ChannelValue], msgspec.Meta(max_length=MAX_VALUES)] = []
+
+
+class Upload(Reply, kw_only=True):
+    """A value the service does not hold: PUT its bytes to `url`, then send the request again."""
+
+    digest: str
+    url: str
+
+
+class CheckpointStored(Reply, kw_only=True):
+    """`stored` false: nothing was stored; upload `missing` and retry the same request."""
+
+    stored: bool
+    missing: list[Upload] = []
+
+
+class PutWrites(Strict, kw_only=True):
+    thread_id: ThreadId
+    checkpoint_ns: Namespace = ""
+    checkpoint_id: CheckpointId
+    writes: Annotated[list[Write], msgspec.Meta(max_length=MAX_VALUES)]
+
+
+class GetCheckpoint(Strict, kw_only=True):
+    """A thread's checkpoint: `checkpoint_id`'s, or the newest in the namespace."""
+
+    thread_id: ThreadId
+    checkpoint_ns: Namespace = ""
+    checkpoint_id: CheckpointId | None = None
+
+
+class CheckpointRecord(Reply, kw_only=True):
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_id: str | None = None
+    checkpoint: Value
+    metadata: Value
+    values: list[ChannelValue]
+    writes: list[Write]
+    created_at: str
+
+
+class CheckpointFound(Reply, kw_only=True):
+    checkpoint: CheckpointRecord | None = None
+
+
+class ListCheckpoints(Strict, kw_only=True):
+    """Checkpoints newest first: of a thread (or every thread of the agent), a namespace,
+    one id; `filter_json` a JSON object whose every key must equal the metadata's; `before`
+    an id; `cursor` the reply's `next_cursor`."""
+
+    thread_id: ThreadId | None = None
+    checkpoint_ns: Namespace | None = None
+    checkpoint_id: CheckpointId | None = None
+    filter_json: Annotated[str, msgspec.Meta(max_length=64 * 1024)] | None = None
+    before: CheckpointId | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST)] = MAX_LIST
+    cursor: Short | None = None
+
+
+class CheckpointPage(Reply, kw_only=True):
+    items: list[CheckpointRecord]
+    next_cursor: str | None = None
+
+
+class ValueRef(Strict, kw_only=True):
+    """A deferred value: a channel's (`channel`, `version`) or a write's (`task_id`, `idx`)."""
+
+    channel: Short | None = None
+    version: Short | None = None
+    task_id: Short | None = None
+    idx: int | None = None
+
+
+class GetValues(Strict, kw_only=True):
+    thread_id: ThreadId
+    checkpoint_ns: Namespace = ""
+    checkpoint_id: CheckpointId
+    refs: Annotated[list[ValueRef], msgspec.Meta(min_length=1, max_length=MAX_VALUES)]
+
+
+class Values(Reply, kw_only=True):
+    """The values asked for, in order, as many as fit (`deferred` ones: ask again)."""
+
+    values: list[Value]
+
+
+class DeleteCheckpoints(Strict, kw_only=True):
+    """Every checkpoint and write of the threads, or of the runs (by metadata `run_id`)."""
+
+    thread_ids: Annotated[list[ThreadId], msgspec.Meta(max_length=1000)] = []
+    run_ids: Annotated[list[Short], msgspec.Meta(max_length=1000)] = []
+
+
+class CopyThread(Strict, kw_only=True):
+    source_thread_id: ThreadId
+    target_thread_id: ThreadId
+
+
+class PruneThreads(Strict, kw_only=True):
+    """`keep_latest`: each namespace's newest checkpoint and what it needs (the ancestors
+    back to a delta channel's snapshot, a subgraph's root checkpoint); `delete`: all."""
+
+    thread_ids: Annotated[list[ThreadId], msgspec.Meta(max_length=1000)]
+    strategy: Literal["keep_latest", "delete"] = "keep_latest"
+
+
+class CheckpointsRemoved(Reply, kw_only=True):
+    checkpoints: int
+    objects: int = 0
+
+
+class ThreadCopied(Reply, kw_only=True):
+    checkpoints: int
