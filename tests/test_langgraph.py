@@ -4,17 +4,32 @@ optional ones, against the real artifacts service (PostgreSQL, MinIO) over NATS.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
 
+import asyncpg
 import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
 
 from agentstore import AgentClient
 from agentstore.langgraph import AgentstoreSaver
+from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.stores.objects import ObjectStore
+from tests import langgraph_graph as lg
 from tests.helpers import new_agent
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -37,3 +52,134 @@ async def test_the_saver_passes_langgraphs_conformance_suite_with_every_capabili
     assert not failures, failures
     assert all(r.tests_passed > 0 and r.tests_failed == 0 for r in report.results.values())
     print({name: r.tests_passed for name, r in report.results.items()})
+
+
+async def pg_rows(settings: Settings, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(settings.postgres_url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def test_a_graph_interrupts_resumes_forks_and_a_new_process_reads_it_back(
+    client: AgentClient, nats_server: Server, settings: Settings
+) -> None:
+    graph = lg.build().compile(checkpointer=AgentstoreSaver(client))
+    config: RunnableConfig = {"configurable": {"thread_id": "ticket-42"}}
+    # Runs until the review asks for approval.
+    await graph.ainvoke({"steps": [], "doc": lg.DOC, "count": 0}, config)
+    paused = await graph.aget_state(config)
+    assert paused.next == ("review",)
+    assert [i.value for t in paused.tasks for i in t.interrupts] == [{"question": "approve?", "count": 1}]
+    # Resumes with the answer.
+    done = await graph.ainvoke(Command(resume="yes"), config)
+    assert done["steps"] == ["plan", "review", "act:yes"] and done["count"] == 11 and done["doc"] == lg.DOC
+    history = [s async for s in graph.aget_state_history(config)]
+    assert [h.next for h in history][:3] == [(), ("act",), ("review",)]
+    # Time travel: fork from the checkpoint that waited for review, with another count, and
+    # run the fork to its own end (the original thread's end stays as it was).
+    before_review = next(h for h in history if h.next == ("review",))
+    forked = await graph.aupdate_state(before_review.config, {"count": 100})
+    assert forked["configurable"]["checkpoint_id"] != before_review.config["configurable"]["checkpoint_id"]
+    await graph.ainvoke(None, forked)  # to the interrupt again
+    fork_end = await graph.ainvoke(Command(resume="no"), forked)
+    assert fork_end["count"] == 110 and fork_end["steps"][-1] == "act:no"
+    fork_state = await graph.aget_state(config)  # the thread's head is the fork's end now
+    assert fork_state.values["count"] == 110
+    fork_parent = [s async for s in graph.aget_state_history(config)]
+    assert before_review.config["configurable"]["checkpoint_id"] in {
+        h.parent_config["configurable"]["checkpoint_id"] for h in fork_parent if h.parent_config
+    }
+    # A new process with a fresh client reads the same thread: state, history, the document.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.langgraph_graph", nats_server.url, client.agent, "ticket-42",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    seen = json.loads(out)
+    assert seen["doc_intact"] and seen["values"]["count"] == 110 and seen["next"] == []
+    assert seen["history"] == [h.config["configurable"]["checkpoint_id"] for h in fork_parent]
+    assert seen["steps"] == [h.values.get("steps") for h in fork_parent]
+    # The 200 KB document, handed on by every node (a write and a new channel version each
+    # step), is one object: every value of it names the same digest, stored once.
+    rows = await pg_rows(
+        settings,
+        "SELECT count(*) AS refs, count(DISTINCT digest) AS digests FROM ("
+        " SELECT digest FROM checkpoint_blobs WHERE agent_id = $1 AND channel = 'doc'"
+        " UNION ALL SELECT digest FROM checkpoint_writes WHERE agent_id = $1 AND channel = 'doc') v",
+        client.agent,
+    )  # fmt: skip
+    assert rows[0]["refs"] >= 10 and rows[0]["digests"] == 1
+    sizes = await pg_rows(settings, "SELECT size FROM checkpoint_objects WHERE agent_id = $1", client.agent)
+    # That one, and the graph's input (a map holding the document): two objects in all.
+    assert len([r for r in sizes if r["size"] > 150_000]) == 2
+
+
+async def test_threads_are_the_agents_own_and_deleting_one_removes_its_objects(
+    client: AgentClient, nats_server: Server, settings: Settings
+) -> None:
+    graph = lg.build().compile(checkpointer=AgentstoreSaver(client))
+    config: RunnableConfig = {"configurable": {"thread_id": "shared-name"}}
+    await graph.ainvoke({"steps": [], "doc": lg.DOC + "unique", "count": 0}, config)
+    async with await AgentClient.connect(nats_server.url, new_agent("other")) as other:
+        assert await AgentstoreSaver(other).aget_tuple(config) is None
+        assert [t async for t in AgentstoreSaver(other).alist(None)] == []
+        await AgentstoreSaver(other).adelete_thread("shared-name")  # touches only its own
+    assert await AgentstoreSaver(client).aget_tuple(config) is not None
+    store = ObjectStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, secure=False)
+    async with store:
+        held = [o async for o in store.list("checkpoints", f"{client.agent}/")]
+        assert len(held) == 2  # the document, and the input holding it
+        await AgentstoreSaver(client).adelete_thread("shared-name")
+        assert [o async for o in store.list("checkpoints", f"{client.agent}/")] == []
+    assert await pg_rows(settings, "SELECT 1 FROM checkpoint_objects WHERE agent_id = $1", client.agent) == []
+
+
+def _extend(state: list[int], writes: Sequence[list[int]]) -> list[int]:
+    return [*state, *(x for w in writes for x in w)]
+
+
+class Counted(TypedDict):
+    items: Annotated[list[int], DeltaChannel(_extend, snapshot_frequency=5)]
+    n: int
+
+
+async def test_keep_latest_keeps_what_a_delta_channel_needs(client: AgentClient) -> None:
+    def step(state: Counted) -> dict[str, Any]:
+        return {"items": [state["n"]], "n": state["n"] + 1}
+
+    g = StateGraph(Counted)
+    g.add_node("step", step)
+    g.add_edge(START, "step")
+    g.add_conditional_edges("step", lambda s: END if s["n"] >= 8 else "step")
+    saver = AgentstoreSaver(client)
+    graph = g.compile(checkpointer=saver)
+    config: RunnableConfig = {"configurable": {"thread_id": "delta"}}
+    await graph.ainvoke({"items": [], "n": 0}, config)
+    before = (await graph.aget_state(config)).values
+    assert before["items"] == list(range(8))
+    count = len([t async for t in saver.alist(config)])
+    head = await saver.aget_tuple(config)
+    assert head is not None and head.metadata["counters_since_delta_snapshot"]["items"] == [4, 4]
+    await saver.aprune(["delta"], strategy="keep_latest")
+    left = len([t async for t in saver.alist(config)])
+    assert 1 < left < count  # the head and its ancestors back to the last snapshot, no more
+    assert left <= 6
+    after = (await graph.aget_state(config)).values
+    assert after == before
+
+
+async def test_the_sync_interface_runs_from_another_thread_and_says_what_to_do_on_the_loop(
+    client: AgentClient,
+) -> None:
+    saver = AgentstoreSaver(client)
+    graph = lg.build().compile(checkpointer=saver)
+    config: RunnableConfig = {"configurable": {"thread_id": "sync"}}
+    # LangGraph's sync API (invoke, get_state) from a worker thread, the client's loop running.
+    await asyncio.to_thread(graph.invoke, {"steps": [], "doc": "short", "count": 0}, config)
+    state = await asyncio.to_thread(graph.get_state, config)
+    assert state.next == ("review",) and state.values["count"] == 1
+    with pytest.raises(asyncio.InvalidStateError, match="use the async interface"):
+        saver.get_tuple(config)
