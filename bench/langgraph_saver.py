@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
 import asyncpg
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
@@ -49,7 +50,7 @@ class State(TypedDict):
 
 def graph_of(step: Callable[[State], dict[str, Any]]) -> StateGraph[State]:
     g = StateGraph(State)
-    g.add_node("step", step)
+    g.add_node("step", step)  # type: ignore[call-overload]
     g.add_edge(START, "step")
     g.add_conditional_edges("step", lambda s: END if s["n"] >= STEPS else "step")
     return g
@@ -81,7 +82,10 @@ async def steps_per_s(saver: BaseCheckpointSaver[Any], step: Callable[[State], d
     graph = graph_of(step).compile(checkpointer=saver)
     started = time.perf_counter()
     for _ in range(runs):
-        config = {"configurable": {"thread_id": uuid.uuid4().hex}, "recursion_limit": STEPS * 3}
+        config: RunnableConfig = {
+            "configurable": {"thread_id": uuid.uuid4().hex},
+            "recursion_limit": STEPS * 3,
+        }
         out = await graph.ainvoke({"doc": doc, "n": 0, "log": []}, config)
         assert out["n"] == STEPS and len(out["doc"]) == len(doc)
     return runs * STEPS / (time.perf_counter() - started)
