@@ -154,12 +154,20 @@ def plain_text(text: str) -> str:
 def _normalised(node: Any) -> Any:
     if isinstance(node, dict):
         return {
-            k: plain_text(v) if k in TEXT_FIELDS and isinstance(v, str) else _normalised(v)
+            k: plain_text(v) if k in TEXT_FIELDS and isinstance(v, str) else _discriminator(k, v)
             for k, v in node.items()
         }
     if isinstance(node, list):
         return [_normalised(v) for v in node]
     return node
+
+
+def _discriminator(key: str, value: Any) -> Any:
+    """A tagged union's discriminator as AsyncAPI 3 has it, the property's name (msgspec writes
+    OpenAPI's object of `propertyName` and `mapping`; each variant's schema fixes its tag)."""
+    if key == "discriminator" and isinstance(value, dict) and "propertyName" in value:
+        return value["propertyName"]
+    return _normalised(value)
 
 
 def render() -> str:

@@ -27,7 +27,8 @@ import itertools
 import json
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -42,10 +43,28 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.store.base import (
+    BaseStore,
+    Embeddings,
+    GetOp,
+    IndexConfig,
+    Item,
+    ListNamespacesOp,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+    ensure_embeddings,
+    get_text_at_path,
+    tokenize_path,
+)
 
 from agentstore import contract
 from agentstore.client import AgentClient, http_get, http_put
 from agentstore.errors import Unavailable
+from agentstore.schemas import store as st
 from agentstore.schemas.checkpoints import (
     INLINE_BUDGET,
     INLINE_MAX,
@@ -65,6 +84,8 @@ from agentstore.schemas.checkpoints import (
     ValueRef,
     Write,
 )
+from agentstore.schemas.store import MAX_OPS as MAX_STORE_OPS
+from agentstore.schemas.store import StoreBatch
 
 T = TypeVar("T")
 CACHE_BYTES = 256 * 1024 * 1024
@@ -113,10 +134,7 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.client = client
         self.blobs = _Blobs(cache_bytes)
-        try:
-            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self.loop = None
+        self.loop = _running_loop()
 
     # -- values --------------------------------------------------------------------
     def _values(self, typed: Sequence[tuple[str, bytes]], uploads: dict[str, bytes]) -> list[Value]:
@@ -353,24 +371,7 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
 
     # -- the sync interface: the async one, on the client's loop ----------------------
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            coro.close()
-            raise RuntimeError(
-                "AgentstoreSaver's sync methods run on the client's event loop: create the saver "
-                "inside that loop (or use the async methods: ainvoke, aget_state, ...)"
-            )
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            coro.close()
-            raise asyncio.InvalidStateError(
-                "Synchronous calls to AgentstoreSaver are only allowed from a thread other than the "
-                "client's event loop; from that loop, use the async interface (ainvoke, aget_state, ...)"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return _on_loop(self.loop, coro, type(self).__name__)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self._sync(self.aget_tuple(config))
@@ -412,7 +413,141 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         self._sync(self.aprune(thread_ids, strategy=strategy))
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop | None, coro: Coroutine[Any, Any, T], who: str) -> T:
+    """Run `coro` on the client's loop from another thread (the sync interface)."""
+    if loop is None or loop.is_closed():
+        coro.close()
+        raise RuntimeError(
+            f"{who}'s sync methods run on the client's event loop: create it inside that loop "
+            "(or use the async methods: ainvoke, aget_state, ...)"
+        )
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        coro.close()
+        raise asyncio.InvalidStateError(
+            f"Synchronous calls to {who} are only allowed from a thread other than the client's "
+            "event loop; from that loop, use the async interface (ainvoke, aget_state, ...)"
+        )
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _json(value: Any) -> str:
     """Metadata as JSON text for the service to filter on (what JSON cannot hold, as text;
     NUL dropped: PostgreSQL's jsonb refuses it)."""
     return json.dumps(value, default=str, ensure_ascii=False).replace("\\u0000", "")
+
+
+class AgentstoreStore(BaseStore):
+    """LangGraph's long-term memory store (`BaseStore`), kept by agentstore per agent.
+
+    With `index` (LangGraph's `IndexConfig`: `embed`, `dims`, `fields`), the texts at the
+    fields are embedded here by the caller's `embed` on put, and a search's query too; the
+    service keeps the vectors with the item and ranks by cosine similarity (exact search over
+    the namespace prefix: fine to ~10k items under one prefix). TTL in minutes, refreshed on
+    read unless `ttl_config={"refresh_on_read": False}`.
+    """
+
+    supports_ttl: bool = True
+
+    def __init__(self, client: AgentClient, *, index: IndexConfig | None = None,
+                 ttl: TTLConfig | None = None) -> None:  # fmt: skip
+        self.client = client
+        self.ttl_config = ttl
+        self.index_config = index
+        self.embeddings: Embeddings | None = ensure_embeddings(index.get("embed")) if index else None
+        fields = (index or {}).get("fields") or ["$"]
+        self.fields = [(p, tokenize_path(p) if p != "$" else p) for p in fields]
+        self.loop = _running_loop()
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        return _on_loop(self.loop, self.abatch(ops), type(self).__name__)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        results: list[Result] = []
+        for start in range(0, len(ops), MAX_STORE_OPS):
+            chunk = ops[start : start + MAX_STORE_OPS]
+            wire = await self._wire(chunk)
+            reply = await self.client.call(contract.STORE_BATCH, StoreBatch(ops=wire))
+            results += [_result(op, r) for op, r in zip(chunk, reply.results, strict=True)]
+        return results
+
+    async def _wire(
+        self, ops: Sequence[Op]
+    ) -> list[st.GetItem | st.SearchItems | st.PutItem | st.ListNamespaces]:
+        queries = {op.query for op in ops if isinstance(op, SearchOp) and op.query and self.embeddings}
+        texts: list[tuple[int, str, str]] = []  # (op index, path, text) to embed
+        for i, op in enumerate(ops):
+            if isinstance(op, PutOp) and op.value is not None and op.index is not False and self.embeddings:
+                paths = self.fields if op.index is None else [(p, tokenize_path(p)) for p in op.index]
+                for path, tokens in paths:
+                    found = get_text_at_path(op.value, tokens)
+                    texts += [(i, f"{path}.{n}" if len(found) > 1 else path, t) for n, t in enumerate(found)]
+        vectors: dict[str, list[float]] = {}
+        documents: list[list[float]] = []
+        if self.embeddings is not None:
+            ordered = sorted(queries)
+            got = await asyncio.gather(*(self.embeddings.aembed_query(q) for q in ordered))
+            vectors = dict(zip(ordered, got, strict=True))
+            if texts:
+                documents = await self.embeddings.aembed_documents([t for _, _, t in texts])
+        by_op: dict[int, list[st.PathVector]] = {}
+        for (i, path, _), vector in zip(texts, documents, strict=True):
+            by_op.setdefault(i, []).append(st.PathVector(path=path, vector=[float(x) for x in vector]))
+        wire: list[st.GetItem | st.SearchItems | st.PutItem | st.ListNamespaces] = []
+        for i, op in enumerate(ops):
+            if isinstance(op, GetOp):
+                wire.append(
+                    st.GetItem(namespace=list(op.namespace), key=str(op.key), refresh_ttl=op.refresh_ttl)
+                )
+            elif isinstance(op, SearchOp):
+                query = vectors.get(op.query) if op.query else None
+                wire.append(st.SearchItems(
+                    namespace_prefix=list(op.namespace_prefix),
+                    filter_json=json.dumps(op.filter) if op.filter else None,
+                    limit=op.limit, offset=op.offset,
+                    vector=[float(x) for x in query] if query is not None else None, refresh_ttl=op.refresh_ttl,
+                ))  # fmt: skip
+            elif isinstance(op, PutOp):
+                wire.append(st.PutItem(
+                    namespace=list(op.namespace), key=str(op.key),
+                    value=dict(op.value) if op.value is not None else None,
+                    ttl_minutes=op.ttl if op.value is not None else None, vectors=by_op.get(i, []),
+                ))  # fmt: skip
+            elif isinstance(op, ListNamespacesOp):
+                wire.append(st.ListNamespaces(
+                    match_conditions=[st.MatchCondition(match_type=c.match_type, path=list(c.path))
+                                      for c in op.match_conditions or ()],
+                    max_depth=op.max_depth, limit=op.limit, offset=op.offset,
+                ))  # fmt: skip
+            else:
+                raise ValueError(f"Unknown operation type: {type(op)}")
+        return wire
+
+
+def _stored(item: st.StoreItem, search: bool) -> Item:
+    fields = dict(
+        namespace=tuple(item.namespace), key=item.key, value=item.value,
+        created_at=datetime.fromisoformat(item.created_at), updated_at=datetime.fromisoformat(item.updated_at),
+    )  # fmt: skip
+    return SearchItem(**fields, score=item.score) if search else Item(**fields)  # type: ignore[arg-type]
+
+
+def _result(op: Op, r: st.OpResult) -> Result:
+    if isinstance(op, GetOp):
+        return _stored(r.item, False) if r.item is not None else None
+    if isinstance(op, SearchOp):
+        return [_stored(i, True) for i in r.items or []]  # type: ignore[misc]
+    if isinstance(op, ListNamespacesOp):
+        return [tuple(ns) for ns in r.namespaces or []]
+    return None

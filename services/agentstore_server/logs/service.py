@@ -12,10 +12,22 @@ from agentstore_server.bus.rpc import bind
 from agentstore_server.config import Settings
 from agentstore_server.lifecycle.metrics import CountsCollector
 from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
-from agentstore_server.logs import agents, conversations, events, logs, memories, outputs, sessions
+from agentstore_server.logs import (
+    agents,
+    conversations,
+    events,
+    logs,
+    memories,
+    outputs,
+    sessions,
+    store_items,
+)
 from agentstore_server.logs.retention import AGE_FIELD, sweeper
 from agentstore_server.stores.mongo import MongoStore
 from agentstore_server.stores.readers import FerretSqlReader, reading
+
+# Expired store items are invisible at once; the sweep only reclaims their space.
+STORE_SWEEP_SECONDS = 300.0
 
 INDEXES = {
     logs.COLLECTION: logs.INDEXES,
@@ -26,6 +38,7 @@ INDEXES = {
     outputs.COLLECTION: outputs.INDEXES,
     agents.COLLECTION: agents.INDEXES,
     sessions.COLLECTION: sessions.INDEXES,
+    store_items.COLLECTION: store_items.INDEXES,
 }
 
 
@@ -48,6 +61,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     output_store = outputs.Outputs(mongo, reader)
     fleet = agents.Agents(mongo, reader)
     session_store = sessions.Sessions(mongo, reader)
+    memory_items = store_items.StoreItems(mongo, reader)
     writers = {
         "logs": Handler(logs.decode_log, log_store.write),
         "memories": Handler(memories.decode_memory, memory_store.write),
@@ -75,6 +89,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.SESSION_ITEMS: session_store.items,
                 contract.SESSION_POP: session_store.pop,
                 contract.SESSION_CLEAR: session_store.clear,
+                contract.STORE_BATCH: memory_items.batch,
             },
         ),
         checks={"mongodb": mongo.ping},
@@ -87,7 +102,10 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 lambda: fallbacks,
             )
         ],
-        background=[sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds)],
+        background=[
+            sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds),
+            store_items.sweeper(mongo, STORE_SWEEP_SECONDS),
+        ],
     )
 
 

@@ -15,6 +15,7 @@ from agentstore.schemas import identity as ident
 from agentstore.schemas import logs as lg
 from agentstore.schemas import metrics as m
 from agentstore.schemas import sessions as ss
+from agentstore.schemas import store as st
 from agentstore.schemas import tasks as t
 from agentstore.schemas.common import Page
 
@@ -54,6 +55,7 @@ SESSION_ADD = Endpoint("agents.{agent}.rpc.session.add", ss.AddSessionItems, ss.
 SESSION_ITEMS = Endpoint("agents.{agent}.rpc.session.items", ss.SessionItemsQuery, ss.SessionItems, "logs", AGENT, "a session's latest items, in the order added")
 SESSION_POP = Endpoint("agents.{agent}.rpc.session.pop", ss.PopSessionItem, ss.PoppedSessionItem, "logs", AGENT, "removes and returns a session's newest item")
 SESSION_CLEAR = Endpoint("agents.{agent}.rpc.session.clear", ss.ClearSession, ss.SessionCleared, "logs", AGENT, "removes every item of a session")
+STORE_BATCH = Endpoint("agents.{agent}.rpc.store.batch", st.StoreBatch, st.StoreResults, "logs", AGENT, "the agent's long-term memory store: gets, searches, puts, deletes and namespace lists in one batch")
 QUERY_AGENTS = Endpoint("query.agents", lg.AgentsQuery, Page[lg.AgentItem], "logs", EVALUATOR, "agents, most recently seen first, with their recent errors", after="LOGS")
 # tasks service
 QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", EVERYONE, "tasks with their latest progress", after="TASKS")
