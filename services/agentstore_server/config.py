@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     # Buckets agents may write to (Artifact-Bucket / bucket); created at start.
     s3_buckets: list[str] = Field(default_factory=lambda: ["screenshots", "artifacts"])
+    # LangGraph checkpoints' large values, content-addressed (`{agent}/{sha256}`; CONTRACT v1.8).
+    s3_checkpoints_bucket: str = "checkpoints"
 
     # Ingest tuning: see MEASUREMENTS (batches of 500-1000 are the sweet spot).
     ingest_batch: int = Field(default=500, ge=1, le=5000)

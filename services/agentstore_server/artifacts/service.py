@@ -29,7 +29,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     bus = BusHandle()
     artifacts = Artifacts(pg, objects, settings.s3_buckets, bus)
     await artifacts.setup()
-    checkpoints = Checkpoints(pg, objects)
+    checkpoints = Checkpoints(pg, objects, settings.s3_checkpoints_bucket)
     await checkpoints.setup()
     return Wiring(
         ingests=ingests(

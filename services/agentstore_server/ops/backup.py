@@ -69,7 +69,7 @@ async def backup(settings: Settings, folder: Path, *, objects: bool = False,
     if objects:
         async with ObjectStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
                                secure=settings.s3_secure) as store:  # fmt: skip
-            for bucket in settings.s3_buckets:
+            for bucket in (*settings.s3_buckets, settings.s3_checkpoints_bucket):
                 types: dict[str, str] = {}
                 async for info in store.list(bucket):
                     target = folder / "objects" / bucket / info.key
