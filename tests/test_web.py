@@ -281,3 +281,39 @@ async def test_bad_addresses_get_clear_errors(page: Page, fleet: Fleet) -> None:
     assert reply is not None and reply.status == 404
     reply = await page.goto(f"{fleet.url}/deadletters/999999")
     assert reply is not None and reply.status == 404
+
+
+async def test_threads_show_each_checkpoint_and_sessions_their_items(
+    page: Page, fleet: Fleet, tmp_path: Path
+) -> None:
+    from langgraph.types import Command
+
+    from agentstore.langgraph import AgentstoreSaver
+    from agentstore.openai_agents import AgentstoreSession
+    from tests import langgraph_graph as lg
+
+    agent = fleet.agents[0]
+    async with await AgentClient.connect(fleet.settings.nats_url, agent) as client:
+        graph = lg.build().compile(checkpointer=AgentstoreSaver(client))
+        config: Any = {"configurable": {"thread_id": "ticket-42"}}
+        await graph.ainvoke({"steps": [], "doc": "order notes", "count": 0}, config)
+        await graph.ainvoke(Command(resume="yes"), config)
+        await AgentstoreSession("user-42", client).add_items([
+            {"type": "message", "role": "user", "content": "Where is my order A-17?"},
+            {"type": "message", "role": "assistant", "content": "It ships tomorrow."},
+        ])  # fmt: skip
+    await page.goto(f"{fleet.url}/agents/{agent}/threads")
+    assert "ticket-42" in await page.inner_text("#threads")
+    await page.click("#threads >> text=ticket-42")
+    rows = await texts(page, "#checkpoints tbody tr")
+    # input, plan's step, review's step (interrupted there, resumed), act's step, in order
+    assert [r.split()[0] for r in rows] == ["-1", "0", "1", "2", "3"], rows
+    assert "input" in rows[0] and "loop" in rows[-1]
+    assert "act:yes" in rows[-1] and "count" in rows[-1]  # what changed, with the new values
+    assert any("__interrupt__" in r and "approve?" in r for r in rows)  # the pending interrupt write
+    await shot(page, "thread", tmp_path)
+    await page.goto(f"{fleet.url}/agents/{agent}/sessions")
+    assert "user-42" in await page.inner_text("#sessions")
+    await page.click("#sessions >> text=user-42")
+    body = await page.inner_text("main")
+    assert body.index("Where is my order A-17?") < body.index("It ships tomorrow.")

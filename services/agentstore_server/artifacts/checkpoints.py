@@ -19,9 +19,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from agentstore.errors import BadRequest
 from agentstore.schemas.checkpoints import (
@@ -30,7 +32,9 @@ from agentstore.schemas.checkpoints import (
     CheckpointFound,
     CheckpointPage,
     CheckpointRecord,
+    CheckpointsQuery,
     CheckpointsRemoved,
+    CheckpointStep,
     CheckpointStored,
     CopyThread,
     DeleteCheckpoints,
@@ -40,13 +44,16 @@ from agentstore.schemas.checkpoints import (
     PruneThreads,
     PutCheckpoint,
     PutWrites,
+    TaskWrite,
     ThreadCopied,
+    ThreadItem,
+    ThreadsQuery,
     Upload,
     Value,
     Values,
     Write,
 )
-from agentstore.schemas.common import iso
+from agentstore.schemas.common import Page, decode_cursor, encode_cursor, iso
 from agentstore_server.bus.rpc import RequestContext
 from agentstore_server.stores.objects import ObjectStore
 from agentstore_server.stores.postgres import Gateway, PostgresStore, Record, load_queries
@@ -349,6 +356,126 @@ class Checkpoints:
             except Exception as exc:  # the row is gone: at worst an object stays behind
                 log.warning("could not remove checkpoint object %s of %s: %s", digest, agent, exc)
         return len(digests)
+
+
+class Views:
+    """What evaluators and the console read of checkpoints: threads, and a thread's steps."""
+
+    def __init__(self, pg: PostgresStore) -> None:
+        self.db = Gateway(pg)
+
+    async def threads(self, ctx: RequestContext, q: ThreadsQuery) -> Page[ThreadItem]:
+        ctx.check_agent(q.agent_id)
+        after_ts, after_thread = (None, None)
+        if q.cursor is not None:
+            ts, after_thread = decode_cursor(q.cursor, 2)
+            after_ts = _parse_time(ts)
+        rows = await self.db.run.fetch(Q["list_threads"], agent_id=q.agent_id, after_ts=after_ts,
+                                       after_thread=after_thread, limit=q.limit + 1)  # fmt: skip
+        more, rows = len(rows) > q.limit, rows[: q.limit]
+        items = [ThreadItem(thread_id=r["thread_id"], checkpoints=r["checkpoints"], namespaces=r["namespaces"],
+                            newest_checkpoint_id=r["newest_checkpoint_id"], updated_at=iso(r["updated_at"]))
+                 for r in rows]  # fmt: skip
+        last = rows[-1] if more and rows else None
+        return Page[ThreadItem](
+            items=items,
+            next_cursor=encode_cursor(last["updated_at"].isoformat(), last["thread_id"]) if last else None,
+        )
+
+    async def steps(self, ctx: RequestContext, q: CheckpointsQuery) -> Page[CheckpointStep]:
+        ctx.check_agent(q.agent_id)
+        after = decode_cursor(q.cursor, 1)[0] if q.cursor is not None else None
+        where = dict(agent_id=q.agent_id, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns)
+        rows = await self.db.run.fetch(Q["thread_steps"], **where, after=after, limit=q.limit + 1)
+        more, rows = len(rows) > q.limit, rows[: q.limit]
+        versions = {r["checkpoint_id"]: json.loads(r["versions"]) for r in rows}
+        parents = [r["parent_id"] for r in rows if r["parent_id"] and r["parent_id"] not in versions]
+        if parents:
+            for p in await self.db.run.fetch(Q["versions_of"], **where, checkpoint_ids=parents):
+                versions[p["checkpoint_id"]] = json.loads(p["versions"])
+        changed = [
+            {ch: v for ch, v in versions[r["checkpoint_id"]].items()
+             if versions.get(r["parent_id"] or "", {}).get(ch) != v}
+            for r in rows
+        ]  # fmt: skip
+        keys = dict(thread_ids=[q.thread_id] * len(rows), checkpoint_nss=[q.checkpoint_ns] * len(rows))
+        blobs = await self.db.run.fetch(Q["checkpoint_blobs"], agent_id=q.agent_id, **keys,
+                                        versions=[json.dumps(c) for c in changed])  # fmt: skip
+        writes = await self.db.run.fetch(Q["checkpoint_writes"], agent_id=q.agent_id, **keys,
+                                         checkpoint_ids=[r["checkpoint_id"] for r in rows])  # fmt: skip
+        previews: list[dict[str, str]] = [{} for _ in rows]
+        sizes = [int(r["size"]) for r in rows]
+        for b in blobs:
+            previews[b["ord"] - 1][b["channel"]] = preview(b["type"], b["data"], b["size"])
+            sizes[b["ord"] - 1] += int(b["size"])
+        steps_writes: list[list[TaskWrite]] = [[] for _ in rows]
+        for w in writes:
+            steps_writes[w["ord"] - 1].append(
+                TaskWrite(
+                    task_id=w["task_id"],
+                    channel=w["channel"],
+                    preview=preview(w["type"], w["data"], w["size"]),
+                )
+            )
+        items = []
+        for i, r in enumerate(rows):
+            meta = json.loads(r["metadata_json"])
+            step = meta.get("step")
+            items.append(CheckpointStep(
+                checkpoint_id=r["checkpoint_id"], parent_id=r["parent_id"],
+                step=step if isinstance(step, int) else None,
+                source=str(meta["source"]) if meta.get("source") is not None else None,
+                created_at=iso(r["created_at"]),
+                changed={ch: previews[i].get(ch, "(kept)") for ch in changed[i]},
+                writes=steps_writes[i], bytes=sizes[i],
+            ))  # fmt: skip
+        return Page[CheckpointStep](
+            items=items, next_cursor=encode_cursor(rows[-1]["checkpoint_id"]) if more and rows else None
+        )
+
+
+PREVIEW_CHARS = 300
+
+
+def preview(kind: str, data: bytes | None, size: int) -> str:
+    """A value as a person reads it, without the agent's classes: LangGraph's msgpack decoded
+    (its objects shown by class and fields), JSON as is, anything else by type and size."""
+    if data is None:
+        return f"({size:,} bytes in object storage)"
+    if kind == "empty":
+        return "(empty)"
+    if kind == "null":
+        return "None"
+    try:
+        if kind == "msgpack":
+            text = json.dumps(
+                msgspec.msgpack.decode(bytes(data), ext_hook=_ext), default=str, ensure_ascii=False
+            )
+        elif kind == "json":
+            text = bytes(data).decode()
+        else:
+            return f"({kind}, {len(data):,} bytes)"
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
+        return f"({kind}, {len(data):,} bytes)"
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def _ext(code: int, data: memoryview) -> Any:
+    """LangGraph's msgpack extensions hold (module, class, fields, ...): the class and fields."""
+    try:
+        inner = msgspec.msgpack.decode(bytes(data), ext_hook=_ext)
+    except msgspec.DecodeError:
+        return f"<ext {code}>"
+    if isinstance(inner, list | tuple) and len(inner) >= 3 and isinstance(inner[1], str):
+        return {"__class__": inner[1], "fields": inner[2]}
+    return inner
+
+
+def _parse_time(text: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        raise BadRequest("malformed cursor; pass back next_cursor exactly as received") from None
 
 
 def _size(v: Value) -> int:

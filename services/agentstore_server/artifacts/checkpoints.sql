@@ -155,3 +155,24 @@ w AS (
     FROM checkpoint_writes WHERE agent_id = :agent_id AND thread_id = :source
     ON CONFLICT DO NOTHING RETURNING 1)
 SELECT (SELECT count(*) FROM c) AS checkpoints, (SELECT count(*) FROM b) AS blobs, (SELECT count(*) FROM w) AS writes
+
+-- name: list_threads
+SELECT thread_id, count(*) AS checkpoints, count(DISTINCT checkpoint_ns) AS namespaces,
+       max(checkpoint_id) AS newest_checkpoint_id, max(created_at) AS updated_at
+FROM checkpoints WHERE agent_id = :agent_id
+GROUP BY thread_id
+HAVING :after_ts::timestamptz IS NULL OR (max(created_at), thread_id) < (:after_ts::timestamptz, :after_thread::text)
+ORDER BY max(created_at) DESC, thread_id DESC
+LIMIT :limit
+
+-- name: thread_steps
+SELECT checkpoint_id, parent_id, metadata_json, versions, created_at, size FROM checkpoints
+WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+  AND (:after::text IS NULL OR checkpoint_id > :after)
+ORDER BY checkpoint_id
+LIMIT :limit
+
+-- name: versions_of
+SELECT checkpoint_id, versions FROM checkpoints
+WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+  AND checkpoint_id = ANY(:checkpoint_ids::text[])

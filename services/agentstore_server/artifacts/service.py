@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from agentstore import contract
-from agentstore_server.artifacts.checkpoints import Checkpoints
+from agentstore_server.artifacts.checkpoints import Checkpoints, Views
 from agentstore_server.artifacts.db import MIGRATIONS
 from agentstore_server.artifacts.files import Artifacts
 from agentstore_server.bus.handle import BusHandle
@@ -31,6 +31,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     await artifacts.setup()
     checkpoints = Checkpoints(pg, objects, settings.s3_checkpoints_bucket)
     await checkpoints.setup()
+    views = Views(pg)
     return Wiring(
         ingests=ingests(
             "artifacts",
@@ -55,6 +56,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.CHECKPOINT_DELETE: checkpoints.delete,
                 contract.CHECKPOINT_COPY: checkpoints.copy,
                 contract.CHECKPOINT_PRUNE: checkpoints.prune,
+                contract.QUERY_THREADS: views.threads,
+                contract.QUERY_CHECKPOINTS: views.steps,
             },
         ),
         checks={"postgres": pg.ping, "s3": objects.ping},

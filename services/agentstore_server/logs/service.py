@@ -90,6 +90,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.SESSION_POP: session_store.pop,
                 contract.SESSION_CLEAR: session_store.clear,
                 contract.STORE_BATCH: memory_items.batch,
+                contract.QUERY_SESSIONS: session_store.query_list,
+                contract.QUERY_SESSION: session_store.query_one,
             },
         ),
         checks={"mongodb": mongo.ping},

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentstore.errors import StoreUnavailable
+from agentstore.schemas.common import Page, decode_cursor, encode_cursor
 from agentstore.schemas.sessions import (
     AddSessionItems,
     ClearSession,
@@ -23,6 +24,9 @@ from agentstore.schemas.sessions import (
     SessionCleared,
     SessionItems,
     SessionItemsQuery,
+    SessionQuery,
+    SessionsQuery,
+    SessionSummary,
 )
 from agentstore_server.bus.rpc import RequestContext
 from agentstore_server.logs.documents import Indexes
@@ -83,7 +87,30 @@ class Sessions:
         return SessionAdded(session_id=q.session_id, added=len(docs), last_seq=first + len(docs) - 1)
 
     async def items(self, ctx: RequestContext, q: SessionItemsQuery) -> SessionItems:
-        where = {"agent_id": self._agent(ctx), "session_id": q.session_id}
+        return await self._latest(self._agent(ctx), q.session_id, q.limit)
+
+    async def query_one(self, ctx: RequestContext, q: SessionQuery) -> SessionItems:
+        ctx.check_agent(q.agent_id)
+        return await self._latest(q.agent_id, q.session_id, q.limit)
+
+    async def query_list(self, ctx: RequestContext, q: SessionsQuery) -> Page[SessionSummary]:
+        """An agent's sessions by id (one count over its items: an agent's scale)."""
+        ctx.check_agent(q.agent_id)
+        counts = await self.reader.count_by(COLLECTION, {"agent_id": q.agent_id}, "session_id")
+        ids = sorted(str(k) for k in counts)
+        if q.cursor is not None:
+            (after,) = decode_cursor(q.cursor, 1)
+            ids = [i for i in ids if i > after]
+        page = ids[: q.limit]
+        more = len(ids) > q.limit
+        return Page[SessionSummary](
+            items=[SessionSummary(session_id=i, items=counts[i]) for i in page],
+            next_cursor=encode_cursor(page[-1]) if more and page else None,
+        )
+
+    async def _latest(self, agent: str, session: str, limit: int | None) -> SessionItems:
+        q = SessionItemsQuery(session_id=session, limit=limit)
+        where = {"agent_id": agent, "session_id": q.session_id}
         if q.limit == 0:
             return SessionItems(session_id=q.session_id, items=[])
         if q.limit is None:

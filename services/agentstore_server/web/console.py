@@ -36,8 +36,10 @@ from agentstore.contract import DEADLETTER_STREAM
 from agentstore.contract.model import Rep, Req
 from agentstore.errors import AgentstoreError, BadRequest, Forbidden, NotFound, RequestError
 from agentstore.schemas import artifacts as a
+from agentstore.schemas import checkpoints as cp
 from agentstore.schemas import logs as lg
 from agentstore.schemas import metrics as m
+from agentstore.schemas import sessions as ss
 from agentstore.schemas import tasks as t
 from agentstore_server.config import Settings
 from agentstore_server.web import views
@@ -118,6 +120,10 @@ class Console:
                 web.get("/agents/{agent}/conversations/{conversation}", self.conversation),
                 web.get("/agents/{agent}/memories", self.memories),
                 web.get("/agents/{agent}/files", self.files),
+                web.get("/agents/{agent}/threads", self.threads),
+                web.get("/agents/{agent}/threads/{thread}", self.thread),
+                web.get("/agents/{agent}/sessions", self.sessions),
+                web.get("/agents/{agent}/sessions/{session}", self.session),
                 web.get("/agents/{agent}/metrics", self.metrics),
                 web.get("/runs", self.runs),
                 web.get("/runs/{run}", self.run),
@@ -350,6 +356,48 @@ class Console:
         )
         pages = Pager.of(f"/agents/{agent}/files", {"cursor": cursor}, listed.next_cursor)
         return self._agent_page("files.html", agent, "/files", "screenshots", listed=listed, pages=pages)
+
+    async def threads(self, request: web.Request) -> web.Response:
+        agent = request.match_info["agent"]
+        cursor = request.query.get("cursor") or None
+        listed = await self.reader.call(
+            contract.QUERY_THREADS, from_url(cp.ThreadsQuery, agent_id=agent, limit=PAGE_SIZE, cursor=cursor)
+        )
+        pages = Pager.of(f"/agents/{agent}/threads", {"cursor": cursor}, listed.next_cursor)
+        return self._agent_page("threads.html", agent, "/threads", "threads", listed=listed, pages=pages)
+
+    async def thread(self, request: web.Request) -> web.Response:
+        """A thread's checkpoints in order: each step, what changed, its tasks' writes."""
+        agent, thread = request.match_info["agent"], request.match_info["thread"]
+        ns = request.query.get("ns") or ""
+        cursor = request.query.get("cursor") or None
+        steps = await self.reader.call(
+            contract.QUERY_CHECKPOINTS,
+            from_url(cp.CheckpointsQuery, agent_id=agent, thread_id=thread, checkpoint_ns=ns, limit=PAGE_SIZE,
+                     cursor=cursor),
+        )  # fmt: skip
+        pages = Pager.of(
+            f"/agents/{agent}/threads/{thread}", {"ns": ns or None, "cursor": cursor}, steps.next_cursor
+        )
+        return self._agent_page("thread.html", agent, "/threads", f"thread {thread}", thread=thread, ns=ns,
+                                steps=steps, pages=pages)  # fmt: skip
+
+    async def sessions(self, request: web.Request) -> web.Response:
+        agent = request.match_info["agent"]
+        cursor = request.query.get("cursor") or None
+        listed = await self.reader.call(
+            contract.QUERY_SESSIONS,
+            from_url(ss.SessionsQuery, agent_id=agent, limit=PAGE_SIZE, cursor=cursor),
+        )
+        pages = Pager.of(f"/agents/{agent}/sessions", {"cursor": cursor}, listed.next_cursor)
+        return self._agent_page("sessions.html", agent, "/sessions", "sessions", listed=listed, pages=pages)
+
+    async def session(self, request: web.Request) -> web.Response:
+        agent, session = request.match_info["agent"], request.match_info["session"]
+        found = await self.reader.call(
+            contract.QUERY_SESSION, from_url(ss.SessionQuery, agent_id=agent, session_id=session, limit=500)
+        )
+        return self._agent_page("session.html", agent, "/sessions", f"session {session}", session=found)
 
     async def metrics(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]

@@ -24,6 +24,8 @@ AGENT_TABS = (
     ("/conversations", "Conversations"),
     ("/memories", "Memories"),
     ("/files", "Screenshots"),
+    ("/threads", "Threads"),
+    ("/sessions", "Sessions"),
     ("/metrics", "Metrics"),
 )
 TASK_ORDER = ("running", "pending", "completed", "failed", "cancelled")

@@ -56,6 +56,8 @@ SESSION_ITEMS = Endpoint("agents.{agent}.rpc.session.items", ss.SessionItemsQuer
 SESSION_POP = Endpoint("agents.{agent}.rpc.session.pop", ss.PopSessionItem, ss.PoppedSessionItem, "logs", AGENT, "removes and returns a session's newest item")
 SESSION_CLEAR = Endpoint("agents.{agent}.rpc.session.clear", ss.ClearSession, ss.SessionCleared, "logs", AGENT, "removes every item of a session")
 STORE_BATCH = Endpoint("agents.{agent}.rpc.store.batch", st.StoreBatch, st.StoreResults, "logs", AGENT, "the agent's long-term memory store: gets, searches, puts, deletes and namespace lists in one batch")
+QUERY_SESSIONS = Endpoint("query.sessions", ss.SessionsQuery, Page[ss.SessionSummary], "logs", EVALUATOR, "an agent's sessions with their item counts")
+QUERY_SESSION = Endpoint("query.session", ss.SessionQuery, ss.SessionItems, "logs", EVALUATOR, "an agent's session: its latest items in the order added")
 QUERY_AGENTS = Endpoint("query.agents", lg.AgentsQuery, Page[lg.AgentItem], "logs", EVALUATOR, "agents, most recently seen first, with their recent errors", after="LOGS")
 # tasks service
 QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", EVERYONE, "tasks with their latest progress", after="TASKS")
@@ -92,6 +94,8 @@ CHECKPOINT_VALUES = Endpoint("agents.{agent}.rpc.checkpoint.values", cp.GetValue
 CHECKPOINT_DELETE = Endpoint("agents.{agent}.rpc.checkpoint.delete", cp.DeleteCheckpoints, cp.CheckpointsRemoved, "artifacts", AGENT, "deletes threads' or runs' checkpoints and writes")
 CHECKPOINT_COPY = Endpoint("agents.{agent}.rpc.checkpoint.copy", cp.CopyThread, cp.ThreadCopied, "artifacts", AGENT, "copies a thread's checkpoints and writes to another thread (values shared, not copied)")
 CHECKPOINT_PRUNE = Endpoint("agents.{agent}.rpc.checkpoint.prune", cp.PruneThreads, cp.CheckpointsRemoved, "artifacts", AGENT, "keeps each namespace's newest checkpoint (and what it needs), or deletes all")
+QUERY_THREADS = Endpoint("query.threads", cp.ThreadsQuery, Page[cp.ThreadItem], "artifacts", EVALUATOR, "an agent's LangGraph threads, most recently checkpointed first")
+QUERY_CHECKPOINTS = Endpoint("query.checkpoints", cp.CheckpointsQuery, Page[cp.CheckpointStep], "artifacts", EVALUATOR, "a thread's checkpoints in order: step, source, what changed (previews), task writes")
 # metrics service
 QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
 QUERY_METRIC_NAMES = Endpoint("query.metric_names", m.MetricNamesQuery, m.MetricNames, "metrics", EVALUATOR_AGENT, "the names of the stored series", after="METRICS")

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from agentstore.schemas.common import Reply, Strict
+from agentstore.schemas.common import DEFAULT_LIMIT, AgentId, Limit, Reply, Strict
 
 INLINE_MAX = 16 * 1024
 # What one request or reply carries inline, at most (NATS's max_payload is 1 MiB, and JSON
@@ -24,6 +24,8 @@ INLINE_MAX = 16 * 1024
 INLINE_BUDGET = 512 * 1024
 MAX_VALUES = 10_000
 MAX_LIST = 100
+
+Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 
 ThreadId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Namespace = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -194,3 +196,53 @@ class CheckpointsRemoved(Reply, kw_only=True):
 
 class ThreadCopied(Reply, kw_only=True):
     checkpoints: int
+
+
+# -- what evaluators and the console read (query.threads, query.checkpoints) -------------
+class ThreadsQuery(Strict, kw_only=True):
+    """`query.threads`: an agent's threads, most recently checkpointed first."""
+
+    agent_id: AgentId
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
+class ThreadItem(Reply, kw_only=True):
+    thread_id: str
+    checkpoints: int
+    namespaces: int
+    newest_checkpoint_id: str
+    updated_at: str
+
+
+class CheckpointsQuery(Strict, kw_only=True):
+    """`query.checkpoints`: a thread's checkpoints in order (oldest first), each with what
+    changed since its parent and a preview of the values new in it."""
+
+    agent_id: AgentId
+    thread_id: ThreadId
+    checkpoint_ns: Namespace = ""
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
+class TaskWrite(Reply, kw_only=True):
+    task_id: str
+    channel: str
+    preview: str
+
+
+class CheckpointStep(Reply, kw_only=True):
+    """One checkpoint as a person reads it: its step and source (LangGraph's metadata), the
+    channels whose version moved since its parent, with a preview of each new value (values
+    kept by the agent's serializer: plain data shown as JSON, objects by class, large values
+    by size), and the pending writes of its tasks."""
+
+    checkpoint_id: str
+    parent_id: str | None = None
+    step: int | None = None
+    source: str | None = None
+    created_at: str
+    changed: dict[str, str]
+    writes: list[TaskWrite]
+    bytes: int

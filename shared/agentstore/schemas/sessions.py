@@ -7,7 +7,16 @@ from typing import Annotated
 
 import msgspec
 
-from agentstore.schemas.common import EVENT_ID_PATTERN, EventId, FreeMap, Reply, Strict
+from agentstore.schemas.common import (
+    DEFAULT_LIMIT,
+    EVENT_ID_PATTERN,
+    AgentId,
+    EventId,
+    FreeMap,
+    Limit,
+    Reply,
+    Strict,
+)
 
 SessionId = Annotated[str, msgspec.Meta(pattern=EVENT_ID_PATTERN)]
 # One add: what one NATS message carries comfortably (each item is a JSON object).
@@ -58,3 +67,25 @@ class ClearSession(Strict):
 class SessionCleared(Reply):
     session_id: str
     removed: int
+
+
+# -- what evaluators and the console read (query.sessions, query.session) ------------------
+class SessionsQuery(Strict, kw_only=True):
+    """`query.sessions`: an agent's sessions, by id, with how many items each holds."""
+
+    agent_id: AgentId
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+
+
+class SessionSummary(Reply, kw_only=True):
+    session_id: str
+    items: int
+
+
+class SessionQuery(Strict, kw_only=True):
+    """`query.session`: an agent's session, its latest `limit` items in the order added."""
+
+    agent_id: AgentId
+    session_id: SessionId
+    limit: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
