@@ -339,7 +339,16 @@ async def t4(stack: Stack, sizes: Sizes) -> Result:
                     await client.flush()
 
             loader = asyncio.create_task(load())
-            await asyncio.sleep(2)
+
+            async def stored_since(
+                mark: dict[str, int], settings: Settings = settings, agent: str = agent
+            ) -> bool:
+                """Every service has stored more than `mark` of the load: it is flowing."""
+                found = [len((await stored_ids(settings, s, agent))[1]) for s in SERVICES]
+                return all(n > mark[s] for n, s in zip(found, SERVICES, strict=True))
+
+            # The load flows into every service before the outage...
+            await poll_until(functools.partial(stored_since, dict.fromkeys(SERVICES, 100)), 60)
             server.stop()
             down_at = time.monotonic()
             polls = not_ready = 0
@@ -352,7 +361,9 @@ async def t4(stack: Stack, sizes: Sizes) -> Result:
                     health_port = int(procs[s].address.rsplit(":", 1)[1])
                     not_ready += not await asyncio.to_thread(ready, health_port)
             await asyncio.to_thread(server.restart)
-            await asyncio.sleep(2)
+            # ...and after it: events published after the restart are stored too.
+            published = dict(counts)
+            await poll_until(functools.partial(stored_since, published), 120)
             stop.set()
             await loader
             missing = 0
@@ -489,9 +500,16 @@ async def t7(stack: Stack, sizes: Sizes) -> Result:
                     subject = subject.format(self=me, other=other)
                     permitted = any(_matches(p, subject) for p in identity.publish)
                     await nc.publish(subject, b"{}")
+                    # A PING round trip: the server answers a refused publish (-ERR) before the
+                    # PONG, and nats-py runs the error callback as it reads the -ERR.
                     await nc.flush()
-                    await asyncio.sleep(0.05)  # the server's -ERR arrives asynchronously
-                    was_refused = any(subject.lower() in e.lower() for e in errors)
+
+                    def seen(subject: str = subject, errors: list[str] = errors) -> bool:
+                        return any(subject.lower() in e.lower() for e in errors)
+
+                    was_refused = seen()
+                    if not permitted and not was_refused:  # a late -ERR still counts, within 2 s
+                        was_refused = bool(await poll_until(helpers.as_async(seen), 2))
                     if permitted:
                         allowed += 1
                         wrongly_refused += was_refused
@@ -739,7 +757,25 @@ async def _kill_node(nodes: list[Server], url: str, *, leader: bool) -> str:
     node = nodes[index]
     node.process.send_signal(signal.SIGKILL)
     node.process.wait(5)
-    await asyncio.sleep(2)  # the cluster notices and elects
+    # Down until the cluster has noticed: a leader on another node, the killed one a replica
+    # that is offline or behind (bounded: the case goes on either way, as a real outage would).
+    nc = await nats.connect(servers=url.split(","))
+    try:
+
+        async def noticed() -> bool:
+            try:
+                cluster = (await nc.jetstream().stream_info("LOGS")).cluster
+            except Exception:
+                return False  # no leader to answer yet
+            if cluster is None or not cluster.leader or cluster.leader == name:
+                return False
+            return leader or any(
+                r.name == name and (r.offline or not r.current) for r in cluster.replicas or []
+            )
+
+        await poll_until(noticed, 30)
+    finally:
+        await nc.close()
     await asyncio.to_thread(node.restart)
     return f"{'leader' if leader else 'follower'} {name}"
 

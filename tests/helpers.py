@@ -33,6 +33,15 @@ async def poll_until(condition: Callable[[], Awaitable[Any]], timeout: float, ev
     return last
 
 
+def as_async(predicate: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """A plain predicate as the async condition `poll_until` takes."""
+
+    async def condition() -> Any:
+        return predicate()
+
+    return condition
+
+
 async def eventually(
     condition: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, what: str = "condition"
 ) -> Any:
