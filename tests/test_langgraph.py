@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import asyncpg
+import msgspec
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels.delta import DeltaChannel
@@ -20,8 +21,10 @@ from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
-from agentstore import AgentClient
+from agentstore import AgentClient, contract
+from agentstore.errors import BadRequest, Unavailable
 from agentstore.langgraph import AgentstoreSaver
+from agentstore.schemas.checkpoints import GetCheckpoint, ListCheckpoints, PutCheckpoint, Value
 from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import ServiceHost
@@ -183,3 +186,83 @@ async def test_the_sync_interface_runs_from_another_thread_and_says_what_to_do_o
     assert state.next == ("review",) and state.values["count"] == 1
     with pytest.raises(asyncio.InvalidStateError, match="use the async interface"):
         saver.get_tuple(config)
+
+
+def _checkpoint(i: int) -> Any:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    c = empty_checkpoint()
+    c["id"] = f"1ef00000-0000-6000-8000-{i:012d}"
+    return c
+
+
+async def test_a_reply_past_its_size_budget_defers_values_and_the_client_fetches_them(
+    client: AgentClient,
+) -> None:
+    """Many values just under the inline size, over more than one put: the reading reply
+    carries what fits (512 KiB) and defers the rest, which the saver asks for apart."""
+    saver = AgentstoreSaver(client)
+    blob = [bytes([i]) * 15_000 for i in range(40)]  # each inline (<= 16 KiB), 600 KB in all
+    config: RunnableConfig = {"configurable": {"thread_id": "budget", "checkpoint_ns": ""}}
+    c = _checkpoint(1)
+    c["channel_values"] = {f"ch{i}": blob[i] for i in range(20)}
+    versions = {f"ch{i}": saver.get_next_version(None, None) for i in range(20)}
+    c["channel_versions"] = versions
+    stored = await saver.aput(config, c, {"source": "loop", "step": 0}, versions)
+    for start in (20, 30):
+        await saver.aput_writes(
+            stored, [(f"w{i}", blob[i]) for i in range(start, start + 10)], f"task-{start}"
+        )
+    tup = await saver.aget_tuple(stored)
+    assert tup is not None
+    assert tup.checkpoint["channel_values"] == {f"ch{i}": blob[i] for i in range(20)}
+    assert sorted((w[1], w[2]) for w in tup.pending_writes or []) == sorted(
+        (f"w{i}", blob[i]) for i in range(20, 40)
+    )
+    # The service did defer: its reply alone does not hold every value.
+    raw = await client.call(contract.CHECKPOINT_GET, GetCheckpoint(thread_id="budget"))
+    assert raw.checkpoint is not None
+    assert any(v.value.deferred for v in raw.checkpoint.values) or any(
+        w.value.deferred for w in raw.checkpoint.writes
+    )
+
+
+async def test_bad_values_are_refused_and_a_tampered_object_is_not_used(
+    client: AgentClient, settings: Settings
+) -> None:
+    digest = "ab" * 32
+    put = PutCheckpoint(
+        thread_id="bad",
+        checkpoint_id="c1",
+        checkpoint=Value(type="msgpack", digest=digest, size=10),
+        metadata=Value(type="msgpack", data=b"\x80"),
+    )
+    # A digest never uploaded: nothing stored, a presigned PUT for it.
+    reply = await client.call(contract.CHECKPOINT_PUT, put)
+    assert reply.stored is False and [m.digest for m in reply.missing] == [digest]
+    assert (await client.call(contract.CHECKPOINT_GET, GetCheckpoint(thread_id="bad"))).checkpoint is None
+    # Both data and a digest, or neither: 400 naming it.
+    for value in (Value(type="msgpack", data=b"x", digest=digest, size=1), Value(type="msgpack")):
+        with pytest.raises(BadRequest, match="either data or a digest"):
+            await client.call(contract.CHECKPOINT_PUT, msgspec.structs.replace(put, checkpoint=value))
+    with pytest.raises(BadRequest, match="metadata_json"):
+        await client.call(contract.CHECKPOINT_PUT, msgspec.structs.replace(
+            put, checkpoint=Value(type="msgpack", data=b"\x80"), metadata_json="[1]"))  # fmt: skip
+    with pytest.raises(BadRequest, match="cursor"):
+        await client.call(contract.CHECKPOINT_LIST, ListCheckpoints(cursor="nope"))
+    # Bytes put under a digest they do not hash to are refused when read back.
+    saver = AgentstoreSaver(client)
+    graph = lg.build().compile(checkpointer=saver)
+    config: RunnableConfig = {"configurable": {"thread_id": "tampered"}}
+    await graph.ainvoke({"steps": [], "doc": lg.DOC + "tampered", "count": 0}, config)
+    rows = await pg_rows(
+        settings, "SELECT digest, size FROM checkpoint_objects WHERE agent_id = $1", client.agent
+    )
+    store = ObjectStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, secure=False)
+    async with store:
+        for r in rows:
+            await store.put(
+                "checkpoints", f"{client.agent}/{r['digest']}", b"x" * r["size"], "application/octet-stream"
+            )
+    with pytest.raises(Unavailable, match="other content"):
+        await AgentstoreSaver(client).aget_tuple(config)  # a fresh saver: nothing cached
