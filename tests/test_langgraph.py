@@ -5,9 +5,11 @@ optional ones, against the real artifacts service (PostgreSQL, MinIO) over NATS.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -22,13 +24,16 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from agentstore import AgentClient, contract
+from agentstore.client import http_put
 from agentstore.errors import BadRequest, Unavailable
 from agentstore.langgraph import AgentstoreSaver
 from agentstore.schemas.checkpoints import GetCheckpoint, ListCheckpoints, PutCheckpoint, Value
+from agentstore_server.artifacts.checkpoints import Checkpoints
 from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import ServiceHost
 from agentstore_server.stores.objects import ObjectStore
+from agentstore_server.stores.postgres import PostgresStore
 from tests import langgraph_graph as lg
 from tests.helpers import new_agent
 
@@ -266,3 +271,27 @@ async def test_bad_values_are_refused_and_a_tampered_object_is_not_used(
             )
     with pytest.raises(Unavailable, match="other content"):
         await AgentstoreSaver(client).aget_tuple(config)  # a fresh saver: nothing cached
+
+
+async def test_the_sweep_removes_objects_uploaded_and_never_registered(
+    client: AgentClient, settings: Settings
+) -> None:
+    """An agent that uploaded a value and stopped before sending its put again leaves an
+    object nothing names: the agent's next sweep removes it once it is old enough."""
+    data = b"abandoned" * 5000
+    digest = hashlib.sha256(data).hexdigest()
+    put = PutCheckpoint(thread_id="gone", checkpoint_id="c1", metadata=Value(type="msgpack", data=b"\x80"),
+                        checkpoint=Value(type="bytes", digest=digest, size=len(data)))  # fmt: skip
+    reply = await client.call(contract.CHECKPOINT_PUT, put)
+    await asyncio.to_thread(http_put, reply.missing[0].url, data, "application/octet-stream")
+    async with (
+        PostgresStore(settings.postgres_url) as pg,
+        ObjectStore(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, secure=False
+        ) as store,
+    ):
+        checkpoints = Checkpoints(pg, store)
+        assert await checkpoints.sweep(client.agent) == 0  # young: maybe a put is on its way
+        checkpoints.abandoned_after = timedelta(0)
+        assert await checkpoints.sweep(client.agent) == 1
+        assert await store.stat("checkpoints", f"{client.agent}/{digest}") is None

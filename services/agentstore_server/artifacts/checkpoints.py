@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,8 @@ from agentstore_server.stores.postgres import Gateway, PostgresStore, Record, lo
 Q = load_queries(Path(__file__).with_name("checkpoints.sql"))
 BUCKET = "checkpoints"
 URL_LIFETIME = timedelta(minutes=15)
+# An object not registered this long after its upload was abandoned (URLs live 15 minutes).
+ABANDONED_AFTER = timedelta(hours=1)
 log = logging.getLogger("agentstore.checkpoints")
 
 
@@ -106,6 +108,7 @@ class Checkpoints:
         self.db = Gateway(pg)
         self.objects = objects
         self.bucket = bucket
+        self.abandoned_after = ABANDONED_AFTER
 
     async def setup(self) -> None:
         await self.objects.ensure_bucket(self.bucket)
@@ -346,10 +349,19 @@ class Checkpoints:
 
     async def sweep(self, agent: str) -> int:
         """Drop the agent's digests nothing refers to, then their objects (an object left by a
-        failed removal is found again by the next put of its content, or the next sweep's)."""
+        failed removal is found again by the next put of its content, or the next sweep's); and
+        objects uploaded but never registered (an agent that stopped between its upload and
+        the put's retry), once older than any upload URL could be."""
         async with self.pg.transaction() as tx:
             await tx.execute(Q["lock_exclusive"], agent_id=agent)
             digests = [r["digest"] for r in await tx.fetch(Q["sweep_objects"], agent_id=agent)]
+            registered = {r["digest"] for r in await tx.fetch(Q["agent_objects"], agent_id=agent)}
+            stale = datetime.now(UTC) - self.abandoned_after
+            async for info in self.objects.list(self.bucket, f"{agent}/"):
+                digest = info.key.rsplit("/", 1)[-1]
+                if digest not in registered and info.modified is not None and info.modified < stale:
+                    digests.append(digest)
+        digests = list(dict.fromkeys(digests))
         for digest in digests:
             try:
                 await self.objects.remove(self.bucket, self._key(agent, digest))

@@ -176,3 +176,6 @@ LIMIT :limit
 SELECT checkpoint_id, versions FROM checkpoints
 WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
   AND checkpoint_id = ANY(:checkpoint_ids::text[])
+
+-- name: agent_objects
+SELECT digest FROM checkpoint_objects WHERE agent_id = :agent_id
