@@ -67,5 +67,5 @@ def test_a_hostile_page_value_is_escaped_in_a_whole_page() -> None:
                           messages=[SimpleNamespace(role=hostile, ts=None, content=hostile)]),
     )  # fmt: skip
     assert "<script>" not in page
-    # title twice (<title>, <h1>), the agent in six tab links, the user, the role twice, the content
-    assert page.count("&lt;script&gt;") == 12
+    # title twice (<title>, <h1>), the agent in each tab's link, the user, the role twice, the content
+    assert page.count("&lt;script&gt;") == 2 + len(views.AGENT_TABS) + 4
