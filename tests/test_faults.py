@@ -24,8 +24,9 @@ Case = Callable[[faults.Stack, faults.Sizes], Awaitable[faults.Result]]
 FULL = pytest.param(faults.Sizes(), id="full", marks=[pytest.mark.soak, pytest.mark.timeout(3600)])
 SIZES = [pytest.param(faults.Sizes.short(), id="short"), FULL]
 # Crash drills take minutes even short; `make test` proves the same behaviours in
-# test_durability.py and test_cluster.py. (T4 runs short: each database down 6 s. Its full
-# size found FerretDB's "backend down" answer dead-lettering logs; the short one now would.)
+# test_durability.py and test_cluster.py. (T4 runs short: PostgreSQL down 6 s, under every
+# service and FerretDB; the other stores' outages are test_durability's and test_artifacts'.
+# Its full size found FerretDB's "backend down" answer dead-lettering logs; the short one would.)
 SOAK_ONLY = [FULL]
 RESULTS: list[faults.Result] = []
 
