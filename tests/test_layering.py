@@ -40,7 +40,8 @@ def test_the_sdk_imports_nothing_of_the_server(path: Path) -> None:
 # adapter its framework, which its extra brings (`agentstore[langgraph]`), imported by nothing else.
 SDK_THIRD_PARTY = {"nats", "msgspec", "nkeys"}  # nkeys: nats-py[nkeys]
 OPTIONAL = {"testing.py": {"pytest", "pytest_asyncio"}, "cli.py": {"rich"}, "tail.py": {"rich"},
-            "logging.py": {"opentelemetry"}, "langgraph.py": {"langgraph", "langchain_core"}}  # fmt: skip
+            "logging.py": {"opentelemetry"}, "langgraph.py": {"langgraph", "langchain_core"},
+            "adk.py": {"google"}}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", _files(SDK), ids=lambda p: str(p.relative_to(SDK)))

@@ -1,0 +1,151 @@
+"""Google's ADK on agentstore: `AgentstoreSessionService` answers as ADK's own
+`InMemorySessionService` does over generated operation sequences (sessions created with
+state of every scope, events appended with state deltas, sessions got with and without
+their config, listed, deleted, user state read), and a fresh client reads them back. Real
+logs service (FerretDB) over NATS."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from google.adk.errors.already_exists_error import AlreadyExistsError
+from google.adk.errors.session_not_found_error import SessionNotFoundError
+from google.adk.events.event import Event
+from google.adk.events.event_actions import EventActions
+from google.adk.sessions import InMemorySessionService
+from google.adk.sessions.base_session_service import BaseSessionService, GetSessionConfig
+from google.adk.sessions.session import Session
+from google.genai import types
+
+from agentstore import AgentClient
+from agentstore.adk import AgentstoreSessionService
+from agentstore_server.devstack.servers import Server
+from agentstore_server.lifecycle.runner import ServiceHost
+from tests.helpers import new_agent
+
+USERS = ["u1", "u2"]
+SESSIONS = ["s1", "s2", "s3"]
+KEYS = ["app:theme", "user:name", "user:tool.args", "count", "topic", "temp:scratch"]
+
+
+@pytest.fixture
+async def client(nats_server: Server, logs_service: ServiceHost) -> AsyncIterator[AgentClient]:
+    async with await AgentClient.connect(nats_server.url, new_agent("adk")) as c:
+        yield c
+
+
+def a_state(rng: random.Random) -> dict[str, Any]:
+    return {k: rng.choice([rng.randint(0, 9), f"v{rng.randint(0, 9)}", {"a.b": [1, 2]}])
+            for k in rng.sample(KEYS, rng.randint(0, 3))}  # fmt: skip
+
+
+def seen(s: Session | None) -> Any:
+    if s is None:
+        return None
+    events = [(e.id, e.author, e.timestamp, dict(e.actions.state_delta) if e.actions else None,
+               e.content.parts[0].text if e.content and e.content.parts else None) for e in s.events]  # fmt: skip
+    return (s.app_name, s.user_id, s.id, dict(s.state), events)
+
+
+async def both(
+    theirs: BaseSessionService, ours: BaseSessionService, name: str, **kwargs: Any
+) -> tuple[Any, Any]:
+    """The same call on both; an exception is an answer too (compared by type)."""
+    out = []
+    for service in (theirs, ours):
+        try:
+            out.append(await getattr(service, name)(**kwargs))
+        except (AlreadyExistsError, SessionNotFoundError) as exc:
+            out.append(type(exc))
+    return out[0], out[1]
+
+
+async def test_it_answers_as_adks_in_memory_session_service(client: AgentClient) -> None:
+    compared = 0
+    for seed in range(6):
+        rng = random.Random(seed)
+        app = f"app{seed}"
+        theirs, ours = InMemorySessionService(), AgentstoreSessionService(client)
+        clock = time.time()
+        for step in range(30):
+            user, sid = rng.choice(USERS), rng.choice(SESSIONS)
+            op = rng.choice(
+                ["create", "append", "append", "append", "get", "get_config", "list", "delete", "user"]
+            )
+            if op == "create":
+                state = a_state(rng)
+                a, b = await both(theirs, ours, "create_session", app_name=app, user_id=user, state=state,
+                                  session_id=sid)  # fmt: skip
+                assert (a if isinstance(a, type) else seen(a)) == (b if isinstance(b, type) else seen(b)), (
+                    seed,
+                    step,
+                )
+            elif op == "append":
+                clock += rng.uniform(0.001, 2)
+                sessions = []
+                for service in (theirs, ours):
+                    got = await service.get_session(app_name=app, user_id=user, session_id=sid)
+                    sessions.append(got or Session(app_name=app, user_id=user, id=sid))
+                results = []
+                for service, session in zip((theirs, ours), sessions, strict=True):
+                    event = Event(
+                        id=f"e{seed}-{step}", invocation_id=f"i{step}", author=random.Random(step).choice(["user", "agent"]),
+                        timestamp=clock, actions=EventActions(state_delta=a_state(random.Random(step))),
+                        content=types.Content(role="user", parts=[types.Part(text=f"turn {step}")]),
+                    )  # fmt: skip
+                    try:
+                        await service.append_event(session, event)
+                        results.append(seen(session))
+                    except SessionNotFoundError:
+                        results.append(SessionNotFoundError)
+                assert results[0] == results[1], (seed, step)  # the caller's session object too
+            elif op in ("get", "get_config"):
+                config = None
+                if op == "get_config":
+                    config = GetSessionConfig(num_recent_events=rng.choice([None, 0, 1, 3]),
+                                              after_timestamp=rng.choice([None, clock - 3, clock + 1]))  # fmt: skip
+                a, b = await both(
+                    theirs, ours, "get_session", app_name=app, user_id=user, session_id=sid, config=config
+                )
+                assert seen(a) == seen(b), (seed, step, config)
+            elif op == "list":
+                who = rng.choice([user, None])
+                a, b = await both(theirs, ours, "list_sessions", app_name=app, user_id=who)
+                assert [(s.user_id, s.id, s.state) for s in a.sessions] == [
+                    (s.user_id, s.id, s.state) for s in b.sessions
+                ]
+            elif op == "delete":
+                await both(theirs, ours, "delete_session", app_name=app, user_id=user, session_id=sid)
+            else:
+                a, b = await both(theirs, ours, "get_user_state", app_name=app, user_id=user)
+                assert a == b
+            compared += 1
+    assert compared == 180
+
+
+async def test_a_fresh_client_reads_the_sessions_back(client: AgentClient, nats_server: Server) -> None:
+    service = AgentstoreSessionService(client)
+    session = await service.create_session(
+        app_name="concierge", user_id="ada", state={"user:lang": "en", "k": 1}
+    )
+    assert len(session.id) == 32  # generated when not given
+    event = Event(invocation_id="i1", author="agent", actions=EventActions(state_delta={"app:open": True, "k": 2}),
+                  content=types.Content(role="model", parts=[types.Part(text="Booked.")]))  # fmt: skip
+    await service.append_event(session, event)
+    await service.append_event(session, event)  # a retried append stores it once
+    async with await AgentClient.connect(nats_server.url, client.agent) as fresh:
+        again = await AgentstoreSessionService(fresh).get_session(app_name="concierge", user_id="ada",
+                                                                 session_id=session.id)  # fmt: skip
+        assert again is not None
+        assert again.state == {"k": 2, "app:open": True, "user:lang": "en"}
+        assert [e.content.parts[0].text for e in again.events if e.content and e.content.parts] == ["Booked."]
+        assert await AgentstoreSessionService(fresh).get_user_state(app_name="concierge", user_id="ada") == {
+            "lang": "en"
+        }
+    async with await AgentClient.connect(nats_server.url, new_agent("other")) as other:
+        assert await AgentstoreSessionService(other).get_session(app_name="concierge", user_id="ada",
+                                                                 session_id=session.id) is None  # fmt: skip
