@@ -149,3 +149,54 @@ async def test_a_fresh_client_reads_the_sessions_back(client: AgentClient, nats_
     async with await AgentClient.connect(nats_server.url, new_agent("other")) as other:
         assert await AgentstoreSessionService(other).get_session(app_name="concierge", user_id="ada",
                                                                  session_id=session.id) is None  # fmt: skip
+
+
+async def test_an_adk_runner_runs_two_turns_with_a_tool_and_a_fresh_client_reads_them(
+    client: AgentClient, nats_server: Server
+) -> None:
+    """ADK's own Runner with ADK's own scripted model (`MockModel`, offline): a tool call and
+    its answer, then a second turn whose model request holds the first turn."""
+    from google.adk.agents import LlmAgent
+    from google.adk.cli.agent_test_runner import MockModel
+    from google.adk.runners import Runner
+
+    booked: list[int] = []
+
+    def book(party: int) -> dict[str, Any]:
+        """Books a table."""
+        booked.append(party)
+        return {"status": "booked", "party": party}
+
+    model = MockModel.create([
+        types.Content(role="model", parts=[types.Part(function_call=types.FunctionCall(name="book", args={"party": 2}))]),
+        types.Content(role="model", parts=[types.Part(text="Booked a table for two.")]),
+        types.Content(role="model", parts=[types.Part(text="You booked a table for two.")]),
+    ])  # fmt: skip
+    agent = LlmAgent(name="concierge", model=model, instruction="Book tables.", tools=[book],
+                     output_key="user:last_answer")  # fmt: skip
+    service = AgentstoreSessionService(client)
+    runner = Runner(agent=agent, app_name="concierge", session_service=service)
+    session = await service.create_session(app_name="concierge", user_id="ada")
+
+    async def turn(text: str) -> str:
+        message = types.Content(role="user", parts=[types.Part(text=text)])
+        replies = [
+            e async for e in runner.run_async(user_id="ada", session_id=session.id, new_message=message)
+        ]
+        return "".join(p.text or "" for e in replies if e.content for p in e.content.parts or [])
+
+    assert await turn("Book a table for two") == "Booked a table for two." and booked == [2]
+    assert await turn("What did I book?") == "You booked a table for two."
+    second = [str(c) for c in model.requests[-1].contents]
+    assert any("Book a table for two" in c for c in second)
+    assert any("function_call" in c and "book" in c for c in second)
+    assert any("function_response" in c and "booked" in c for c in second)
+    assert "What did I book?" in second[-1]
+    async with await AgentClient.connect(nats_server.url, client.agent) as fresh:
+        stored = await AgentstoreSessionService(fresh).get_session(app_name="concierge", user_id="ada",
+                                                                  session_id=session.id)  # fmt: skip
+    assert stored is not None
+    texts = [p.text for e in stored.events if e.content for p in e.content.parts or [] if p.text]
+    assert texts == ["Book a table for two", "Booked a table for two.", "What did I book?",
+                     "You booked a table for two."]  # fmt: skip
+    assert stored.state["user:last_answer"] == "You booked a table for two."  # output_key, user scope
