@@ -311,6 +311,12 @@ async def test_threads_show_each_checkpoint_and_sessions_their_items(
     assert "input" in rows[0] and "loop" in rows[-1]
     assert "act:yes" in rows[-1] and "count" in rows[-1]  # what changed, with the new values
     assert any("__interrupt__" in r and "approve?" in r for r in rows)  # the pending interrupt write
+    # The whole state at the last step, channels unchanged there included (approved, from review).
+    last = page.locator("#checkpoints tbody tr").last
+    assert "approved" not in (await last.inner_text()).split("state at this step")[0]
+    await last.locator("summary").click()
+    state = (await last.inner_text()).split("state at this step")[1]
+    assert '"yes"' in state and "approved" in state and "order notes" in state
     await shot(page, "thread", tmp_path)
     await page.goto(f"{fleet.url}/agents/{agent}/sessions")
     assert "user-42" in await page.inner_text("#sessions")

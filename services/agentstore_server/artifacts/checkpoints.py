@@ -412,14 +412,15 @@ class Views:
         ]  # fmt: skip
         keys = dict(thread_ids=[q.thread_id] * len(rows), checkpoint_nss=[q.checkpoint_ns] * len(rows))
         blobs = await self.db.run.fetch(Q["checkpoint_blobs"], agent_id=q.agent_id, **keys,
-                                        versions=[json.dumps(c) for c in changed])  # fmt: skip
+                                        versions=[r["versions"] for r in rows])  # fmt: skip
         writes = await self.db.run.fetch(Q["checkpoint_writes"], agent_id=q.agent_id, **keys,
                                          checkpoint_ids=[r["checkpoint_id"] for r in rows])  # fmt: skip
         previews: list[dict[str, str]] = [{} for _ in rows]
         sizes = [int(r["size"]) for r in rows]
-        for b in blobs:
+        for b in blobs:  # every channel's value at each checkpoint; the new ones count to its bytes
             previews[b["ord"] - 1][b["channel"]] = preview(b["type"], b["data"], b["size"])
-            sizes[b["ord"] - 1] += int(b["size"])
+            if b["channel"] in changed[b["ord"] - 1]:
+                sizes[b["ord"] - 1] += int(b["size"])
         steps_writes: list[list[TaskWrite]] = [[] for _ in rows]
         for w in writes:
             steps_writes[w["ord"] - 1].append(
@@ -439,6 +440,7 @@ class Views:
                 source=str(meta["source"]) if meta.get("source") is not None else None,
                 created_at=iso(r["created_at"]),
                 changed={ch: previews[i].get(ch, "(kept)") for ch in changed[i]},
+                state={ch: v for ch, v in sorted(previews[i].items()) if v != "(empty)"},
                 writes=steps_writes[i], bytes=sizes[i],
             ))  # fmt: skip
         return Page[CheckpointStep](

@@ -233,8 +233,9 @@ class TaskWrite(Reply, kw_only=True):
 
 
 class CheckpointStep(Reply, kw_only=True):
-    """One checkpoint as a person reads it: its step and source (LangGraph's metadata), the
-    channels whose version moved since its parent, with a preview of each new value (values
+    """One checkpoint as a person reads it: its step and source (LangGraph's metadata), its
+    state (each channel's value), the channels whose version moved since its parent, with a
+    preview of each new value (values
     kept by the agent's serializer: plain data shown as JSON, objects by class, large values
     by size), and the pending writes of its tasks."""
 
@@ -244,5 +245,7 @@ class CheckpointStep(Reply, kw_only=True):
     source: str | None = None
     created_at: str
     changed: dict[str, str]
+    # Every channel's value at this checkpoint (the state a person sees at this step).
+    state: dict[str, str] = {}
     writes: list[TaskWrite]
     bytes: int
