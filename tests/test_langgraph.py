@@ -27,7 +27,7 @@ from agentstore import AgentClient, contract
 from agentstore.client import http_put
 from agentstore.errors import BadRequest, Unavailable
 from agentstore.langgraph import AgentstoreSaver
-from agentstore.schemas.checkpoints import GetCheckpoint, ListCheckpoints, PutCheckpoint, Value
+from agentstore.schemas.checkpoints import ChannelValue, GetCheckpoint, ListCheckpoints, PutCheckpoint, Value
 from agentstore_server.artifacts.checkpoints import Checkpoints
 from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server
@@ -295,3 +295,51 @@ async def test_the_sweep_removes_objects_uploaded_and_never_registered(
         checkpoints.abandoned_after = timedelta(0)
         assert await checkpoints.sweep(client.agent) == 1
         assert await store.stat("checkpoints", f"{client.agent}/{digest}") is None
+
+
+async def test_a_sweep_between_a_puts_check_and_its_commit_never_leaves_a_dangling_digest(
+    client: AgentClient, settings: Settings
+) -> None:
+    """The interleaving made to happen: a put finds its value's digest registered; before its
+    transaction takes the agent's lock, a delete's sweep removes that digest (nothing named it
+    yet). The put must then ask for the upload again, not store a row naming a gone object."""
+    from agentstore_server.bus.rpc import RequestContext
+
+    data = b"shared value" * 4000
+    digest = hashlib.sha256(data).hexdigest()
+    saver = AgentstoreSaver(client)
+    graph = lg.build().compile(checkpointer=saver)
+    first: RunnableConfig = {"configurable": {"thread_id": "first"}}
+    await graph.ainvoke({"steps": [], "doc": data.decode(), "count": 0}, first)  # registers the value
+    stored = await pg_rows(
+        settings, "SELECT digest FROM checkpoint_objects WHERE agent_id = $1", client.agent
+    )
+    value_digest = next(r["digest"] for r in stored if r["digest"] != digest)
+    tuple_ = await saver.aget_tuple(first)
+    assert tuple_ is not None
+    async with (
+        PostgresStore(settings.postgres_url) as pg,
+        ObjectStore(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, secure=False
+        ) as store,
+    ):
+        checkpoints = Checkpoints(pg, store)
+        ctx = RequestContext(subject=f"agents.{client.agent}.rpc.checkpoint.put", agent=client.agent)
+        missing = checkpoints._missing
+
+        async def check_then_sweep(agent: str, values: Any) -> Any:
+            answer = await missing(agent, values)  # registered: nothing to upload
+            await saver.adelete_thread("first")  # ...and now swept, object and row
+            return answer
+
+        checkpoints._missing = check_then_sweep  # type: ignore[method-assign]
+        put = PutCheckpoint(
+            thread_id="second", checkpoint_id="c1", metadata=Value(type="msgpack", data=b"\x80"),
+            checkpoint=Value(type="msgpack", data=b"\x80"),
+            values=[ChannelValue(channel="doc", version="1", value=Value(type="msgpack", digest=value_digest,
+                                                                        size=int(1e5)))],
+        )  # fmt: skip
+        reply = await checkpoints.put(ctx, put)
+    assert reply.stored is False and [m.digest for m in reply.missing] == [value_digest]
+    assert await pg_rows(settings, "SELECT 1 FROM checkpoint_blobs WHERE agent_id = $1 AND thread_id = 'second'",
+                         client.agent) == []  # fmt: skip

@@ -142,6 +142,22 @@ class Checkpoints:
         )
         return [Upload(digest=d, url=u) for d, u in zip(absent, urls, strict=True)]
 
+    async def _swept(self, tx: Any, agent: str, values: Iterable[Value]) -> list[Upload]:
+        """Under the agent's lock: digests found registered before it was taken and swept since
+        (a delete's sweep ran in between). Their uploads again, or none: then nothing the put
+        names can go until it commits."""
+        digests = {v.digest for v in values if v.digest is not None}
+        if not digests:
+            return []
+        known = {
+            r["digest"] for r in await tx.fetch(Q["known_objects"], agent_id=agent, digests=list(digests))
+        }
+        gone = sorted(digests - known)
+        urls = await asyncio.gather(
+            *(self.objects.presign_put(self.bucket, self._key(agent, d), URL_LIFETIME) for d in gone)
+        )
+        return [Upload(digest=d, url=u) for d, u in zip(gone, urls, strict=True)]
+
     async def put(self, ctx: RequestContext, q: PutCheckpoint) -> CheckpointStored:
         agent = _agent(ctx)
         _check_value(q.checkpoint, "checkpoint")
@@ -152,8 +168,11 @@ class Checkpoints:
         missing = await self._missing(agent, [q.checkpoint, *(cv.value for cv in q.values)])
         if missing:
             return CheckpointStored(stored=False, missing=missing)
+        values = [q.checkpoint, *(cv.value for cv in q.values)]
         async with self.pg.transaction() as tx:
             await tx.execute(Q["lock_shared"], agent_id=agent)
+            if gone := await self._swept(tx, agent, values):
+                return CheckpointStored(stored=False, missing=gone)
             await tx.execute(
                 Q["put_checkpoint"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
                 checkpoint_id=q.checkpoint_id, parent_id=q.parent_id,
@@ -182,6 +201,8 @@ class Checkpoints:
             return CheckpointStored(stored=True)
         async with self.pg.transaction() as tx:
             await tx.execute(Q["lock_shared"], agent_id=agent)
+            if gone := await self._swept(tx, agent, [w.value for w in q.writes]):
+                return CheckpointStored(stored=False, missing=gone)
             await tx.execute(
                 Q["put_writes"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
                 checkpoint_id=q.checkpoint_id, task_ids=[w.task_id for w in q.writes],
