@@ -27,7 +27,14 @@ from agentstore import AgentClient, contract
 from agentstore.client import http_put
 from agentstore.errors import BadRequest, Unavailable
 from agentstore.langgraph import AgentstoreSaver
-from agentstore.schemas.checkpoints import ChannelValue, GetCheckpoint, ListCheckpoints, PutCheckpoint, Value
+from agentstore.schemas.checkpoints import (
+    ChannelValue,
+    DeltaHistoryQuery,
+    GetCheckpoint,
+    ListCheckpoints,
+    PutCheckpoint,
+    Value,
+)
 from agentstore_server.artifacts.checkpoints import Checkpoints
 from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server
@@ -168,7 +175,21 @@ async def test_keep_latest_keeps_what_a_delta_channel_needs(client: AgentClient)
     await graph.ainvoke({"items": [], "n": 0}, config)
     before = (await graph.aget_state(config)).values
     assert before["items"] == list(range(8))
-    count = len([t async for t in saver.alist(config)])
+    # The service's one-request walk answers as LangGraph's own (a get_tuple per ancestor), at
+    # every checkpoint of the thread, for the delta channel, a plain one and an unknown one.
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    history = [t async for t in saver.alist(config)]
+    for t in history:
+        for channels in (["items"], ["items", "n", "nothing"]):
+            ours = await saver.aget_delta_channel_history(config=t.config, channels=channels)
+            theirs = await BaseCheckpointSaver.aget_delta_channel_history(
+                saver, config=t.config, channels=channels
+            )
+            assert ours == theirs, (t.metadata.get("step"), channels)
+    assert any(e["items"].get("seed") is not None and e["items"]["writes"]
+               for e in [await saver.aget_delta_channel_history(config=t.config, channels=["items"]) for t in history])  # fmt: skip
+    count = len(history)
     head = await saver.aget_tuple(config)
     assert head is not None and head.metadata["counters_since_delta_snapshot"]["items"] == [4, 4]
     await saver.aprune(["delta"], strategy="keep_latest")
@@ -343,3 +364,32 @@ async def test_a_sweep_between_a_puts_check_and_its_commit_never_leaves_a_dangli
     assert reply.stored is False and [m.digest for m in reply.missing] == [value_digest]
     assert await pg_rows(settings, "SELECT 1 FROM checkpoint_blobs WHERE agent_id = $1 AND thread_id = 'second'",
                          client.agent) == []  # fmt: skip
+
+
+class Chunks(TypedDict):
+    chunks: Annotated[list[str], DeltaChannel(_extend, snapshot_frequency=100)]
+    n: int
+
+
+async def test_a_delta_history_past_a_replys_budget_is_fetched_whole(client: AgentClient) -> None:
+    """40 steps each writing 15 KB to a delta channel: its history (600 KB of inline values)
+    does not fit one reply; the deferred writes are fetched and the history is LangGraph's."""
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    def step(state: Chunks) -> dict[str, Any]:
+        return {"chunks": [f"{state['n']:04d}" + "x" * 15_000], "n": state["n"] + 1}
+
+    g = StateGraph(Chunks)
+    g.add_node("step", step)
+    g.add_edge(START, "step")
+    g.add_conditional_edges("step", lambda s: END if s["n"] >= 40 else "step")
+    saver = AgentstoreSaver(client)
+    config: RunnableConfig = {"configurable": {"thread_id": "chunks"}, "recursion_limit": 100}
+    await g.compile(checkpointer=saver).ainvoke({"chunks": [], "n": 0}, config)
+    ours = await saver.aget_delta_channel_history(config=config, channels=["chunks"])
+    theirs = await BaseCheckpointSaver.aget_delta_channel_history(saver, config=config, channels=["chunks"])
+    assert ours == theirs and len(ours["chunks"]["writes"]) == 41  # the input's, then 40 steps'
+    raw = await client.call(
+        contract.CHECKPOINT_HISTORY, DeltaHistoryQuery(thread_id="chunks", channels=["chunks"])
+    )
+    assert any(w.write.value.deferred for w in raw.channels[0].writes)  # the reply did defer

@@ -27,7 +27,7 @@ import itertools
 import json
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
@@ -74,6 +75,7 @@ from agentstore.schemas.checkpoints import (
     CheckpointStored,
     CopyThread,
     DeleteCheckpoints,
+    DeltaHistoryQuery,
     GetCheckpoint,
     GetValues,
     ListCheckpoints,
@@ -198,23 +200,27 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
 
         return list(await asyncio.gather(*(one(v) for v in values)))
 
-    async def _resolve(self, rec: CheckpointRecord) -> CheckpointRecord:
-        """Fetch the values a reply deferred (past its size budget)."""
-        refs = [ValueRef(channel=c.channel, version=c.version) for c in rec.values if c.value.deferred]
-        refs += [ValueRef(task_id=w.task_id, idx=w.idx) for w in rec.writes if w.value.deferred]
+    async def _deferred(self, thread: str, ns: str, checkpoint_id: str, refs: list[ValueRef]) -> list[Value]:
+        """Values a reply deferred (past its size budget), asked for until all are in."""
         got: list[Value] = []
         while len(got) < len(refs):
             reply = await self.client.call(
                 contract.CHECKPOINT_VALUES,
-                GetValues(thread_id=rec.thread_id, checkpoint_ns=rec.checkpoint_ns,
-                          checkpoint_id=rec.checkpoint_id, refs=refs[len(got):]),
-            )  # fmt: skip
+                GetValues(
+                    thread_id=thread, checkpoint_ns=ns, checkpoint_id=checkpoint_id, refs=refs[len(got) :]
+                ),
+            )
             taken = list(itertools.takewhile(lambda v: not v.deferred, reply.values))
             if not taken:
-                raise Unavailable(
-                    f"a value of checkpoint {rec.checkpoint_id} is larger than a reply can carry"
-                )
+                raise Unavailable(f"a value of checkpoint {checkpoint_id} is larger than a reply can carry")
             got += taken
+        return got
+
+    async def _resolve(self, rec: CheckpointRecord) -> CheckpointRecord:
+        """Fetch the values a reply deferred (past its size budget)."""
+        refs = [ValueRef(channel=c.channel, version=c.version) for c in rec.values if c.value.deferred]
+        refs += [ValueRef(task_id=w.task_id, idx=w.idx) for w in rec.writes if w.value.deferred]
+        got = await self._deferred(rec.thread_id, rec.checkpoint_ns, rec.checkpoint_id, refs)
         it = iter(got)
         values = [ChannelValue(channel=c.channel, version=c.version, value=next(it)) if c.value.deferred else c
                   for c in rec.values]  # fmt: skip
@@ -368,6 +374,53 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         else:
             current_v = int(current.split(".")[0])
         return f"{current_v + 1:032}.{random.random():016}"
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """LangGraph's `DeltaChannel` history in one request (the service walks the parent
+        chain), not a `get_tuple` per ancestor."""
+        if not channels:
+            return {}
+        conf = config["configurable"]
+        thread, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        reply = await self.client.call(
+            contract.CHECKPOINT_HISTORY,
+            DeltaHistoryQuery(thread_id=thread, checkpoint_ns=ns, checkpoint_id=get_checkpoint_id(config),
+                              channels=list(channels)),
+        )  # fmt: skip
+        out: dict[str, DeltaChannelHistory] = {}
+        for h in reply.channels:
+            writes = [w.write for w in h.writes]
+            for checkpoint_id in dict.fromkeys(w.checkpoint_id for w in h.writes if w.write.value.deferred):
+                late = [w for w in h.writes if w.checkpoint_id == checkpoint_id and w.write.value.deferred]
+                got = iter(await self._deferred(thread, ns, checkpoint_id,
+                                                [ValueRef(task_id=w.write.task_id, idx=w.write.idx) for w in late]))  # fmt: skip
+                writes = [Write(task_id=w.task_id, idx=w.idx, channel=w.channel, task_path=w.task_path, value=next(got))
+                          if w.value.deferred and hw.checkpoint_id == checkpoint_id else w
+                          for w, hw in zip(writes, h.writes, strict=True)]  # fmt: skip
+            seed = h.seed
+            if seed is not None and seed.deferred:
+                assert h.seed_checkpoint_id is not None
+                (seed,) = await self._deferred(thread, ns, h.seed_checkpoint_id,
+                                               [ValueRef(channel=h.channel, version=h.seed_version)])  # fmt: skip
+            raw = await self._read([w.value for w in writes] + ([seed] if seed is not None else []))
+            loads = self.serde.loads_typed
+            entry: DeltaChannelHistory = {
+                "writes": [
+                    (w.task_id, w.channel, loads((w.value.type, data)))
+                    for w, data in zip(writes, raw, strict=False)
+                ]
+            }
+            if seed is not None:
+                entry["seed"] = loads((seed.type, raw[-1]))
+            out[h.channel] = entry
+        return out
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._sync(self.aget_delta_channel_history(config=config, channels=channels))
 
     # -- the sync interface: the async one, on the client's loop ----------------------
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:

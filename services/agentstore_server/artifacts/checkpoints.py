@@ -28,6 +28,7 @@ import msgspec
 from agentstore.errors import BadRequest
 from agentstore.schemas.checkpoints import (
     INLINE_BUDGET,
+    ChannelHistory,
     ChannelValue,
     CheckpointFound,
     CheckpointPage,
@@ -38,8 +39,11 @@ from agentstore.schemas.checkpoints import (
     CheckpointStored,
     CopyThread,
     DeleteCheckpoints,
+    DeltaHistory,
+    DeltaHistoryQuery,
     GetCheckpoint,
     GetValues,
+    HistoryWrite,
     ListCheckpoints,
     PruneThreads,
     PutCheckpoint,
@@ -313,6 +317,62 @@ class Checkpoints:
                 raise BadRequest(f"no such value: {ref}")
             out.append(await self._value(agent, row, budget))
         return Values(values=out)
+
+    async def history(self, ctx: RequestContext, q: DeltaHistoryQuery) -> DeltaHistory:
+        """LangGraph's `get_delta_channel_history`, in one request: walk the target's parent
+        chain (nearest first); each channel collects the writes of each ancestor until one
+        holds a stored value for it (its seed, whose own writes are collected too)."""
+        agent = _agent(ctx)
+        where = dict(agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns)
+        target = await self.db.run.fetch(
+            Q["list_checkpoints"], **where, checkpoint_id=q.checkpoint_id, before=None, filter=None,
+            after_id=None, after_thread=None, after_ns=None, limit=1,
+        )  # fmt: skip
+        channels = list(dict.fromkeys(q.channels))
+        empty = DeltaHistory(channels=[ChannelHistory(channel=ch, writes=[]) for ch in channels])
+        if not target or target[0]["parent_id"] is None:
+            return empty
+        chain = await self.db.run.fetch(Q["parent_chain"], **where, start=target[0]["parent_id"])
+        versions = [json.loads(c["versions"]) for c in chain]
+        pairs = {(ch, v[ch]) for v in versions for ch in channels if ch in v}
+        blobs = {
+            (b["channel"], b["version"]): b
+            for b in await self.db.run.fetch(
+                Q["blobs_at"], **where, channels=[p[0] for p in pairs], versions=[p[1] for p in pairs]
+            )  # fmt: skip
+        }
+        writes: dict[str, list[Record]] = {}
+        for w in await self.db.run.fetch(Q["writes_of_channels"], **where, channels=channels,
+                                         checkpoint_ids=[c["checkpoint_id"] for c in chain]):  # fmt: skip
+            writes.setdefault(w["checkpoint_id"], []).append(w)
+        budget = _Budget()
+        collected: dict[str, list[HistoryWrite]] = {ch: [] for ch in channels}
+        seeds: dict[str, tuple[Record, str, str]] = {}
+        remaining = set(channels)
+        for c, v in zip(chain, versions, strict=True):
+            if not remaining:
+                break
+            found = {ch: blobs[(ch, v[ch])] for ch in remaining
+                     if ch in v and (ch, v[ch]) in blobs and blobs[(ch, v[ch])]["type"] != "empty"}  # fmt: skip
+            for w in reversed(writes.get(c["checkpoint_id"], [])):
+                if w["channel"] in remaining:
+                    collected[w["channel"]].append(HistoryWrite(
+                        checkpoint_id=c["checkpoint_id"],
+                        write=Write(task_id=w["task_id"], idx=w["idx"], channel=w["channel"], task_path=w["task_path"],
+                                    value=await self._value(agent, w, budget)),
+                    ))  # fmt: skip
+            for ch, blob in found.items():
+                seeds[ch] = (blob, c["checkpoint_id"], v[ch])
+                remaining.discard(ch)
+        out = []
+        for ch in channels:
+            seed = seeds.get(ch)
+            out.append(ChannelHistory(
+                channel=ch, writes=collected[ch][::-1],
+                seed=await self._value(agent, seed[0], budget) if seed else None,
+                seed_checkpoint_id=seed[1] if seed else None, seed_version=seed[2] if seed else None,
+            ))  # fmt: skip
+        return DeltaHistory(channels=out)
 
     # -- removing ------------------------------------------------------------------
     async def delete(self, ctx: RequestContext, q: DeleteCheckpoints) -> CheckpointsRemoved:

@@ -179,3 +179,28 @@ WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :check
 
 -- name: agent_objects
 SELECT digest FROM checkpoint_objects WHERE agent_id = :agent_id
+
+-- name: parent_chain
+-- A checkpoint's ancestors, nearest first (ids are per thread and namespace).
+WITH RECURSIVE chain AS (
+    SELECT checkpoint_id, parent_id, versions, 0 AS depth FROM checkpoints
+    WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+      AND checkpoint_id = :start
+    UNION ALL
+    SELECT c.checkpoint_id, c.parent_id, c.versions, chain.depth + 1 FROM checkpoints c
+    JOIN chain ON c.checkpoint_id = chain.parent_id
+    WHERE c.agent_id = :agent_id AND c.thread_id = :thread_id AND c.checkpoint_ns = :checkpoint_ns
+)
+SELECT checkpoint_id, versions FROM chain ORDER BY depth
+
+-- name: writes_of_channels
+SELECT checkpoint_id, task_id, idx, channel, task_path, type, data, digest, size FROM checkpoint_writes
+WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+  AND checkpoint_id = ANY(:checkpoint_ids::text[]) AND channel = ANY(:channels::text[])
+ORDER BY checkpoint_id, task_path, task_id, idx
+
+-- name: blobs_at
+SELECT b.channel, b.version, b.type, b.data, b.digest, b.size
+FROM unnest(:channels::text[], :versions::text[]) AS k(channel, version)
+JOIN checkpoint_blobs b ON b.agent_id = :agent_id AND b.thread_id = :thread_id
+    AND b.checkpoint_ns = :checkpoint_ns AND b.channel = k.channel AND b.version = k.version

@@ -53,6 +53,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.CHECKPOINT_GET: checkpoints.get,
                 contract.CHECKPOINT_LIST: checkpoints.listing,
                 contract.CHECKPOINT_VALUES: checkpoints.values,
+                contract.CHECKPOINT_HISTORY: checkpoints.history,
                 contract.CHECKPOINT_DELETE: checkpoints.delete,
                 contract.CHECKPOINT_COPY: checkpoints.copy,
                 contract.CHECKPOINT_PRUNE: checkpoints.prune,

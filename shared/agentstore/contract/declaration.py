@@ -91,6 +91,7 @@ CHECKPOINT_WRITES = Endpoint("agents.{agent}.rpc.checkpoint.writes", cp.PutWrite
 CHECKPOINT_GET = Endpoint("agents.{agent}.rpc.checkpoint.get", cp.GetCheckpoint, cp.CheckpointFound, "artifacts", AGENT, "a checkpoint, its values and pending writes (the newest without an id)")
 CHECKPOINT_LIST = Endpoint("agents.{agent}.rpc.checkpoint.list", cp.ListCheckpoints, cp.CheckpointPage, "artifacts", AGENT, "checkpoints newest first, filtered by metadata, in pages")
 CHECKPOINT_VALUES = Endpoint("agents.{agent}.rpc.checkpoint.values", cp.GetValues, cp.Values, "artifacts", AGENT, "values a reply deferred (past its size budget)")
+CHECKPOINT_HISTORY = Endpoint("agents.{agent}.rpc.checkpoint.history", cp.DeltaHistoryQuery, cp.DeltaHistory, "artifacts", AGENT, "a delta channel's writes back to its nearest stored value, along a checkpoint's parent chain, in one request")
 CHECKPOINT_DELETE = Endpoint("agents.{agent}.rpc.checkpoint.delete", cp.DeleteCheckpoints, cp.CheckpointsRemoved, "artifacts", AGENT, "deletes threads' or runs' checkpoints and writes")
 CHECKPOINT_COPY = Endpoint("agents.{agent}.rpc.checkpoint.copy", cp.CopyThread, cp.ThreadCopied, "artifacts", AGENT, "copies a thread's checkpoints and writes to another thread (values shared, not copied)")
 CHECKPOINT_PRUNE = Endpoint("agents.{agent}.rpc.checkpoint.prune", cp.PruneThreads, cp.CheckpointsRemoved, "artifacts", AGENT, "keeps each namespace's newest checkpoint (and what it needs), or deletes all")

@@ -249,3 +249,32 @@ class CheckpointStep(Reply, kw_only=True):
     state: dict[str, str] = {}
     writes: list[TaskWrite]
     bytes: int
+
+
+class DeltaHistoryQuery(Strict, kw_only=True):
+    """What a LangGraph `DeltaChannel` rebuilds its value from, walking the parent chain of a
+    checkpoint (the newest without an id): per channel, the writes of the ancestors back to
+    the nearest one holding a stored value (the seed), oldest first."""
+
+    thread_id: ThreadId
+    checkpoint_ns: Namespace = ""
+    checkpoint_id: CheckpointId | None = None
+    channels: Annotated[list[Short], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class HistoryWrite(Reply, kw_only=True):
+    checkpoint_id: str
+    write: Write
+
+
+class ChannelHistory(Reply, kw_only=True):
+    channel: str
+    writes: list[HistoryWrite]
+    # The stored value the writes apply to (null: start empty), at `seed_checkpoint_id`.
+    seed: Value | None = None
+    seed_checkpoint_id: str | None = None
+    seed_version: str | None = None
+
+
+class DeltaHistory(Reply, kw_only=True):
+    channels: list[ChannelHistory]
