@@ -27,9 +27,10 @@ import itertools
 import json
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -61,6 +62,7 @@ from langgraph.store.base import (
     get_text_at_path,
     tokenize_path,
 )
+from langgraph.store.base.embed import EmbeddingsLambda
 
 from agentstore import contract
 from agentstore.client import AgentClient, http_get, http_put
@@ -500,63 +502,197 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False).replace("\\u0000", "")
 
 
+class _Embedder:
+    """The caller's embeddings, called so that no number of concurrent graph runs can
+    deadlock: a sync call (a sync node, from a worker thread) embeds in that thread; an async
+    call runs sync code on this module's own threads, never on the loop's default executor,
+    which a graph's sync nodes fill while they wait on the loop (LangGraph's own
+    `aembed_documents` of a plain function goes there). Native async embeddings are awaited."""
+
+    def __init__(self, embeddings: Embeddings) -> None:
+        self.embeddings = embeddings
+        if isinstance(embeddings, EmbeddingsLambda):
+            self._native_async = getattr(embeddings, "func", None) is None
+        else:  # LangChain's default async methods are the sync ones on the default executor
+            self._native_async = type(embeddings).aembed_documents is not Embeddings.aembed_documents
+
+    @property
+    def sync_capable(self) -> bool:
+        return not (isinstance(self.embeddings, EmbeddingsLambda) and self._native_async)
+
+    def embed(self, queries: list[str], texts: list[str]) -> tuple[list[list[float]], list[list[float]]]:
+        q = [list(self.embeddings.embed_query(t)) for t in queries]
+        d = [list(v) for v in self.embeddings.embed_documents(texts)] if texts else []
+        return q, d
+
+    async def aembed(
+        self, queries: list[str], texts: list[str]
+    ) -> tuple[list[list[float]], list[list[float]]]:
+        if not queries and not texts:
+            return [], []
+        if self._native_async:
+            q = list(await asyncio.gather(*(self.embeddings.aembed_query(t) for t in queries)))
+            d = await self.embeddings.aembed_documents(texts) if texts else []
+            return [list(v) for v in q], [list(v) for v in d]
+        return await asyncio.get_running_loop().run_in_executor(_embed_threads(), self.embed, queries, texts)
+
+
+_EMBED_THREADS: ThreadPoolExecutor | None = None
+
+
+def _embed_threads() -> ThreadPoolExecutor:
+    global _EMBED_THREADS
+    if _EMBED_THREADS is None:
+        _EMBED_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentstore-embed")
+    return _EMBED_THREADS
+
+
+SearchMode = Literal["semantic", "hybrid"]
+_Vectors = tuple[list[list[float]], list[list[float]]]  # the queries', the put texts'
+
+
 class AgentstoreStore(BaseStore):
     """LangGraph's long-term memory store (`BaseStore`), kept by agentstore per agent.
 
     With `index` (LangGraph's `IndexConfig`: `embed`, `dims`, `fields`), the texts at the
     fields are embedded here by the caller's `embed` on put, and a search's query too; the
-    service keeps the vectors with the item and ranks by cosine similarity (exact search over
-    the namespace prefix: fine to ~10k items under one prefix). TTL in minutes, refreshed on
-    read unless `ttl_config={"refresh_on_read": False}`.
+    service keeps the vectors in PostgreSQL with a pgvector HNSW index (approximate nearest
+    neighbours, fleet scale). `search_mode="hybrid"` fuses that ranking with full-text search
+    (reciprocal rank fusion); without `index`, a search's `query` is a full-text search.
+    TTL in minutes, refreshed on read unless `ttl_config={"refresh_on_read": False}`.
+    Sync methods (sync graph nodes) embed in the calling thread: any number of concurrent
+    runs is safe.
     """
 
     supports_ttl: bool = True
 
     def __init__(self, client: AgentClient, *, index: IndexConfig | None = None,
-                 ttl: TTLConfig | None = None) -> None:  # fmt: skip
+                 ttl: TTLConfig | None = None, search_mode: SearchMode = "semantic") -> None:  # fmt: skip
+        if search_mode not in ("semantic", "hybrid"):
+            raise ValueError(f"search_mode must be 'semantic' or 'hybrid', not {search_mode!r}")
         self.client = client
         self.ttl_config = ttl
         self.index_config = index
+        self.search_mode = search_mode
         self.embeddings: Embeddings | None = ensure_embeddings(index.get("embed")) if index else None
+        self._embedder = _Embedder(self.embeddings) if self.embeddings is not None else None
         fields = (index or {}).get("fields") or ["$"]
         self.fields = [(p, tokenize_path(p) if p != "$" else p) for p in fields]
         self.loop = _running_loop()
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        return _on_loop(self.loop, self.abatch(ops), type(self).__name__)
+        ops = list(ops)
+        embedder = self._embedder
+        if embedder is None or not embedder.sync_capable:
+            return _on_loop(self.loop, self.abatch(ops), type(self).__name__)
+        # Embedded here, in the calling thread, then sent from the loop: the loop never has
+        # to find a free thread for this caller's embeddings.
+        chunks = [ops[i : i + MAX_STORE_OPS] for i in range(0, len(ops), MAX_STORE_OPS)]
+        planned = []
+        for chunk in chunks:
+            plan = self._plan(chunk)
+            planned.append((chunk, plan, embedder.embed(plan.queries, plan.texts)))
+        return _on_loop(self.loop, self._send(planned), type(self).__name__)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
-        results: list[Result] = []
+        planned = []
         for start in range(0, len(ops), MAX_STORE_OPS):
             chunk = ops[start : start + MAX_STORE_OPS]
-            wire = await self._wire(chunk)
-            reply = await self.client.call(contract.STORE_BATCH, StoreBatch(ops=wire))
+            plan = self._plan(chunk)
+            vectors = await self._embedder.aembed(plan.queries, plan.texts) if self._embedder else ([], [])
+            planned.append((chunk, plan, vectors))
+        return await self._send(planned)
+
+    async def _send(self, planned: list[tuple[list[Op], _Plan, _Vectors]]) -> list[Result]:
+        results: list[Result] = []
+        for chunk, plan, vectors in planned:
+            reply = await self.client.call(
+                contract.STORE_BATCH, StoreBatch(ops=plan.wire(chunk, vectors, self))
+            )
             results += [_result(op, r) for op, r in zip(chunk, reply.results, strict=True)]
         return results
 
-    async def _wire(
-        self, ops: Sequence[Op]
-    ) -> list[st.GetItem | st.SearchItems | st.PutItem | st.ListNamespaces]:
-        queries = {op.query for op in ops if isinstance(op, SearchOp) and op.query and self.embeddings}
-        texts: list[tuple[int, str, str]] = []  # (op index, path, text) to embed
+    def _plan(self, ops: Sequence[Op]) -> _Plan:
+        plan = _Plan()
+        if self.embeddings is None:
+            return plan
+        for op in ops:
+            if isinstance(op, SearchOp) and op.query:
+                plan.add_query(op.query)
         for i, op in enumerate(ops):
-            if isinstance(op, PutOp) and op.value is not None and op.index is not False and self.embeddings:
+            if isinstance(op, PutOp) and op.value is not None and op.index is not False:
                 paths = self.fields if op.index is None else [(p, tokenize_path(p)) for p in op.index]
                 for path, tokens in paths:
                     found = get_text_at_path(op.value, tokens)
-                    texts += [(i, f"{path}.{n}" if len(found) > 1 else path, t) for n, t in enumerate(found)]
-        vectors: dict[str, list[float]] = {}
-        documents: list[list[float]] = []
-        if self.embeddings is not None:
-            ordered = sorted(queries)
-            got = await asyncio.gather(*(self.embeddings.aembed_query(q) for q in ordered))
-            vectors = dict(zip(ordered, got, strict=True))
-            if texts:
-                documents = await self.embeddings.aembed_documents([t for _, _, t in texts])
+                    plan.texts += [t for t in found]
+                    plan.owners += [(i, f"{path}.{n}" if len(found) > 1 else path) for n in range(len(found))]
+        return plan
+
+    async def areindex(self, namespace_prefix: tuple[str, ...] = (), *, page: int = 200,
+                       progress: Callable[[int, int], None] | None = None) -> int:  # fmt: skip
+        """Re-embed every item under `namespace_prefix` with this store's `index` (after its
+        `fields` or embedding model changed): new vectors replace the old, item by item, only
+        where the item was not written meanwhile (that write embedded it already). Values,
+        order and TTLs are left. `progress(done, seen)` after each page; returns how many
+        items were re-embedded."""
+        if self._embedder is None:
+            raise ValueError("reindex needs the store's `index` (the embed function and fields to use)")
+        done = seen = 0
+        offset = 0
+        while True:
+            reply = await self.client.call(contract.STORE_BATCH, StoreBatch(ops=[
+                st.SearchItems(namespace_prefix=list(namespace_prefix), limit=page, offset=offset)]))  # fmt: skip
+            items = reply.results[0].items or []
+            if not items:
+                return done
+            offset += len(items)
+            seen += len(items)
+            puts = [PutOp(tuple(i.namespace), i.key, i.value) for i in items]
+            plan = self._plan(puts)
+            _, vectors = await self._embedder.aembed([], plan.texts)
+            by_op = plan.vectors_by_op(vectors)
+            ops: list[st.StoreOp] = [
+                st.PutVectors(
+                    namespace=i.namespace, key=i.key, updated_at=i.updated_at, vectors=by_op.get(n, [])
+                )
+                for n, i in enumerate(items)
+            ]
+            answer = await self.client.call(contract.STORE_BATCH, StoreBatch(ops=ops))  # type: ignore[arg-type]
+            done += sum(1 for r in answer.results if r.updated)
+            if progress is not None:
+                progress(done, seen)
+
+    def reindex(self, namespace_prefix: tuple[str, ...] = (), *, page: int = 200,
+                progress: Callable[[int, int], None] | None = None) -> int:  # fmt: skip
+        return _on_loop(self.loop, self.areindex(namespace_prefix, page=page, progress=progress),
+                        type(self).__name__)  # fmt: skip
+
+
+class _Plan:
+    """What a chunk of ops needs embedded: the queries (first) and the put texts, each text
+    with the op and field path it belongs to."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+        self.texts: list[str] = []
+        self.owners: list[tuple[int, str]] = []  # each text's (op index, field path)
+
+    def add_query(self, query: str) -> None:
+        if query not in self.queries:
+            self.queries.append(query)
+
+    def vectors_by_op(self, vectors: list[list[float]]) -> dict[int, list[st.PathVector]]:
         by_op: dict[int, list[st.PathVector]] = {}
-        for (i, path, _), vector in zip(texts, documents, strict=True):
+        for (i, path), vector in zip(self.owners, vectors, strict=True):
             by_op.setdefault(i, []).append(st.PathVector(path=path, vector=[float(x) for x in vector]))
+        return by_op
+
+    def wire(self, ops: Sequence[Op], vectors: _Vectors, store: AgentstoreStore,
+             ) -> list[st.GetItem | st.SearchItems | st.PutItem | st.ListNamespaces]:  # fmt: skip
+        by_query = {q: [float(x) for x in v] for q, v in zip(self.queries, vectors[0], strict=True)}
+        by_op = self.vectors_by_op(vectors[1])
+        hybrid = store.search_mode == "hybrid"
         wire: list[st.GetItem | st.SearchItems | st.PutItem | st.ListNamespaces] = []
         for i, op in enumerate(ops):
             if isinstance(op, GetOp):
@@ -564,12 +700,13 @@ class AgentstoreStore(BaseStore):
                     st.GetItem(namespace=list(op.namespace), key=str(op.key), refresh_ttl=op.refresh_ttl)
                 )
             elif isinstance(op, SearchOp):
-                query = vectors.get(op.query) if op.query else None
+                query = by_query.get(op.query) if op.query else None
+                # With an index: by meaning (and by text too when hybrid); without: by text.
+                text = op.query if op.query and (query is None or hybrid) else None
                 wire.append(st.SearchItems(
                     namespace_prefix=list(op.namespace_prefix),
                     filter_json=json.dumps(op.filter) if op.filter else None,
-                    limit=op.limit, offset=op.offset,
-                    vector=[float(x) for x in query] if query is not None else None, refresh_ttl=op.refresh_ttl,
+                    limit=op.limit, offset=op.offset, vector=query, text=text, refresh_ttl=op.refresh_ttl,
                 ))  # fmt: skip
             elif isinstance(op, PutOp):
                 wire.append(st.PutItem(

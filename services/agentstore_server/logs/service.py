@@ -6,7 +6,7 @@ from collections import Counter
 from contextlib import AsyncExitStack
 
 from agentstore import contract
-from agentstore.errors import ConfigError
+from agentstore.errors import ConfigError, StoreMisconfigured
 from agentstore_server.bus.ingest import Handler, ingests
 from agentstore_server.bus.rpc import bind
 from agentstore_server.config import Settings
@@ -24,6 +24,7 @@ from agentstore_server.logs import (
 )
 from agentstore_server.logs.retention import AGE_FIELD, sweeper
 from agentstore_server.stores.mongo import MongoStore
+from agentstore_server.stores.postgres import PostgresStore
 from agentstore_server.stores.readers import FerretSqlReader, reading
 
 # Expired store items are invisible at once; the sweep only reclaims their space.
@@ -38,7 +39,6 @@ INDEXES = {
     outputs.COLLECTION: outputs.INDEXES,
     agents.COLLECTION: agents.INDEXES,
     sessions.COLLECTION: sessions.INDEXES,
-    store_items.COLLECTION: store_items.INDEXES,
 }
 
 
@@ -61,7 +61,21 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     output_store = outputs.Outputs(mongo, reader)
     fleet = agents.Agents(mongo, reader)
     session_store = sessions.Sessions(mongo, reader)
-    memory_items = store_items.StoreItems(mongo, reader)
+    # The memory store (LangGraph's BaseStore) in PostgreSQL: an item, its vectors (pgvector
+    # HNSW) and its text index in one transaction. The search settings are the pool's:
+    # pgvector's iterative scan keeps walking the index until filters have filled the page.
+    pg = await stack.enter_async_context(
+        PostgresStore(settings.postgres_url, settings=store_items.SEARCH_SETTINGS)
+    )
+    try:
+        await pg.migrate("logs", store_items.MIGRATIONS)
+    except StoreMisconfigured as exc:
+        if "vector" in str(exc):
+            raise store_items.no_vector_extension(exc, settings.postgres_url) from None
+        raise
+    memory_items = store_items.StoreItems(pg)
+    await memory_items.setup()
+    await store_items.move_from_mongo(mongo, pg)
     writers = {
         "logs": Handler(logs.decode_log, log_store.write),
         "memories": Handler(memories.decode_memory, memory_store.write),
@@ -90,11 +104,12 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.SESSION_POP: session_store.pop,
                 contract.SESSION_CLEAR: session_store.clear,
                 contract.STORE_BATCH: memory_items.batch,
+                contract.QUERY_STORE: memory_items.query,
                 contract.QUERY_SESSIONS: session_store.query_list,
                 contract.QUERY_SESSION: session_store.query_one,
             },
         ),
-        checks={"mongodb": mongo.ping},
+        checks={"mongodb": mongo.ping, "postgres": pg.ping},
         collectors=[
             CountsCollector(
                 "agentstore_read_fallbacks",
@@ -106,7 +121,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         ],
         background=[
             sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds),
-            store_items.sweeper(mongo, STORE_SWEEP_SECONDS),
+            store_items.sweeper(pg, STORE_SWEEP_SECONDS),
         ],
     )
 

@@ -1,16 +1,20 @@
-"""`agents.{agent}.rpc.store.batch` → MongoDB `store_items`: an agent's long-term memory as
-LangGraph's `BaseStore` keeps it (items under namespaces; filters, vector search, TTL).
+"""`agents.{agent}.rpc.store.batch` → PostgreSQL: an agent's long-term memory as LangGraph's
+`BaseStore` keeps it (items under namespaces; filters, semantic, full-text and hybrid
+search, TTL), indexed for a fleet's scale.
 
-Filters and similarity are evaluated here, over the agent's items under the namespace prefix
-(an equality-indexed read: FerretDB pushes only equality down), with LangGraph's own
-semantics (its in-memory store's comparisons, max-pooled cosine similarity). That is exact
-search at one agent's scale: a search reads every item under its prefix, so it stays in
-milliseconds to ~10k items, and ~1 s for 10k items of 1536-dimension vectors (pure Python);
-past that, narrow the prefix.
+An item, its vectors (pgvector, one HNSW index per vector size in use) and its text index
+(`tsvector`, GIN) are written in one transaction: a crash between them leaves neither, and a
+reader never sees an item without its vectors. Searches:
 
-Order is the order items were first put (a namespace's first put, then the item's), which an
-update keeps, as LangGraph's stores have it. Expired items are invisible at once and deleted
-by the sweep (FerretDB has no TTL index).
+- a `vector`: nearest items by cosine similarity (the best of an item's vectors), through
+  the HNSW index with pgvector's iterative scan, so namespace and value filters still fill
+  the page; `exact` scans instead (exact, slower: for tests and recall checks);
+- a `text`: PostgreSQL full-text search (`websearch_to_tsquery`, English), best first;
+- both: reciprocal rank fusion of the two rankings (k = 60);
+- neither: the items in the order they were first put (LangGraph's in-memory store's).
+
+Filters have LangGraph's semantics (its in-memory store's comparisons) and are evaluated in
+PostgreSQL. Expired items are invisible at once and deleted by the sweep.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from agentstore.errors import BadRequest
+from agentstore.errors import BadRequest, ConfigError, StoreMisconfigured
 from agentstore.schemas.common import iso
 from agentstore.schemas.store import (
     GetItem,
@@ -30,85 +36,302 @@ from agentstore.schemas.store import (
     MatchCondition,
     OpResult,
     PutItem,
+    PutVectors,
     SearchItems,
     StoreBatch,
+    StoreFound,
     StoreItem,
+    StoreQuery,
     StoreResults,
 )
 from agentstore_server.bus.rpc import RequestContext
 from agentstore_server.lifecycle.periodic import Periodic
-from agentstore_server.logs.documents import Indexes
-from agentstore_server.stores.mongo import Document, MongoStore
-from agentstore_server.stores.readers import DocumentReader
+from agentstore_server.stores.mongo import MongoStore
+from agentstore_server.stores.postgres import Executor, PostgresStore, Query, Record, load_queries
 
-COLLECTION = "store_items"
-NAMESPACES = "store_namespaces"
-INDEXES: Indexes = {
-    "agent_prefixes": ([("agent_id", 1), ("prefixes", 1)], False),
-    "expires": ([("expires_at", 1)], False),
-}
-SEP = "\x1f"  # joins a namespace's labels (a control character no label holds in practice)
+Q = load_queries(Path(__file__).with_name("store.sql"))
+MIGRATIONS = Path(__file__).with_name("migrations")
+SEP = "\x1f"  # ends each label of a namespace's path (labels may not hold it)
 OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al.; what most hybrid searches use)
+# pgvector's HNSW limits: `vector` up to 2,000 dimensions, `halfvec` up to 4,000.
+VECTOR_MAX_DIMS = 2000
+HALFVEC_MAX_DIMS = 4000
+# Searched per request through the index before giving up on filling a page (pgvector's
+# iterative scan stops at hnsw.max_scan_tuples too).
+SEARCH_SETTINGS = {"hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"}
+TEXT_CONFIG = "english"
 
 
-def _joined(labels: Sequence[str]) -> str:
-    return SEP.join(labels)
+def joined(namespace: Sequence[str]) -> str:
+    return "".join(f"{label}{SEP}" for label in namespace)
 
 
-def _id(agent: str, namespace: Sequence[str], key: str) -> str:
-    return json.dumps([agent, list(namespace), key])
+def labels(path: str) -> list[str]:
+    return path.split(SEP)[:-1]
+
+
+def prefix_range(prefix: Sequence[str]) -> tuple[str, str]:
+    """The btree range of paths under `prefix` (C collation): [p, p with its last U+001F
+    raised to U+0020)."""
+    if not prefix:
+        return "", "\U0010ffff"
+    p = joined(prefix)
+    return p, p[:-1] + chr(ord(SEP) + 1)
+
+
+def vector_type(dims: int) -> str:
+    """The cast an index of `dims`-sized vectors is built on (and a search must name)."""
+    if dims <= VECTOR_MAX_DIMS:
+        return f"vector({int(dims)})"
+    if dims <= HALFVEC_MAX_DIMS:
+        return f"halfvec({int(dims)})"
+    raise BadRequest(
+        f"vectors of {dims} dimensions cannot be indexed (pgvector's HNSW takes at most "
+        f"{HALFVEC_MAX_DIMS}): use a smaller embedding model or reduce its dimensions"
+    )
+
+
+def vector_text(vector: Sequence[float]) -> str:
+    for x in vector:
+        if not math.isfinite(x):
+            raise BadRequest("a vector holds NaN or infinity: every component must be a finite number")
+    return "[" + ",".join(map(repr, vector)) + "]"
+
+
+def _check_namespace(namespace: Sequence[str]) -> None:
+    if any(SEP in label for label in namespace):
+        raise BadRequest("a namespace label may not hold the control character U+001F")
+
+
+@dataclass
+class Sql:
+    """One composed statement: fixed fragments and `$n` placeholders, never values."""
+
+    params: list[Any] = field(default_factory=list)
+
+    def p(self, value: Any, cast: str) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}::{cast}"
+
+
+def filter_sql(sql: Sql, conditions: dict[str, Any], column: str = "i.value") -> list[str]:
+    """LangGraph's filter (its in-memory store's `_compare_values`) as SQL conditions."""
+    out: list[str] = []
+    for key, wanted in conditions.items():
+        out.append(_compare_sql(sql, column, [key], wanted))
+    return out
+
+
+def _at(sql: Sql, column: str, path: list[str]) -> str:
+    return f"({column} #> {sql.p(path, 'text[]')})"
+
+
+def _equal_sql(sql: Sql, column: str, path: list[str], wanted: Any) -> str:
+    here = _at(sql, column, path)
+    if wanted is None:  # a missing key is None too
+        return f"({here} IS NULL OR {here} = 'null'::jsonb)"
+    return f"({here} = {sql.p(json.dumps(wanted), 'jsonb')})"
+
+
+def _compare_sql(sql: Sql, column: str, path: list[str], wanted: Any) -> str:
+    if isinstance(wanted, dict):
+        if any(k.startswith("$") for k in wanted):
+            parts = [_operator_sql(sql, column, path, op, operand) for op, operand in wanted.items()]
+            return "(" + " AND ".join(parts or ["TRUE"]) + ")"
+        # A nested filter matches only inside an object.
+        parts = [f"jsonb_typeof({_at(sql, column, path)}) = 'object'"]
+        parts += [_compare_sql(sql, column, [*path, k], v) for k, v in wanted.items()]
+        return "(" + " AND ".join(parts) + ")"
+    if isinstance(wanted, list) and any(isinstance(v, dict | list) for v in wanted):
+        # Element-wise with the same rules; lists of scalars are plain JSON equality.
+        parts = [f"jsonb_typeof({_at(sql, column, path)}) = 'array'",
+                 f"jsonb_array_length({_at(sql, column, path)}) = {len(wanted)}"]  # fmt: skip
+        parts += [_compare_sql(sql, column, [*path, str(n)], v) for n, v in enumerate(wanted)]
+        return "(" + " AND ".join(parts) + ")"
+    return _equal_sql(sql, column, path, wanted)
+
+
+def _operator_sql(sql: Sql, column: str, path: list[str], op: str, operand: Any) -> str:
+    if op == "$eq":
+        return _equal_sql(sql, column, path, operand)
+    if op == "$ne":
+        return f"NOT {_equal_sql(sql, column, path, operand)}"
+    if op not in OPERATORS:
+        raise BadRequest(f"filter operator {op!r} is not one of {', '.join(OPERATORS)}")
+    try:
+        number = float(operand)
+    except (TypeError, ValueError):
+        return "FALSE"  # not comparable as numbers: no match (LangGraph's raises; a filter should not)
+    if not math.isfinite(number):
+        return "FALSE"
+    sign = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
+    return f"(store_number({_at(sql, column, path)}) {sign} {sql.p(number, 'float8')})"
+
+
+def _ms(now: datetime) -> datetime:
+    """Timestamps to the contract's millisecond, so an item's `updated_at` read back names
+    exactly the version stored (a re-index writes only where it is unchanged)."""
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class StoreItems:
-    def __init__(self, mongo: MongoStore, reader: DocumentReader) -> None:
-        self.mongo = mongo
-        self.reader = reader
+    def __init__(self, pg: PostgresStore) -> None:
+        self.pg = pg
+        self._dims: set[int] = set()
+
+    async def setup(self) -> None:
+        """Every vector size in use has its index (a restored backup brings rows, not
+        indexes)."""
+        for row in await self.pg.run.fetch(Q["known_dims"]):
+            await self._index_dims(row["dims"])
+
+    async def _index_dims(self, dims: int) -> None:
+        if dims in self._dims:
+            return
+        cast = vector_type(dims)
+        ops = "halfvec_cosine_ops" if cast.startswith("halfvec") else "vector_cosine_ops"
+        # DDL takes no parameters; `dims` is an int checked by vector_type. CONCURRENTLY: a
+        # new vector size never blocks the puts and searches of the others.
+        statement = (
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS store_vectors_hnsw_{int(dims)} ON store_vectors "
+            f"USING hnsw ((embedding::{cast}) {ops}) WHERE dims = {int(dims)}"
+        )
+        await self.pg.run.execute(Query("index_dims", statement, ()))
+        await self.pg.run.execute(Q["record_dims"], dims=dims)
+        self._dims.add(dims)
 
     async def batch(self, ctx: RequestContext, q: StoreBatch) -> StoreResults:
         assert ctx.agent is not None  # agent-only: the subject names the agent
-        agent = ctx.agent
-        now = datetime.now(UTC)
+        return await self.answer(ctx.agent, q)
+
+    async def query(self, ctx: RequestContext, q: StoreQuery) -> StoreFound:
+        """`query.store`: an evaluator's search of one agent's store (no TTL refresh: a look
+        from outside does not keep an agent's memories alive)."""
+        op = SearchItems(
+            namespace_prefix=q.namespace_prefix, filter_json=q.filter_json, limit=q.limit, offset=q.offset,
+            vector=q.vector, text=q.text, exact=q.exact,
+        )  # fmt: skip
+        _check_namespace(op.namespace_prefix)
+        found = await self._search(q.agent_id, op, _ms(datetime.now(UTC)))
+        return StoreFound(items=[_item(r, score) for r, score in found])
+
+    async def answer(self, agent: str, q: StoreBatch) -> StoreResults:
+        now = _ms(datetime.now(UTC))
         results: list[OpResult] = []
         puts: dict[tuple[tuple[str, ...], str], PutItem] = {}
-        refresh: dict[str, float] = {}  # _id -> ttl minutes, items read with refresh
+        revectors: list[PutVectors] = []
+        refresh: list[tuple[str, str]] = []  # items read with refresh
         for op in q.ops:
             if isinstance(op, GetItem):
-                found = await self.reader.find_by_ids(COLLECTION, [_id(agent, op.namespace, op.key)])
-                doc = next(iter(found.values()), None)
-                if doc is not None and _expired(doc, now):
-                    doc = None
-                if doc is not None and op.refresh_ttl and doc.get("ttl_minutes"):
-                    refresh[doc["_id"]] = doc["ttl_minutes"]
-                results.append(OpResult(item=_item(doc) if doc else None))
+                _check_namespace(op.namespace)
+                rows = await self.pg.run.fetch(
+                    Q["get_items"], agent_id=agent, paths=[joined(op.namespace)], keys=[op.key], now=now
+                )
+                row = rows[0] if rows else None
+                if row is not None and op.refresh_ttl and row["ttl_minutes"]:
+                    refresh.append((row["path"], row["key"]))
+                results.append(OpResult(item=_item(row) if row is not None else None))
             elif isinstance(op, SearchItems):
-                docs = await self._search(agent, op, now)
+                _check_namespace(op.namespace_prefix)
+                found = await self._search(agent, op, now)
                 if op.refresh_ttl:
-                    refresh.update({d["_id"]: d["ttl_minutes"] for d in docs if d.get("ttl_minutes")})
-                results.append(OpResult(items=[_item(d, d.get("_score")) for d in docs]))
+                    refresh += [(r["path"], r["key"]) for r, _ in found if r["ttl_minutes"]]
+                results.append(OpResult(items=[_item(r, score) for r, score in found]))
             elif isinstance(op, ListNamespaces):
                 results.append(OpResult(namespaces=await self._namespaces(agent, op, now)))
+            elif isinstance(op, PutVectors):
+                _check_namespace(op.namespace)
+                revectors.append(op)
+                results.append(OpResult())
             else:
+                _check_namespace(op.namespace)
                 puts[(tuple(op.namespace), op.key)] = op  # the last put of a key in a batch wins
                 results.append(OpResult())
-        if refresh:
-            await self.mongo.upsert_many(
-                COLLECTION,
-                [
-                    ({"_id": i}, {"$set": {"expires_at": now + timedelta(minutes=m)}})
-                    for i, m in refresh.items()
-                ],
-            )
-        if puts:
-            await self._put(agent, list(puts.values()), now)
+        for dims in {len(v.vector) for p in [*puts.values(), *revectors] for v in p.vectors}:
+            await self._index_dims(dims)
+        if refresh or puts or revectors:
+            async with self.pg.transaction() as tx:
+                if refresh:
+                    await tx.execute(
+                        Q["refresh_ttl"], agent_id=agent, paths=[p for p, _ in refresh],
+                        keys=[k for _, k in refresh], now=now,
+                    )  # fmt: skip
+                if puts:
+                    await self._put(tx, agent, list(puts.values()), now)
+                if revectors:
+                    await self._revector(tx, agent, revectors, results, q)
         return StoreResults(results=results)
 
-    async def _search(self, agent: str, op: SearchItems, now: datetime) -> list[Document]:
-        where: Document = {"agent_id": agent}
+    # -- writes ------------------------------------------------------------------------
+    async def _put(self, tx: Executor, agent: str, puts: Sequence[PutItem], now: datetime) -> None:
+        stamp = time.time_ns()
+        spaces = list(dict.fromkeys(joined(p.namespace) for p in puts))
+        await tx.execute(Q["add_namespaces"], agent_id=agent, paths=spaces, stamp=stamp)
+        ns_seq = {
+            r["path"]: r["seq"] for r in await tx.fetch(Q["namespace_seqs"], agent_id=agent, paths=spaces)
+        }
+        deletes = [p for p in puts if p.value is None]
+        if deletes:
+            await tx.execute(Q["delete_items"], agent_id=agent, paths=[joined(p.namespace) for p in deletes],
+                             keys=[p.key for p in deletes])  # fmt: skip
+        writes = [p for p in puts if p.value is not None]
+        if not writes:
+            return
+        paths = [joined(p.namespace) for p in writes]
+        keys = [p.key for p in writes]
+        await tx.execute(
+            Q["upsert_items"], agent_id=agent, paths=paths, keys=keys,
+            vals=[json.dumps(p.value, ensure_ascii=False) for p in writes],
+            ttls=[p.ttl_minutes for p in writes], ns_seqs=[ns_seq[x] for x in paths], now=now, stamp=stamp,
+        )  # fmt: skip
+        # The item row first, then its vectors, in the same transaction (tested by killing
+        # the service between the two).
+        await tx.execute(Q["delete_vectors"], agent_id=agent, paths=paths, keys=keys)
+        await self._insert_vectors(tx, agent, [(joined(p.namespace), p.key, p.vectors) for p in writes])
+
+    async def _insert_vectors(
+        self, tx: Executor, agent: str, items: Sequence[tuple[str, str, Sequence[Any]]]
+    ) -> None:
+        rows = [
+            (path, key, v.path, len(v.vector), vector_text(v.vector)) for path, key, vs in items for v in vs
+        ]
+        if rows:
+            await tx.execute(
+                Q["insert_vectors"], agent_id=agent, paths=[r[0] for r in rows], keys=[r[1] for r in rows],
+                vector_paths=[r[2] for r in rows], dims=[r[3] for r in rows], embeddings=[r[4] for r in rows],
+            )  # fmt: skip
+
+    async def _revector(self, tx: Executor, agent: str, ops: Sequence[PutVectors], results: list[OpResult],
+                        q: StoreBatch) -> None:  # fmt: skip
+        """A re-index's new vectors, for the items still at the version it embedded."""
+        try:
+            stamps = [datetime.fromisoformat(op.updated_at.replace("Z", "+00:00")) for op in ops]
+        except ValueError as exc:
+            raise BadRequest(f"updated_at is not an RFC 3339 time: {exc}") from None
+        current = await tx.fetch(
+            Q["set_vectors_if_unchanged"], agent_id=agent, paths=[joined(op.namespace) for op in ops],
+            keys=[op.key for op in ops], updated=stamps,
+        )  # fmt: skip
+        still = {(r["path"], r["key"]) for r in current}
+        mine = [op for op in ops if (joined(op.namespace), op.key) in still]
+        await tx.execute(Q["delete_vectors"], agent_id=agent, paths=[joined(op.namespace) for op in mine],
+                         keys=[op.key for op in mine])  # fmt: skip
+        await self._insert_vectors(tx, agent, [(joined(op.namespace), op.key, op.vectors) for op in mine])
+        indexes = [n for n, op in enumerate(q.ops) if isinstance(op, PutVectors)]
+        for n, op in zip(indexes, ops, strict=True):
+            results[n] = OpResult(updated=(joined(op.namespace), op.key) in still)
+
+    # -- reads ---------------------------------------------------------------------------
+    def _where(self, sql: Sql, agent: str, op: SearchItems, now: datetime, alias: str = "i") -> list[str]:
+        low, high = prefix_range(op.namespace_prefix)
+        where = [f"{alias}.agent_id = {sql.p(agent, 'text')}"]
         if op.namespace_prefix:
-            # `$all`, not equality: FerretSqlReader writes a scalar equality as `=`, which
-            # (unlike MongoDB) does not look inside arrays; `$all` is `@>` there.
-            where["prefixes"] = {"$all": [_joined(op.namespace_prefix)]}
-        docs = [d for d in await self.reader.find(COLLECTION, where) if not _expired(d, now)]
+            where += [f"{alias}.path >= {sql.p(low, 'text')}", f"{alias}.path < {sql.p(high, 'text')}"]
+        return where
+
+    def _item_conditions(self, sql: Sql, op: SearchItems, now: datetime) -> list[str]:
+        out = [f"(i.expires_at IS NULL OR i.expires_at > {sql.p(now, 'timestamptz')})"]
         if op.filter_json is not None:
             try:
                 conditions = json.loads(op.filter_json)
@@ -116,122 +339,212 @@ class StoreItems:
                 raise BadRequest(f"filter_json is not JSON: {exc}") from None
             if not isinstance(conditions, dict):
                 raise BadRequest("filter_json must be a JSON object")
-            _check_filter(conditions)
-            docs = [d for d in docs if all(_compare(d["value"].get(k), v) for k, v in conditions.items())]
-        docs.sort(key=lambda d: (d["ns_seq"], d["seq"]))
-        if op.vector is None:
-            return docs[op.offset : op.offset + op.limit]
-        return _by_similarity(docs, op.vector, op.offset, op.limit)
+            out += filter_sql(sql, conditions)
+        return out
+
+    async def _search(self, agent: str, op: SearchItems, now: datetime) -> list[tuple[Record, float | None]]:
+        if op.vector is not None and op.text:
+            return await self._hybrid(agent, op, now)
+        if op.vector is not None:
+            return await self._nearest(agent, op, now)
+        if op.text:
+            found = await self._text(agent, op, now, op.offset + op.limit)
+            return found[op.offset :]
+        sql = Sql()
+        where = self._where(sql, agent, op, now) + self._item_conditions(sql, op, now)
+        statement = (
+            f"SELECT i.path, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes FROM store_items i "
+            f"WHERE {' AND '.join(where)} ORDER BY i.ns_seq, i.seq "
+            f"LIMIT {sql.p(op.limit, 'int')} OFFSET {sql.p(op.offset, 'int')}"
+        )
+        rows = await self._fetch(statement, sql.params, exact=False)
+        return [(r, None) for r in rows]
+
+    async def _fetch(self, statement: str, params: list[Any], *, exact: bool) -> list[Record]:
+        async with self.pg.connection() as conn:
+            if exact:
+                async with conn.transaction():
+                    # An exact scan: no index may order the rows (the planner would pick HNSW).
+                    await conn.execute("SET LOCAL enable_indexscan = off")
+                    await conn.execute("SET LOCAL enable_bitmapscan = off")
+                    return list(await conn.fetch(statement, *params))
+            return list(await conn.fetch(statement, *params))
+
+    async def _vector_rows(self, agent: str, op: SearchItems, now: datetime, limit: int) -> list[Record]:
+        assert op.vector is not None
+        dims = len(op.vector)
+        cast = vector_type(dims)
+        sql = Sql()
+        query = sql.p(vector_text(op.vector), cast)
+        where = self._where(sql, agent, op, now, "v") + [f"v.dims = {int(dims)}"]
+        where += self._item_conditions(sql, op, now)
+        # ORDER BY the operator itself, ascending, over the partial index's expression: what
+        # pgvector needs to walk the HNSW index (relaxed iterative scan: filters keep it going
+        # until the LIMIT is filled); the outer ORDER BY restores the exact order of what it found.
+        statement = (
+            "WITH nearest AS MATERIALIZED ("
+            f"SELECT v.path, v.key, v.embedding::{cast} <=> {query} AS distance "
+            "FROM store_vectors v JOIN store_items i ON i.agent_id = v.agent_id AND i.path = v.path AND i.key = v.key "
+            f"WHERE {' AND '.join(where)} ORDER BY v.embedding::{cast} <=> {query} LIMIT {sql.p(limit, 'int')}) "
+            "SELECT i.path, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes, n.distance "
+            f"FROM nearest n JOIN store_items i ON i.agent_id = {sql.p(agent, 'text')} AND i.path = n.path "
+            "AND i.key = n.key ORDER BY n.distance, i.ns_seq, i.seq"
+        )
+        return await self._fetch(statement, sql.params, exact=op.exact)
+
+    async def _nearest(self, agent: str, op: SearchItems, now: datetime,
+                       want: int | None = None) -> list[tuple[Record, float | None]]:  # fmt: skip
+        """Items by their best vector's similarity; items without a vector of this size fill
+        what is left of the page after them (as LangGraph's in-memory store has it)."""
+        want = op.offset + op.limit if want is None else want
+        limit = max(2 * want + 1, 10)
+        while True:
+            rows = await self._vector_rows(agent, op, now, limit)
+            best: dict[tuple[str, str], tuple[Record, float]] = {}
+            for r in rows:  # in order of distance: an item's first row is its best vector
+                best.setdefault((r["path"], r["key"]), (r, 1.0 - r["distance"]))
+            if len(best) >= want or len(rows) < limit:
+                break
+            limit *= 4
+        ranked: list[tuple[Record, float | None]] = list(best.values())
+        kept = ranked[op.offset : op.offset + op.limit] if want == op.offset + op.limit else ranked[:want]
+        if len(kept) < op.limit and len(rows) < limit and want == op.offset + op.limit:
+            kept += [(r, None) for r in await self._unembedded(agent, op, now, op.limit - len(kept))]
+        return kept
+
+    async def _unembedded(self, agent: str, op: SearchItems, now: datetime, limit: int) -> list[Record]:
+        assert op.vector is not None
+        sql = Sql()
+        where = self._where(sql, agent, op, now) + self._item_conditions(sql, op, now)
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM store_vectors v WHERE v.agent_id = i.agent_id AND v.path = i.path "
+            f"AND v.key = i.key AND v.dims = {len(op.vector)})"
+        )
+        statement = (
+            f"SELECT i.path, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes FROM store_items i "
+            f"WHERE {' AND '.join(where)} ORDER BY i.ns_seq, i.seq LIMIT {sql.p(limit, 'int')}"
+        )
+        return await self._fetch(statement, sql.params, exact=False)
+
+    async def _text(
+        self, agent: str, op: SearchItems, now: datetime, limit: int
+    ) -> list[tuple[Record, float | None]]:
+        sql = Sql()
+        tsquery = f"websearch_to_tsquery('{TEXT_CONFIG}'::regconfig, {sql.p(op.text, 'text')})"
+        where = self._where(sql, agent, op, now) + self._item_conditions(sql, op, now)
+        where.append(f"i.search @@ {tsquery}")
+        statement = (
+            f"SELECT i.path, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes, "
+            f"ts_rank_cd(i.search, {tsquery}) AS rank FROM store_items i WHERE {' AND '.join(where)} "
+            f"ORDER BY rank DESC, i.ns_seq, i.seq LIMIT {sql.p(limit, 'int')}"
+        )
+        return [(r, float(r["rank"])) for r in await self._fetch(statement, sql.params, exact=False)]
+
+    async def _hybrid(self, agent: str, op: SearchItems, now: datetime) -> list[tuple[Record, float | None]]:
+        """Reciprocal rank fusion of the vector and the text rankings: an item's score is
+        the sum over the rankings it is in of 1 / (60 + its rank)."""
+        depth = max(2 * (op.offset + op.limit), 20)
+        by_vector = await self._nearest(agent, op, now, want=depth)
+        by_text = await self._text(agent, op, now, depth)
+        fused: dict[tuple[str, str], list[Any]] = {}
+        for ranking in (by_vector, by_text):
+            for rank, (r, _) in enumerate(ranking, start=1):
+                entry = fused.setdefault((r["path"], r["key"]), [r, 0.0])
+                entry[1] += 1.0 / (RRF_K + rank)
+        ranked = sorted(fused.values(), key=lambda e: -e[1])
+        return [(r, score) for r, score in ranked[op.offset : op.offset + op.limit]]
 
     async def _namespaces(self, agent: str, op: ListNamespaces, now: datetime) -> list[list[str]]:
-        docs = await self.reader.find(COLLECTION, {"agent_id": agent})
-        spaces = {tuple(d["namespace"]) for d in docs if not _expired(d, now)}
+        rows = await self.pg.run.fetch(Q["live_paths"], agent_id=agent, now=now)
+        spaces = {tuple(labels(r["path"])) for r in rows}
         spaces = {ns for ns in spaces if all(_matches(c, ns) for c in op.match_conditions)}
         if op.max_depth is not None:
             spaces = {ns[: op.max_depth] for ns in spaces}
         return [list(ns) for ns in sorted(spaces)][op.offset : op.offset + op.limit]
 
-    async def _put(self, agent: str, puts: Sequence[PutItem], now: datetime) -> None:
-        # A namespace's order is that of its first write (a put or a delete, as LangGraph's
-        # in-memory store has it): recorded once, never moved.
-        stamp = time.time_ns()
-        spaces = list(dict.fromkeys(tuple(p.namespace) for p in puts))
-        ids = [json.dumps([agent, list(ns)]) for ns in spaces]
-        await self.mongo.insert_new(
-            NAMESPACES, [{"_id": i, "agent_id": agent, "seq": stamp + n} for n, i in enumerate(ids)]
+
+async def move_from_mongo(mongo: MongoStore, pg: PostgresStore, batch: int = 500) -> int:
+    """Items an older release kept in MongoDB (`store_items`, `store_namespaces`) moved into
+    PostgreSQL once, at start: copied (an item already here is kept: it is newer), then the
+    MongoDB collections dropped. A crash midway copies again; nothing is lost."""
+    if "store_items" not in await mongo.collection_names():
+        return 0
+    moved = 0
+    for ns in await mongo.find("store_namespaces", {}):
+        agent, namespace = json.loads(ns["_id"])
+        await pg.run.execute(
+            Q["add_namespaces"], agent_id=agent, paths=[joined(namespace)], stamp=ns["seq"] - 1
         )
-        first = await self.reader.find_by_ids(NAMESPACES, ids)
-        ns_seq = {ns: first[i]["seq"] for ns, i in zip(spaces, ids, strict=True)}
-        deletes = [_id(agent, p.namespace, p.key) for p in puts if p.value is None]
-        if deletes:
-            await self.mongo.delete_many(COLLECTION, {"_id": {"$in": deletes}})
-        writes = [p for p in puts if p.value is not None]
-        if not writes:
-            return
-        updates = []
-        for i, p in enumerate(writes):
-            fields: Document = {
-                "value": p.value, "updated_at": now,
-                "expires_at": now + timedelta(minutes=p.ttl_minutes) if p.ttl_minutes else None,
-                "ttl_minutes": p.ttl_minutes,
-                "vectors": [{"path": v.path, "vector": v.vector} for v in p.vectors],
-            }  # fmt: skip
-            once: Document = {
-                "agent_id": agent, "namespace": list(p.namespace), "key": p.key,
-                "prefixes": [_joined(p.namespace[:n]) for n in range(1, len(p.namespace) + 1)],
-                "created_at": now, "seq": stamp + i, "ns_seq": ns_seq[tuple(p.namespace)],
-            }  # fmt: skip
-            updates.append(({"_id": _id(agent, p.namespace, p.key)}, {"$set": fields, "$setOnInsert": once}))
-        refused = await self.mongo.upsert_many(COLLECTION, updates)
-        if refused:
-            index, reason = next(iter(refused.items()))
-            raise BadRequest(f"put of {writes[index].key!r} refused by the store: {reason}")
+    docs = await mongo.find("store_items", {})
+    for start in range(0, len(docs), batch):
+        async with pg.transaction() as tx:
+            for d in docs[start : start + batch]:
+                status = await tx.execute(Q["move_item"], agent_id=d["agent_id"], path=joined(d["namespace"]),
+                                 key=d["key"], val=json.dumps(d["value"], ensure_ascii=False),
+                                 created_at=_utc(d["created_at"]), updated_at=_utc(d["updated_at"]),
+                                 expires_at=_utc(d.get("expires_at")), ttl=d.get("ttl_minutes"),
+                                 ns_seq=d["ns_seq"], seq=d["seq"])  # fmt: skip
+                moved += 1
+                if status.endswith(" 0"):
+                    continue  # already here, newer: its own vectors stand
+                vectors = [PathVectorRow(v["path"], v["vector"]) for v in d.get("vectors") or []]
+                for v in vectors:
+                    vector_type(len(v.vector))
+                await tx.execute(
+                    Q["insert_vectors"], agent_id=d["agent_id"], paths=[joined(d["namespace"])] * len(vectors),
+                    keys=[d["key"]] * len(vectors), vector_paths=[v.path for v in vectors],
+                    dims=[len(v.vector) for v in vectors], embeddings=[vector_text(v.vector) for v in vectors],
+                )  # fmt: skip
+    await mongo.drop_collection("store_items")
+    await mongo.drop_collection("store_namespaces")
+    return moved
 
 
-async def sweep_expired(mongo: MongoStore) -> int:
-    """Deletes expired items (reads already skip them); how many."""
-    return await mongo.delete_many(COLLECTION, {"expires_at": {"$lt": datetime.now(UTC)}})
+@dataclass(frozen=True)
+class PathVectorRow:
+    path: str
+    vector: list[float]
 
 
-def sweeper(mongo: MongoStore, every_seconds: float) -> Periodic:
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+async def sweep_expired(pg: PostgresStore) -> int:
+    """Deletes expired items and their vectors (reads already skip them); how many."""
+    gone = 0
+    while True:
+        row = await pg.run.fetchrow(Q["sweep_expired"], now=datetime.now(UTC))
+        n = int(row["n"]) if row else 0
+        gone += n
+        if n < 10000:
+            return gone
+
+
+def sweeper(pg: PostgresStore, every_seconds: float) -> Periodic:
     async def sweep() -> dict[str, int]:
-        gone = await sweep_expired(mongo)
-        return {COLLECTION: gone} if gone else {}
+        gone = await sweep_expired(pg)
+        return {"store_items": gone} if gone else {}
 
     return Periodic("store TTL sweep", every_seconds, sweep)
 
 
-def _expired(doc: Document, now: datetime) -> bool:
-    expires = doc.get("expires_at")
-    if expires is None:
-        return False
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=UTC)
-    return bool(expires <= now)
+def no_vector_extension(exc: StoreMisconfigured, url: str) -> ConfigError:
+    host = url.split("@")[-1]
+    return ConfigError(
+        f"PostgreSQL at {host} has no pgvector extension, which the memory store's vector index "
+        f"needs ({exc}): install it (Debian: apt install postgresql-<version>-pgvector; images: "
+        "pgvector/pgvector:pg16) or run `CREATE EXTENSION vector` as a superuser, then restart"
+    )
 
 
-def _item(doc: Document, score: float | None = None) -> StoreItem:
+def _item(row: Record, score: float | None = None) -> StoreItem:
     return StoreItem(
-        namespace=list(doc["namespace"]), key=doc["key"], value=doc["value"],
-        created_at=iso(doc["created_at"]), updated_at=iso(doc["updated_at"]), score=score,
+        namespace=labels(row["path"]), key=row["key"], value=json.loads(row["value"]),
+        created_at=iso(row["created_at"]), updated_at=iso(row["updated_at"]), score=score,
     )  # fmt: skip
-
-
-def _check_filter(conditions: dict[str, Any]) -> None:
-    for value in conditions.values():
-        if isinstance(value, dict) and any(k.startswith("$") for k in value):
-            unknown = [k for k in value if k not in OPERATORS]
-            if unknown:
-                raise BadRequest(f"filter operator {unknown[0]!r} is not one of {', '.join(OPERATORS)}")
-
-
-def _compare(item_value: Any, filter_value: Any) -> bool:
-    """LangGraph's filter semantics (its in-memory store's `_compare_values`)."""
-    if isinstance(filter_value, dict):
-        if any(k.startswith("$") for k in filter_value):
-            return all(_operator(item_value, k, v) for k, v in filter_value.items())
-        if not isinstance(item_value, dict):
-            return False
-        return all(_compare(item_value.get(k), v) for k, v in filter_value.items())
-    if isinstance(filter_value, list):
-        return (
-            isinstance(item_value, list)
-            and len(item_value) == len(filter_value)
-            and all(_compare(i, f) for i, f in zip(item_value, filter_value, strict=False))
-        )
-    return bool(item_value == filter_value)
-
-
-def _operator(value: Any, op: str, operand: Any) -> bool:
-    if op == "$eq":
-        return bool(value == operand)
-    if op == "$ne":
-        return bool(value != operand)
-    try:
-        a, b = float(value), float(operand)
-    except (TypeError, ValueError):
-        return False  # not comparable as numbers: no match (LangGraph's raises; a filter should not)
-    return {"$gt": a > b, "$gte": a >= b, "$lt": a < b, "$lte": a <= b}[op]
 
 
 def _matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
@@ -244,38 +557,3 @@ def _matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
         else zip(reversed(namespace), reversed(path), strict=False)
     )
     return all(p == "*" or n == p for n, p in pairs)
-
-
-def _cosine(x: Sequence[float], y: Sequence[float]) -> float:
-    dot = math.fsum(a * b for a, b in zip(x, y, strict=False))
-    nx = math.sqrt(math.fsum(a * a for a in x))
-    ny = math.sqrt(math.fsum(b * b for b in y))
-    return dot / (nx * ny) if nx > 0 and ny > 0 else 0.0
-
-
-def _by_similarity(docs: list[Document], query: Sequence[float], offset: int, limit: int) -> list[Document]:
-    """Max-pooled cosine similarity, best first; items without vectors fill what is left (as
-    LangGraph's in-memory store does)."""
-    flat: list[tuple[float, Document]] = []
-    scoreless: list[Document] = []
-    for d in docs:
-        vectors = d.get("vectors") or []
-        flat.extend((_cosine(query, v["vector"]), d) for v in vectors)
-        if not vectors:
-            scoreless.append(d)
-    flat.sort(key=lambda x: x[0], reverse=True)
-    seen: set[str] = set()
-    kept: list[Document] = []
-    for score, d in flat:
-        if d["_id"] in seen:
-            continue
-        index = len(seen)
-        seen.add(d["_id"])
-        if index >= offset + limit:
-            break
-        if index < offset:
-            continue
-        kept.append({**d, "_score": score})
-    if scoreless and len(kept) < limit:
-        kept.extend(scoreless[: limit - len(kept)])
-    return kept

@@ -340,6 +340,14 @@ class MongoStore:
             plan: Document = await cursor.explain()
         return plan
 
+    async def collection_names(self) -> list[str]:
+        with driver_errors(self.url):
+            return list(await self._db.list_collection_names())
+
+    async def drop_collection(self, collection: str) -> None:
+        with driver_errors(self.url):
+            await self._db.drop_collection(collection)
+
     async def drop_database(self) -> None:
         with driver_errors(self.url):
             await self._client.drop_database(self._db.name)

@@ -187,6 +187,15 @@ class PostgresStore:
             async with self.pool.acquire() as conn, conn.transaction():
                 yield Executor(conn, self.url)
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """One connection of the pool, for a statement composed at run time (a search whose
+        shape depends on the request) or settings of one transaction; driver errors leave as
+        our errors."""
+        with driver_errors(self.url):
+            async with self.pool.acquire() as conn:
+                yield conn
+
     async def ping(self) -> None:
         with driver_errors(self.url):
             await self.pool.fetchval("SELECT 1")

@@ -56,6 +56,7 @@ SESSION_ITEMS = Endpoint("agents.{agent}.rpc.session.items", ss.SessionItemsQuer
 SESSION_POP = Endpoint("agents.{agent}.rpc.session.pop", ss.PopSessionItem, ss.PoppedSessionItem, "logs", AGENT, "removes and returns a session's newest item")
 SESSION_CLEAR = Endpoint("agents.{agent}.rpc.session.clear", ss.ClearSession, ss.SessionCleared, "logs", AGENT, "removes every item of a session")
 STORE_BATCH = Endpoint("agents.{agent}.rpc.store.batch", st.StoreBatch, st.StoreResults, "logs", AGENT, "the agent's long-term memory store: gets, searches, puts, deletes and namespace lists in one batch")
+QUERY_STORE = Endpoint("query.store", st.StoreQuery, st.StoreFound, "logs", EVALUATOR, "search one agent's memory store by text, vector (both: fused) or filter (v1.9)")
 QUERY_SESSIONS = Endpoint("query.sessions", ss.SessionsQuery, Page[ss.SessionSummary], "logs", EVALUATOR, "an agent's sessions with their item counts")
 QUERY_SESSION = Endpoint("query.session", ss.SessionQuery, ss.SessionItems, "logs", EVALUATOR, "an agent's session: its latest items in the order added")
 QUERY_AGENTS = Endpoint("query.agents", lg.AgentsQuery, Page[lg.AgentItem], "logs", EVALUATOR, "agents, most recently seen first, with their recent errors", after="LOGS")
