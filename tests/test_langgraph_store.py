@@ -222,3 +222,42 @@ async def test_a_graph_node_reads_and_writes_memories_through_the_store(client: 
     store = AgentstoreStore(client)
     item = await asyncio.to_thread(store.get, ("users", "u7"), "visits")
     assert item is not None and item.value == {"count": 2}
+
+
+async def test_64_concurrent_runs_of_sync_nodes_on_an_indexed_store_finish(client: AgentClient) -> None:
+    """A sync node calls the store from a worker thread and waits on the loop; with a plain
+    embed function LangGraph's own path embeds on the loop's default executor, whose few
+    threads are those waiting nodes: 6 runs hung for ever on 2 cores. The store embeds in
+    the calling thread instead, so any number of runs finishes."""
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.store.base import BaseStore
+    from typing_extensions import TypedDict
+
+    class S(TypedDict):
+        user: str
+        found: int
+
+    def remember(state: S, *, store: BaseStore) -> dict[str, Any]:  # a sync node
+        store.put(("notes", state["user"]), "n", {"text": f"apple {state['user']}"})
+        return {"found": len(store.search(("notes",), query="apple", limit=100))}
+
+    g = StateGraph(S)
+    g.add_node("remember", remember)
+    g.add_edge(START, "remember")
+    g.add_edge("remember", END)
+    graph = g.compile(store=AgentstoreStore(client, index=INDEX))
+    runs = [graph.ainvoke({"user": f"u{n}", "found": 0}) for n in range(64)]
+    # A hang would be the bug: bounded, so the test fails rather than blocks.
+    results = await asyncio.wait_for(asyncio.gather(*runs), timeout=120)
+    assert all(r["found"] >= 1 for r in results)
+    assert len(await AgentstoreStore(client, index=INDEX).asearch(("notes",), query="apple", limit=100)) == 64
+
+
+async def test_an_async_only_embed_function_serves_sync_nodes_too(client: AgentClient) -> None:
+    async def aembed(texts: list[str]) -> list[list[float]]:
+        return embed(texts)
+
+    store = AgentstoreStore(client, index={"dims": 8, "embed": aembed, "fields": ["text"]})
+    await asyncio.to_thread(store.put, ("async",), "k", {"text": "cherry"})
+    found = await asyncio.to_thread(store.search, ("async",), query="cherry")
+    assert [i.key for i in found] == ["k"] and found[0].score == pytest.approx(1.0)

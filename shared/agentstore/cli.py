@@ -12,7 +12,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,66 @@ def _add_sdk_commands(sub: Any) -> dict[str, Command]:
     redrive.add_argument("seqs", type=int, nargs="*")
     redrive.add_argument("--all", action="store_true")
     redrive.add_argument("--service")
-    return {"tail": _tail, "query": _query, "runs": _runs, "deadletter": _deadletter}
+    store = sub.add_parser("store", help="an agent's memory store (LangGraph's BaseStore)")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    reindex = store_sub.add_parser(
+        "reindex", help="re-embed an agent's items after its index fields or embedding model changed"
+    )
+    reindex.add_argument("agent", help="the agent whose store it is (the command connects as it)")
+    reindex.add_argument(
+        "--embed", required=True, help="module:function, the embed function (texts -> vectors)"
+    )
+    reindex.add_argument("--fields", default="$", help="comma-separated field paths to embed (default: $)")
+    reindex.add_argument("--dims", type=int, help="the vectors' size (checked against the first one)")
+    reindex.add_argument("--prefix", default="", help="only items under this namespace, labels joined by /")
+    reindex.add_argument("--page", type=int, default=200)
+    reindex.add_argument("--server", help="NATS URL (default: from the environment / stack.env)")
+    return {"tail": _tail, "query": _query, "runs": _runs, "deadletter": _deadletter, "store": _store}
+
+
+def _store(args: argparse.Namespace) -> int:
+    import importlib
+
+    module, _, name = args.embed.partition(":")
+    if not module or not name:
+        raise AgentstoreError(f"--embed takes module:function, got {args.embed!r}")
+    try:
+        func = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise AgentstoreError(f"--embed {args.embed}: cannot load it ({exc})") from None
+    try:
+        from agentstore.langgraph import AgentstoreStore
+    except ImportError:
+        raise AgentstoreError("store reindex needs LangGraph: pip install 'agentstore[langgraph]'") from None
+    from langgraph.store.base import IndexConfig
+
+    from agentstore.client import AgentClient
+
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()]
+    prefix = tuple(p for p in args.prefix.split("/") if p)
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        vectors = [list(v) for v in func(list(texts))]
+        if args.dims is not None and vectors and len(vectors[0]) != args.dims:
+            raise AgentstoreError(f"--dims {args.dims}, but the embed function returns {len(vectors[0])}")
+        return vectors
+
+    def show(done: int, seen: int) -> None:
+        if args.json:
+            print(json.dumps({"reindexed": done, "seen": seen}), flush=True)
+        else:
+            print(f"\rre-embedded {done:,} of {seen:,} items read", end="", file=sys.stderr, flush=True)
+
+    async def go() -> int:
+        async with await AgentClient.connect(args.server, args.agent) as client:
+            index: IndexConfig = {"dims": args.dims or 0, "embed": embed, "fields": fields}
+            store = AgentstoreStore(client, index=index)
+            return await store.areindex(prefix, page=args.page, progress=show)
+
+    done = asyncio.run(go())
+    if not args.json:
+        print(f"\nagentstore store reindex: {done:,} items of {args.agent} re-embedded", file=sys.stderr)
+    return 0
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ from agentstore.schemas.metrics import (
     ResetProfile,
     UpdateProfile,
 )
+from agentstore.schemas.store import StoreItem, StoreQuery
 from agentstore.schemas.tasks import (
     CancelRun,
     ClaimedRun,
@@ -520,6 +522,20 @@ class EvaluatorClient:
     def pages(self, name: str, /, **fields: Any) -> AsyncIterator[Any]:
         """Every item of `query.{name}`, page after page."""
         return self._rpc.pages(f"query.{name}", fields)
+
+    async def search_memories(
+        self, agent_id: str, namespace_prefix: Sequence[str] = (), *, text: str | None = None,
+        vector: Sequence[float] | None = None, filter: Mapping[str, Any] | None = None, limit: int = 10,
+        offset: int = 0, exact: bool = False,
+    ) -> list[StoreItem]:  # fmt: skip
+        """`query.store`: one agent's memory store searched by `text` (full-text), by `vector`
+        (embedded by the caller with the agent's model), both (fused), or only by `filter`."""
+        found = await self.call(contract.QUERY_STORE, StoreQuery(
+            agent_id=agent_id, namespace_prefix=list(namespace_prefix), text=text,
+            vector=[float(x) for x in vector] if vector is not None else None,
+            filter_json=json.dumps(filter) if filter else None, limit=limit, offset=offset, exact=exact,
+        ))  # fmt: skip
+        return found.items
 
     async def record_evaluation(self, evaluation: EvalRecord) -> Evaluation:
         return await self.call(contract.EVAL_RECORD, evaluation)

@@ -567,13 +567,16 @@ class AgentstoreStore(BaseStore):
     supports_ttl: bool = True
 
     def __init__(self, client: AgentClient, *, index: IndexConfig | None = None,
-                 ttl: TTLConfig | None = None, search_mode: SearchMode = "semantic") -> None:  # fmt: skip
+                 ttl: TTLConfig | None = None, search_mode: SearchMode = "semantic",
+                 exact_search: bool = False) -> None:  # fmt: skip
         if search_mode not in ("semantic", "hybrid"):
             raise ValueError(f"search_mode must be 'semantic' or 'hybrid', not {search_mode!r}")
         self.client = client
         self.ttl_config = ttl
         self.index_config = index
         self.search_mode = search_mode
+        # An exact scan instead of the HNSW index: slower, for checks of recall and parity.
+        self.exact_search = exact_search
         self.embeddings: Embeddings | None = ensure_embeddings(index.get("embed")) if index else None
         self._embedder = _Embedder(self.embeddings) if self.embeddings is not None else None
         fields = (index or {}).get("fields") or ["$"]
@@ -689,11 +692,11 @@ class _Plan:
         return by_op
 
     def wire(self, ops: Sequence[Op], vectors: _Vectors, store: AgentstoreStore,
-             ) -> list[st.GetItem | st.SearchItems | st.PutItem | st.ListNamespaces]:  # fmt: skip
+             ) -> list[st.Op]:  # fmt: skip
         by_query = {q: [float(x) for x in v] for q, v in zip(self.queries, vectors[0], strict=True)}
         by_op = self.vectors_by_op(vectors[1])
         hybrid = store.search_mode == "hybrid"
-        wire: list[st.GetItem | st.SearchItems | st.PutItem | st.ListNamespaces] = []
+        wire: list[st.Op] = []
         for i, op in enumerate(ops):
             if isinstance(op, GetOp):
                 wire.append(
@@ -707,6 +710,7 @@ class _Plan:
                     namespace_prefix=list(op.namespace_prefix),
                     filter_json=json.dumps(op.filter) if op.filter else None,
                     limit=op.limit, offset=op.offset, vector=query, text=text, refresh_ttl=op.refresh_ttl,
+                    exact=store.exact_search,
                 ))  # fmt: skip
             elif isinstance(op, PutOp):
                 wire.append(st.PutItem(

@@ -169,6 +169,15 @@ def _operator_sql(sql: Sql, column: str, path: list[str], op: str, operand: Any)
     return f"(store_number({_at(sql, column, path)}) {sign} {sql.p(number, 'float8')})"
 
 
+async def insert_vectors(tx: Executor, agent: str, items: Sequence[tuple[str, str, Sequence[Any]]]) -> None:
+    rows = [(path, key, v.path, len(v.vector), vector_text(v.vector)) for path, key, vs in items for v in vs]
+    if rows:
+        await tx.execute(
+            Q["insert_vectors"], agent_id=agent, paths=[r[0] for r in rows], keys=[r[1] for r in rows],
+            vector_paths=[r[2] for r in rows], dims=[r[3] for r in rows], embeddings=[r[4] for r in rows],
+        )  # fmt: skip
+
+
 def _ms(now: datetime) -> datetime:
     """Timestamps to the contract's millisecond, so an item's `updated_at` read back names
     exactly the version stored (a re-index writes only where it is unchanged)."""
@@ -248,7 +257,8 @@ class StoreItems:
                 _check_namespace(op.namespace)
                 puts[(tuple(op.namespace), op.key)] = op  # the last put of a key in a batch wins
                 results.append(OpResult())
-        for dims in {len(v.vector) for p in [*puts.values(), *revectors] for v in p.vectors}:
+        written: list[PutItem | PutVectors] = [*puts.values(), *revectors]
+        for dims in {len(v.vector) for p in written for v in p.vectors}:
             await self._index_dims(dims)
         if refresh or puts or revectors:
             async with self.pg.transaction() as tx:
@@ -288,19 +298,7 @@ class StoreItems:
         # The item row first, then its vectors, in the same transaction (tested by killing
         # the service between the two).
         await tx.execute(Q["delete_vectors"], agent_id=agent, paths=paths, keys=keys)
-        await self._insert_vectors(tx, agent, [(joined(p.namespace), p.key, p.vectors) for p in writes])
-
-    async def _insert_vectors(
-        self, tx: Executor, agent: str, items: Sequence[tuple[str, str, Sequence[Any]]]
-    ) -> None:
-        rows = [
-            (path, key, v.path, len(v.vector), vector_text(v.vector)) for path, key, vs in items for v in vs
-        ]
-        if rows:
-            await tx.execute(
-                Q["insert_vectors"], agent_id=agent, paths=[r[0] for r in rows], keys=[r[1] for r in rows],
-                vector_paths=[r[2] for r in rows], dims=[r[3] for r in rows], embeddings=[r[4] for r in rows],
-            )  # fmt: skip
+        await insert_vectors(tx, agent, [(joined(p.namespace), p.key, p.vectors) for p in writes])
 
     async def _revector(self, tx: Executor, agent: str, ops: Sequence[PutVectors], results: list[OpResult],
                         q: StoreBatch) -> None:  # fmt: skip
@@ -317,7 +315,7 @@ class StoreItems:
         mine = [op for op in ops if (joined(op.namespace), op.key) in still]
         await tx.execute(Q["delete_vectors"], agent_id=agent, paths=[joined(op.namespace) for op in mine],
                          keys=[op.key for op in mine])  # fmt: skip
-        await self._insert_vectors(tx, agent, [(joined(op.namespace), op.key, op.vectors) for op in mine])
+        await insert_vectors(tx, agent, [(joined(op.namespace), op.key, op.vectors) for op in mine])
         indexes = [n for n, op in enumerate(q.ops) if isinstance(op, PutVectors)]
         for n, op in zip(indexes, ops, strict=True):
             results[n] = OpResult(updated=(joined(op.namespace), op.key) in still)
@@ -376,7 +374,7 @@ class StoreItems:
         cast = vector_type(dims)
         sql = Sql()
         query = sql.p(vector_text(op.vector), cast)
-        where = self._where(sql, agent, op, now, "v") + [f"v.dims = {int(dims)}"]
+        where = [*self._where(sql, agent, op, now, "v"), f"v.dims = {int(dims)}"]
         where += self._item_conditions(sql, op, now)
         # ORDER BY the operator itself, ascending, over the partial index's expression: what
         # pgvector needs to walk the HNSW index (relaxed iterative scan: filters keep it going
@@ -384,8 +382,10 @@ class StoreItems:
         statement = (
             "WITH nearest AS MATERIALIZED ("
             f"SELECT v.path, v.key, v.embedding::{cast} <=> {query} AS distance "
-            "FROM store_vectors v JOIN store_items i ON i.agent_id = v.agent_id AND i.path = v.path AND i.key = v.key "
-            f"WHERE {' AND '.join(where)} ORDER BY v.embedding::{cast} <=> {query} LIMIT {sql.p(limit, 'int')}) "
+            "FROM store_vectors v JOIN store_items i "
+            "ON i.agent_id = v.agent_id AND i.path = v.path AND i.key = v.key "
+            f"WHERE {' AND '.join(where)} "
+            f"ORDER BY v.embedding::{cast} <=> {query} LIMIT {sql.p(limit, 'int')}) "
             "SELECT i.path, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes, n.distance "
             f"FROM nearest n JOIN store_items i ON i.agent_id = {sql.p(agent, 'text')} AND i.path = n.path "
             "AND i.key = n.key ORDER BY n.distance, i.ns_seq, i.seq"
@@ -490,11 +490,7 @@ async def move_from_mongo(mongo: MongoStore, pg: PostgresStore, batch: int = 500
                 vectors = [PathVectorRow(v["path"], v["vector"]) for v in d.get("vectors") or []]
                 for v in vectors:
                     vector_type(len(v.vector))
-                await tx.execute(
-                    Q["insert_vectors"], agent_id=d["agent_id"], paths=[joined(d["namespace"])] * len(vectors),
-                    keys=[d["key"]] * len(vectors), vector_paths=[v.path for v in vectors],
-                    dims=[len(v.vector) for v in vectors], embeddings=[vector_text(v.vector) for v in vectors],
-                )  # fmt: skip
+                await insert_vectors(tx, d["agent_id"], [(joined(d["namespace"]), d["key"], vectors)])
     await mongo.drop_collection("store_items")
     await mongo.drop_collection("store_namespaces")
     return moved
