@@ -116,8 +116,6 @@ def _store(args: argparse.Namespace) -> int:
         from agentstore.langgraph import AgentstoreStore
     except ImportError:
         raise AgentstoreError("store reindex needs LangGraph: pip install 'agentstore[langgraph]'") from None
-    from langgraph.store.base import IndexConfig
-
     from agentstore.client import AgentClient
 
     fields = [f.strip() for f in args.fields.split(",") if f.strip()]
@@ -137,7 +135,7 @@ def _store(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with await AgentClient.connect(args.server, args.agent) as client:
-            index: IndexConfig = {"dims": args.dims or 0, "embed": embed, "fields": fields}
+            index: Any = {"dims": args.dims or 0, "embed": embed, "fields": fields}  # LangGraph's IndexConfig
             store = AgentstoreStore(client, index=index)
             return await store.areindex(prefix, page=args.page, progress=show)
 
