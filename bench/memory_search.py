@@ -48,8 +48,8 @@ class Vectors:
     def __init__(self, items: int, queries: int, dims: int, seed: int = 7) -> None:
         rng = random.Random(seed)
         self.dims = dims
-        self.centers = [array("b", os.urandom(dims)) for _ in range(CLUSTERS)]
-        self.items = array("b", os.urandom(items * dims))
+        self.centers = [array("b", rng.randbytes(dims)) for _ in range(CLUSTERS)]
+        self.items = array("b", rng.randbytes(items * dims))
         for i in range(0, items, 5):  # a fifth of the items: a cluster center plus noise
             self._near(self.items, i, rng.choice(self.centers), rng)
         self.queries = array("b", bytes(queries * dims))
@@ -72,6 +72,12 @@ class Vectors:
         return [self.of(t) for t in texts]
 
 
+def space_of(i: int) -> str:
+    """Item i's namespace: clustered items (every fifth) spread over all of them, so each
+    namespace holds near neighbours of every cluster (~10 per cluster at 100k)."""
+    return f"ns{(i // 5) % SPACES}"
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -81,7 +87,7 @@ async def put_all(store: BaseStore, items: int) -> float:
     started = time.perf_counter()
     for start in range(0, items, PUT_BATCH):
         await store.abatch([
-            PutOp(("mem", f"ns{i % SPACES}"), f"k{i}", {"text": f"i:{i}", "n": i})
+            PutOp(("mem", space_of(i)), f"k{i}", {"text": f"i:{i}", "n": i})
             for i in range(start, min(items, start + PUT_BATCH))
         ])  # fmt: skip
     return items / (time.perf_counter() - started)

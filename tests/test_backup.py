@@ -10,11 +10,15 @@ from pathlib import Path
 import nats
 import pytest
 
+from agentstore import AgentClient, contract
+from agentstore.schemas.sessions import AddSessionItems
+from agentstore.schemas.store import PathVector, PutItem, StoreBatch
 from agentstore_server.artifacts.service import SPEC as ARTIFACTS
 from agentstore_server.config import Settings
 from agentstore_server.devstack import servers
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import running
+from agentstore_server.logs.collections import BACKED_UP
 from agentstore_server.logs.service import SPEC as LOGS
 from agentstore_server.metrics.service import SPEC as METRICS
 from agentstore_server.ops.backup import backup, restore
@@ -41,6 +45,17 @@ async def caught_up(url: str) -> bool:
         await nc.close()
 
 
+async def framework_state(url: str) -> None:
+    """What the demo fleet does not write: a framework session (OpenAI Agents / ADK items)
+    and the memory store with vectors (LangGraph's store)."""
+    async with await AgentClient.connect(url, "backup-agent") as agent:
+        await agent.call(contract.SESSION_ADD, AddSessionItems(session_id="s1", items=[{"role": "user", "content": "hi"}],
+                                                               batch_id="b1"))  # fmt: skip
+        await agent.call(contract.STORE_BATCH, StoreBatch(ops=[
+            PutItem(namespace=["mem"], key="k", value={"text": "apple"},
+                    vectors=[PathVector(path="text", vector=[1.0, 0.5, 0.25])])]))  # fmt: skip
+
+
 async def test_export_wipe_import_export_of_a_demo_fleet_is_identical(
     nats_server: Server, stack_servers: Stack, tmp_path: Path
 ) -> None:
@@ -53,8 +68,14 @@ async def test_export_wipe_import_export_of_a_demo_fleet_is_identical(
         await asyncio.sleep(6)  # the demo fleet works for a while
         stop.set()
         await demo
+        await framework_state(nats_server.url)
         await eventually(lambda: caught_up(nats_server.url), timeout=60, what="every service caught up")
     first = await backup(source, tmp_path / "first", objects=True)
+    # Every collection and table with data in it: a backup that leaves one out fails here.
+    for name in BACKED_UP:
+        assert first[f"mongo.{name}"] > 0, name
+    for table in ("store_items", "store_vectors", "store_namespaces", "store_dims"):
+        assert first[f"postgres.{table}"] > 0, table
     assert first["mongo.logs"] > 100 and first["postgres.tasks"] > 10 and first["postgres.runs"] > 0
     assert first["postgres.metric_points"] > 100 and first["objects.screenshots"] > 5
     assert first["postgres.agent_metrics"] > 0 and first["mongo.messages"] > 0

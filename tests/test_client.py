@@ -152,3 +152,13 @@ async def test_every_update_of_an_upsert_lands_inside_the_duplicate_window(
         task = await client.query("task", agent_id=agent, task_id="t1")
     assert isinstance(task, Task)
     assert (task.status, task.kind) == ("completed", "experiment")
+
+
+def test_a_reply_that_breaks_the_contract_raises_its_own_error() -> None:
+    from agentstore import contract
+    from agentstore.client import decode_reply
+    from agentstore.errors import AgentstoreError, ContractViolation, RequestError
+
+    with pytest.raises(ContractViolation, match="query.store.*upgrade the older one") as caught:
+        decode_reply(b'{"items": [{"key": 1}]}', contract.QUERY_STORE)
+    assert isinstance(caught.value, AgentstoreError) and not isinstance(caught.value, RequestError)

@@ -15,13 +15,29 @@ SERVER = ROOT / "services" / "agentstore_server"
 
 
 def _imports(path: Path) -> set[str]:
+    """Every module a file imports, in every form: `import a.b`, `from a.b import c` (as a.b
+    and a.b.c: c may be a module), `from agentstore_server import x`, relative imports."""
     found = set()
+    package = _package_of(path)
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package[: len(package) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            if base:
+                found.add(base)
+                found |= {f"{base}.{alias.name}" for alias in node.names}
     return found
+
+
+def _package_of(path: Path) -> list[str]:
+    for root, name in ((SDK, "agentstore"), (SERVER, "agentstore_server")):
+        if path.is_relative_to(root):
+            return [name, *path.relative_to(root).parts[:-1]]
+    return []
 
 
 def _files(root: Path) -> list[Path]:
@@ -78,3 +94,57 @@ def test_the_services_sit_below_the_local_stack_and_the_operator_commands(path: 
     )
     found = {m for m in _imports(path) if m.startswith(above)}
     assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"
+
+
+# The server's layers, import-linter style: each top-level part of agentstore_server and the
+# parts it may import (besides itself, the SDK and the standard library). One table, so a new
+# edge is a decision made here, not an accident.
+SERVICES = ("artifacts", "identity", "logs", "metrics", "otlp", "tasks", "web")
+LOWER = {"config", "stores", "bus", "lifecycle"}
+ALLOWED: dict[str, set[str]] = {
+    "__init__": set(),
+    "config": set(),
+    "stores": {"config"},
+    "bus": {"config", "stores"},
+    "lifecycle": {"config", "stores", "bus"},
+    **{service: LOWER for service in SERVICES},
+    "registry": LOWER | set(SERVICES),
+    "devstack": LOWER | {"registry"},
+    "ops": LOWER | set(SERVICES) | {"registry", "devstack"},
+}
+# The database and object-store drivers: only `stores/` imports them.
+DRIVERS = {"asyncpg", "pymongo", "bson", "motor", "miniopy_async", "minio", "psycopg", "psycopg_pool"}
+
+
+@pytest.mark.parametrize("path", _files(SERVER), ids=lambda p: str(p.relative_to(SERVER)))
+def test_each_part_of_the_server_imports_only_what_its_layer_allows(path: Path) -> None:
+    rel = path.relative_to(SERVER)
+    part = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+    assert part in ALLOWED, f"{rel}: a new part of the server: declare its layer in ALLOWED"
+    used = {m.split(".")[1] for m in _imports(path) if m.startswith("agentstore_server.")}
+    used = {u for u in used if u in ALLOWED}  # `from agentstore_server import x` names x
+    assert used - {part} <= ALLOWED[part], f"{rel} imports {sorted(used - {part} - ALLOWED[part])}"
+
+
+@pytest.mark.parametrize("path", _files(SERVER), ids=lambda p: str(p.relative_to(SERVER)))
+def test_only_the_stores_import_a_database_driver(path: Path) -> None:
+    rel = path.relative_to(SERVER)
+    drivers = {m.partition(".")[0] for m in _imports(path)} & DRIVERS
+    assert rel.parts[0] == "stores" or not drivers, f"{rel} imports {sorted(drivers)}"
+
+
+def test_the_import_reader_sees_every_form(tmp_path: Path) -> None:
+    probe = SERVER / "logs" / "_probe.py"
+    try:
+        probe.write_text(
+            "from agentstore_server import devstack\nfrom .. import ops\nfrom ..bus import rpc\nimport asyncpg\n"
+        )
+        found = _imports(probe)
+    finally:
+        probe.unlink()
+    assert {
+        "agentstore_server.devstack",
+        "agentstore_server.ops",
+        "agentstore_server.bus.rpc",
+        "asyncpg",
+    } <= found

@@ -218,6 +218,27 @@ async def test_restore_includes_the_metrics_profile(
     assert restore["metrics"]["total_tests_given"] == 1
 
 
+async def test_a_restore_fails_loudly_when_the_metrics_service_answers_with_a_fault(
+    tasks_service: ServiceHost, nc: Client
+) -> None:
+    """Away (no responders) or nothing known (404): the restore answers without metrics. A
+    fault (here a 500 from whatever answers query.agent_metrics) is not swallowed: the
+    restore fails with it rather than quietly dropping the agent's metrics."""
+    agent = new_agent()
+    restore = await ok(nc, f"agents.{agent}.rpc.restore", {})
+    assert restore["metrics"] is None  # no metrics service: away
+
+    async def broken(msg: Any) -> None:
+        await msg.respond(b"", headers={"Nats-Service-Error-Code": "500", "Nats-Service-Error": "boom"})
+
+    sub = await nc.subscribe("query.agent_metrics", cb=broken)
+    try:
+        code, reply = await request(nc, f"agents.{agent}.rpc.restore", {})
+        assert code >= 500 and "query.agent_metrics answered 500 boom" in reply["error"]["message"], reply
+    finally:
+        await sub.unsubscribe()
+
+
 async def test_long_series_come_in_pages_that_add_up_to_the_whole(
     metrics_service: ServiceHost, nc: Client
 ) -> None:

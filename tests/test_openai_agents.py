@@ -3,6 +3,7 @@ the logs service (issue 27). Real servers, the SDK's own offline model (`Scripte
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,10 +14,13 @@ from agents.memory import Session
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from agentstore import AgentClient, contract
+from agentstore.errors import Unavailable
 from agentstore.openai_agents import AgentstoreSession
 from agentstore.schemas.sessions import AddSessionItems, SessionItemsQuery
+from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server
-from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.lifecycle.runner import ServiceHost, running
+from agentstore_server.logs.service import SPEC as LOGS
 from tests.helpers import new_agent
 
 set_tracing_disabled(True)  # offline: no trace export to OpenAI
@@ -116,3 +120,36 @@ async def test_an_agent_runs_two_turns_with_a_tool_and_a_new_process_reads_the_h
     assert history == await session.get_items()
     assert [i.get("type") for i in history].count("function_call_output") == 1
     assert len(history) == len(sent) + 1  # everything the model saw, and its last answer
+
+
+async def test_the_adapter_retries_an_add_across_a_service_restart_and_stores_it_once(
+    nats_server: Server, settings: Settings
+) -> None:
+    """Through `AgentstoreSession` itself: an add made while the logs service is down is
+    retried until it is back; an add whose reply was lost (stored, then the caller saw
+    Unavailable) is retried with the same batch id and stored once."""
+    async with await AgentClient.connect(nats_server.url, new_agent("oar"), timeout=2) as client:
+        session = AgentstoreSession("s-restart", client)
+        async with running(LOGS, settings):
+            await session.add_items([message(1)])
+        # Down now: the add waits, retrying, until a service answers.
+        adding = asyncio.create_task(session.add_items([message(2), message(3)]))
+        await asyncio.sleep(0.3)  # the fault: down past the first retry (not a synchronisation)
+        assert not adding.done()  # no responders: it is waiting to retry, not failed
+        async with running(LOGS, settings):
+            await asyncio.wait_for(adding, timeout=30)
+            real_call = client.call
+            lost = {"once": True}
+
+            async def reply_lost(endpoint: Any, request: Any) -> Any:
+                reply = await real_call(endpoint, request)
+                if endpoint is contract.SESSION_ADD and lost.pop("once", False):
+                    raise Unavailable("the reply was lost (simulated after the service stored it)")
+                return reply
+
+            client.call = reply_lost  # type: ignore[method-assign]
+            await session.add_items([message(4)])
+            client.call = real_call  # type: ignore[method-assign]
+            items = await session.get_items()
+    assert [i["content"] for i in items] == ["message 1", "message 2", "message 3", "message 4"]
+    assert lost == {}  # the lost reply did happen

@@ -43,6 +43,7 @@ from agentstore.errors import (
     AgentstoreError,
     BadRequest,
     Conflict,
+    ContractViolation,
     Forbidden,
     LeaseLost,
     NotFound,
@@ -142,7 +143,10 @@ def decode_reply(data: bytes, endpoint: contract.Endpoint[Any, Any]) -> Any:
             return msgspec.json.decode(data, type=shape)
         except msgspec.ValidationError as exc:
             error = error or exc
-    raise AgentstoreError(f"the reply of {endpoint.name} does not match the contract: {error}")
+    raise ContractViolation(
+        f"the reply of {endpoint.name} does not match the contract: {error}; the service and this SDK "
+        "speak different contract versions: upgrade the older one"
+    )
 
 
 class _Requester:

@@ -46,6 +46,11 @@ class InvalidMessage(AgentstoreError):
     """An ingest message that can never be stored; its text is the Dead-Reason."""
 
 
+class ContractViolation(AgentstoreError):
+    """A reply that does not match the contract's declared shape: the service and this SDK
+    disagree on the contract (upgrade the older one); nothing the caller sent is at fault."""
+
+
 class RequestError(AgentstoreError):
     """A request-reply failure with the contract's status code."""
 

@@ -19,10 +19,12 @@ the Agents SDK at import (`pip install 'agentstore[openai-agents]'` brings it).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from agentstore import contract
 from agentstore.client import AgentClient
+from agentstore.errors import Unavailable
 from agentstore.ids import new_id
 from agentstore.schemas.sessions import (
     MAX_SESSION_ADD,
@@ -32,7 +34,11 @@ from agentstore.schemas.sessions import (
     SessionItemsQuery,
 )
 
-ADD_ATTEMPTS = 3
+# An add is retried while the service is unavailable (a restart, a lost reply), with the same
+# batch_id each time: the service stores a batch once, so a retry of one it did store is a
+# no-op. Backoff 0.25 s doubling to 4 s: ~15 s in all, a rolling restart's length.
+ADD_ATTEMPTS = 6
+ADD_BACKOFF = (0.25, 4.0)
 
 
 class AgentstoreSession:
@@ -53,14 +59,22 @@ class AgentstoreSession:
 
     async def add_items(self, items: list[Any]) -> None:
         """Store `items` after those already there, in order (each a JSON object: the SDK's
-        input items). Idempotent per call: a retried add stores nothing twice."""
+        input items). Retried while the service is unavailable, with one batch id per chunk, so
+        a retried add stores nothing twice."""
         items = [dict(i) for i in items]
         for start in range(0, len(items), MAX_SESSION_ADD):
             chunk = items[start : start + MAX_SESSION_ADD]
-            await self.client.call(
-                contract.SESSION_ADD,
-                AddSessionItems(session_id=self.session_id, items=chunk, batch_id=new_id()),
-            )
+            request = AddSessionItems(session_id=self.session_id, items=chunk, batch_id=new_id())
+            delay, cap = ADD_BACKOFF
+            for attempt in range(1, ADD_ATTEMPTS + 1):
+                try:
+                    await self.client.call(contract.SESSION_ADD, request)
+                    break
+                except Unavailable:
+                    if attempt == ADD_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(delay)  # backoff between retries, not synchronisation
+                    delay = min(cap, delay * 2)
 
     async def pop_item(self) -> Any | None:
         reply = await self.client.call(contract.SESSION_POP, PopSessionItem(session_id=self.session_id))

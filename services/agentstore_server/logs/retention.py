@@ -6,17 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from agentstore_server.lifecycle.periodic import Periodic
+from agentstore_server.logs.collections import AGE_FIELD
 from agentstore_server.stores.mongo import MongoStore
-
-# The timestamp each collection ages by.
-AGE_FIELD = {
-    "logs": "ts",
-    "memories": "ts",
-    "conversations": "updated_at",
-    "messages": "ts",
-    "events": "ts",
-    "agent_outputs": "ts",
-}
 
 
 async def sweep_once(mongo: MongoStore, days: Mapping[str, float]) -> dict[str, int]:

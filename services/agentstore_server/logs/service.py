@@ -22,24 +22,14 @@ from agentstore_server.logs import (
     sessions,
     store_items,
 )
-from agentstore_server.logs.retention import AGE_FIELD, sweeper
+from agentstore_server.logs.collections import AGE_FIELD, COLLECTIONS
+from agentstore_server.logs.retention import sweeper
 from agentstore_server.stores.mongo import MongoStore
 from agentstore_server.stores.postgres import PostgresStore
 from agentstore_server.stores.readers import FerretSqlReader, reading
 
 # Expired store items are invisible at once; the sweep only reclaims their space.
 STORE_SWEEP_SECONDS = 300.0
-
-INDEXES = {
-    logs.COLLECTION: logs.INDEXES,
-    memories.COLLECTION: memories.INDEXES,
-    conversations.CONVERSATIONS: conversations.CONVERSATION_INDEXES,
-    conversations.MESSAGES: conversations.MESSAGE_INDEXES,
-    events.COLLECTION: events.INDEXES,
-    outputs.COLLECTION: outputs.INDEXES,
-    agents.COLLECTION: agents.INDEXES,
-    sessions.COLLECTION: sessions.INDEXES,
-}
 
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
@@ -51,8 +41,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     # reader was written for, or a refusal naming the fix), else over the wire.
     reader = await stack.enter_async_context(reading(mongo, settings.mongodb_sql_url, settings.mongodb_db))
     fallbacks = reader.fallbacks if isinstance(reader, FerretSqlReader) else Counter[tuple[str, str]]()
-    for collection, indexes in INDEXES.items():
-        await mongo.ensure_indexes(collection, indexes)
+    for collection in COLLECTIONS:
+        await mongo.ensure_indexes(collection.name, collection.indexes)
     await mongo.drop_indexes(logs.COLLECTION, logs.OBSOLETE_INDEXES)
     log_store = logs.Logs(mongo, reader)
     memory_store = memories.Memories(mongo, reader)

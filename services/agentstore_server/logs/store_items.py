@@ -59,7 +59,11 @@ VECTOR_MAX_DIMS = 2000
 HALFVEC_MAX_DIMS = 4000
 # Searched per request through the index before giving up on filling a page (pgvector's
 # iterative scan stops at hnsw.max_scan_tuples too).
-SEARCH_SETTINGS = {"hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"}
+# pgvector's default ef_search (40) with its iterative scan: the index keeps walking until
+# namespace and value filters have filled the page. A larger ef_search raises the index's
+# estimated cost until PostgreSQL prefers an exact scan of the namespace (60 ms at 10k
+# vectors of 384 dims, against 2 ms through the index at recall@10 1.0: measured, bench).
+SEARCH_SETTINGS = {"hnsw.ef_search": "40", "hnsw.iterative_scan": "relaxed_order"}
 TEXT_CONFIG = "english"
 
 
@@ -397,7 +401,10 @@ class StoreItems:
         """Items by their best vector's similarity; items without a vector of this size fill
         what is left of the page after them (as LangGraph's in-memory store has it)."""
         want = op.offset + op.limit if want is None else want
-        limit = max(2 * want + 1, 10)
+        # As many vectors as items wanted (an item has one vector per embedded field, most
+        # often one): asking the index for more makes it walk past the near neighbours into
+        # the far ones, which costs most. More only when items repeat.
+        limit = max(want, 1)
         while True:
             rows = await self._vector_rows(agent, op, now, limit)
             best: dict[tuple[str, str], tuple[Record, float]] = {}
@@ -405,7 +412,7 @@ class StoreItems:
                 best.setdefault((r["path"], r["key"]), (r, 1.0 - r["distance"]))
             if len(best) >= want or len(rows) < limit:
                 break
-            limit *= 4
+            limit = limit * 2 + (want - len(best))
         ranked: list[tuple[Record, float | None]] = list(best.values())
         kept = ranked[op.offset : op.offset + op.limit] if want == op.offset + op.limit else ranked[:want]
         if len(kept) < op.limit and len(rows) < limit and want == op.offset + op.limit:

@@ -35,6 +35,7 @@ from agentstore.schemas.metrics import ProfileFields
 from agentstore.schemas.tasks import ProgressIn, TaskIn
 from agentstore_server.config import Settings
 from agentstore_server.stores.seedfiles import Report, csv_rows, encode, stable_id
+from agentstore_server.stores.tables import read_table
 
 AGENT_ID, EVENT_ID = re.compile(AGENT_ID_PATTERN), re.compile(EVENT_ID_PATTERN)
 
@@ -73,16 +74,8 @@ def _csv_file_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def _table_rows(source: str, table: str) -> list[tuple[str, dict[str, Any]]]:
-    import asyncpg
-
-    if not table.replace("_", "").isalnum():
-        raise AgentstoreError(f"--table {table!r} is not a plain table name")
-    conn = await asyncpg.connect(source)
-    try:
-        rows = await conn.fetch(f'SELECT * FROM "{table}"')  # a checked identifier, not data
-    finally:
-        await conn.close()
-    return [(f"{table} row {n}", dict(r)) for n, r in enumerate(rows, 1)]
+    rows = await read_table(source, table)
+    return [(f"{table} row {n}", r) for n, r in enumerate(rows, 1)]
 
 
 async def import_agent_metrics(source: str, *, key: str = DEFAULT_KEY, table: str = "agent_metrics",

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import bson
+from bson import json_util
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -351,3 +352,13 @@ class MongoStore:
     async def drop_database(self) -> None:
         with driver_errors(self.url):
             await self._client.drop_database(self._db.name)
+
+
+def to_extended_json(doc: Document) -> str:
+    """A document as one line of canonical Extended JSON (types kept: dates, ObjectIds, ...)."""
+    return str(json_util.dumps(doc, json_options=json_util.CANONICAL_JSON_OPTIONS))
+
+
+def from_extended_json(line: bytes | str) -> Document:
+    doc: Document = json_util.loads(line)
+    return doc

@@ -6,8 +6,11 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import msgspec
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from agentstore import contract
+from agentstore.errors import Unavailable
 from agentstore.schemas.tasks import RestoreRequest
 from agentstore_server.bus.handle import BusHandle
 from agentstore_server.bus.ingest import Handler, ingests
@@ -59,13 +62,24 @@ class Restore:
         return dict(reply["experiments"]) if reply else {}
 
     async def _ask_metrics(self, subject: str, body: dict[str, Any]) -> Any:
+        """The metrics service's answer; None when it is away (no responders, no reply in
+        time, 503) or has nothing (404). Anything else is a fault and is raised: a restore
+        must not quietly answer without metrics because of a bug."""
         try:
             reply = await self.bus.request(subject, body, timeout=2)
-        except Exception:
+        except (NoRespondersError, NatsTimeout):
             return None
-        if (reply.headers or {}).get("Nats-Service-Error-Code"):
+        code = (reply.headers or {}).get("Nats-Service-Error-Code")
+        if code in AWAY_OR_NONE:
             return None
+        if code:
+            message = (reply.headers or {}).get("Nats-Service-Error", "")
+            raise Unavailable(f"{subject} answered {code} {message}: the restore cannot include the metrics")
         return msgspec.json.decode(reply.data)
+
+
+# The metrics service away, or without the agent: a restore answers without its metrics.
+AWAY_OR_NONE = frozenset({"404", "503"})
 
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
