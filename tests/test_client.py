@@ -159,6 +159,6 @@ def test_a_reply_that_breaks_the_contract_raises_its_own_error() -> None:
     from agentstore.client import decode_reply
     from agentstore.errors import AgentstoreError, ContractViolation, RequestError
 
-    with pytest.raises(ContractViolation, match="query.store.*upgrade the older one") as caught:
+    with pytest.raises(ContractViolation, match=r"query\.store.*upgrade the older one") as caught:
         decode_reply(b'{"items": [{"key": 1}]}', contract.QUERY_STORE)
     assert isinstance(caught.value, AgentstoreError) and not isinstance(caught.value, RequestError)
