@@ -200,3 +200,66 @@ async def test_an_adk_runner_runs_two_turns_with_a_tool_and_a_fresh_client_reads
     assert texts == ["Book a table for two", "Booked a table for two.", "What did I book?",
                      "You booked a table for two."]  # fmt: skip
     assert stored.state["user:last_answer"] == "You booked a table for two."  # output_key, user scope
+
+
+async def test_an_append_killed_midway_leaves_nothing_and_its_retry_stores_it_whole(
+    settings: Any, nats_server: Server, tmp_path: Any
+) -> None:
+    """An append (the event, the session's time, the state deltas) is one store batch, which
+    the logs service commits in one transaction: killed after it wrote the items and before
+    it committed (held on the vectors table, the batch's last write), none of it is stored;
+    after the restart the retried append stores all of it."""
+    import asyncio
+
+    import asyncpg
+
+    from tests.helpers import ServiceProcess, eventually, poll_until
+
+    proc = ServiceProcess("logs", settings, tmp_path / "logs.log")
+    proc.start()
+    try:
+        async with await AgentClient.connect(nats_server.url, new_agent("adkkill"), timeout=30) as agent:
+            service = AgentstoreSessionService(agent)
+
+            async def up() -> bool:
+                try:
+                    await service.list_sessions(app_name="app", user_id="u")
+                except Exception:  # noqa: BLE001 - not up yet
+                    return False
+                return True
+
+            await poll_until(up, timeout=60)
+            session = await service.create_session(app_name="app", user_id="u", session_id="s1")
+            event = Event(author="user", invocation_id="i1",
+                          actions=EventActions(state_delta={"user:lang": "fr", "step": 1}))  # fmt: skip
+            conn = await asyncpg.connect(settings.postgres_url)
+            try:
+                blocker = conn.transaction()
+                await blocker.start()
+                await conn.execute("LOCK TABLE store_vectors IN EXCLUSIVE MODE")
+                append = asyncio.create_task(service.append_event(session, event))
+
+                async def waiting() -> bool:
+                    return bool(await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%store_vectors%'"))  # fmt: skip
+
+                await eventually(waiting, timeout=30, what="the append to wait before its commit")
+                proc.kill()
+                await blocker.rollback()
+                with pytest.raises(Exception):  # noqa: B017 - the reply never comes: any failure
+                    await append
+                proc.start()
+                await poll_until(up, timeout=60)
+                fresh = await service.get_session(app_name="app", user_id="u", session_id="s1")
+                assert fresh is not None and fresh.events == [] and "step" not in fresh.state
+                assert "user:lang" not in fresh.state
+                # The caller retries: all of it, once.
+                await service.append_event(fresh, event)
+                again = await service.get_session(app_name="app", user_id="u", session_id="s1")
+                assert again is not None and [e.id for e in again.events] == [event.id]
+                assert again.state["step"] == 1 and again.state["user:lang"] == "fr"
+            finally:
+                await conn.close()
+    finally:
+        proc.stop()
