@@ -270,3 +270,22 @@ async def test_the_sql_reader_refuses_a_ferretdb_release_it_was_not_written_for(
     ):
         async with reading(wire, mongo_server.sql_url, "unused"):
             pass
+
+
+async def test_generated_sql_that_postgresql_refuses_falls_back_to_the_wire_counted(
+    stores: tuple[MongoStore, FerretSqlReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQL the reader generated that PostgreSQL refuses (SQLSTATE class 42) is a shape the
+    reader gets wrong, not a deployment fault: answered over the wire (the same documents),
+    counted, not a 503."""
+    wire, reader = stores
+    expected = await wire.find("logs", {"agent_id": "agent1"})
+
+    def broken(table: str, *args: Any) -> tuple[str, list[Any]]:
+        return f"SELECT no_such_column FROM {table}", []  # as a generator bug would write it
+
+    monkeypatch.setattr(ferretsql, "select", broken)
+    before = sum(reader.fallbacks.values())
+    got = await reader.find("logs", {"agent_id": "agent1"})
+    assert sorted(d["_id"] for d in got) == sorted(d["_id"] for d in expected) and expected
+    assert sum(reader.fallbacks.values()) == before + 1

@@ -496,6 +496,15 @@ class FerretSql:
             except asyncpg.UndefinedTableError:
                 self._tables.pop(collection, None)
                 raise TableMoved(f"the table of {collection!r} moved") from None
+            except asyncpg.PostgresError as exc:
+                # SQL this module generated that PostgreSQL refuses (class 42: syntax, an
+                # operator for the stored types, a privilege): a shape this module does not
+                # speak rightly, not a deployment down; FerretDB answers it over the wire.
+                if (getattr(exc, "sqlstate", "") or "").startswith("42"):
+                    raise Unsupported(
+                        f"generated SQL refused ({exc.sqlstate} {type(exc).__name__}: {exc})"
+                    ) from None
+                raise
 
     async def find(self, collection: str, filter: Mapping[str, Any], sort: IndexKeys = (),
                    limit: int = 0) -> list[Document]:  # fmt: skip
