@@ -224,7 +224,7 @@ async def test_an_append_killed_midway_leaves_nothing_and_its_retry_stores_it_wh
             async def up() -> bool:
                 try:
                     await service.list_sessions(app_name="app", user_id="u")
-                except Exception:  # noqa: BLE001 - not up yet
+                except Exception:
                     return False
                 return True
 
