@@ -218,7 +218,7 @@ async def test_an_append_killed_midway_leaves_nothing_and_its_retry_stores_it_wh
     proc = ServiceProcess("logs", settings, tmp_path / "logs.log")
     proc.start()
     try:
-        async with await AgentClient.connect(nats_server.url, new_agent("adkkill"), timeout=30) as agent:
+        async with await AgentClient.connect(nats_server.url, new_agent("adkkill"), timeout=5) as agent:
             service = AgentstoreSessionService(agent)
 
             async def up() -> bool:

@@ -326,7 +326,7 @@ async def test_killing_the_service_between_the_item_and_its_vectors_leaves_neith
     proc = ServiceProcess("logs", settings, tmp_path / "logs.log")
     proc.start()
     try:
-        async with await AgentClient.connect(nats_server.url, new_agent("kill"), timeout=30) as agent:
+        async with await AgentClient.connect(nats_server.url, new_agent("kill"), timeout=5) as agent:
             store = AgentstoreStore(agent, index=INDEX)
             await poll_until(lambda: _answers(store), timeout=60)
             conn = await asyncpg.connect(settings.postgres_url)

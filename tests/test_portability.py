@@ -154,8 +154,10 @@ async def test_seed_001_json_backup_is_kept_continuously_and_restores_the_same_c
         return stop, asyncio.create_task(mirror(nc, folder, stop))
 
     stop, task = await running_mirror()
-    await fill(nc, agent)  # a conversation, 5 messages, memories and events
+    # The refused one first: the mirror reads in stream order, so once the 6 good lines are
+    # written it has been seen (published last, the stop could come before it was read).
     await publish_all(nc, [(f"agents.{agent}.messages", b'{"id": "bad", "conversation_id": "c1"}', None)])
+    await fill(nc, agent)  # a conversation, 5 messages, memories and events
     await eventually(lambda: asyncio.sleep(0, len(lines()) == 6), timeout=20, what="the mirror's 6 lines")
     stop.set()
     first = await task
