@@ -52,6 +52,23 @@ async def eventually(
     return last
 
 
+async def waiting_on_lock(postgres_url: str, table: str) -> bool:
+    """Whether some session waits on a lock while running a statement on `table`. Asked on a
+    connection of its own: inside a transaction, pg_stat_activity is a snapshot taken at its
+    first read (stats_fetch_consistency), so a blocker's own connection would never see it change."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+            f"%{table}%",
+        )
+    finally:
+        await conn.close()
+    return bool(waiting)
+
+
 def new_agent(prefix: str = "a") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 

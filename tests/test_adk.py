@@ -213,7 +213,7 @@ async def test_an_append_killed_midway_leaves_nothing_and_its_retry_stores_it_wh
 
     import asyncpg
 
-    from tests.helpers import ServiceProcess, eventually, poll_until
+    from tests.helpers import ServiceProcess, eventually, poll_until, waiting_on_lock
 
     proc = ServiceProcess("logs", settings, tmp_path / "logs.log")
     proc.start()
@@ -239,12 +239,8 @@ async def test_an_append_killed_midway_leaves_nothing_and_its_retry_stores_it_wh
                 await conn.execute("LOCK TABLE store_vectors IN EXCLUSIVE MODE")
                 append = asyncio.create_task(service.append_event(session, event))
 
-                async def waiting() -> bool:
-                    return bool(await conn.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE '%store_vectors%'"))  # fmt: skip
-
-                await eventually(waiting, timeout=30, what="the append to wait before its commit")
+                await eventually(lambda: waiting_on_lock(settings.postgres_url, "store_vectors"),
+                                 timeout=30, what="the append to wait before its commit")  # fmt: skip
                 proc.kill()
                 await blocker.rollback()
                 with pytest.raises(Exception):  # noqa: B017 - the reply never comes: any failure

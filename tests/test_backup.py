@@ -46,9 +46,10 @@ async def caught_up(url: str) -> bool:
 
 
 async def framework_state(url: str) -> None:
-    """What the demo fleet does not write: a framework session (OpenAI Agents / ADK items)
-    and the memory store with vectors (LangGraph's store)."""
+    """What the demo fleet does not write: a structured output (seed 004), a framework session
+    (OpenAI Agents / ADK items) and the memory store with vectors (LangGraph's store)."""
     async with await AgentClient.connect(url, "backup-agent") as agent:
+        await agent.output("summary", 1, {"score": 0.9})
         await agent.call(contract.SESSION_ADD, AddSessionItems(session_id="s1", items=[{"role": "user", "content": "hi"}],
                                                                batch_id="b1"))  # fmt: skip
         await agent.call(contract.STORE_BATCH, StoreBatch(ops=[

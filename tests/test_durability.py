@@ -14,7 +14,7 @@ from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import running
 from agentstore_server.logs.service import SPEC as LOGS
 from agentstore_server.stores.mongo import MongoStore
-from tests.conftest import make_settings, start_mongo
+from tests.conftest import Stack, make_settings, start_mongo
 from tests.helpers import ServiceProcess, as_json, eventually, log_body, new_agent, publish_all, scrape
 
 pytestmark = pytest.mark.slow
@@ -86,9 +86,10 @@ def own_mongo(tmp_path: Path, postgres_server: Server) -> Iterator[Server]:
 
 
 async def test_mongodb_down_20s_loses_nothing_and_deadletters_nothing(
-    nats_server: Server, own_mongo: Server, nc: Client, tmp_path: Path
+    nats_server: Server, own_mongo: Server, stack_servers: Stack, nc: Client, tmp_path: Path
 ) -> None:
-    settings = make_settings(nats_server, own_mongo)
+    # The stack's PostgreSQL too: the logs service keeps the memory store there.
+    settings = make_settings(nats_server, own_mongo, stack_servers)
     mongo = MongoStore(own_mongo.url, settings.mongodb_db)
     agent = new_agent()
     async with running(LOGS, settings) as host:
@@ -127,11 +128,11 @@ def backlog_of(metrics: str, stream: str = "LOGS", consumer: str = "logs") -> fl
 
 
 async def test_metrics_show_the_backlog_rising_while_the_service_cannot_store(
-    nats_server: Server, own_mongo: Server, nc: Client
+    nats_server: Server, own_mongo: Server, stack_servers: Stack, nc: Client
 ) -> None:
     """What KEDA and the dashboard read: the consumer's backlog on /metrics grows while
     the logs service is held up (its MongoDB down) and returns to 0 once it catches up."""
-    settings = make_settings(nats_server, own_mongo)
+    settings = make_settings(nats_server, own_mongo, stack_servers)
     agent = new_agent()
     async with running(LOGS, settings) as host:
         assert host.health_port is not None

@@ -37,7 +37,7 @@ from agentstore_server.logs import store_items
 from agentstore_server.stores.mongo import MongoStore
 from agentstore_server.stores.postgres import PostgresStore
 from tests.conftest import Stack
-from tests.helpers import ServiceProcess, eventually, new_agent, poll_until
+from tests.helpers import ServiceProcess, eventually, new_agent, poll_until, waiting_on_lock
 
 SPACES = [("users", "u1"), ("users", "u2"), ("users", "u1", "prefs"), ("docs",), ("docs", "x", "u1")]
 KEYS = ["a", "b", "c", "d"]
@@ -337,7 +337,7 @@ async def test_killing_the_service_between_the_item_and_its_vectors_leaves_neith
                 await conn.execute("LOCK TABLE store_vectors IN EXCLUSIVE MODE")
                 put = asyncio.create_task(store.aput(("k",), "item", {"text": "apple"}))
                 await eventually(
-                    lambda: _waiting_on_vectors(conn), timeout=30, what="the put to wait on its vectors"
+                    lambda: waiting_on_lock(settings.postgres_url, "store_vectors"), timeout=30, what="the put to wait on its vectors"
                 )
                 proc.kill()
                 await blocker.rollback()
@@ -373,13 +373,6 @@ async def _answers(store: AgentstoreStore) -> bool:
     except Exception:
         return False
     return True
-
-
-async def _waiting_on_vectors(conn: asyncpg.Connection) -> bool:
-    waiting = await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%store_vectors%'"
-    )
-    return bool(waiting)
 
 
 # -- deployment -------------------------------------------------------------------------------------
