@@ -337,7 +337,9 @@ async def test_killing_the_service_between_the_item_and_its_vectors_leaves_neith
                 await conn.execute("LOCK TABLE store_vectors IN EXCLUSIVE MODE")
                 put = asyncio.create_task(store.aput(("k",), "item", {"text": "apple"}))
                 await eventually(
-                    lambda: waiting_on_lock(settings.postgres_url, "store_vectors"), timeout=30, what="the put to wait on its vectors"
+                    lambda: waiting_on_lock(settings.postgres_url, "store_vectors"),
+                    timeout=30,
+                    what="the put to wait on its vectors",
                 )
                 proc.kill()
                 await blocker.rollback()

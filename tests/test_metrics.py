@@ -229,7 +229,9 @@ async def test_a_restore_fails_loudly_when_the_metrics_service_answers_with_a_fa
     assert restore["metrics"] is None  # no metrics service: away
 
     async def broken(msg: Any) -> None:
-        await nc.publish(msg.reply, b"", headers={"Nats-Service-Error-Code": "500", "Nats-Service-Error": "boom"})
+        await nc.publish(
+            msg.reply, b"", headers={"Nats-Service-Error-Code": "500", "Nats-Service-Error": "boom"}
+        )
 
     sub = await nc.subscribe("query.agent_metrics", cb=broken)
     try:
