@@ -581,11 +581,15 @@ def http_put(url: str, data: bytes, content_type: str) -> None:
         raise Unavailable(f"presigned upload failed: {exc}") from exc
 
 
-def http_get(url: str) -> bytes:
-    """A presigned GET with the standard library."""
+def http_get(url: str, start: int | None = None, end: int | None = None) -> bytes:
+    """A presigned GET with the standard library; of bytes [start, end) when given (a server
+    that ignores Range answers the whole object, sliced here)."""
+    headers = {"Range": f"bytes={start}-{end - 1}"} if start is not None and end is not None else {}
     try:
-        with urllib.request.urlopen(url, timeout=120) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as response:
             data: bytes = response.read()
+            if headers and response.status == 200:
+                return data[start:end]
             return data
     except OSError as exc:
         raise Unavailable(f"presigned download failed: {exc}") from exc

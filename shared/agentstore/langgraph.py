@@ -13,8 +13,10 @@ Checkpoints belong to the client's agent (its subjects, its permissions): anothe
 threads are not reachable. Values are serialized here by the saver's serializer (LangGraph's
 own); a value over 16 KiB goes to object storage by a presigned PUT, named by its SHA-256, so
 a large channel that does not change between steps is uploaded and stored once, and read back
-once per process (kept in a bounded cache, checked against its digest). `aput` returns when
-the checkpoint is committed: a read right after sees it.
+once per process (kept in a bounded cache, checked against its digest). A value of 64 KiB or
+more is cut by content (FastCDC): one that grows or is edited in place uploads only the
+chunks that changed, all a put's new chunks in one object. `aput` returns when the checkpoint
+is committed: a read right after sees it.
 
 `pip install 'agentstore[langgraph]'` brings LangGraph.
 """
@@ -63,24 +65,28 @@ from langgraph.store.base import (
     tokenize_path,
 )
 from langgraph.store.base.embed import EmbeddingsLambda
+from pyfastcdc import FastCDC
 
 from agentstore import contract
 from agentstore.client import AgentClient, http_get, http_put
 from agentstore.errors import Unavailable
 from agentstore.schemas import store as st
 from agentstore.schemas.checkpoints import (
+    CHUNKED_MIN,
     INLINE_BUDGET,
     INLINE_MAX,
     MAX_LIST,
     ChannelValue,
     CheckpointRecord,
     CheckpointStored,
+    Chunk,
     CopyThread,
     DeleteCheckpoints,
     DeltaHistoryQuery,
     GetCheckpoint,
     GetValues,
     ListCheckpoints,
+    Pack,
     PruneThreads,
     PutCheckpoint,
     PutWrites,
@@ -94,22 +100,37 @@ from agentstore.schemas.store import StoreBatch
 T = TypeVar("T")
 CACHE_BYTES = 256 * 1024 * 1024
 PUT_ATTEMPTS = 3
+# Manifests (a chunked value's chunks) remembered, so a value sent again is not cut again.
+MANIFESTS = 4096
 
 
-def _digest(data: bytes) -> str:
+def _digest(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _cut(data: bytes) -> list[tuple[str, int]]:
+    """A value's chunks (digest, size) by content: 16 KiB on average (chunks of 4-64 KiB),
+    larger for values past 8 MiB so one has at most ~2,000 (the contract's MAX_CHUNKS is 4,096)."""
+    avg = max(16 * 1024, 1 << (-(-len(data) // 512) - 1).bit_length())
+    avg = min(avg, 4 * 1024 * 1024)
+    return [(_digest(c.data), c.length) for c in FastCDC(avg).cut_buf(data)]
+
+
 class _Blobs:
-    """The large values of one saver: digests known stored (no upload needed) and a bounded
-    cache of bytes read (no download needed)."""
+    """The large values of one saver: digests known stored (no upload needed; whole values,
+    packs and chunks), a bounded cache of bytes read (no download needed; whole values and
+    chunks), and the manifests of chunked values seen."""
 
     def __init__(self, cache_bytes: int) -> None:
         self.known: set[str] = set()
         self.cache: OrderedDict[str, bytes] = OrderedDict()
         self.cached = 0
         self.limit = cache_bytes
-        self.pending: dict[str, bytes] = {}  # digest -> bytes of the request being stored
+        self.manifests: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
+        # Chunks in the pack of a put not yet answered: LangGraph stores a step's writes in
+        # the background while the next step runs, so puts overlap; a later one names these
+        # bare and waits for the first rather than sending them again.
+        self.sending: dict[str, asyncio.Future[bool]] = {}
 
     def remember(self, digest: str, data: bytes) -> None:
         if digest in self.cache or len(data) > self.limit:
@@ -126,6 +147,39 @@ class _Blobs:
             self.cache.move_to_end(digest)
         return data
 
+    def manifest(self, whole: str, data: bytes) -> list[tuple[str, int]]:
+        chunks = self.manifests.get(whole)
+        if chunks is None:
+            chunks = _cut(data)
+        self.note_manifest(whole, chunks)
+        return chunks
+
+    def note_manifest(self, whole: str, chunks: list[tuple[str, int]]) -> None:
+        self.manifests[whole] = chunks
+        self.manifests.move_to_end(whole)
+        while len(self.manifests) > MANIFESTS:
+            self.manifests.popitem(last=False)
+
+
+class _Outgoing:
+    """What one put sends besides its message: objects to upload (digest -> bytes: whole
+    values, and the one pack of its new chunks), the chunks it names, and the puts in flight
+    whose chunks it names bare (it is sent once they are done)."""
+
+    def __init__(self, mine: asyncio.Future[bool]) -> None:
+        self.mine = mine
+        self.waits: set[asyncio.Future[bool]] = set()
+        self.uploads: dict[str, bytes] = {}
+        self.chunks: set[str] = set()
+        self.pack = bytearray()
+        self.in_pack: dict[str, int] = {}  # chunk digest -> offset in the pack
+
+    def add_to_pack(self, digest: str, data: bytes | memoryview) -> int:
+        if digest not in self.in_pack:
+            self.in_pack[digest] = len(self.pack)
+            self.pack += data
+        return self.in_pack[digest]
+
 
 class AgentstoreSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer kept by agentstore (sync and async; the sync methods must be
@@ -141,9 +195,10 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         self.loop = _running_loop()
 
     # -- values --------------------------------------------------------------------
-    def _values(self, typed: Sequence[tuple[str, bytes]], uploads: dict[str, bytes]) -> list[Value]:
+    def _values(self, typed: Sequence[tuple[str, bytes]], out: _Outgoing) -> list[Value]:
         """Serialized values as the wire carries them: inline while small and while the
-        request's inline budget lasts (largest go by digest first), else by digest."""
+        request's inline budget lasts (largest go by digest first), else by digest, chunked
+        from `CHUNKED_MIN` on (the chunks the service lacks in one pack for the request)."""
         inline = sorted(
             (i for i, (_, d) in enumerate(typed) if len(d) <= INLINE_MAX), key=lambda i: len(typed[i][1])
         )
@@ -152,33 +207,80 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
             budget -= len(typed[i][1])
             if budget < 0:
                 by_digest.add(i)
-        out = []
+        values: list[Value] = []
+        chunked: list[tuple[int, list[Chunk]]] = []
         for i, (kind, data) in enumerate(typed):
-            if i in by_digest:
-                digest = _digest(data)
+            if i not in by_digest:
+                values.append(Value(type=kind, data=data))
+                continue
+            digest = _digest(data)
+            values.append(Value(type=kind, digest=digest, size=len(data)))
+            if len(data) < CHUNKED_MIN:
                 if digest not in self.blobs.known:
-                    uploads[digest] = data
-                out.append(Value(type=kind, digest=digest, size=len(data)))
-            else:
-                out.append(Value(type=kind, data=data))
-        return out
+                    out.uploads[digest] = data
+                continue
+            chunks, offset = [], 0
+            view = memoryview(data)
+            for d, size in self.blobs.manifest(digest, data):
+                out.chunks.add(d)
+                flight = self.blobs.sending.get(d)
+                if flight is not None and flight is not out.mine and not flight.done():
+                    out.waits.add(flight)
+                if d in self.blobs.known or (d in self.blobs.sending and flight in out.waits):
+                    chunks.append(Chunk(digest=d, size=size))
+                else:
+                    self.blobs.sending.setdefault(d, out.mine)
+                    at = out.add_to_pack(d, view[offset : offset + size])
+                    chunks.append(Chunk(digest=d, size=size, pack=0, offset=at))
+                offset += size
+            chunked.append((i, chunks))
+        packs: list[Pack] = []
+        if out.pack:
+            pack = bytes(out.pack)
+            packs = [Pack(digest=_digest(pack), size=len(pack))]
+            out.uploads[packs[0].digest] = pack
+        for i, chunks in chunked:
+            v = values[i]
+            values[i] = Value(type=v.type, digest=v.digest, size=v.size, chunks=chunks,
+                              packs=packs if any(c.pack is not None for c in chunks) else [])  # fmt: skip
+        return values
 
-    async def _store(self, endpoint: contract.Endpoint[Any, CheckpointStored], request: Any,
-                     uploads: dict[str, bytes]) -> None:  # fmt: skip
-        """Send a put; upload what the service lacks and send it again."""
-        for _ in range(PUT_ATTEMPTS):
-            reply = await self.client.call(endpoint, request)
-            if reply.stored:
-                self.blobs.known.update(uploads)
-                return
-            missing = {u.digest: u.url for u in reply.missing}
-            for digest in missing:
-                self.blobs.known.discard(digest)
-            await asyncio.gather(
-                *(asyncio.to_thread(http_put, url, self._bytes_for(d, uploads), "application/octet-stream")
-                  for d, url in missing.items())
-            )  # fmt: skip
-        raise Unavailable(f"{endpoint.subject}: values were uploaded {PUT_ATTEMPTS} times and still missing")
+    async def _store(self, endpoint: contract.Endpoint[Any, CheckpointStored],
+                     build: Callable[[_Outgoing], Any]) -> None:  # fmt: skip
+        """Send a put; upload what the service lacks and send it again (built again when the
+        service lacks chunks this process believed it held)."""
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        out = _Outgoing(mine)
+        request = build(out)
+        try:
+            for _ in range(2 * PUT_ATTEMPTS):
+                if out.waits:  # they never raise: a failed one's chunks come back as missing_chunks
+                    await asyncio.gather(*out.waits)
+                reply = await self.client.call(endpoint, request)
+                if reply.stored:
+                    self.blobs.known.update(out.uploads)
+                    self.blobs.known.update(out.chunks)
+                    mine.set_result(True)
+                    return
+                if reply.missing_chunks:
+                    self.blobs.known.difference_update(reply.missing_chunks)
+                    out = _Outgoing(mine)
+                    request = build(out)
+                    continue
+                missing = {u.digest: u.url for u in reply.missing}
+                self.blobs.known.difference_update(missing)
+                await asyncio.gather(
+                    *(asyncio.to_thread(http_put, url, self._bytes_for(d, out.uploads), "application/octet-stream")
+                      for d, url in missing.items())
+                )  # fmt: skip
+            raise Unavailable(
+                f"{endpoint.subject}: values were uploaded {PUT_ATTEMPTS} times and still missing"
+            )
+        finally:
+            if not mine.done():
+                mine.set_result(False)
+            for d in [d for d, f in self.blobs.sending.items() if f is mine]:
+                del self.blobs.sending[d]
 
     def _bytes_for(self, digest: str, uploads: dict[str, bytes]) -> bytes:
         data = uploads.get(digest) or self.blobs.recall(digest)
@@ -190,6 +292,8 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         async def one(v: Value) -> bytes:
             if v.data is not None:
                 return v.data
+            if v.chunks:
+                return await self._assemble(v)
             assert v.digest is not None and v.url is not None
             data = self.blobs.recall(v.digest)
             if data is None:
@@ -201,6 +305,36 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
             return data
 
         return list(await asyncio.gather(*(one(v) for v in values)))
+
+    async def _assemble(self, v: Value) -> bytes:
+        """A chunked value from its chunks: those not cached read with one ranged GET per pack
+        (from its first needed chunk to its last), each checked against its digest."""
+        have = {c.digest: b for c in v.chunks if (b := self.blobs.recall(c.digest)) is not None}
+        wanted: dict[int, list[Chunk]] = {}
+        for c in v.chunks:
+            if c.digest not in have:
+                assert c.pack is not None  # replies place every chunk
+                wanted.setdefault(c.pack, []).append(c)
+
+        async def fetch(pack: Pack, chunks: list[Chunk]) -> None:
+            assert pack.url is not None
+            start, end = min(c.offset for c in chunks), max(c.offset + c.size for c in chunks)
+            span = await asyncio.to_thread(http_get, pack.url, start, end)
+            for c in chunks:
+                data = span[c.offset - start : c.offset - start + c.size]
+                if _digest(data) != c.digest:
+                    raise Unavailable(f"chunk {c.digest} read back with other content; not using it")
+                have[c.digest] = data
+                self.blobs.remember(c.digest, data)
+
+        await asyncio.gather(*(fetch(v.packs[i], chunks) for i, chunks in wanted.items()))
+        data = b"".join(have[c.digest] for c in v.chunks)
+        if v.digest is not None and _digest(data) != v.digest:
+            raise Unavailable(f"value {v.digest} assembled from its chunks with other content; not using it")
+        self.blobs.known.update(c.digest for c in v.chunks)
+        if v.digest is not None:
+            self.blobs.note_manifest(v.digest, [(c.digest, c.size) for c in v.chunks])
+        return data
 
     async def _deferred(self, thread: str, ns: str, checkpoint_id: str, refs: list[ValueRef]) -> list[Value]:
         """Values a reply deferred (past its size budget), asked for until all are in."""
@@ -314,18 +448,20 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         channels = list(new_versions)
         typed = [dumps(c), *(dumps(values[k]) if k in values else ("empty", b"") for k in channels)]
         meta = get_checkpoint_metadata(config, metadata)
-        uploads: dict[str, bytes] = {}
-        head, *blobs = self._values(typed, uploads)
         meta_type, meta_data = dumps(meta)
-        request = PutCheckpoint(
-            thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
-            checkpoint_id=checkpoint["id"], parent_id=conf.get("checkpoint_id"), checkpoint=head,
-            metadata=Value(type=meta_type, data=meta_data), metadata_json=_json(meta),
-            versions={k: str(v) for k, v in checkpoint["channel_versions"].items()},
-            values=[ChannelValue(channel=k, version=str(new_versions[k]), value=v)
-                    for k, v in zip(channels, blobs, strict=True)],
-        )  # fmt: skip
-        await self._store(contract.CHECKPOINT_PUT, request, uploads)
+
+        def build(out: _Outgoing) -> PutCheckpoint:
+            head, *blobs = self._values(typed, out)
+            return PutCheckpoint(
+                thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
+                checkpoint_id=checkpoint["id"], parent_id=conf.get("checkpoint_id"), checkpoint=head,
+                metadata=Value(type=meta_type, data=meta_data), metadata_json=_json(meta),
+                versions={k: str(v) for k, v in checkpoint["channel_versions"].items()},
+                values=[ChannelValue(channel=k, version=str(new_versions[k]), value=v)
+                        for k, v in zip(channels, blobs, strict=True)],
+            )  # fmt: skip
+
+        await self._store(contract.CHECKPOINT_PUT, build)
         return {"configurable": {"thread_id": conf["thread_id"], "checkpoint_ns": conf.get("checkpoint_ns", ""),
                                  "checkpoint_id": checkpoint["id"]}}  # fmt: skip
 
@@ -333,15 +469,18 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         conf = config["configurable"]
-        uploads: dict[str, bytes] = {}
-        values = self._values([self.serde.dumps_typed(v) for _, v in writes], uploads)
-        request = PutWrites(
-            thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
-            checkpoint_id=conf["checkpoint_id"],
-            writes=[Write(task_id=task_id, idx=WRITES_IDX_MAP.get(ch, i), channel=ch, task_path=task_path, value=v)
-                    for i, ((ch, _), v) in enumerate(zip(writes, values, strict=True))],
-        )  # fmt: skip
-        await self._store(contract.CHECKPOINT_WRITES, request, uploads)
+        typed = [self.serde.dumps_typed(v) for _, v in writes]
+
+        def build(out: _Outgoing) -> PutWrites:
+            values = self._values(typed, out)
+            return PutWrites(
+                thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
+                checkpoint_id=conf["checkpoint_id"],
+                writes=[Write(task_id=task_id, idx=WRITES_IDX_MAP.get(ch, i), channel=ch, task_path=task_path,
+                              value=v) for i, ((ch, _), v) in enumerate(zip(writes, values, strict=True))],
+            )  # fmt: skip
+
+        await self._store(contract.CHECKPOINT_WRITES, build)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self.client.call(contract.CHECKPOINT_DELETE, DeleteCheckpoints(thread_ids=[str(thread_id)]))

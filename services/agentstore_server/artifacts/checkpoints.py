@@ -8,8 +8,13 @@ missing digest; the agent uploads and sends the same put again, which registers 
 A put is acknowledged once committed, so a read right after sees it; a retried put stores the
 same rows again (upserts keyed by the checkpoint), never twice.
 
-Deletions (threads, runs, prune) drop rows, then the digests nothing refers to any more, then
-their objects. Puts hold the agent's advisory lock shared and the sweep holds it exclusive, so a
+A value of 64 KiB or more comes chunked (v1.10): its chunks' digests in order, each new chunk
+at an offset of a pack (an object like any other, registered the same way), the others named
+bare, which the service must hold already (`missing_chunks` when it does not). A row keeps its
+chunk digests end to end; `checkpoint_chunks` says where each lies.
+
+Deletions (threads, runs, prune) drop rows, then the chunks and digests nothing refers to any
+more, then their objects. Puts hold the agent's advisory lock shared and the sweep holds it exclusive, so a
 digest a put has just found registered survives until that put has committed its reference.
 """
 
@@ -27,7 +32,9 @@ import msgspec
 
 from agentstore.errors import BadRequest
 from agentstore.schemas.checkpoints import (
+    CHUNK_ENTRY_BYTES,
     INLINE_BUDGET,
+    MAX_PACKS,
     ChannelHistory,
     ChannelValue,
     CheckpointFound,
@@ -37,6 +44,7 @@ from agentstore.schemas.checkpoints import (
     CheckpointsRemoved,
     CheckpointStep,
     CheckpointStored,
+    Chunk,
     CopyThread,
     DeleteCheckpoints,
     DeltaHistory,
@@ -45,6 +53,7 @@ from agentstore.schemas.checkpoints import (
     GetValues,
     HistoryWrite,
     ListCheckpoints,
+    Pack,
     PruneThreads,
     PutCheckpoint,
     PutWrites,
@@ -91,6 +100,63 @@ def _json_object(text: str, what: str) -> str:
 def _check_value(v: Value, where: str) -> None:
     if (v.data is None) == (v.digest is None):
         raise BadRequest(f"{where}: a value has either data or a digest")
+    if not v.chunks:
+        if v.packs:
+            raise BadRequest(f"{where}: packs without chunks")
+        return
+    if v.digest is None:
+        raise BadRequest(f"{where}: a chunked value has the digest of the whole, not data")
+    if sum(c.size for c in v.chunks) != v.size:
+        total = sum(c.size for c in v.chunks)
+        raise BadRequest(f"{where}: the chunks' sizes add up to {total}, not size {v.size}")
+    if len({p.digest for p in v.packs}) != len(v.packs):
+        raise BadRequest(f"{where}: a pack is listed twice")
+    if len(v.packs) > MAX_PACKS:
+        raise BadRequest(f"{where}: {len(v.packs)} packs; a value's new chunks go in at most {MAX_PACKS}")
+    for c in v.chunks:
+        if c.pack is None:
+            continue
+        if c.pack >= len(v.packs):
+            raise BadRequest(f"{where}: chunk {c.digest} names pack {c.pack} of {len(v.packs)}")
+        if c.offset + c.size > v.packs[c.pack].size:
+            raise BadRequest(f"{where}: chunk {c.digest} ends past its pack ({v.packs[c.pack].size} bytes)")
+
+
+def _objects_of(values: Iterable[Value]) -> dict[str, int]:
+    """The objects `values` name (digest -> size): whole values, and the packs of chunked ones."""
+    out: dict[str, int] = {}
+    for v in values:
+        if v.chunks:
+            out |= {p.digest: p.size for p in v.packs}
+        elif v.digest is not None:
+            out[v.digest] = v.size
+    return out
+
+
+def _bare_chunks(values: Iterable[Value]) -> list[bytes]:
+    """The chunks named without a pack: the service must hold them already."""
+    return list({bytes.fromhex(c.digest) for v in values for c in v.chunks if c.pack is None})
+
+
+def _chunk_digests(v: Value) -> bytes | None:
+    """A chunked value's chunk digests as its row keeps them: 32 bytes each, in order."""
+    return b"".join(bytes.fromhex(c.digest) for c in v.chunks) if v.chunks else None
+
+
+def _split(chunks: bytes) -> list[bytes]:
+    return [chunks[i : i + 32] for i in range(0, len(chunks), 32)]
+
+
+# What a pack's entry weighs in a reply (its digest, size and presigned URL as JSON).
+PACK_ENTRY_BYTES = 1024
+
+
+class _Located:
+    """The chunk locations of one reply's values, and the presigned URLs of their packs."""
+
+    def __init__(self, where: dict[bytes, Record]) -> None:
+        self.where = where
+        self.urls: dict[str, str] = {}
 
 
 class _Budget:
@@ -100,7 +166,8 @@ class _Budget:
         self.left = INLINE_BUDGET
 
     def take(self, size: int) -> bool:
-        if size > self.left:
+        # The first value of a reply always goes (a reply is never all deferred).
+        if size > self.left and self.left < INLINE_BUDGET:
             return False
         self.left -= size
         return True
@@ -121,10 +188,33 @@ class Checkpoints:
         return f"{agent}/{digest}"
 
     # -- writing -------------------------------------------------------------------
-    async def _missing(self, agent: str, values: Iterable[Value]) -> list[Upload]:
-        """The digests of `values` the agent has not stored: registered here once their
-        objects are found in storage, else a presigned PUT each."""
-        sizes = {v.digest: v.size for v in values if v.digest is not None}
+    async def _refusal(self, agent: str, values: Sequence[Value]) -> CheckpointStored | None:
+        """Why a put cannot be stored yet: objects to upload, chunks to send in a pack."""
+        missing = await self._missing(agent, _objects_of(values))
+        lacking = await self._lacking(self.db.run, agent, values)
+        if missing or lacking:
+            return CheckpointStored(stored=False, missing=missing, missing_chunks=lacking)
+        return None
+
+    async def _lacking(self, db: Any, agent: str, values: Sequence[Value]) -> list[str]:
+        """The chunks named bare that the service does not hold, and all those of a value
+        whose chunks would lie in more than `MAX_PACKS` packs (sent again, they gather)."""
+        bare = _bare_chunks(values)
+        if not bare:
+            return []
+        held = {bytes(r["digest"]): r["pack"] for r in await db.fetch(Q["known_chunks"], agent_id=agent,
+                                                                       digests=bare)}  # fmt: skip
+        lacking = {d.hex() for d in bare if d not in held}
+        for v in values:
+            packs = {p.digest for p in v.packs}
+            packs |= {held[d] for c in v.chunks if c.pack is None and (d := bytes.fromhex(c.digest)) in held}
+            if len(packs) > MAX_PACKS:
+                lacking |= {c.digest for c in v.chunks if c.pack is None}
+        return sorted(lacking)
+
+    async def _missing(self, agent: str, sizes: dict[str, int]) -> list[Upload]:
+        """The objects (digest -> size) the agent has not stored: registered here once found
+        in storage, else a presigned PUT each."""
         if not sizes:
             return []
         known = {
@@ -146,21 +236,37 @@ class Checkpoints:
         )
         return [Upload(digest=d, url=u) for d, u in zip(absent, urls, strict=True)]
 
-    async def _swept(self, tx: Any, agent: str, values: Iterable[Value]) -> list[Upload]:
-        """Under the agent's lock: digests found registered before it was taken and swept since
-        (a delete's sweep ran in between). Their uploads again, or none: then nothing the put
-        names can go until it commits."""
-        digests = {v.digest for v in values if v.digest is not None}
-        if not digests:
-            return []
+    async def _swept(self, tx: Any, agent: str, values: Sequence[Value]) -> CheckpointStored | None:
+        """Under the agent's lock: objects and chunks found registered before it was taken and
+        swept since (a delete's sweep ran in between). Asked for again, or none: then nothing
+        the put names can go until it commits."""
+        digests = set(_objects_of(values))
+        if not digests and not any(v.chunks for v in values):
+            return None
         known = {
             r["digest"] for r in await tx.fetch(Q["known_objects"], agent_id=agent, digests=list(digests))
         }
         gone = sorted(digests - known)
+        lacking = await self._lacking(tx, agent, values)
+        if not gone and not lacking:
+            return None
         urls = await asyncio.gather(
             *(self.objects.presign_put(self.bucket, self._key(agent, d), URL_LIFETIME) for d in gone)
         )
-        return [Upload(digest=d, url=u) for d, u in zip(gone, urls, strict=True)]
+        missing = [Upload(digest=d, url=u) for d, u in zip(gone, urls, strict=True)]
+        return CheckpointStored(stored=False, missing=missing, missing_chunks=lacking)
+
+    async def _add_chunks(self, tx: Any, agent: str, values: Sequence[Value]) -> None:
+        """Where the chunks new in the put lie (a chunk held already keeps its place)."""
+        rows = {
+            bytes.fromhex(c.digest): (v.packs[c.pack].digest, c.offset, c.size)
+            for v in values for c in v.chunks if c.pack is not None
+        }  # fmt: skip
+        if rows:
+            await tx.execute(
+                Q["add_chunks"], agent_id=agent, digests=list(rows), packs=[r[0] for r in rows.values()],
+                offsets=[r[1] for r in rows.values()], sizes=[r[2] for r in rows.values()],
+            )  # fmt: skip
 
     async def put(self, ctx: RequestContext, q: PutCheckpoint) -> CheckpointStored:
         agent = _agent(ctx)
@@ -169,19 +275,20 @@ class Checkpoints:
             _check_value(cv.value, f"channel {cv.channel}")
         metadata_json = _json_object(q.metadata_json, "metadata_json")
         run_id = json.loads(metadata_json).get("run_id")
-        missing = await self._missing(agent, [q.checkpoint, *(cv.value for cv in q.values)])
-        if missing:
-            return CheckpointStored(stored=False, missing=missing)
         values = [q.checkpoint, *(cv.value for cv in q.values)]
+        if refused := await self._refusal(agent, values):
+            return refused
         async with self.pg.transaction() as tx:
             await tx.execute(Q["lock_shared"], agent_id=agent)
-            if gone := await self._swept(tx, agent, values):
-                return CheckpointStored(stored=False, missing=gone)
+            if refused := await self._swept(tx, agent, values):
+                return refused
+            await self._add_chunks(tx, agent, values)
             await tx.execute(
                 Q["put_checkpoint"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
                 checkpoint_id=q.checkpoint_id, parent_id=q.parent_id,
                 run_id=str(run_id) if run_id is not None else None, type=q.checkpoint.type,
                 data=q.checkpoint.data, digest=q.checkpoint.digest, size=_size(q.checkpoint),
+                chunks=_chunk_digests(q.checkpoint),
                 metadata_type=q.metadata.type, metadata=q.metadata.data or b"",
                 metadata_json=metadata_json, versions=json.dumps(q.versions),
             )  # fmt: skip
@@ -191,6 +298,7 @@ class Checkpoints:
                     channels=[cv.channel for cv in q.values], versions=[cv.version for cv in q.values],
                     types=[cv.value.type for cv in q.values], datas=[cv.value.data for cv in q.values],
                     digests=[cv.value.digest for cv in q.values], sizes=[_size(cv.value) for cv in q.values],
+                    chunks=[_chunk_digests(cv.value) for cv in q.values],
                 )  # fmt: skip
         return CheckpointStored(stored=True)
 
@@ -198,22 +306,23 @@ class Checkpoints:
         agent = _agent(ctx)
         for w in q.writes:
             _check_value(w.value, f"write {w.task_id}/{w.idx}")
-        missing = await self._missing(agent, [w.value for w in q.writes])
-        if missing:
-            return CheckpointStored(stored=False, missing=missing)
+        values = [w.value for w in q.writes]
+        if refused := await self._refusal(agent, values):
+            return refused
         if not q.writes:
             return CheckpointStored(stored=True)
         async with self.pg.transaction() as tx:
             await tx.execute(Q["lock_shared"], agent_id=agent)
-            if gone := await self._swept(tx, agent, [w.value for w in q.writes]):
-                return CheckpointStored(stored=False, missing=gone)
+            if refused := await self._swept(tx, agent, values):
+                return refused
+            await self._add_chunks(tx, agent, values)
             await tx.execute(
                 Q["put_writes"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
                 checkpoint_id=q.checkpoint_id, task_ids=[w.task_id for w in q.writes],
                 idxs=[w.idx for w in q.writes], channels=[w.channel for w in q.writes],
                 task_paths=[w.task_path for w in q.writes], types=[w.value.type for w in q.writes],
                 datas=[w.value.data for w in q.writes], digests=[w.value.digest for w in q.writes],
-                sizes=[_size(w.value) for w in q.writes],
+                sizes=[_size(w.value) for w in q.writes], chunks=[_chunk_digests(w.value) for w in q.writes],
             )  # fmt: skip
         return CheckpointStored(stored=True)
 
@@ -263,32 +372,47 @@ class Checkpoints:
             self.db.run.fetch(Q["checkpoint_writes"], agent_id=agent, **keys,
                               checkpoint_ids=[r["checkpoint_id"] for r in rows]),
         )  # fmt: skip
+        located = await self._locate(agent, [*rows, *blobs, *writes])
         values: list[list[ChannelValue]] = [[] for _ in rows]
         pending: list[list[Write]] = [[] for _ in rows]
         for b in blobs:
             values[b["ord"] - 1].append(
                 ChannelValue(
-                    channel=b["channel"], version=b["version"], value=await self._value(agent, b, budget)
+                    channel=b["channel"],
+                    version=b["version"],
+                    value=await self._value(agent, b, budget, located),
                 )
             )
         for w in writes:
             pending[w["ord"] - 1].append(
                 Write(task_id=w["task_id"], idx=w["idx"], channel=w["channel"], task_path=w["task_path"],
-                      value=await self._value(agent, w, budget))
+                      value=await self._value(agent, w, budget, located))
             )  # fmt: skip
         out = []
         for i, r in enumerate(rows):
             out.append(
                 CheckpointRecord(
                     thread_id=r["thread_id"], checkpoint_ns=r["checkpoint_ns"], checkpoint_id=r["checkpoint_id"],
-                    parent_id=r["parent_id"], checkpoint=await self._value(agent, r, budget),
+                    parent_id=r["parent_id"], checkpoint=await self._value(agent, r, budget, located),
                     metadata=Value(type=r["metadata_type"], data=bytes(r["metadata"])),
                     values=values[i], writes=pending[i], created_at=iso(r["created_at"]),
                 )
             )  # fmt: skip
         return out
 
-    async def _value(self, agent: str, row: Record, budget: _Budget) -> Value:
+    async def _locate(self, agent: str, rows: Iterable[Record]) -> _Located:
+        """Where the chunks of the chunked rows among `rows` lie, in one query."""
+        digests = {d for r in rows if r["chunks"] is not None for d in _split(bytes(r["chunks"]))}
+        found = (
+            await self.db.run.fetch(Q["chunk_locations"], agent_id=agent, digests=list(digests))
+            if digests
+            else []
+        )
+        return _Located({bytes(r["digest"]): r for r in found})
+
+    async def _value(self, agent: str, row: Record, budget: _Budget, located: _Located) -> Value:
+        if row["chunks"] is not None:
+            return await self._chunked(agent, row, budget, located)
         if row["digest"] is not None:
             url = await self.objects.presign_get(self.bucket, self._key(agent, row["digest"]), URL_LIFETIME)
             return Value(type=row["type"], digest=row["digest"], size=row["size"], url=url)
@@ -297,10 +421,33 @@ class Checkpoints:
             return Value(type=row["type"], size=len(data), deferred=True)
         return Value(type=row["type"], data=data, size=len(data))
 
+    async def _chunked(self, agent: str, row: Record, budget: _Budget, located: _Located) -> Value:
+        digests = _split(bytes(row["chunks"]))
+        lost = [d for d in digests if d not in located.where]
+        if lost:  # a row names what the sweep keeps while it does: never expected
+            raise RuntimeError(f"chunk {lost[0].hex()} of value {row['digest']} of {agent} has no location")
+        places = [located.where[d] for d in digests]
+        packs: dict[str, int] = {}
+        for p in places:
+            packs.setdefault(p["pack"], len(packs))
+        if not budget.take(len(digests) * CHUNK_ENTRY_BYTES + len(packs) * PACK_ENTRY_BYTES):
+            return Value(type=row["type"], size=row["size"], deferred=True)
+        for digest in packs:
+            if digest not in located.urls:
+                located.urls[digest] = await self.objects.presign_get(
+                    self.bucket, self._key(agent, digest), URL_LIFETIME
+                )
+        sizes = {p["pack"]: int(p["pack_size"]) for p in places}
+        out = [Pack(digest=d, size=sizes[d], url=located.urls[d]) for d in packs]
+        chunks = [
+            Chunk(digest=d.hex(), size=p["size"], pack=packs[p["pack"]], offset=p["pack_offset"])
+            for d, p in zip(digests, places, strict=True)
+        ]
+        return Value(type=row["type"], digest=row["digest"], size=row["size"], chunks=chunks, packs=out)
+
     async def values(self, ctx: RequestContext, q: GetValues) -> Values:
         agent = _agent(ctx)
-        budget = _Budget()
-        out: list[Value] = []
+        rows: list[Record] = []
         where = dict(agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns)
         for ref in q.refs:
             if ref.channel is not None and ref.version is not None:
@@ -315,8 +462,9 @@ class Checkpoints:
                 raise BadRequest("a ref names a channel and version, or a task_id and idx")
             if row is None:
                 raise BadRequest(f"no such value: {ref}")
-            out.append(await self._value(agent, row, budget))
-        return Values(values=out)
+            rows.append(row)
+        budget, located = _Budget(), await self._locate(agent, rows)
+        return Values(values=[await self._value(agent, row, budget, located) for row in rows])
 
     async def history(self, ctx: RequestContext, q: DeltaHistoryQuery) -> DeltaHistory:
         """LangGraph's `get_delta_channel_history`, in one request: walk the target's parent
@@ -346,6 +494,7 @@ class Checkpoints:
                                          checkpoint_ids=[c["checkpoint_id"] for c in chain]):  # fmt: skip
             writes.setdefault(w["checkpoint_id"], []).append(w)
         budget = _Budget()
+        located = await self._locate(agent, [*blobs.values(), *(w for ws in writes.values() for w in ws)])
         collected: dict[str, list[HistoryWrite]] = {ch: [] for ch in channels}
         seeds: dict[str, tuple[Record, str, str]] = {}
         remaining = set(channels)
@@ -359,7 +508,7 @@ class Checkpoints:
                     collected[w["channel"]].append(HistoryWrite(
                         checkpoint_id=c["checkpoint_id"],
                         write=Write(task_id=w["task_id"], idx=w["idx"], channel=w["channel"], task_path=w["task_path"],
-                                    value=await self._value(agent, w, budget)),
+                                    value=await self._value(agent, w, budget, located)),
                     ))  # fmt: skip
             for ch, blob in found.items():
                 seeds[ch] = (blob, c["checkpoint_id"], v[ch])
@@ -369,7 +518,7 @@ class Checkpoints:
             seed = seeds.get(ch)
             out.append(ChannelHistory(
                 channel=ch, writes=collected[ch][::-1],
-                seed=await self._value(agent, seed[0], budget) if seed else None,
+                seed=await self._value(agent, seed[0], budget, located) if seed else None,
                 seed_checkpoint_id=seed[1] if seed else None, seed_version=seed[2] if seed else None,
             ))  # fmt: skip
         return DeltaHistory(channels=out)
@@ -435,6 +584,7 @@ class Checkpoints:
         the put's retry), once older than any upload URL could be."""
         async with self.pg.transaction() as tx:
             await tx.execute(Q["lock_exclusive"], agent_id=agent)
+            await tx.execute(Q["sweep_chunks"], agent_id=agent)
             digests = [r["digest"] for r in await tx.fetch(Q["sweep_objects"], agent_id=agent)]
             registered = {r["digest"] for r in await tx.fetch(Q["agent_objects"], agent_id=agent)}
             stale = datetime.now(UTC) - self.abandoned_after

@@ -16,33 +16,49 @@ INSERT INTO checkpoint_objects (agent_id, digest, size)
 SELECT :agent_id, * FROM unnest(:digests::text[], :sizes::bigint[])
 ON CONFLICT DO NOTHING
 
+-- name: known_chunks
+SELECT digest, pack FROM checkpoint_chunks WHERE agent_id = :agent_id AND digest = ANY(:digests::bytea[])
+
+-- name: add_chunks
+INSERT INTO checkpoint_chunks (agent_id, digest, pack, pack_offset, size)
+SELECT :agent_id, * FROM unnest(:digests::bytea[], :packs::text[], :offsets::bigint[], :sizes::int[])
+ON CONFLICT (agent_id, digest) DO UPDATE SET pack = EXCLUDED.pack, pack_offset = EXCLUDED.pack_offset
+
+-- name: chunk_locations
+SELECT k.digest, k.pack, k.pack_offset, k.size, o.size AS pack_size
+FROM checkpoint_chunks k
+JOIN checkpoint_objects o ON o.agent_id = k.agent_id AND o.digest = k.pack
+WHERE k.agent_id = :agent_id AND k.digest = ANY(:digests::bytea[])
+
 -- name: put_checkpoint
 INSERT INTO checkpoints (agent_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, run_id, type, data,
-                         digest, size, metadata_type, metadata, metadata_json, versions)
+                         digest, size, chunks, metadata_type, metadata, metadata_json, versions)
 VALUES (:agent_id, :thread_id, :checkpoint_ns, :checkpoint_id, :parent_id, :run_id, :type, :data,
-        :digest, :size, :metadata_type, :metadata, :metadata_json::jsonb, :versions::jsonb)
+        :digest, :size, :chunks, :metadata_type, :metadata, :metadata_json::jsonb, :versions::jsonb)
 ON CONFLICT (agent_id, thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
     parent_id = EXCLUDED.parent_id, run_id = EXCLUDED.run_id, type = EXCLUDED.type, data = EXCLUDED.data,
-    digest = EXCLUDED.digest, size = EXCLUDED.size, metadata_type = EXCLUDED.metadata_type,
+    digest = EXCLUDED.digest, size = EXCLUDED.size, chunks = EXCLUDED.chunks, metadata_type = EXCLUDED.metadata_type,
     metadata = EXCLUDED.metadata, metadata_json = EXCLUDED.metadata_json, versions = EXCLUDED.versions
 
 -- name: put_blobs
-INSERT INTO checkpoint_blobs (agent_id, thread_id, checkpoint_ns, channel, version, type, data, digest, size)
+INSERT INTO checkpoint_blobs (agent_id, thread_id, checkpoint_ns, channel, version, type, data, digest, size,
+                              chunks)
 SELECT :agent_id, :thread_id, :checkpoint_ns, *
-FROM unnest(:channels::text[], :versions::text[], :types::text[], :datas::bytea[], :digests::text[], :sizes::bigint[])
+FROM unnest(:channels::text[], :versions::text[], :types::text[], :datas::bytea[], :digests::text[], :sizes::bigint[],
+            :chunks::bytea[])
 ON CONFLICT DO NOTHING
 
 -- name: put_writes
 -- A write at a position is kept (a retried put_writes changes nothing); a special channel's
 -- (negative idx: an error, an interrupt) is replaced, as LangGraph's own savers do.
 INSERT INTO checkpoint_writes (agent_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
-                               task_path, type, data, digest, size)
+                               task_path, type, data, digest, size, chunks)
 SELECT :agent_id, :thread_id, :checkpoint_ns, :checkpoint_id, *
 FROM unnest(:task_ids::text[], :idxs::int[], :channels::text[], :task_paths::text[], :types::text[],
-            :datas::bytea[], :digests::text[], :sizes::bigint[])
+            :datas::bytea[], :digests::text[], :sizes::bigint[], :chunks::bytea[])
 ON CONFLICT (agent_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
     channel = EXCLUDED.channel, task_path = EXCLUDED.task_path, type = EXCLUDED.type,
-    data = EXCLUDED.data, digest = EXCLUDED.digest, size = EXCLUDED.size
+    data = EXCLUDED.data, digest = EXCLUDED.digest, size = EXCLUDED.size, chunks = EXCLUDED.chunks
 WHERE EXCLUDED.idx < 0
 
 -- name: list_checkpoints
@@ -65,7 +81,7 @@ LIMIT :limit
 
 -- name: checkpoint_blobs
 -- The channel values of the given checkpoints (the versions each one names).
-SELECT k.ord, b.channel, b.version, b.type, b.data, b.digest, b.size
+SELECT k.ord, b.channel, b.version, b.type, b.data, b.digest, b.size, b.chunks
 FROM unnest(:thread_ids::text[], :checkpoint_nss::text[], :versions::jsonb[]) WITH ORDINALITY AS k(thread_id, checkpoint_ns, versions, ord)
 CROSS JOIN LATERAL jsonb_each_text(k.versions) AS v
 JOIN checkpoint_blobs b ON b.agent_id = :agent_id AND b.thread_id = k.thread_id
@@ -73,19 +89,19 @@ JOIN checkpoint_blobs b ON b.agent_id = :agent_id AND b.thread_id = k.thread_id
 ORDER BY k.ord, b.channel
 
 -- name: checkpoint_writes
-SELECT k.ord, w.task_id, w.idx, w.channel, w.task_path, w.type, w.data, w.digest, w.size
+SELECT k.ord, w.task_id, w.idx, w.channel, w.task_path, w.type, w.data, w.digest, w.size, w.chunks
 FROM unnest(:thread_ids::text[], :checkpoint_nss::text[], :checkpoint_ids::text[]) WITH ORDINALITY AS k(thread_id, checkpoint_ns, checkpoint_id, ord)
 JOIN checkpoint_writes w ON w.agent_id = :agent_id AND w.thread_id = k.thread_id
     AND w.checkpoint_ns = k.checkpoint_ns AND w.checkpoint_id = k.checkpoint_id
 ORDER BY k.ord, w.task_path, w.task_id, w.idx
 
 -- name: one_blob
-SELECT type, data, digest, size FROM checkpoint_blobs
+SELECT type, data, digest, size, chunks FROM checkpoint_blobs
 WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
   AND channel = :channel AND version = :version
 
 -- name: one_write
-SELECT type, data, digest, size FROM checkpoint_writes
+SELECT type, data, digest, size, chunks FROM checkpoint_writes
 WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
   AND checkpoint_id = :checkpoint_id AND task_id = :task_id AND idx = :idx
 
@@ -115,10 +131,24 @@ WHERE b.agent_id = :agent_id AND b.thread_id = ANY(:thread_ids::text[]) AND NOT 
     WHERE c.agent_id = b.agent_id AND c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
       AND c.versions ->> b.channel = b.version)
 
+-- name: sweep_chunks
+-- Chunks no row of the agent names any more (a row's `chunks` split into its 32-byte digests).
+WITH named AS (
+    SELECT chunks FROM checkpoint_blobs WHERE agent_id = :agent_id AND chunks IS NOT NULL
+    UNION ALL SELECT chunks FROM checkpoint_writes WHERE agent_id = :agent_id AND chunks IS NOT NULL
+    UNION ALL SELECT chunks FROM checkpoints WHERE agent_id = :agent_id AND chunks IS NOT NULL),
+live AS (
+    SELECT DISTINCT substring(n.chunks FROM i * 32 + 1 FOR 32) AS digest
+    FROM named n, generate_series(0, length(n.chunks) / 32 - 1) AS i)
+DELETE FROM checkpoint_chunks k
+WHERE k.agent_id = :agent_id AND NOT EXISTS (SELECT 1 FROM live WHERE live.digest = k.digest)
+
 -- name: sweep_objects
--- Digests nothing of the agent refers to any more: their objects can go.
+-- Digests nothing of the agent refers to any more (a row, or a chunk lying in it): their
+-- objects can go.
 DELETE FROM checkpoint_objects o
 WHERE o.agent_id = :agent_id
+  AND NOT EXISTS (SELECT 1 FROM checkpoint_chunks k WHERE k.agent_id = o.agent_id AND k.pack = o.digest)
   AND NOT EXISTS (SELECT 1 FROM checkpoint_blobs b WHERE b.agent_id = o.agent_id AND b.digest = o.digest)
   AND NOT EXISTS (SELECT 1 FROM checkpoint_writes w WHERE w.agent_id = o.agent_id AND w.digest = o.digest)
   AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.agent_id = o.agent_id AND c.digest = o.digest)
@@ -138,20 +168,22 @@ RETURNING thread_id, checkpoint_ns, checkpoint_id
 -- name: copy_checkpoints
 WITH c AS (
     INSERT INTO checkpoints (agent_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, run_id, type, data,
-                             digest, size, metadata_type, metadata, metadata_json, versions)
+                             digest, size, chunks, metadata_type, metadata, metadata_json, versions)
     SELECT agent_id, :target, checkpoint_ns, checkpoint_id, parent_id, run_id, type, data,
-           digest, size, metadata_type, metadata, metadata_json, versions
+           digest, size, chunks, metadata_type, metadata, metadata_json, versions
     FROM checkpoints WHERE agent_id = :agent_id AND thread_id = :source
     ON CONFLICT DO NOTHING RETURNING 1),
 b AS (
-    INSERT INTO checkpoint_blobs (agent_id, thread_id, checkpoint_ns, channel, version, type, data, digest, size)
-    SELECT agent_id, :target, checkpoint_ns, channel, version, type, data, digest, size
+    INSERT INTO checkpoint_blobs (agent_id, thread_id, checkpoint_ns, channel, version, type, data, digest, size,
+                                  chunks)
+    SELECT agent_id, :target, checkpoint_ns, channel, version, type, data, digest, size, chunks
     FROM checkpoint_blobs WHERE agent_id = :agent_id AND thread_id = :source
     ON CONFLICT DO NOTHING RETURNING 1),
 w AS (
     INSERT INTO checkpoint_writes (agent_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
-                                   task_path, type, data, digest, size)
-    SELECT agent_id, :target, checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path, type, data, digest, size
+                                   task_path, type, data, digest, size, chunks)
+    SELECT agent_id, :target, checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path, type, data, digest,
+           size, chunks
     FROM checkpoint_writes WHERE agent_id = :agent_id AND thread_id = :source
     ON CONFLICT DO NOTHING RETURNING 1)
 SELECT (SELECT count(*) FROM c) AS checkpoints, (SELECT count(*) FROM b) AS blobs, (SELECT count(*) FROM w) AS writes
@@ -194,13 +226,13 @@ WITH RECURSIVE chain AS (
 SELECT checkpoint_id, versions FROM chain ORDER BY depth
 
 -- name: writes_of_channels
-SELECT checkpoint_id, task_id, idx, channel, task_path, type, data, digest, size FROM checkpoint_writes
+SELECT checkpoint_id, task_id, idx, channel, task_path, type, data, digest, size, chunks FROM checkpoint_writes
 WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
   AND checkpoint_id = ANY(:checkpoint_ids::text[]) AND channel = ANY(:channels::text[])
 ORDER BY checkpoint_id, task_path, task_id, idx
 
 -- name: blobs_at
-SELECT b.channel, b.version, b.type, b.data, b.digest, b.size
+SELECT b.channel, b.version, b.type, b.data, b.digest, b.size, b.chunks
 FROM unnest(:channels::text[], :versions::text[]) AS k(channel, version)
 JOIN checkpoint_blobs b ON b.agent_id = :agent_id AND b.thread_id = :thread_id
     AND b.checkpoint_ns = :checkpoint_ns AND b.channel = k.channel AND b.version = k.version

@@ -8,6 +8,12 @@ message; a larger one is named by the SHA-256 of its bytes and put by the agent 
 object storage with a presigned PUT the service hands out (`missing` in a put's reply), so a
 6 MB channel that does not change is stored once, however many steps carry it. Replies carry
 such a value as a presigned GET; the client checks the bytes against the digest.
+
+A value of `CHUNKED_MIN` bytes or more (v1.10) is cut by content (FastCDC) into chunks named
+by their SHA-256: a value that grows or is edited in place shares all but its changed chunks
+with its previous version, so only those are stored again. The chunks new in one request go
+up as one object (a pack, named by its own SHA-256, uploaded like any digest value); a chunk
+is found by its pack and offset, read back with a ranged GET of the pack's presigned URL.
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ INLINE_MAX = 16 * 1024
 INLINE_BUDGET = 512 * 1024
 MAX_VALUES = 10_000
 MAX_LIST = 100
+# Values this large are chunked (v1.10); smaller ones are one object, as in v1.8.
+CHUNKED_MIN = 64 * 1024
+MAX_CHUNKS = 4096
+# The packs one value's chunks may lie in: a put whose value would spread wider is answered
+# with all its chunks in `missing_chunks`, so the agent sends them again in one pack (a value
+# edited over many steps is gathered back, and its reply stays small).
+MAX_PACKS = 32
+# What a chunk's entry weighs in a reply (its digest, size, pack and offset as JSON), counted
+# against the inline budget so a reply of many chunked values still fits NATS's max_payload.
+CHUNK_ENTRY_BYTES = 120
 
 Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 
@@ -34,11 +50,33 @@ Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 Short = Annotated[str, msgspec.Meta(max_length=1024)]
 
 
+class Chunk(Strict, kw_only=True):
+    """A piece of a chunked value: the SHA-256 of its bytes, its size, and where it lies:
+    `pack`, an index into the value's `packs`, and `offset` in that object. In a put, a chunk
+    the agent believes the service holds already has no pack (a `missing_chunks` reply says
+    which it does not)."""
+
+    digest: Digest
+    size: Annotated[int, msgspec.Meta(ge=1)]
+    pack: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class Pack(Strict, kw_only=True):
+    """An object holding chunks end to end, named by the SHA-256 of its bytes; in replies
+    with a presigned GET (`url`) that honours HTTP Range."""
+
+    digest: Digest
+    size: Annotated[int, msgspec.Meta(ge=1)]
+    url: str | None = None
+
+
 class Value(Strict, kw_only=True):
     """A serialized value: its serializer's `type` and either the bytes (`data`) or the
     SHA-256 of bytes held in object storage (`digest`, with `size`). In replies a digest
     value has a presigned GET (`url`); `deferred` means it did not fit the reply: ask
-    `checkpoint.values` for it."""
+    `checkpoint.values` for it. A chunked value (v1.10) has `digest` and `size` of the whole
+    and its `chunks` in order (their bytes concatenated are the value), found in `packs`."""
 
     type: Short
     data: bytes | None = None
@@ -46,6 +84,8 @@ class Value(Strict, kw_only=True):
     size: Annotated[int, msgspec.Meta(ge=0)] = 0
     url: str | None = None
     deferred: bool = False
+    chunks: Annotated[list[Chunk], msgspec.Meta(max_length=MAX_CHUNKS)] = []
+    packs: Annotated[list[Pack], msgspec.Meta(max_length=MAX_CHUNKS)] = []
 
 
 class ChannelValue(Strict, kw_only=True):
@@ -91,10 +131,13 @@ class Upload(Reply, kw_only=True):
 
 
 class CheckpointStored(Reply, kw_only=True):
-    """`stored` false: nothing was stored; upload `missing` and retry the same request."""
+    """`stored` false: nothing was stored; upload `missing` and retry the same request, or,
+    when `missing_chunks` names chunks sent without a pack that the service does not hold,
+    send them in a pack."""
 
     stored: bool
     missing: list[Upload] = []
+    missing_chunks: list[str] = []
 
 
 class PutWrites(Strict, kw_only=True):
