@@ -14,7 +14,8 @@ on); and new random content every step (where nothing can be shared; shown for h
 
 With `--json` the last line of stdout is one JSON object: per shape `steps_ratio` and
 `bytes_ratio` (ours over AsyncPostgresSaver's), and at the top the worst of the growing and
-edited shapes under the same keys.
+edited shapes under the same keys, and `random_vs_whole_steps`: random content chunked over
+the same stored whole (`random_whole`; what chunking costs where nothing can be shared).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from langgraph.graph import END, START, StateGraph
 
 from agentstore import AgentClient
 from agentstore.langgraph import AgentstoreSaver
+from agentstore.schemas.checkpoints import CHUNKED_MIN
 from agentstore_server.artifacts.service import SPEC as ARTIFACTS
 from agentstore_server.devstack import servers
 from agentstore_server.lifecycle.runner import running
@@ -96,6 +98,9 @@ def fresh(state: State) -> dict[str, Any]:
 
 SHAPES: dict[str, Callable[[State], dict[str, Any]]] = {
     "unchanged": unchanged, "changed": changed, "growing": growing, "edited": edited, "random": fresh,
+    # The same, with AgentstoreSaver storing values whole (`chunk_from=None`, v1.8's way): what
+    # chunking costs where nothing can be shared, in the same run.
+    "random_whole": fresh,
 }  # fmt: skip
 
 
@@ -132,7 +137,7 @@ async def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
-    shapes = [s for s in args.shapes.split(",") if s]
+    shapes = list(dict.fromkeys(s for s in args.shapes.split(",") if s))
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
         parser.error(f"unknown shapes {unknown}: choose from {', '.join(SHAPES)}")
@@ -155,7 +160,10 @@ async def main() -> None:
                     agent = f"bench{uuid.uuid4().hex[:6]}"
                     async with await AgentClient.connect(stack.nats.url, agent, timeout=60) as client:
                         before = await table_bytes(ours_db, OURS)
-                        ours_rate = await steps_per_s(AgentstoreSaver(client), step, args.runs, doc)
+                        agentstore_saver = AgentstoreSaver(
+                            client, chunk_from=None if name.endswith("_whole") else CHUNKED_MIN
+                        )
+                        ours_rate = await steps_per_s(agentstore_saver, step, args.runs, doc)
                         ours_rows = await table_bytes(ours_db, OURS) - before
                     async with ObjectStore(minio.address, servers.S3_ACCESS_KEY, servers.S3_SECRET_KEY,
                                            secure=False) as s3:  # fmt: skip
@@ -184,6 +192,10 @@ async def main() -> None:
     if changing:
         figures["steps_ratio"] = min(f["steps_ratio"] for f in changing)
         figures["bytes_ratio"] = max(f["bytes_ratio"] for f in changing)
+    if "random" in figures["shapes"] and "random_whole" in figures["shapes"]:
+        whole = figures["shapes"]["random_whole"]["steps_per_s"]
+        figures["random_vs_whole_steps"] = round(figures["shapes"]["random"]["steps_per_s"] / whole, 3)
+        print(f"  random content, chunked vs whole: steps/s {figures['random_vs_whole_steps']:.2f}x")
     if args.json:
         print(json.dumps(figures))
 

@@ -100,6 +100,8 @@ from agentstore.schemas.store import StoreBatch
 T = TypeVar("T")
 CACHE_BYTES = 256 * 1024 * 1024
 PUT_ATTEMPTS = 3
+# The packs of other puts in flight one value's chunks may lie in (the contract allows 32).
+BORROWED_PACKS = 8
 # Manifests (a chunked value's chunks) remembered, so a value sent again is not cut again.
 MANIFESTS = 4096
 
@@ -127,10 +129,11 @@ class _Blobs:
         self.cached = 0
         self.limit = cache_bytes
         self.manifests: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
-        # Chunks in the pack of a put not yet answered: LangGraph stores a step's writes in
-        # the background while the next step runs, so puts overlap; a later one names these
-        # bare and waits for the first rather than sending them again.
-        self.sending: dict[str, asyncio.Future[bool]] = {}
+        # Chunks in the pack of a put not yet answered (chunk digest -> its pack, offset):
+        # LangGraph stores a step's writes in the background while the next step runs, so
+        # puts overlap; a later one places these chunks in that pack, not in its own again,
+        # and is sent once that pack is uploaded.
+        self.sending: dict[str, tuple[_Flight, int]] = {}
 
     def remember(self, digest: str, data: bytes) -> None:
         if digest in self.cache or len(data) > self.limit:
@@ -161,36 +164,60 @@ class _Blobs:
             self.manifests.popitem(last=False)
 
 
+class _Flight:
+    """The pack of a put not yet answered: its chunks, and when it is in object storage."""
+
+    def __init__(self, pack: Pack, data: bytes) -> None:
+        self.pack = pack
+        self.data = data
+        self.uploaded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def settle(self, uploaded: bool) -> None:
+        if not self.uploaded.done():
+            self.uploaded.set_result(uploaded)
+
+
 class _Outgoing:
     """What one put sends besides its message: objects to upload (digest -> bytes: whole
-    values, and the one pack of its new chunks), the chunks it names, and the puts in flight
-    whose chunks it names bare (it is sent once they are done)."""
+    values, its own pack of new chunks, and the packs of puts in flight whose chunks it
+    names), and the chunks it names."""
 
-    def __init__(self, mine: asyncio.Future[bool]) -> None:
-        self.mine = mine
-        self.waits: set[asyncio.Future[bool]] = set()
+    def __init__(self) -> None:
         self.uploads: dict[str, bytes] = {}
         self.chunks: set[str] = set()
-        self.pack = bytearray()
+        self.pieces: list[memoryview] = []  # the pack's chunks, joined once all are in
+        self.packed = 0
         self.in_pack: dict[str, int] = {}  # chunk digest -> offset in the pack
+        self.flight: _Flight | None = None  # its own pack, once built
+        self.borrowed: dict[str, _Flight] = {}  # pack digest -> another put's pack
 
-    def add_to_pack(self, digest: str, data: bytes | memoryview) -> int:
+    def add_to_pack(self, digest: str, data: memoryview) -> int:
         if digest not in self.in_pack:
-            self.in_pack[digest] = len(self.pack)
-            self.pack += data
+            self.in_pack[digest] = self.packed
+            self.pieces.append(memoryview(data))
+            self.packed += len(data)
         return self.in_pack[digest]
 
 
 class AgentstoreSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer kept by agentstore (sync and async; the sync methods must be
     called from a thread other than the client's event loop, as LangGraph's own async savers
-    require)."""
+    require).
+
+    `chunk_from`: values this large or larger are chunked by content (at least the contract's
+    `CHUNKED_MIN`, 64 KiB); None stores every large value whole, as v1.8 did."""
 
     def __init__(
-        self, client: AgentClient, *, serde: SerializerProtocol | None = None, cache_bytes: int = CACHE_BYTES
-    ) -> None:
+        self, client: AgentClient, *, serde: SerializerProtocol | None = None, cache_bytes: int = CACHE_BYTES,
+        chunk_from: int | None = CHUNKED_MIN,
+    ) -> None:  # fmt: skip
         super().__init__(serde=serde)
+        if chunk_from is not None and chunk_from < CHUNKED_MIN:
+            raise ValueError(
+                f"chunk_from is {chunk_from}: the contract chunks values of {CHUNKED_MIN} bytes or more"
+            )
         self.client = client
+        self.chunk_from = chunk_from
         self.blobs = _Blobs(cache_bytes)
         self.loop = _running_loop()
 
@@ -208,63 +235,88 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
             if budget < 0:
                 by_digest.add(i)
         values: list[Value] = []
-        chunked: list[tuple[int, list[Chunk]]] = []
+        chunked: list[tuple[int, list[tuple[str, int, str | None, int]]]] = []
         for i, (kind, data) in enumerate(typed):
             if i not in by_digest:
                 values.append(Value(type=kind, data=data))
                 continue
             digest = _digest(data)
             values.append(Value(type=kind, digest=digest, size=len(data)))
-            if len(data) < CHUNKED_MIN:
+            if self.chunk_from is None or len(data) < self.chunk_from:
                 if digest not in self.blobs.known:
                     out.uploads[digest] = data
                 continue
-            chunks, offset = [], 0
+            placed: list[tuple[str, int, str | None, int]] = []  # digest, size, pack (None: own), offset
+            offset = 0
             view = memoryview(data)
+            lent: set[str] = set()  # the packs of other puts this value's chunks lie in
             for d, size in self.blobs.manifest(digest, data):
                 out.chunks.add(d)
                 flight = self.blobs.sending.get(d)
-                if flight is not None and flight is not out.mine and not flight.done():
-                    out.waits.add(flight)
-                if d in self.blobs.known or (d in self.blobs.sending and flight in out.waits):
-                    chunks.append(Chunk(digest=d, size=size))
+                if flight is not None and flight[0].pack.digest not in lent and len(lent) >= BORROWED_PACKS:
+                    flight = None  # a value spread over many puts' packs: the rest in its own
+                if d in self.blobs.known:
+                    placed.append((d, size, "", 0))
+                elif flight is not None:
+                    lent.add(flight[0].pack.digest)
+                    out.borrowed[flight[0].pack.digest] = flight[0]
+                    out.uploads[flight[0].pack.digest] = flight[0].data
+                    placed.append((d, size, flight[0].pack.digest, flight[1]))
                 else:
-                    self.blobs.sending.setdefault(d, out.mine)
-                    at = out.add_to_pack(d, view[offset : offset + size])
-                    chunks.append(Chunk(digest=d, size=size, pack=0, offset=at))
+                    placed.append((d, size, None, out.add_to_pack(d, view[offset : offset + size])))
                 offset += size
-            chunked.append((i, chunks))
-        packs: list[Pack] = []
-        if out.pack:
-            pack = bytes(out.pack)
-            packs = [Pack(digest=_digest(pack), size=len(pack))]
-            out.uploads[packs[0].digest] = pack
-        for i, chunks in chunked:
+            chunked.append((i, placed))
+        own: Pack | None = None
+        if out.pieces:
+            # A value new from end to end is its own pack: no copy, no second hash.
+            fresh = [i for i, placed in chunked if all(p[2] is None for p in placed)]
+            if len(fresh) == 1 and len(typed[fresh[0]][1]) == out.packed:
+                joined, pack_digest = typed[fresh[0]][1], values[fresh[0]].digest
+            else:
+                joined = b"".join(out.pieces)
+                pack_digest = _digest(joined)
+            assert pack_digest is not None
+            own = Pack(digest=pack_digest, size=len(joined))
+            out.uploads[own.digest] = joined
+            out.flight = _Flight(own, joined)
+            for d, at in out.in_pack.items():
+                self.blobs.sending.setdefault(d, (out.flight, at))
+        for i, placed in chunked:
+            packs: dict[str, tuple[int, Pack]] = {}  # digest -> its index in the value's packs, it
+            chunks = []
+            for d, size, where, at in placed:
+                if where == "":
+                    chunks.append(Chunk(digest=d, size=size))
+                    continue
+                pack = own if where is None else out.borrowed[where].pack
+                assert pack is not None
+                index, _ = packs.setdefault(pack.digest, (len(packs), pack))
+                chunks.append(Chunk(digest=d, size=size, pack=index, offset=at))
             v = values[i]
-            values[i] = Value(type=v.type, digest=v.digest, size=v.size, chunks=chunks,
-                              packs=packs if any(c.pack is not None for c in chunks) else [])  # fmt: skip
+            values[i] = Value(
+                type=v.type, digest=v.digest, size=v.size, chunks=chunks, packs=[p for _, p in packs.values()]
+            )
         return values
 
     async def _store(self, endpoint: contract.Endpoint[Any, CheckpointStored],
                      build: Callable[[_Outgoing], Any]) -> None:  # fmt: skip
         """Send a put; upload what the service lacks and send it again (built again when the
         service lacks chunks this process believed it held)."""
-        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        out = _Outgoing(mine)
+        out = _Outgoing()
         request = build(out)
         try:
             for _ in range(2 * PUT_ATTEMPTS):
-                if out.waits:  # they never raise: a failed one's chunks come back as missing_chunks
-                    await asyncio.gather(*out.waits)
+                if out.borrowed:  # they never raise: a pack not uploaded comes back as missing
+                    await asyncio.gather(*(f.uploaded for f in out.borrowed.values()))
                 reply = await self.client.call(endpoint, request)
                 if reply.stored:
                     self.blobs.known.update(out.uploads)
                     self.blobs.known.update(out.chunks)
-                    mine.set_result(True)
                     return
                 if reply.missing_chunks:
                     self.blobs.known.difference_update(reply.missing_chunks)
-                    out = _Outgoing(mine)
+                    self._land(out, uploaded=False)
+                    out = _Outgoing()
                     request = build(out)
                     continue
                 missing = {u.digest: u.url for u in reply.missing}
@@ -273,13 +325,22 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
                     *(asyncio.to_thread(http_put, url, self._bytes_for(d, out.uploads), "application/octet-stream")
                       for d, url in missing.items())
                 )  # fmt: skip
+                if out.flight is not None:
+                    out.flight.settle(True)
             raise Unavailable(
                 f"{endpoint.subject}: values were uploaded {PUT_ATTEMPTS} times and still missing"
             )
         finally:
-            if not mine.done():
-                mine.set_result(False)
-            for d in [d for d, f in self.blobs.sending.items() if f is mine]:
+            self._land(out, uploaded=True)
+
+    def _land(self, out: _Outgoing, uploaded: bool) -> None:
+        """A put's own pack is no longer in flight: later puts place its chunks anew (known,
+        or in their own pack)."""
+        if out.flight is None:
+            return
+        out.flight.settle(uploaded)
+        for d in out.in_pack:
+            if self.blobs.sending.get(d, (None,))[0] is out.flight:
                 del self.blobs.sending[d]
 
     def _bytes_for(self, digest: str, uploads: dict[str, bytes]) -> bytes:

@@ -189,12 +189,10 @@ class Checkpoints:
 
     # -- writing -------------------------------------------------------------------
     async def _refusal(self, agent: str, values: Sequence[Value]) -> CheckpointStored | None:
-        """Why a put cannot be stored yet: objects to upload, chunks to send in a pack."""
+        """Why a put cannot be stored yet: objects to upload (chunks it names but the service
+        lacks are found under the lock, by `_swept`: no presigning needed, one query less)."""
         missing = await self._missing(agent, _objects_of(values))
-        lacking = await self._lacking(self.db.run, agent, values)
-        if missing or lacking:
-            return CheckpointStored(stored=False, missing=missing, missing_chunks=lacking)
-        return None
+        return CheckpointStored(stored=False, missing=missing) if missing else None
 
     async def _lacking(self, db: Any, agent: str, values: Sequence[Value]) -> list[str]:
         """The chunks named bare that the service does not hold, and all those of a value
@@ -243,9 +241,11 @@ class Checkpoints:
         digests = set(_objects_of(values))
         if not digests and not any(v.chunks for v in values):
             return None
-        known = {
-            r["digest"] for r in await tx.fetch(Q["known_objects"], agent_id=agent, digests=list(digests))
-        }
+        known = (
+            {r["digest"] for r in await tx.fetch(Q["known_objects"], agent_id=agent, digests=list(digests))}
+            if digests
+            else set()
+        )
         gone = sorted(digests - known)
         lacking = await self._lacking(tx, agent, values)
         if not gone and not lacking:
@@ -256,17 +256,16 @@ class Checkpoints:
         missing = [Upload(digest=d, url=u) for d, u in zip(gone, urls, strict=True)]
         return CheckpointStored(stored=False, missing=missing, missing_chunks=lacking)
 
-    async def _add_chunks(self, tx: Any, agent: str, values: Sequence[Value]) -> None:
-        """Where the chunks new in the put lie (a chunk held already keeps its place)."""
+    @staticmethod
+    def _placed(values: Sequence[Value]) -> dict[str, list[Any]]:
+        """Where the chunks new in the put lie, as the put's statement takes them (a chunk
+        sent again in another pack moves there: that is how a spread value gathers)."""
         rows = {
             bytes.fromhex(c.digest): (v.packs[c.pack].digest, c.offset, c.size)
             for v in values for c in v.chunks if c.pack is not None
         }  # fmt: skip
-        if rows:
-            await tx.execute(
-                Q["add_chunks"], agent_id=agent, digests=list(rows), packs=[r[0] for r in rows.values()],
-                offsets=[r[1] for r in rows.values()], sizes=[r[2] for r in rows.values()],
-            )  # fmt: skip
+        return dict(chunk_digests=list(rows), chunk_packs=[r[0] for r in rows.values()],
+                    chunk_offsets=[r[1] for r in rows.values()], chunk_sizes=[r[2] for r in rows.values()])  # fmt: skip
 
     async def put(self, ctx: RequestContext, q: PutCheckpoint) -> CheckpointStored:
         agent = _agent(ctx)
@@ -282,9 +281,8 @@ class Checkpoints:
             await tx.execute(Q["lock_shared"], agent_id=agent)
             if refused := await self._swept(tx, agent, values):
                 return refused
-            await self._add_chunks(tx, agent, values)
             await tx.execute(
-                Q["put_checkpoint"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+                Q["put_checkpoint"], **self._placed(values), agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
                 checkpoint_id=q.checkpoint_id, parent_id=q.parent_id,
                 run_id=str(run_id) if run_id is not None else None, type=q.checkpoint.type,
                 data=q.checkpoint.data, digest=q.checkpoint.digest, size=_size(q.checkpoint),
@@ -315,9 +313,8 @@ class Checkpoints:
             await tx.execute(Q["lock_shared"], agent_id=agent)
             if refused := await self._swept(tx, agent, values):
                 return refused
-            await self._add_chunks(tx, agent, values)
             await tx.execute(
-                Q["put_writes"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+                Q["put_writes"], **self._placed(values), agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
                 checkpoint_id=q.checkpoint_id, task_ids=[w.task_id for w in q.writes],
                 idxs=[w.idx for w in q.writes], channels=[w.channel for w in q.writes],
                 task_paths=[w.task_path for w in q.writes], types=[w.value.type for w in q.writes],

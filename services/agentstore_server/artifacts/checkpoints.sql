@@ -19,11 +19,6 @@ ON CONFLICT DO NOTHING
 -- name: known_chunks
 SELECT digest, pack FROM checkpoint_chunks WHERE agent_id = :agent_id AND digest = ANY(:digests::bytea[])
 
--- name: add_chunks
-INSERT INTO checkpoint_chunks (agent_id, digest, pack, pack_offset, size)
-SELECT :agent_id, * FROM unnest(:digests::bytea[], :packs::text[], :offsets::bigint[], :sizes::int[])
-ON CONFLICT (agent_id, digest) DO UPDATE SET pack = EXCLUDED.pack, pack_offset = EXCLUDED.pack_offset
-
 -- name: chunk_locations
 SELECT k.digest, k.pack, k.pack_offset, k.size, o.size AS pack_size
 FROM checkpoint_chunks k
@@ -31,6 +26,11 @@ JOIN checkpoint_objects o ON o.agent_id = k.agent_id AND o.digest = k.pack
 WHERE k.agent_id = :agent_id AND k.digest = ANY(:digests::bytea[])
 
 -- name: put_checkpoint
+WITH placed AS (  -- where the put's new chunks lie, in the same round trip
+    INSERT INTO checkpoint_chunks (agent_id, digest, pack, pack_offset, size)
+    SELECT :agent_id, * FROM unnest(:chunk_digests::bytea[], :chunk_packs::text[], :chunk_offsets::bigint[],
+                                    :chunk_sizes::int[])
+    ON CONFLICT (agent_id, digest) DO UPDATE SET pack = EXCLUDED.pack, pack_offset = EXCLUDED.pack_offset)
 INSERT INTO checkpoints (agent_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, run_id, type, data,
                          digest, size, chunks, metadata_type, metadata, metadata_json, versions)
 VALUES (:agent_id, :thread_id, :checkpoint_ns, :checkpoint_id, :parent_id, :run_id, :type, :data,
@@ -51,6 +51,11 @@ ON CONFLICT DO NOTHING
 -- name: put_writes
 -- A write at a position is kept (a retried put_writes changes nothing); a special channel's
 -- (negative idx: an error, an interrupt) is replaced, as LangGraph's own savers do.
+WITH placed AS (  -- where the put's new chunks lie, in the same round trip
+    INSERT INTO checkpoint_chunks (agent_id, digest, pack, pack_offset, size)
+    SELECT :agent_id, * FROM unnest(:chunk_digests::bytea[], :chunk_packs::text[], :chunk_offsets::bigint[],
+                                    :chunk_sizes::int[])
+    ON CONFLICT (agent_id, digest) DO UPDATE SET pack = EXCLUDED.pack, pack_offset = EXCLUDED.pack_offset)
 INSERT INTO checkpoint_writes (agent_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                                task_path, type, data, digest, size, chunks)
 SELECT :agent_id, :thread_id, :checkpoint_ns, :checkpoint_id, *

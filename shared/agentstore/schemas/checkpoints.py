@@ -33,6 +33,7 @@ MAX_LIST = 100
 # Values this large are chunked (v1.10); smaller ones are one object, as in v1.8.
 CHUNKED_MIN = 64 * 1024
 MAX_CHUNKS = 4096
+MAX_CHUNK = 16 * 1024 * 1024  # FastCDC's largest
 # The packs one value's chunks may lie in: a put whose value would spread wider is answered
 # with all its chunks in `missing_chunks`, so the agent sends them again in one pack (a value
 # edited over many steps is gathered back, and its reply stays small).
@@ -56,10 +57,14 @@ class Chunk(Strict, kw_only=True):
     the agent believes the service holds already has no pack (a `missing_chunks` reply says
     which it does not)."""
 
+    # A value has thousands of these: its fields' constraints (a hex digest, bounded
+    # integers) already keep to the contract's value rules, so `check_tree` need not walk it.
+    schema_checked = True
+
     digest: Digest
-    size: Annotated[int, msgspec.Meta(ge=1)]
-    pack: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    size: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHUNK)]
+    pack: Annotated[int, msgspec.Meta(ge=0, le=MAX_CHUNKS)] | None = None
+    offset: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
 
 
 class Pack(Strict, kw_only=True):
