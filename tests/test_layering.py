@@ -56,7 +56,7 @@ def test_the_sdk_imports_nothing_of_the_server(path: Path) -> None:
 # adapter its framework, which its extra brings (`agentstore[langgraph]`), imported by nothing else.
 SDK_THIRD_PARTY = {"nats", "msgspec", "nkeys"}  # nkeys: nats-py[nkeys]
 OPTIONAL = {"testing.py": {"pytest", "pytest_asyncio"}, "cli.py": {"rich"}, "tail.py": {"rich"},
-            "logging.py": {"opentelemetry"}, "langgraph.py": {"langgraph", "langchain_core"},
+            "logging.py": {"opentelemetry"}, "langgraph.py": {"langgraph", "langchain_core", "pyfastcdc"},
             "adk.py": {"google"}}  # fmt: skip
 
 
