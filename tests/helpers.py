@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.js.api import PubAck
@@ -150,3 +151,12 @@ async def scrape(port: int | None) -> str:
     body = (await reader.read()).decode()
     writer.close()
     return body
+
+
+async def pg_rows(postgres_url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Rows of one query, on a connection of its own (what a test reads straight from PostgreSQL)."""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()

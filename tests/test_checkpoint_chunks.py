@@ -36,7 +36,7 @@ from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import ServiceHost
 from agentstore_server.stores.objects import ObjectStore
-from tests.helpers import new_agent
+from tests.helpers import new_agent, pg_rows
 
 STEPS = 12
 DOC_BYTES = 512 * 1024
@@ -49,11 +49,7 @@ async def client(nats_server: Server, artifacts_service: ServiceHost) -> AsyncIt
 
 
 async def fetch(settings: Settings, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.postgres_url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
+    return await pg_rows(settings.postgres_url, sql, *args)
 
 
 async def stored_objects(settings: Settings, agent: str) -> int:

@@ -41,6 +41,7 @@ from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import ServiceHost
 from agentstore_server.stores.objects import ObjectStore
 from agentstore_server.stores.postgres import PostgresStore
+from tests import helpers
 from tests import langgraph_graph as lg
 from tests.helpers import new_agent
 
@@ -70,11 +71,7 @@ async def test_the_saver_passes_langgraphs_conformance_suite_with_every_capabili
 
 
 async def pg_rows(settings: Settings, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.postgres_url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
+    return await helpers.pg_rows(settings.postgres_url, sql, *args)
 
 
 async def test_a_graph_interrupts_resumes_forks_and_a_new_process_reads_it_back(

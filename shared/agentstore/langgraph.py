@@ -170,11 +170,12 @@ class _Flight:
     def __init__(self, pack: Pack, data: bytes) -> None:
         self.pack = pack
         self.data = data
-        self.uploaded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # Set once the pack is uploaded or its put has ended: borrowers send theirs then (a
+        # pack that never got there comes back to them as `missing`, and they upload it).
+        self.uploaded = asyncio.Event()
 
-    def settle(self, uploaded: bool) -> None:
-        if not self.uploaded.done():
-            self.uploaded.set_result(uploaded)
+    def settle(self) -> None:
+        self.uploaded.set()
 
 
 class _Outgoing:
@@ -307,7 +308,7 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         try:
             for _ in range(2 * PUT_ATTEMPTS):
                 if out.borrowed:  # they never raise: a pack not uploaded comes back as missing
-                    await asyncio.gather(*(f.uploaded for f in out.borrowed.values()))
+                    await asyncio.gather(*(f.uploaded.wait() for f in out.borrowed.values()))
                 reply = await self.client.call(endpoint, request)
                 if reply.stored:
                     self.blobs.known.update(out.uploads)
@@ -315,7 +316,7 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
                     return
                 if reply.missing_chunks:
                     self.blobs.known.difference_update(reply.missing_chunks)
-                    self._land(out, uploaded=False)
+                    self._land(out)
                     out = _Outgoing()
                     request = build(out)
                     continue
@@ -326,19 +327,19 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
                       for d, url in missing.items())
                 )  # fmt: skip
                 if out.flight is not None:
-                    out.flight.settle(True)
+                    out.flight.settle()
             raise Unavailable(
                 f"{endpoint.subject}: values were uploaded {PUT_ATTEMPTS} times and still missing"
             )
         finally:
-            self._land(out, uploaded=True)
+            self._land(out)
 
-    def _land(self, out: _Outgoing, uploaded: bool) -> None:
+    def _land(self, out: _Outgoing) -> None:
         """A put's own pack is no longer in flight: later puts place its chunks anew (known,
         or in their own pack)."""
         if out.flight is None:
             return
-        out.flight.settle(uploaded)
+        out.flight.settle()
         for d in out.in_pack:
             if self.blobs.sending.get(d, (None,))[0] is out.flight:
                 del self.blobs.sending[d]
