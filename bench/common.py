@@ -149,3 +149,37 @@ async def service_drain(
         process.stop()
         await nc.close()
     return (len(items) - acked_at_start) / elapsed
+
+
+def stage_profile(metrics_url: str) -> dict[str, dict[str, float]]:
+    """Where a service's ingest time went, from its own /metrics: per stage of a fetched
+    batch (decode, write, follow_up, ack) the batches timed, their mean and the upper bound
+    of the bucket holding the 99th percentile (ms)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "agentstore_ingest_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels["stage"]
+            if sample.name.endswith("_bucket"):
+                buckets.setdefault(stage, []).append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_sum"):
+                sums[stage] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[stage] = sample.value
+    profile = {}
+    for stage, count in counts.items():
+        if not count:
+            continue
+        p99 = next(le for le, n in sorted(buckets[stage]) if n >= 0.99 * count)
+        profile[stage] = {"batches": count, "mean_ms": round(sums[stage] / count * 1000, 2),
+                          "p99_le_ms": p99 * 1000}  # fmt: skip
+    return profile

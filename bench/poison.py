@@ -29,7 +29,7 @@ from nats.js.api import PubAck
 from agentstore.contract import DEADLETTER, STREAMS
 from agentstore_server.bus.provision import ensure_stream
 from agentstore_server.devstack import servers
-from bench.common import BenchStack, bench_stack, emit_json
+from bench.common import BenchStack, bench_stack, emit_json, stage_profile
 
 AGENTS = 100
 TICK = 0.01  # the publishers' pace, and the poisoner's period
@@ -169,6 +169,7 @@ async def measure(stack: BenchStack, rate: int, seconds: float) -> dict[str, flo
                 await asyncio.sleep(0.01)  # until the phase's last message is settled
             phase.finished = next(t for t, floor in floors if floor >= max(s for s, _ in phase.published))
         dead = (await js.stream_info(DEADLETTER.name)).state.messages - dead_before
+        profile = stage_profile(f"{service.url}/metrics")
     finally:
         stop.set()
         if watcher is not None:
@@ -195,8 +196,13 @@ async def measure(stack: BenchStack, rate: int, seconds: float) -> dict[str, flo
     print(
         f"  p99 PubAck -> stored with the poisoner: {p99:.1f} ms (target < 50: {'meets' if p99 < 50 else 'ABOVE'})"
     )
+    print("  where a batch's time went (the service's agentstore_ingest_stage_seconds):")
+    for stage, figures in profile.items():
+        print(f"    {stage:<10} {figures['batches']:>7,.0f} batches, mean {figures['mean_ms']:6.2f} ms,"
+              f" p99 <= {figures['p99_le_ms']:g} ms")  # fmt: skip
     clean = latencies(phases[0], floors)
     return {
+        "stages": profile,
         "freshness_p50_ms": round(pct(clean, 0.5), 1), "freshness_p99_ms": round(pct(clean, 0.99), 1),
         "poisoned_p99_ms": round(p99, 1), "stored_per_s": round(rates[phases[0].name]),
         "rate_ratio_with_poisoner": round(ratio, 3), "dead_letters": dead, "poisons": phases[1].poisons,

@@ -9,7 +9,8 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.lifecycle.runner import ServiceHost, running
+from agentstore_server.logs.service import SPEC as LOGS
 from agentstore_server.stores.mongo import MongoStore
 from tests.conftest import READ_PATHS, settings_for_read_path
 from tests.helpers import (
@@ -249,3 +250,37 @@ async def test_service_answers_nats_micro_discovery(logs_service: ServiceHost, n
     assert {"query.logs", "agents.*.rpc.query.logs"} <= subjects
     groups = {e["queue_group"] for e in info["endpoints"]}
     assert len(groups) == len(info["endpoints"])
+
+
+async def test_agents_are_marked_seen_across_a_restart(settings: Any, nc: Client) -> None:
+    """query.agents: first_seen stays the first log's ts, last_seen follows the newest one
+    past the marking period, for agents new to the collection (inserted together) and for
+    agents a restarted service loaded from it."""
+    old, new = new_agent(), new_agent()
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def at(agent: str, i: int, seconds: float) -> tuple[str, bytes, None]:
+        ts = (t0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+        return (f"agents.{agent}.logs", as_json(log_body(i, ts=ts)), None)
+
+    async def listed(agents: list[str], after: Any) -> dict[str, dict[str, Any]]:
+        code, page = await request(nc, "query.agents", {"agent_ids": agents, "after": _after(after)})
+        assert code == 200, page
+        return {it["agent_id"]: it for it in page["items"]}
+
+    async with running(LOGS, settings):
+        acks = await publish_all(nc, [at(old, 0, 0), at(old, 1, 10)])
+        seen = await listed([old], acks[-1])
+        assert seen[old]["first_seen"].startswith("2026-12-01T12:00:00")
+        assert seen[old]["last_seen"].startswith("2026-12-01T12:00:10")
+    async with running(LOGS, settings):
+        # Within the marking period of the stored mark: nothing to rewrite. Past it: marked.
+        acks = await publish_all(nc, [at(old, 2, 10.2), at(new, 0, 20)])
+        seen = await listed([old, new], acks[-1])
+        assert seen[old]["last_seen"].startswith("2026-12-01T12:00:10")
+        assert seen[new]["first_seen"].startswith("2026-12-01T12:00:20")
+        acks = await publish_all(nc, [at(old, 3, 30), at(new, 1, 40)])
+        seen = await listed([old, new], acks[-1])
+        assert seen[old]["last_seen"].startswith("2026-12-01T12:00:30")
+        assert seen[old]["first_seen"].startswith("2026-12-01T12:00:00")
+        assert seen[new]["last_seen"].startswith("2026-12-01T12:00:40")

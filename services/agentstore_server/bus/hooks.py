@@ -16,6 +16,9 @@ class IngestMetrics(Protocol):
     @property
     def batch_seconds(self) -> Any: ...  # Histogram
 
+    @property
+    def stage_seconds(self) -> Any: ...  # Histogram[stage]
+
 
 class RequestMetrics(Protocol):
     """Prometheus families the request-reply server counts into."""

@@ -79,14 +79,19 @@ class Envelope:
 
 # decode: Envelope -> item, raising InvalidMessage. write: items -> {index: reason}
 # for items the store refused for good; raises StoreUnavailable when it is down.
+# follow_up: the stored items -> None, for what is derived from them (an agent marked seen).
 Decode = Callable[[Envelope], Any]
 Write = Callable[[Sequence[Any]], Awaitable[Mapping[int, str]]]
+FollowUp = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Handler:
     decode: Decode
     write: Write
+    # Run on the items `write` stored, before their acks (so a redelivery repeats it: it
+    # must be idempotent). Its own stage, timed apart from the write.
+    follow_up: FollowUp | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,12 @@ class IngestWorker:
     async def process(self, msgs: Sequence[Msg]) -> bool:
         """Store one batch. Returns False when the store was unavailable."""
         started = time.perf_counter()
+        stages = self.metrics.stage_seconds
+        # The batch's oldest message (a worker's fetches come in stream order) waited from
+        # the stream's store to here: "queued"; to its ack, below: "stored", the freshness a
+        # reader sees (same host clocks; across hosts it also holds their skew).
+        in_stream = ack_info(msgs[0])[1] / 1e9 if msgs else time.time()
+        stages.labels(stage="queued").observe(max(time.time() - in_stream, 0.0))
         groups: dict[str, list[tuple[Msg, Any]]] = {}
         for msg in msgs:
             try:
@@ -238,12 +249,14 @@ class IngestWorker:
                 await self._dead_letter(msg, f"decoding raised {type(exc).__name__}: {exc}")
                 continue
             groups.setdefault(kind, []).append((msg, item))
+        stages.labels(stage="decode").observe(time.perf_counter() - started)
         healthy = True
         for kind, pairs in groups.items():
             healthy &= await self._write(kind, pairs)
         if healthy:
             self._failures = 0
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        stages.labels(stage="stored").observe(max(time.time() - in_stream, 0.0))
         return healthy
 
     def _decode(self, msg: Msg) -> tuple[str, Any]:
@@ -261,8 +274,16 @@ class IngestWorker:
     async def _write(self, kind: str, pairs: list[tuple[Msg, Any]]) -> bool:
         handler = self.ingest.handlers[kind]
         where = f"{self.ingest.stream.name}/{kind}"
+        stages = self.metrics.stage_seconds
+        started = time.perf_counter()
         try:
             rejected = await handler.write([item for _, item in pairs])
+            stages.labels(stage="write").observe(time.perf_counter() - started)
+            if handler.follow_up is not None:
+                started = time.perf_counter()
+                stored = [item for i, (_, item) in enumerate(pairs) if i not in rejected]
+                await self._follow_up(handler.follow_up, stored)
+                stages.labels(stage="follow_up").observe(time.perf_counter() - started)
         except StoreMisconfigured as exc:
             # The deployment, not the data: keep every message (nak) and say so in readiness.
             self.faults.report(where, str(exc))
@@ -284,6 +305,7 @@ class IngestWorker:
             await self._suspect(kind, pairs[0][0], exc)
             return True  # the store works: no pause for the others
         self.faults.clear(where)
+        started = time.perf_counter()
         for index, (msg, _) in enumerate(pairs):
             reason = rejected.get(index)
             if reason is not None:
@@ -292,8 +314,23 @@ class IngestWorker:
                 await msg.ack()
                 if self._suspects:
                     self._suspects.pop(ack_info(msg)[0], None)
+        stages.labels(stage="ack").observe(time.perf_counter() - started)
         self.metrics.ingested.labels(kind=kind, outcome="stored").inc(len(pairs) - len(rejected))
         return True
+
+    async def _follow_up(self, follow_up: FollowUp, stored: Sequence[Any]) -> None:
+        """A handler's follow-up. The store being down or misconfigured keeps the batch (the
+        write's own handling: nak, pause); anything else is logged and the batch still
+        acked, since its data is stored and what is derived from it must not hold it."""
+        if not stored:
+            return
+        try:
+            await follow_up(stored)
+        except (StoreUnavailable, StoreMisconfigured):
+            raise
+        except Exception:
+            log.exception("the follow-up of a stored %s batch raised; acking the batch anyway",
+                          self.ingest.stream.name)  # fmt: skip
 
     async def _split(self, kind: str, pairs: list[tuple[Msg, Any]]) -> bool:
         """Write each half on its own (in order), down to single messages: log2(n) rounds

@@ -60,6 +60,14 @@ class ServiceMetrics:
             "Time to decode, store and ack one fetched batch",
             registry=self.registry,
         )
+        self.stage_seconds = Histogram(
+            "agentstore_ingest_stage_seconds",
+            "Time of one stage of a fetched batch (decode, write, follow_up, ack); queued, stored:"
+            " its oldest message from the stream to fetched, to acked",
+            ["stage"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
         self.requests = Counter(
             "agentstore_requests",
             "Request-reply calls by endpoint and reply code",

@@ -75,7 +75,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         "outputs": Handler(outputs.decode_output, output_store.write),
     }
     # Whatever an agent stores on LOGS marks it seen (`query.agents`).
-    writers = {kind: Handler(h.decode, fleet.tracking(h.write)) for kind, h in writers.items()}
+    writers = {kind: Handler(h.decode, h.write, follow_up=fleet.seen) for kind, h in writers.items()}
     return Wiring(
         ingests=ingests("logs", writers),
         endpoints=bind(
