@@ -32,11 +32,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from agentstore import contract
 from agentstore.schemas.common import MAX_NESTING
 from agentstore_server.artifacts.service import SPEC as ARTIFACTS
-from agentstore_server.devstack.servers import Server
+from agentstore_server.devstack.servers import Server, free_port
 from agentstore_server.identity.service import SPEC as IDENTITY
 from agentstore_server.lifecycle.runner import running
 from agentstore_server.logs.service import SPEC as LOGS
 from agentstore_server.metrics.service import SPEC as METRICS
+from agentstore_server.otlp.service import SPEC as OTLP
 from agentstore_server.tasks.service import SPEC as TASKS
 from tests.conftest import Stack, make_settings
 from tests.helpers import after, as_json, dead_letters, eventually, new_agent, publish_all, request
@@ -335,3 +336,70 @@ async def test_every_endpoint_answers_generated_requests_with_2xx_or_4xx(
     except NatsTimeoutError:
         pytest.fail(f"{address}: no reply within 15 s to {body!r}")
     assert 200 <= code < 500, f"{address}: {code} {reply!r} to {body!r}"
+
+
+# -- OTLP/HTTP: generated exports, compressed or not, under any encoding and type ----------
+
+OTLP_PATHS = ["/v1/logs", "/v1/traces", "/v1/metrics"]
+
+
+@pytest.fixture(scope="module")
+async def otlp_url(module_nats: Server, stack_servers: Stack, services: None) -> AsyncIterator[str]:
+    port = free_port()
+    settings = make_settings(module_nats, stack_servers.mongo, stack_servers).model_copy(
+        update={"otlp_port": port}
+    )
+    async with running(OTLP, settings):
+        yield f"http://127.0.0.1:{port}"
+
+
+def _otlp_json(draw: st.DrawFn) -> bytes:
+    """An OTLP JSON export of any signal with generated resource attributes and records."""
+    value = st.one_of(st.text(max_size=20).map(lambda s: {"stringValue": s}),
+                      st.integers().map(lambda i: {"intValue": str(i)}), JSON)  # fmt: skip
+    attrs = st.lists(st.fixed_dictionaries({"key": st.sampled_from(["service.name", "gen_ai.agent.id"]) | KEYS,
+                                            "value": value}), max_size=3)  # fmt: skip
+    record = st.dictionaries(st.sampled_from(["body", "timeUnixNano", "severityNumber", "traceId", "spanId",
+                                              "name", "attributes", "startTimeUnixNano"]) | KEYS,
+                             JSON | attrs, max_size=5)  # fmt: skip
+    export = {"resourceLogs": [{"resource": {"attributes": draw(attrs)},
+                                "scopeLogs": [{"logRecords": draw(st.lists(record, max_size=3))}]}],
+              "resourceSpans": [{"resource": {"attributes": draw(attrs)},
+                                 "scopeSpans": [{"spans": draw(st.lists(record, max_size=3))}]}]}  # fmt: skip
+    return encode(export, lenient=draw(st.booleans()))
+
+
+@st.composite
+def otlp_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    import gzip
+    import zlib
+
+    body = draw(st.one_of(st.binary(max_size=256), st.none()))  # None: a generated export
+    if body is None:
+        body = _otlp_json(draw)
+    encoding = draw(st.sampled_from(["", "identity", "gzip", "deflate", "br", "GZIP", "gzip, gzip"]))
+    how = draw(st.sampled_from(["as said", "raw", "twice"]))
+    if encoding.lower() in ("gzip", "deflate") and how != "raw":
+        squash = gzip.compress if encoding.lower() == "gzip" else zlib.compress
+        body = squash(squash(body)) if how == "twice" else squash(body)
+    content_type = draw(st.sampled_from(["application/json", "application/x-protobuf", "text/plain", ""]))
+    headers = {"Content-Type": content_type} if content_type else {}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    return draw(st.sampled_from(OTLP_PATHS)), body, headers
+
+
+@given(example=otlp_requests())
+async def test_otlp_answers_generated_exports_with_2xx_or_4xx(
+    otlp_url: str, example: tuple[str, bytes, dict[str, str]]
+) -> None:
+    import aiohttp
+
+    path, body, headers = example
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as http,
+        http.post(f"{otlp_url}{path}", data=body, headers=headers) as reply,
+    ):
+        text = await reply.text(errors="replace")
+    assert reply.status in (200, 400, 413), f"{path} {headers}: {reply.status} {text[:300]}"
+    assert reply.status == 200 or text.strip(), "a refusal says why"

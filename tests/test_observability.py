@@ -294,3 +294,50 @@ async def test_srv_stats_time_each_request_and_count_its_errors(
         await eventually(dead_gauge, timeout=10, what="the dead-letter gauge")
     finally:
         await nc.drain()
+
+
+async def test_otlp_inflates_a_body_once_and_bounded(
+    nats_server: Server, logs_service: ServiceHost, otlp_service: tuple[ServiceHost, str]
+) -> None:
+    """A gzip or deflate export is stored (aiohttp no longer inflates it before the service
+    does again); a body compressed twice, a bomb past MAX_BODY and bytes that are not what
+    they say get a 4xx naming why, and the receiver keeps answering."""
+    import gzip
+    import json
+    import zlib
+
+    from agentstore_server.otlp.service import MAX_BODY
+
+    _, endpoint = otlp_service
+    agent = new_agent("gz")
+
+    def export(message: str) -> bytes:
+        return json.dumps({"resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": agent}}]},
+            "scopeLogs": [{"logRecords": [{"body": {"stringValue": message}}]}],
+        }]}).encode()  # fmt: skip
+
+    bomb = b"\0" * (MAX_BODY + 1024 * 1024)  # what the bomb inflates to, built once here
+    cases = [
+        ("gzip", gzip.compress(export("gzipped")), 200, ""),
+        ("deflate", zlib.compress(export("deflated")), 200, ""),
+        ("gzip", gzip.compress(gzip.compress(export("twice"))), 400, "not an OTLP logs export"),
+        ("gzip", gzip.compress(bomb), 413, "MiB decompressed"),
+        ("gzip", gzip.compress(export("cut"))[:-12], 400, "ends before"),
+        ("deflate", b"\x00not deflate", 400, "not valid deflate"),
+        ("br", b"x", 400, "send gzip, deflate or none"),
+    ]
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        for encoding, body, status, says in cases:
+            headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+            async with http.post(f"{endpoint}/v1/logs", data=body, headers=headers) as reply:
+                text = await reply.text()
+                assert reply.status == status, (encoding, text)
+                assert says in text, text
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator:
+
+        async def stored() -> Any:
+            page = await evaluator.query("logs", agent_ids=[agent])
+            return sorted(item.message for item in page.items) if len(page.items) == 2 else None
+
+        assert await eventually(stored, timeout=10, what="both compressed exports") == ["deflated", "gzipped"]

@@ -12,7 +12,6 @@ are refused in the reply's `partial_success` and the rest are kept.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import zlib
 from contextlib import AsyncExitStack
@@ -33,7 +32,7 @@ from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
 from agentstore_server.otlp.mapping import MAPPERS, Item, parse
 
 log = logging.getLogger("agentstore.otlp")
-MAX_BODY = 32 * 1024 * 1024
+MAX_BODY = 32 * 1024 * 1024  # an export as sent, and as decompressed
 RESPONSES: dict[str, tuple[Any, str]] = {"traces": (ExportTraceServiceResponse, "rejected_spans"),
              "logs": (ExportLogsServiceResponse, "rejected_log_records"),
              "metrics": (ExportMetricsServiceResponse, "rejected_data_points")}  # fmt: skip
@@ -49,7 +48,9 @@ class Receiver:
     async def serve(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
         app.add_routes([web.post("/v1/{signal:traces|logs|metrics}", self.export)])
-        self._runner = web.AppRunner(app, access_log=None)
+        # aiohttp would inflate a gzip body itself, unbounded before client_max_size looks
+        # (a 2 KB gzip of gzip of 1 GiB is 1 GiB in memory): `decompress` does it, bounded.
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.otlp_host, self.settings.otlp_port, reuse_address=True)
         await site.start()
@@ -74,6 +75,8 @@ class Receiver:
             items = list(MAPPERS[signal](parse(signal, body, content_type)))
             kept, refused = checked(items)
             await self.publish(kept)
+        except TooLarge as exc:
+            return error(413, str(exc), as_json)
         except BadRequest as exc:
             return error(400, str(exc), as_json)
         except (Unavailable, AgentstoreError, TimeoutError) as exc:
@@ -112,23 +115,40 @@ def checked(items: list[Item]) -> tuple[list[Item], list[str]]:
     return kept, refused
 
 
-def decompress(body: bytes, encoding: str) -> bytes:
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error) as exc:
-        raise BadRequest(f"the body is not valid {encoding}: {exc}") from None
-    if encoding not in ("", "identity"):
+class TooLarge(BadRequest):
+    """An export past MAX_BODY once decompressed."""
+
+
+# Content-Encoding -> zlib's wbits: gzip's header, or zlib's (what HTTP calls deflate).
+WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decompress(body: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
+    """The export as sent, inflated once and never past `limit` bytes (what the exporter
+    compressed; a body compressed twice is not an OTLP message and gets a 400)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in WBITS:
         raise BadRequest(f"Content-Encoding {encoding!r}: send gzip, deflate or none")
-    return body
+    inflater = zlib.decompressobj(WBITS[encoding])
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid {encoding}: {exc}") from None
+    if len(out) > limit:
+        raise TooLarge(
+            f"the export is over {limit // (1024 * 1024)} MiB decompressed: split it into smaller batches"
+        )
+    if not inflater.eof:
+        raise BadRequest(f"the body is not valid {encoding}: it ends before the compressed stream does")
+    return out
 
 
 def error(status: int, message: str, as_json: bool, retry_after: str | None = None) -> web.Response:
     headers = {"Retry-After": retry_after} if retry_after else {}
     # OTLP/HTTP errors are a google.rpc.Status; its `message` is what exporters log.
-    code = 3 if status == 400 else 14  # INVALID_ARGUMENT, UNAVAILABLE
+    code = {400: 3, 413: 8}.get(status, 14)  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE
     payload: dict[str, Any] = {"code": code, "message": message}
     return (
         web.json_response(payload, status=status, headers=headers)
