@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import jsonschema
+import msgspec
 import pytest
 
 from agentstore import auth, contract
@@ -202,3 +204,21 @@ def test_the_sdk_imports_without_any_server_dependency() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_no_id_pattern_takes_a_trailing_newline() -> None:
+    """Every pattern the contract's Structs carry is whole-string: Python's `$` also matched
+    before a final newline, so `agent\\n` was a valid agent id (and `log-1\\n` an event id)."""
+    from agentstore.auth import Name
+    from agentstore.schemas.common import AgentId, EventId
+    from agentstore.schemas.logs import SpanId, TraceId
+
+    for annotated, valid in [(AgentId, "agent-1"), (EventId, "log-1"), (Name, "agent-1"),
+                             (TraceId, "0" * 32), (SpanId, "0" * 16)]:  # fmt: skip
+        assert msgspec.json.decode(msgspec.json.encode(valid), type=annotated) == valid
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.json.decode(msgspec.json.encode(valid + "\n"), type=annotated)
+    # And no pattern anywhere in the contract (every Struct, nested ones too) ends in a bare `$`.
+    text = json.dumps(document())
+    bare = sorted({p for p in re.findall(r'"pattern": "((?:[^"\\\\]|\\\\.)*)"', text) if p.endswith("$")})
+    assert not bare, bare

@@ -39,7 +39,7 @@ from agentstore import contract
 from agentstore.contract import DEADLETTER_STREAM, MAX_DELIVERIES_ADVISORY
 from agentstore.schemas.common import AgentId
 
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$(?!\n)")]
 
 
 def role_requests(role: contract.Role, agent: str = "*") -> list[str]:

@@ -43,7 +43,7 @@ from agentstore_server.stores.postgres import PostgresStore
 
 MAX_HASHED_BYTES = 64 * 1024 * 1024
 _ID = re.compile(EVENT_ID_PATTERN)
-_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,128}$")
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,128}$(?!\n)")
 
 
 class Artifacts:

@@ -42,8 +42,8 @@ Document = dict[str, Any]
 IndexKeys = Sequence[tuple[str, int]]
 
 # Keys in filters and sorts come from the services' code; anything else is not ours to quote.
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_SCHEMA = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$(?!\n)")
+_SCHEMA = re.compile(r"^[A-Za-z0-9_-]{1,63}$(?!\n)")
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 # Values of these types compare within their own type only (as MongoDB compares).
 _JSON_TYPE = {bool: "boolean", int: "number", float: "number", str: "string", datetime: "number"}

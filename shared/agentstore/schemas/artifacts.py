@@ -23,9 +23,9 @@ from agentstore.schemas.common import (
 MAX_KEY_BYTES = 1024
 DEFAULT_BUCKET = "screenshots"
 UNASSIGNED = "_"  # the task segment of a key when the artifact has no task
-BucketName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+BucketName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$(?!\n)")]
 ContentType = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,128}$")
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,128}$(?!\n)")
 ]
 FileName = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Cursor = Annotated[str, msgspec.Meta(max_length=512)]
@@ -56,7 +56,7 @@ def object_key(agent: str, task_id: str | None, artifact_id: str, name: str) -> 
     return key
 
 
-_KEY = re.compile(r"^(?P<agent>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/(?P<task>[^/]+)/(?P<rest>[^/]+)$")
+_KEY = re.compile(r"^(?P<agent>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/(?P<task>[^/]+)/(?P<rest>[^/]+)$(?!\n)")
 
 
 def check_key(agent: str, key: str) -> re.Match[str]:
@@ -116,7 +116,7 @@ class DeleteFiles(Strict):
     audit trail (`agents.{agent}.events`, type `files_deleted`)."""
 
     agent_id: AgentId
-    prefix: Annotated[str, msgspec.Meta(max_length=512, pattern=r"^(?!.*\.\.)[A-Za-z0-9._/-]*$")] = ""
+    prefix: Annotated[str, msgspec.Meta(max_length=512, pattern=r"^(?!.*\.\.)[A-Za-z0-9._/-]*$(?!\n)")] = ""
 
 
 class FileUrlQuery(Strict):

@@ -47,7 +47,7 @@ Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 ThreadId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Namespace = Annotated[str, msgspec.Meta(max_length=1024)]
 CheckpointId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]
 Short = Annotated[str, msgspec.Meta(max_length=1024)]
 
 

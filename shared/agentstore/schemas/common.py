@@ -14,8 +14,10 @@ import msgspec
 
 from agentstore.errors import BadRequest, InvalidMessage
 
-AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# `$(?!\n)`, not `$`: msgspec matches with Python's `re.search`, where `$` also matches
+# before a trailing newline ("agent\n" passed); ECMA regexes (the JSON Schemas) have no `\Z`.
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$(?!\n)"
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$(?!\n)"
 
 # Caps the docs state (docs/CONTRACT.md, "Limits").
 MAX_MESSAGE_CHARS = 64 * 1024
@@ -75,7 +77,7 @@ class Page(Reply, Generic[Item]):
 class After(Strict):
     """Read your writes: the PubAck position the caller wants the answer to include."""
 
-    stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$(?!\n)")]
     seq: Annotated[int, msgspec.Meta(ge=0)]
 
 

@@ -34,8 +34,8 @@ Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 Role = Literal["user", "assistant", "system", "tool"]
 SchemaVersion = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 # W3C / OpenTelemetry ids in lowercase hex (v1.3): a trace's 16 bytes, a span's 8.
-TraceId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
-SpanId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$")]
+TraceId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$(?!\n)")]
+SpanId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$(?!\n)")]
 
 
 # -- ingest bodies (agents.{agent}.{kind}) ------------------------------------

@@ -27,7 +27,7 @@ RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ReleaseStatus = Literal["succeeded", "failed", "queued"]
 Phase = Literal["bundle", "execute", "extract", "done"]
 # A study's SHA-256 (hex) of its canonical spec; seed 004's own hashes keep their value.
-SpecHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$")]
+SpecHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8,128}$(?!\n)")]
 Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 Step = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
