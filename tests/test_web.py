@@ -245,8 +245,9 @@ async def test_writes_need_the_evaluator_identity(page: Page, fleet: Fleet) -> N
     )
     assert refused.status == 403 and "needs the evaluator identity" in await refused.text()
     # The console with the evaluator identity cancels (a forged form is refused first).
-    forged = await page.request.post(f"{fleet.url}/runs/{fleet.held_run}/cancel", form={"token": "x"})
-    assert forged.status == 403
+    for token in ("x", "", "ü" * 64):  # (any length, any characters: compared in constant time)
+        forged = await page.request.post(f"{fleet.url}/runs/{fleet.held_run}/cancel", form={"token": token})
+        assert forged.status == 403 and "stale or from another site" in await forged.text()
     await page.goto(f"{fleet.url}/runs/{fleet.held_run}")
     await page.click("button:has-text('cancel run')")
     await page.wait_for_url(f"**/runs/{fleet.held_run}")
@@ -281,6 +282,12 @@ async def test_bad_addresses_get_clear_errors(page: Page, fleet: Fleet) -> None:
     assert reply is not None and reply.status == 404
     reply = await page.goto(f"{fleet.url}/deadletters/999999")
     assert reply is not None and reply.status == 404
+    # Every response, errors too, refuses to be framed by another site and to be sniffed.
+    for response in (reply, await page.goto(fleet.url + "/")):
+        assert response is not None
+        headers = await response.all_headers()
+        assert headers["content-security-policy"] == "frame-ancestors 'none'", headers
+        assert (headers["x-frame-options"], headers["x-content-type-options"]) == ("DENY", "nosniff")
 
 
 async def test_threads_show_each_checkpoint_and_sessions_their_items(
