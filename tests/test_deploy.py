@@ -135,3 +135,16 @@ def test_grafana_dashboard_reads_metrics_the_services_export() -> None:
     base = {next((n[: -len(s)] for s in suffixes if n.endswith(s)), n) for n in used}
     assert base <= exported | {"process_cpu_seconds", "process_resident_memory_bytes"}, base - exported
     assert {"agentstore_consumer_backlog", "agentstore_deadletters"} <= base
+
+
+def test_only_labelled_agent_pods_may_export_to_the_otlp_receiver() -> None:
+    """The receiver writes for whatever agent an export names: no rule of its policy lets in
+    every pod of the cluster (an ingress rule without `from` did)."""
+    policy = next(d for _, d in k8s_docs() if d["kind"] == "NetworkPolicy"
+                  and d["metadata"]["name"] == "otlp-receiver")  # fmt: skip
+    rules = policy["spec"]["ingress"]
+    assert all(rule.get("from") for rule in rules), rules
+    otlp = next(rule for rule in rules if {"port": 4318} in rule["ports"])
+    assert otlp["from"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"agentstore/otlp": "export"}}}
+    ]
