@@ -72,6 +72,10 @@ async def test_up_serves_a_plain_nats_client_and_down_leaves_nothing(
     assert up.returncode == 0, up.stderr
     home = Path(stack_env["AGENTSTORE_HOME"])
     settings = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())
+    # It and the supervisor's recipes hold the stack's passwords: the owner's eyes only.
+    private = [home / "stack.env", *(home / "run").glob("*.json")]
+    assert len(private) > 3, private  # the recipes are there
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in private if p.stat().st_mode & 0o077} == {}
     assert set(settings) == {
         "NATS_URL", "POSTGRES_URL", "MONGODB_URL", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "WEB_URL",
         "OTLP_URL", "MONGODB_SQL_URL",

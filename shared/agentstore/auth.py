@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ import nkeys
 
 from agentstore import contract
 from agentstore.contract import DEADLETTER_STREAM, MAX_DELIVERIES_ADVISORY
+from agentstore.private import write_private
 from agentstore.schemas.common import AgentId
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$(?!\n)")]
@@ -220,28 +220,22 @@ def generate(fleet: Fleet, out: Path, *, run_time: bool = True) -> list[Identity
     if run_time:
         keys = new_secrets()
         passwords = {IDENTITY_USER: secrets.token_urlsafe(24), SYSTEM_USER: secrets.token_urlsafe(24)}
-        _private(out / ISSUER_FILE, keys.issuer_seed + "\n")
-        _private(out / ENROLLMENT_FILE, keys.enrollment + "\n")
+        write_private(out / ISSUER_FILE, keys.issuer_seed + "\n")
+        write_private(out / ENROLLMENT_FILE, keys.enrollment + "\n")
         for user, password in passwords.items():
-            _private(
+            write_private(
                 out / "credentials" / f"{user}.json", json.dumps({"user": user, "password": password}) + "\n"
             )
-    _private(out / "auth.conf", render(found, keys=keys, passwords=passwords))
+    write_private(out / "auth.conf", render(found, keys=keys, passwords=passwords))
     for identity in found:
         creds = {"user": identity.user, "password": identity.password}
-        _private(out / "credentials" / f"{identity.user}.json", json.dumps(creds) + "\n")
+        write_private(out / "credentials" / f"{identity.user}.json", json.dumps(creds) + "\n")
     return found
 
 
 def read_secrets(folder: Path) -> Secrets:
     """The identity service's secrets, as `generate` wrote them into `folder`."""
     return Secrets((folder / ISSUER_FILE).read_text().strip(), (folder / ENROLLMENT_FILE).read_text().strip())
-
-
-def _private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
 
 
 def load_fleet(path: Path) -> Fleet:

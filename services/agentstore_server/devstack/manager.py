@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentstore.errors import StackError
+from agentstore.private import write_private
 from agentstore_server.devstack import binaries, servers
 from agentstore_server.devstack.supervisor import PAUSE_FILE, Recipe, alive, owns, spawn
 
@@ -206,7 +207,8 @@ class Stack:
                 lambda: servers.start_minio(self.data / "minio", p.minio, p.minio_console, detach=True),
             )
         self.home.mkdir(parents=True, exist_ok=True)
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        # Owner-only: it holds the stack's passwords (and, under AUTH=1, the evaluator's login).
+        write_private(self.env_file, "".join(f"{k}={v}\n" for k, v in settings.items()))
         if self.pid("web") is None:
             servers.check_port_free(p.web, "web console", "AGENTSTORE_WEB_PORT")
         if self.pid("otlp") is None:

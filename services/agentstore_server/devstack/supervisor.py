@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agentstore.private import write_private
+
 log = logging.getLogger("agentstore.supervisor")
 
 TICK = 0.25
@@ -52,7 +54,7 @@ class Recipe:
     def save(self, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = run_dir / f".{self.name}.json.tmp"
-        tmp.write_text(json.dumps(asdict(self)))
+        write_private(tmp, json.dumps(asdict(self)))  # owner-only: `env` holds passwords
         tmp.replace(run_dir / f"{self.name}.json")
 
     @classmethod
