@@ -148,3 +148,27 @@ def test_only_labelled_agent_pods_may_export_to_the_otlp_receiver() -> None:
     assert otlp["from"] == [
         {"namespaceSelector": {}, "podSelector": {"matchLabels": {"agentstore/otlp": "export"}}}
     ]
+
+
+def test_a_service_refuses_the_placeholder_secrets_but_in_the_dev_overlay() -> None:
+    """base's Secret holds `change-me` placeholders: `agentstore serve` on them stops with an
+    error naming each one and the fix; the dev overlay (and only it) allows them."""
+    from agentstore.errors import ConfigError
+    from agentstore_server.config import Settings
+
+    secret = next(
+        d for _, d in k8s_docs() if d["kind"] == "Secret" and d["metadata"]["name"] == "agentstore-secrets"
+    )
+    placeholders = {
+        k.lower(): v for k, v in secret["stringData"].items() if k.lower() in Settings.model_fields
+    }
+    with pytest.raises(
+        ConfigError, match="POSTGRES_URL, MONGODB_URL, S3_SECRET_KEY still hold the placeholder"
+    ):
+        Settings(**placeholders).refuse_placeholder_secrets()
+    Settings(**placeholders, allow_placeholder_secrets=True).refuse_placeholder_secrets()
+    Settings().refuse_placeholder_secrets()  # the local stack's own
+    for overlay in ("dev", "prod"):
+        kustomization = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
+        allows = [p for p in kustomization["patches"] if "placeholder" in p["path"]]
+        assert bool(allows) == (overlay == "dev"), overlay

@@ -10,6 +10,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentstore.bus.connect import NatsSettings
+from agentstore.errors import ConfigError
+
+# deploy/k8s/base/config.yaml's placeholders: a service refuses to run on them unless told
+# (ALLOW_PLACEHOLDER_SECRETS=1, the dev overlay), so a cluster never goes live with them.
+PLACEHOLDER = "change-me"
 
 
 class Settings(BaseSettings):
@@ -43,6 +48,7 @@ class Settings(BaseSettings):
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "agentstore"
     s3_secret_key: str = "agentstore-secret"
+    allow_placeholder_secrets: bool = False
     # HTTPS to S3; S3_CA_BUNDLE is honoured through the environment by the S3 client.
     s3_secure: bool = False
     # Buckets agents may write to (Artifact-Bucket / bucket); created at start.
@@ -110,3 +116,16 @@ class Settings(BaseSettings):
             nkey=self.nats_nkey, token=self.nats_token, tls_ca=self.nats_tls_ca,
             tls_cert=self.nats_tls_cert, tls_key=self.nats_tls_key, context=self.nats_context,
         ).with_context()  # fmt: skip
+
+    def refuse_placeholder_secrets(self) -> None:
+        """A ConfigError when a secret is still deploy/k8s's placeholder."""
+        if self.allow_placeholder_secrets:
+            return
+        named = [name.upper() for name in ("postgres_url", "mongodb_url", "mongodb_sql_url", "s3_secret_key")
+                 if PLACEHOLDER in (getattr(self, name) or "")]  # fmt: skip
+        if named:
+            raise ConfigError(
+                f"{', '.join(named)} still hold the placeholder {PLACEHOLDER!r} of "
+                "deploy/k8s/base/config.yaml: put real secrets in agentstore-secrets "
+                "(deploy/k8s/README.md), or set ALLOW_PLACEHOLDER_SECRETS=1 for a throw-away cluster"
+            )

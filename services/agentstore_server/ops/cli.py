@@ -260,6 +260,7 @@ def _serve(args: argparse.Namespace) -> int:
     if unknown:
         raise AgentstoreError(f"unknown service {unknown}; choose from {sorted(SERVICES)}")
     settings = Settings()
+    settings.refuse_placeholder_secrets()
     configure_logging("+".join(names), settings.log_level)
     specs = [SERVICES[n] for n in names]
     if settings.service_processes > 1:
