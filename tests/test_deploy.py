@@ -172,3 +172,18 @@ def test_a_service_refuses_the_placeholder_secrets_but_in_the_dev_overlay() -> N
         kustomization = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
         allows = [p for p in kustomization["patches"] if "placeholder" in p["path"]]
         assert bool(allows) == (overlay == "dev"), overlay
+
+
+def test_every_pod_runs_as_non_root_without_privilege_escalation() -> None:
+    """The datastores too (they ran as root with every capability): each pod template of the
+    base runs as a non-root user, each container without privilege escalation."""
+    templates = [(name, d["spec"]["template"]["spec"]) for name, d in k8s_docs()
+                 if d["kind"] in ("Deployment", "StatefulSet")]  # fmt: skip
+    assert len(templates) >= 10
+    for name, pod in templates:
+        assert pod.get("securityContext", {}).get("runAsNonRoot") is True, name
+        for container in pod["containers"]:
+            assert container.get("securityContext", {}).get("allowPrivilegeEscalation") is False, (
+                name,
+                container,
+            )
