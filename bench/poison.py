@@ -21,6 +21,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import nats
@@ -122,7 +123,7 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")] if args.rates else [args.rate]
-    figures: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, Any]] = {}
     with bench_stack() as stack:
         for rate in rates:
             figures[str(rate)] = await measure(stack, rate, args.seconds)
@@ -138,7 +139,7 @@ async def main() -> None:
         })  # fmt: skip
 
 
-async def measure(stack: BenchStack, rate: int, seconds: float) -> dict[str, float]:
+async def measure(stack: BenchStack, rate: int, seconds: float) -> dict[str, Any]:
     settings = stack.settings(ingest_workers=2, ingest_batch=500)
     nc = await nats.connect(stack.nats.url)
     js = nc.jetstream(publish_async_max_pending=20_000)
