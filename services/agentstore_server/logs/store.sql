@@ -72,6 +72,13 @@ SELECT dims FROM store_dims ORDER BY dims
 -- name: record_dims
 INSERT INTO store_dims (dims) VALUES (:dims) ON CONFLICT DO NOTHING
 
+-- name: index_valid
+-- An index left invalid by an interrupted concurrent build (none while a build runs: an index
+-- being built is invalid too, until its build ends).
+SELECT i.indisvalid AND true AS valid,
+       EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid) AS building
+FROM pg_index i WHERE i.indexrelid = to_regclass(:name)
+
 -- name: count_items
 SELECT count(*) AS n FROM store_items WHERE agent_id = :agent_id::text AND path >= :low AND path < :high
 
