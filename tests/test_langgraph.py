@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from agentstore.schemas.checkpoints import (
 )
 from agentstore_server.artifacts.checkpoints import Checkpoints
 from agentstore_server.config import Settings
+from agentstore_server.devstack import servers
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import ServiceHost
 from agentstore_server.stores.objects import ObjectStore
@@ -210,6 +212,52 @@ async def test_keep_latest_keeps_what_a_delta_channel_needs(client: AgentClient)
     assert left <= 6
     after = (await graph.aget_state(config)).values
     assert after == before
+
+
+async def test_a_pruned_delta_thread_reads_back_byte_identical_to_langgraphs_postgres_saver(
+    client: AgentClient, postgres_server: Server
+) -> None:
+    """The same DeltaChannel graph on `AsyncPostgresSaver` (langgraph-checkpoint-postgres,
+    which refuses keep_latest for such threads) and on ours, then pruned to keep_latest:
+    the head's state and its delta history, serialized by LangGraph's own serde, are the
+    same bytes."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    def step(state: Counted) -> dict[str, Any]:
+        return {"items": [state["n"] * 7], "n": state["n"] + 1}
+
+    g = StateGraph(Counted)
+    g.add_node("step", step)
+    g.add_edge(START, "step")
+    g.add_conditional_edges("step", lambda s: END if s["n"] >= 23 else "step")
+    serde = JsonPlusSerializer()
+    config: RunnableConfig = {"configurable": {"thread_id": "pruned-delta"}}
+
+    async def read(saver: Any) -> tuple[bytes, bytes]:
+        graph = g.compile(checkpointer=saver)
+        state = await graph.aget_state(config)
+        head = await saver.aget_tuple(config)
+        history = await saver.aget_delta_channel_history(config=head.config, channels=["items", "n"])
+        # What a delta channel is rebuilt from: its seed, then the values written after it
+        # (the writes' task ids are random per run, so they are left out).
+        rebuilt = {ch: (h.get("seed"), [(w[1], w[2]) for w in h["writes"]]) for ch, h in history.items()}
+        return serde.dumps_typed(state.values)[1], serde.dumps_typed(rebuilt)[1]
+
+    url = servers.create_database(postgres_server.address, f"lgpg{uuid.uuid4().hex[:8]}")
+    async with AsyncPostgresSaver.from_conn_string(url) as theirs:
+        await theirs.setup()
+        await g.compile(checkpointer=theirs).ainvoke({"items": [], "n": 0}, config)
+        with pytest.raises(NotImplementedError):
+            await theirs.aprune(["pruned-delta"], strategy="keep_latest")
+        expected = await read(theirs)
+    ours = AgentstoreSaver(client)
+    await g.compile(checkpointer=ours).ainvoke({"items": [], "n": 0}, config)
+    assert await read(ours) == expected
+    before = len([t async for t in ours.alist(config)])
+    await ours.aprune(["pruned-delta"], strategy="keep_latest")
+    assert len([t async for t in ours.alist(config)]) < before
+    assert await read(ours) == expected
 
 
 async def test_the_sync_interface_runs_from_another_thread_and_says_what_to_do_on_the_loop(
