@@ -34,13 +34,15 @@ from agentstore.schemas.checkpoints import (
     GetCheckpoint,
     ListCheckpoints,
     PutCheckpoint,
+    ThreadsQuery,
     Value,
 )
 from agentstore_server.artifacts.checkpoints import Checkpoints
+from agentstore_server.artifacts.service import SPEC as ARTIFACTS
 from agentstore_server.config import Settings
 from agentstore_server.devstack import servers
 from agentstore_server.devstack.servers import Server
-from agentstore_server.lifecycle.runner import ServiceHost
+from agentstore_server.lifecycle.runner import ServiceHost, running
 from agentstore_server.stores.objects import ObjectStore
 from agentstore_server.stores.postgres import PostgresStore
 from tests import helpers
@@ -258,6 +260,116 @@ async def test_a_pruned_delta_thread_reads_back_byte_identical_to_langgraphs_pos
     await ours.aprune(["pruned-delta"], strategy="keep_latest")
     assert len([t async for t in ours.alist(config)]) < before
     assert await read(ours) == expected
+
+
+async def test_a_thread_past_its_ttl_is_deleted_with_its_values_and_a_read_refreshes_it(
+    client: AgentClient, settings: Settings
+) -> None:
+    """Checkpoint TTL as LangGraph's store configures it: a thread written with
+    `default_ttl` is deleted by the artifacts service's sweeper once it passes (checkpoints,
+    writes, and the stored objects no other thread names); a thread without one stays; a
+    read with `refresh_on_read` moves the expiry on."""
+    fast = settings.model_copy(update={"checkpoint_ttl_sweep_seconds": 0.2})
+    async with running(ARTIFACTS, fast):
+        short = AgentstoreSaver(client, ttl={"default_ttl": 0.05, "refresh_on_read": False})  # 3 s
+        keep = AgentstoreSaver(client)
+        graph_short = lg.build().compile(checkpointer=short)
+        gone: RunnableConfig = {"configurable": {"thread_id": "expires"}}
+        kept: RunnableConfig = {"configurable": {"thread_id": "stays"}}
+        await graph_short.ainvoke({"steps": [], "doc": lg.DOC, "count": 0}, gone)  # 200 KB: an object
+        await lg.build().compile(checkpointer=keep).ainvoke({"steps": [], "doc": "small", "count": 0}, kept)
+        rows = await pg_rows(settings, "SELECT ttl_minutes FROM checkpoint_thread_ttl WHERE agent_id = $1",
+                             client.agent)  # fmt: skip
+        assert [r["ttl_minutes"] for r in rows] == [0.05]  # only the thread written with a TTL
+        assert await pg_rows(settings, "SELECT 1 FROM checkpoint_objects WHERE agent_id = $1", client.agent)
+
+        async def expired() -> bool:
+            return await short.aget_tuple(gone) is None
+
+        await helpers.eventually(expired, timeout=30, what="the thread past its TTL to be deleted")
+        assert await keep.aget_tuple(kept) is not None
+        assert [t async for t in keep.alist(gone)] == []
+        for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoint_thread_ttl", "checkpoint_objects"):
+            left = await pg_rows(settings, f"SELECT 1 FROM {table} WHERE agent_id = $1 AND "
+                                 + ("true" if table == "checkpoint_objects" else "thread_id = 'expires'"),
+                                 client.agent)  # fmt: skip
+            assert left == [], table
+        # refresh_on_read: each read starts the TTL again.
+        fresh = AgentstoreSaver(client, ttl={"default_ttl": 60})
+        read: RunnableConfig = {"configurable": {"thread_id": "read-often"}}
+        await lg.build().compile(checkpointer=fresh).ainvoke({"steps": [], "doc": "x", "count": 0}, read)
+
+        async def expiry() -> Any:
+            found = await pg_rows(settings, "SELECT expires_at FROM checkpoint_thread_ttl WHERE agent_id = $1 "
+                                  "AND thread_id = 'read-often'", client.agent)  # fmt: skip
+            return found[0]["expires_at"]
+
+        before = await expiry()
+        assert await fresh.aget_tuple(read) is not None
+        assert await expiry() > before
+        after_get = await expiry()
+        assert len([t async for t in fresh.alist(read)]) > 1
+        assert await expiry() > after_get
+    for bad in (
+        {"default_ttl": 0},
+        {"default_ttl": "10"},
+        {"ttl": 5},
+        {"default_ttl": 5, "sweep_interval_minutes": 1},
+    ):
+        with pytest.raises(ValueError, match="ttl"):
+            AgentstoreSaver(client, ttl=bad)
+    with pytest.raises(BadRequest):  # the wire refuses what the saver would (another client)
+        await client.call(contract.CHECKPOINT_PUT, PutCheckpoint(
+            thread_id="t", checkpoint_id="c", checkpoint=Value(type="empty", data=b""),
+            metadata=Value(type="empty", data=b""), ttl_minutes=-1.0))  # fmt: skip
+
+
+async def test_the_cli_lists_threads_largest_first_and_prunes_them(
+    client: AgentClient,
+    nats_server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agentstore.cli import main
+
+    saver = AgentstoreSaver(client)
+    for thread, doc in (("small", "x"), ("big", lg.DOC), ("middle", "y" * 5000)):
+        cfg: RunnableConfig = {"configurable": {"thread_id": thread}}
+        await lg.build().compile(checkpointer=saver).ainvoke({"steps": [], "doc": doc, "count": 0}, cfg)
+    monkeypatch.setenv("NATS_URL", nats_server.url)  # the evaluator's connection, as stack.env gives it
+
+    async def cli(*argv: str) -> Any:
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["--json", *argv]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    listed = await cli("threads", "list", client.agent)
+    assert [t["thread_id"] for t in listed["items"]] == ["big", "middle", "small"]
+    sizes = [t["bytes"] for t in listed["items"]]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > len(lg.DOC)
+    # Paged by size: the cursor continues where the first page ended.
+    first = await client_request_threads(nats_server, client, limit=2)
+    assert [t.thread_id for t in first.items] == ["big", "middle"] and first.next_cursor
+    rest = await client_request_threads(nats_server, client, limit=2, cursor=first.next_cursor)
+    assert [t.thread_id for t in rest.items] == ["small"] and rest.next_cursor is None
+    before = len([t async for t in saver.alist({"configurable": {"thread_id": "big"}})])
+    pruned = await cli("threads", "prune", client.agent, "big", "--server", nats_server.url)
+    assert pruned["checkpoints"] == before - 1
+    assert len([t async for t in saver.alist({"configurable": {"thread_id": "big"}})]) == 1
+    assert (await cli("threads", "prune", client.agent, "small", "--strategy", "delete",
+                      "--server", nats_server.url))["checkpoints"] > 0  # fmt: skip
+    assert [t["thread_id"] for t in (await cli("threads", "list", client.agent))["items"]] == [
+        "big",
+        "middle",
+    ]
+
+
+async def client_request_threads(nats_server: Server, client: AgentClient, **fields: Any) -> Any:
+    from agentstore import EvaluatorClient
+
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator:
+        return await evaluator.call(contract.QUERY_THREADS,
+                                    ThreadsQuery(agent_id=client.agent, order="bytes", **fields))  # fmt: skip
 
 
 async def test_the_sync_interface_runs_from_another_thread_and_says_what_to_do_on_the_loop(

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # RETENTION_DAYS='{"logs": 30, "messages": 365}'.
     retention_days: dict[str, float] = Field(default_factory=lambda: {"logs": 30.0})
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # How often the artifacts service deletes checkpoint threads whose TTL passed.
+    checkpoint_ttl_sweep_seconds: float = Field(default=60.0, gt=0)
     # metrics service: days per tier, e.g. METRICS_RETENTION_DAYS='{"raw_days": 7,
     # "minute_days": 30, "hour_days": 400}' (those are the defaults).
     metrics_retention_days: dict[str, float] = Field(default_factory=dict)

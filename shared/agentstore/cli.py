@@ -99,7 +99,46 @@ def _add_sdk_commands(sub: Any) -> dict[str, Command]:
     reindex.add_argument("--prefix", default="", help="only items under this namespace, labels joined by /")
     reindex.add_argument("--page", type=int, default=200)
     reindex.add_argument("--server", help="NATS URL (default: from the environment / stack.env)")
-    return {"tail": _tail, "query": _query, "runs": _runs, "deadletter": _deadletter, "store": _store}
+    threads = sub.add_parser("threads", help="an agent's LangGraph threads: list them by size, prune them")
+    threads_sub = threads.add_subparsers(dest="threads_command", required=True)
+    by_size = threads_sub.add_parser("list", help="the agent's threads, largest first (as an evaluator)")
+    by_size.add_argument("agent")
+    by_size.add_argument("--limit", type=int, default=50)
+    by_size.add_argument("--recent", action="store_true", help="most recently checkpointed first instead")
+    prune = threads_sub.add_parser(
+        "prune", help="keep each thread's latest checkpoint and what it needs, or delete it (as the agent)"
+    )
+    prune.add_argument("agent", help="the agent whose threads they are (the command connects as it)")
+    prune.add_argument("thread_ids", nargs="+", metavar="THREAD")
+    prune.add_argument("--strategy", choices=["keep_latest", "delete"], default="keep_latest")
+    prune.add_argument("--server", help="NATS URL (default: from the environment / stack.env)")
+    return {"tail": _tail, "query": _query, "runs": _runs, "deadletter": _deadletter, "store": _store,
+            "threads": _threads}  # fmt: skip
+
+
+def _threads(args: argparse.Namespace) -> int:
+    if args.threads_command == "list":
+        order = "updated" if args.recent else "bytes"
+        body = {"agent_id": args.agent, "limit": args.limit, "order": order}
+        print_items(request_endpoint("query.threads", body), args.json)
+        return 0
+    from agentstore import contract
+    from agentstore.client import AgentClient
+    from agentstore.schemas.checkpoints import PruneThreads
+
+    async def go() -> Any:
+        async with await AgentClient.connect(args.server, args.agent) as client:
+            return await client.call(
+                contract.CHECKPOINT_PRUNE, PruneThreads(thread_ids=args.thread_ids, strategy=args.strategy)
+            )
+
+    removed = asyncio.run(go())
+    if args.json:
+        print(json.dumps({"checkpoints": removed.checkpoints, "objects": removed.objects}))
+    else:
+        print(f"agentstore threads prune: {removed.checkpoints:,} checkpoints and {removed.objects:,} "
+              f"objects of {args.agent} removed ({args.strategy})")  # fmt: skip
+    return 0
 
 
 def _store(args: argparse.Namespace) -> int:

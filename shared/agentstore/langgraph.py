@@ -206,13 +206,19 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
     require).
 
     `chunk_from`: values this large or larger are chunked by content (at least the contract's
-    `CHUNKED_MIN`, 64 KiB); None stores every large value whole, as v1.8 did."""
+    `CHUNKED_MIN`, 64 KiB); None stores every large value whole, as v1.8 did.
+
+    `ttl`: as LangGraph's store takes it, `{"default_ttl": minutes, "refresh_on_read": bool}`:
+    a thread this saver writes expires `default_ttl` minutes after its last checkpoint (or
+    its last read, with `refresh_on_read`, the default), and the artifacts service deletes
+    it with its values. None: threads are kept until deleted or pruned."""
 
     def __init__(
         self, client: AgentClient, *, serde: SerializerProtocol | None = None, cache_bytes: int = CACHE_BYTES,
-        chunk_from: int | None = CHUNKED_MIN,
+        chunk_from: int | None = CHUNKED_MIN, ttl: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(serde=serde)
+        self.ttl_minutes, self.refresh_on_read = _ttl(ttl)
         if chunk_from is not None and chunk_from < CHUNKED_MIN:
             raise ValueError(
                 f"chunk_from is {chunk_from}: the contract chunks values of {CHUNKED_MIN} bytes or more"
@@ -463,7 +469,7 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
         reply = await self.client.call(
             contract.CHECKPOINT_GET,
             GetCheckpoint(thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
-                          checkpoint_id=get_checkpoint_id(config)),
+                          checkpoint_id=get_checkpoint_id(config), refresh_ttl=self.refresh_on_read),
         )  # fmt: skip
         return await self._tuple(reply.checkpoint) if reply.checkpoint is not None else None
 
@@ -489,6 +495,7 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
                     before=get_checkpoint_id(before) if before else None,
                     limit=min(left, MAX_LIST) if left is not None else MAX_LIST,
                     cursor=cursor,
+                    refresh_ttl=self.refresh_on_read and conf.get("thread_id") is not None,
                 ),
             )
             for rec in page.items:
@@ -521,6 +528,7 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
                 versions={k: str(v) for k, v in checkpoint["channel_versions"].items()},
                 values=[ChannelValue(channel=k, version=str(new_versions[k]), value=v)
                         for k, v in zip(channels, blobs, strict=True)],
+                ttl_minutes=self.ttl_minutes,
             )  # fmt: skip
 
         await self._store(contract.CHECKPOINT_PUT, build)
@@ -688,6 +696,30 @@ def _on_loop(loop: asyncio.AbstractEventLoop | None, coro: Coroutine[Any, Any, T
             "event loop; from that loop, use the async interface (ainvoke, aget_state, ...)"
         )
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def _ttl(ttl: dict[str, Any] | None) -> tuple[float | None, bool]:
+    """A saver's `ttl` config: (minutes or None, refresh on read)."""
+    if ttl is None:
+        return None, False
+    unknown = set(ttl) - {"default_ttl", "refresh_on_read", "sweep_interval_minutes"}
+    if unknown:
+        raise ValueError(f"ttl takes default_ttl and refresh_on_read, not {sorted(unknown)}")
+    if "sweep_interval_minutes" in ttl:
+        raise ValueError(
+            "ttl: the artifacts service sweeps expired threads; set its period with "
+            "CHECKPOINT_TTL_SWEEP_SECONDS in the service's environment, not sweep_interval_minutes"
+        )
+    minutes = ttl.get("default_ttl")
+    if minutes is None:
+        return None, False
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int | float)
+        or not 0 < minutes <= 10 * 366 * 24 * 60
+    ):
+        raise ValueError(f"ttl default_ttl is {minutes!r}: minutes above 0, at most ten years")
+    return float(minutes), bool(ttl.get("refresh_on_read", True))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -68,6 +68,7 @@ from agentstore.schemas.checkpoints import (
 )
 from agentstore.schemas.common import Page, decode_cursor, encode_cursor, iso
 from agentstore_server.bus.rpc import RequestContext
+from agentstore_server.lifecycle.periodic import Periodic
 from agentstore_server.stores.objects import ObjectStore
 from agentstore_server.stores.postgres import Gateway, PostgresStore, Record, load_queries
 
@@ -281,6 +282,12 @@ class Checkpoints:
             await tx.execute(Q["lock_shared"], agent_id=agent)
             if refused := await self._swept(tx, agent, values):
                 return refused
+            if q.ttl_minutes is not None:
+                # First in the transaction: a sweep deleting the thread meanwhile waits for it,
+                # and then finds it no longer expired.
+                await tx.execute(
+                    Q["set_thread_ttl"], agent_id=agent, thread_id=q.thread_id, ttl_minutes=q.ttl_minutes
+                )
             await tx.execute(
                 Q["put_checkpoint"], **self._placed(values), agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
                 checkpoint_id=q.checkpoint_id, parent_id=q.parent_id,
@@ -326,6 +333,8 @@ class Checkpoints:
     # -- reading -------------------------------------------------------------------
     async def get(self, ctx: RequestContext, q: GetCheckpoint) -> CheckpointFound:
         agent = _agent(ctx)
+        if q.refresh_ttl:
+            await self.db.run.execute(Q["refresh_thread_ttl"], agent_id=agent, thread_id=q.thread_id)
         rows = await self.db.run.fetch(
             Q["list_checkpoints"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
             checkpoint_id=q.checkpoint_id, before=None, filter=None, after_id=None, after_thread=None,
@@ -337,6 +346,8 @@ class Checkpoints:
 
     async def listing(self, ctx: RequestContext, q: ListCheckpoints) -> CheckpointPage:
         agent = _agent(ctx)
+        if q.refresh_ttl and q.thread_id is not None and q.cursor is None:
+            await self.db.run.execute(Q["refresh_thread_ttl"], agent_id=agent, thread_id=q.thread_id)
         after: list[str | None] = [None, None, None]
         if q.cursor is not None:
             try:
@@ -574,6 +585,32 @@ class Checkpoints:
             )
         return ThreadCopied(checkpoints=int(row["checkpoints"]) if row else 0)
 
+    async def sweep_expired(self, limit: int = 500) -> int:
+        """Deletes threads whose TTL passed (their checkpoints, writes and the values no other
+        thread names, then those objects); how many threads."""
+        expired: dict[str, list[str]] = {}
+        for r in await self.db.run.fetch(Q["expired_threads"], limit=limit):
+            expired.setdefault(r["agent_id"], []).append(r["thread_id"])
+        gone = 0
+        for agent, threads in expired.items():
+            async with self.pg.transaction() as tx:
+                still = [r["thread_id"] for r in await tx.fetch(
+                    Q["drop_expired_threads"], agent_id=agent, thread_ids=threads
+                )]  # fmt: skip
+                if still:
+                    await tx.execute(Q["delete_threads"], agent_id=agent, thread_ids=still)
+            if still:
+                await self.sweep(agent)
+                gone += len(still)
+        return gone
+
+    def sweeper(self, every_seconds: float) -> Periodic:
+        async def sweep() -> str | None:
+            gone = await self.sweep_expired()
+            return f"{gone} expired threads deleted" if gone else None
+
+        return Periodic("checkpoint TTL sweep", every_seconds, sweep)
+
     async def sweep(self, agent: str) -> int:
         """Drop the agent's digests nothing refers to, then their objects (an object left by a
         failed removal is found again by the next put of its content, or the next sweep's); and
@@ -606,21 +643,30 @@ class Views:
 
     async def threads(self, ctx: RequestContext, q: ThreadsQuery) -> Page[ThreadItem]:
         ctx.check_agent(q.agent_id)
-        after_ts, after_thread = (None, None)
+        key, after_thread = (None, None)
         if q.cursor is not None:
-            ts, after_thread = decode_cursor(q.cursor, 2)
-            after_ts = _parse_time(ts)
-        rows = await self.db.run.fetch(Q["list_threads"], agent_id=q.agent_id, after_ts=after_ts,
-                                       after_thread=after_thread, limit=q.limit + 1)  # fmt: skip
+            key, after_thread = decode_cursor(q.cursor, 2)
+        if q.order == "bytes":
+            after_bytes = _parse_int(key) if key is not None else None
+            rows = await self.db.run.fetch(Q["list_threads_by_size"], agent_id=q.agent_id, after_bytes=after_bytes,
+                                           after_thread=after_thread, limit=q.limit + 1)  # fmt: skip
+        else:
+            after_ts = _parse_time(key) if key is not None else None
+            rows = await self.db.run.fetch(Q["list_threads"], agent_id=q.agent_id, after_ts=after_ts,
+                                           after_thread=after_thread, limit=q.limit + 1)  # fmt: skip
         more, rows = len(rows) > q.limit, rows[: q.limit]
         items = [ThreadItem(thread_id=r["thread_id"], checkpoints=r["checkpoints"], namespaces=r["namespaces"],
-                            newest_checkpoint_id=r["newest_checkpoint_id"], updated_at=iso(r["updated_at"]))
+                            newest_checkpoint_id=r["newest_checkpoint_id"], updated_at=iso(r["updated_at"]),
+                            bytes=r["bytes"] if q.order == "bytes" else None)
                  for r in rows]  # fmt: skip
         last = rows[-1] if more and rows else None
-        return Page[ThreadItem](
-            items=items,
-            next_cursor=encode_cursor(last["updated_at"].isoformat(), last["thread_id"]) if last else None,
-        )
+        if last is None:
+            cursor = None
+        elif q.order == "bytes":
+            cursor = encode_cursor(str(last["bytes"]), last["thread_id"])
+        else:
+            cursor = encode_cursor(last["updated_at"].isoformat(), last["thread_id"])
+        return Page[ThreadItem](items=items, next_cursor=cursor)
 
     async def steps(self, ctx: RequestContext, q: CheckpointsQuery) -> Page[CheckpointStep]:
         ctx.check_agent(q.agent_id)
@@ -711,6 +757,13 @@ def _ext(code: int, data: memoryview) -> Any:
     if isinstance(inner, list | tuple) and len(inner) >= 3 and isinstance(inner[1], str):
         return {"__class__": inner[1], "fields": inner[2]}
     return inner
+
+
+def _parse_int(text: Any) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise BadRequest("malformed cursor; pass back next_cursor exactly as received") from None
 
 
 def _parse_time(text: Any) -> datetime:

@@ -111,7 +111,8 @@ WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :check
   AND checkpoint_id = :checkpoint_id AND task_id = :task_id AND idx = :idx
 
 -- name: delete_threads
-WITH c AS (DELETE FROM checkpoints WHERE agent_id = :agent_id AND thread_id = ANY(:thread_ids::text[]) RETURNING 1),
+WITH t AS (DELETE FROM checkpoint_thread_ttl WHERE agent_id = :agent_id AND thread_id = ANY(:thread_ids::text[]) RETURNING 1),
+     c AS (DELETE FROM checkpoints WHERE agent_id = :agent_id AND thread_id = ANY(:thread_ids::text[]) RETURNING 1),
      b AS (DELETE FROM checkpoint_blobs WHERE agent_id = :agent_id AND thread_id = ANY(:thread_ids::text[]) RETURNING 1),
      w AS (DELETE FROM checkpoint_writes WHERE agent_id = :agent_id AND thread_id = ANY(:thread_ids::text[]) RETURNING 1)
 SELECT (SELECT count(*) FROM c) AS checkpoints
@@ -202,6 +203,25 @@ HAVING :after_ts::timestamptz IS NULL OR (max(created_at), thread_id) < (:after_
 ORDER BY max(created_at) DESC, thread_id DESC
 LIMIT :limit
 
+-- name: list_threads_by_size
+WITH c AS (
+    SELECT thread_id, count(*) AS checkpoints, count(DISTINCT checkpoint_ns) AS namespaces,
+           max(checkpoint_id) AS newest_checkpoint_id, max(created_at) AS updated_at, sum(size) AS bytes
+    FROM checkpoints WHERE agent_id = :agent_id GROUP BY thread_id
+), b AS (
+    SELECT thread_id, sum(size) AS bytes FROM checkpoint_blobs WHERE agent_id = :agent_id GROUP BY thread_id
+), w AS (
+    SELECT thread_id, sum(size) AS bytes FROM checkpoint_writes WHERE agent_id = :agent_id GROUP BY thread_id
+), t AS (
+    SELECT c.thread_id, c.checkpoints, c.namespaces, c.newest_checkpoint_id, c.updated_at,
+           (c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0))::bigint AS bytes
+    FROM c LEFT JOIN b USING (thread_id) LEFT JOIN w USING (thread_id)
+)
+SELECT * FROM t
+WHERE :after_bytes::bigint IS NULL OR (bytes, thread_id) < (:after_bytes::bigint, :after_thread::text)
+ORDER BY bytes DESC, thread_id DESC
+LIMIT :limit
+
 -- name: thread_steps
 SELECT checkpoint_id, parent_id, metadata_json, versions, created_at, size FROM checkpoints
 WHERE agent_id = :agent_id AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
@@ -241,3 +261,23 @@ SELECT b.channel, b.version, b.type, b.data, b.digest, b.size, b.chunks
 FROM unnest(:channels::text[], :versions::text[]) AS k(channel, version)
 JOIN checkpoint_blobs b ON b.agent_id = :agent_id AND b.thread_id = :thread_id
     AND b.checkpoint_ns = :checkpoint_ns AND b.channel = k.channel AND b.version = k.version
+
+-- name: set_thread_ttl
+INSERT INTO checkpoint_thread_ttl (agent_id, thread_id, ttl_minutes, expires_at)
+VALUES (:agent_id, :thread_id, :ttl_minutes::float8, now() + make_interval(secs => :ttl_minutes::float8 * 60))
+ON CONFLICT (agent_id, thread_id) DO UPDATE
+SET ttl_minutes = EXCLUDED.ttl_minutes, expires_at = EXCLUDED.expires_at
+
+-- name: refresh_thread_ttl
+UPDATE checkpoint_thread_ttl SET expires_at = now() + make_interval(secs => ttl_minutes * 60)
+WHERE agent_id = :agent_id AND thread_id = :thread_id AND expires_at > now()
+
+-- name: expired_threads
+SELECT agent_id, thread_id FROM checkpoint_thread_ttl WHERE expires_at <= now()
+ORDER BY expires_at LIMIT :limit
+
+-- name: drop_expired_threads
+-- Only those still expired: a put or a refreshing read since the sweep listed them keeps them.
+DELETE FROM checkpoint_thread_ttl WHERE agent_id = :agent_id AND thread_id = ANY(:thread_ids::text[])
+  AND expires_at <= now()
+RETURNING thread_id

@@ -62,6 +62,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             },
         ),
         checks={"postgres": pg.ping, "s3": objects.ping},
+        background=[checkpoints.sweeper(settings.checkpoint_ttl_sweep_seconds)],
         bus=bus,
     )
 

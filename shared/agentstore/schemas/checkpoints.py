@@ -49,6 +49,8 @@ Namespace = Annotated[str, msgspec.Meta(max_length=1024)]
 CheckpointId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]
 Short = Annotated[str, msgspec.Meta(max_length=1024)]
+# A thread's TTL: above zero, at most ten years (what PostgreSQL's intervals hold with room).
+TtlMinutes = Annotated[float, msgspec.Meta(gt=0, le=10 * 366 * 24 * 60)]
 
 
 class Chunk(Strict, kw_only=True):
@@ -125,6 +127,9 @@ class PutCheckpoint(Strict, kw_only=True):
     metadata: Value
     metadata_json: Annotated[str, msgspec.Meta(max_length=256 * 1024)] = "{}"
     versions: dict[str, str] = {}
+    # The thread expires this many minutes after this put (or after a read that refreshes
+    # it): the service then deletes it. None leaves the thread's TTL as it was (none: never).
+    ttl_minutes: TtlMinutes | None = None
     values: Annotated[list[ChannelValue], msgspec.Meta(max_length=MAX_VALUES)] = []
 
 
@@ -158,6 +163,7 @@ class GetCheckpoint(Strict, kw_only=True):
     thread_id: ThreadId
     checkpoint_ns: Namespace = ""
     checkpoint_id: CheckpointId | None = None
+    refresh_ttl: bool = False  # restart the thread's TTL (if it has one) from now
 
 
 class CheckpointRecord(Reply, kw_only=True):
@@ -188,6 +194,7 @@ class ListCheckpoints(Strict, kw_only=True):
     before: CheckpointId | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST)] = MAX_LIST
     cursor: Short | None = None
+    refresh_ttl: bool = False  # with a thread_id: restart its TTL from now (on the first page)
 
 
 class CheckpointPage(Reply, kw_only=True):
@@ -248,11 +255,13 @@ class ThreadCopied(Reply, kw_only=True):
 
 # -- what evaluators and the console read (query.threads, query.checkpoints) -------------
 class ThreadsQuery(Strict, kw_only=True):
-    """`query.threads`: an agent's threads, most recently checkpointed first."""
+    """`query.threads`: an agent's threads, most recently checkpointed first, or (`order`
+    "bytes", v1.11) largest first with each thread's `bytes`."""
 
     agent_id: AgentId
     limit: Limit = DEFAULT_LIMIT
     cursor: Cursor | None = None
+    order: Literal["updated", "bytes"] = "updated"
 
 
 class ThreadItem(Reply, kw_only=True):
@@ -261,6 +270,9 @@ class ThreadItem(Reply, kw_only=True):
     namespaces: int
     newest_checkpoint_id: str
     updated_at: str
+    # With order "bytes": the sizes of its checkpoints, values and writes (a value shared
+    # with other threads counts in each).
+    bytes: int | None = None
 
 
 class CheckpointsQuery(Strict, kw_only=True):
