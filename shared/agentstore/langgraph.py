@@ -76,6 +76,7 @@ from agentstore.schemas.checkpoints import (
     INLINE_BUDGET,
     INLINE_MAX,
     MAX_LIST,
+    MAX_TTL_MINUTES,
     ChannelValue,
     CheckpointRecord,
     CheckpointStored,
@@ -716,7 +717,7 @@ def _ttl(ttl: dict[str, Any] | None) -> tuple[float | None, bool]:
     if (
         isinstance(minutes, bool)
         or not isinstance(minutes, int | float)
-        or not 0 < minutes <= 10 * 366 * 24 * 60
+        or not 0 < minutes <= MAX_TTL_MINUTES
     ):
         raise ValueError(f"ttl default_ttl is {minutes!r}: minutes above 0, at most ten years")
     return float(minutes), bool(ttl.get("refresh_on_read", True))

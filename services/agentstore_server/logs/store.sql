@@ -75,7 +75,7 @@ INSERT INTO store_dims (dims) VALUES (:dims) ON CONFLICT DO NOTHING
 -- name: index_valid
 -- An index left invalid by an interrupted concurrent build (none while a build runs: an index
 -- being built is invalid too, until its build ends).
-SELECT i.indisvalid AND true AS valid,
+SELECT i.indisvalid AS valid,
        EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid) AS building
 FROM pg_index i WHERE i.indexrelid = to_regclass(:name)
 

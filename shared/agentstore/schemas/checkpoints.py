@@ -50,7 +50,8 @@ CheckpointId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]
 Short = Annotated[str, msgspec.Meta(max_length=1024)]
 # A thread's TTL: above zero, at most ten years (what PostgreSQL's intervals hold with room).
-TtlMinutes = Annotated[float, msgspec.Meta(gt=0, le=10 * 366 * 24 * 60)]
+MAX_TTL_MINUTES = 10 * 366 * 24 * 60
+TtlMinutes = Annotated[float, msgspec.Meta(gt=0, le=MAX_TTL_MINUTES)]
 
 
 class Chunk(Strict, kw_only=True):
