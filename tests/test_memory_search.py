@@ -205,6 +205,58 @@ async def test_vector_sizes_coexist_and_large_ones_use_halfvec(client: AgentClie
         )
 
 
+def embed_12(texts: list[str]) -> list[list[float]]:
+    """`embed` in 12 dimensions: an index of this test's own (no other test uses the size)."""
+    return [v[:12] for v in embed(texts)]
+
+
+async def test_a_large_namespace_is_searched_through_the_index_and_a_filter_still_fills_the_page(
+    client: AgentClient, settings: Settings
+) -> None:
+    index: Any = {"dims": 12, "embed": embed_12, "fields": ["text"]}
+    store = AgentstoreStore(client, index=index)
+    exact = AgentstoreStore(client, index=index, exact_search=True)
+    size = store_items.EXACT_BELOW + 100  # past the size below which a namespace is scanned exactly
+    for start in range(0, size, 100):
+        await store.abatch([
+            PutOp(("big",), f"k{n}", {"text": f"item {n}", "tag": "rare" if n % 250 == 0 else "common"})
+            for n in range(start, min(size, start + 100))
+        ])  # fmt: skip
+    await store.aput(("small",), "only", {"text": "item 7"})
+
+    async def index_scans() -> int:
+        conn = await asyncpg.connect(settings.postgres_url)
+        try:
+            return int(await conn.fetchval(
+                "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE indexrelname = $1",
+                "store_vectors_hnsw_half_12"))  # fmt: skip
+        finally:
+            await conn.close()
+
+    before = await index_scans()
+
+    async def walked() -> bool:
+        return await index_scans() > before
+
+    found = await store.asearch(("big",), query="item 7", limit=10)
+    truth = await exact.asearch(("big",), query="item 7", limit=10)
+    assert found[0].key == "k7" and found[0].score == pytest.approx(1.0)
+    # Scored in full precision: an item found has the exact search's score for it.
+    exact_scores = {i.key: i.score for i in truth}
+    assert all(i.score == pytest.approx(exact_scores[i.key]) for i in found if i.key in exact_scores)
+    assert len({i.key for i in found} & set(exact_scores)) >= 8
+    # PostgreSQL counts the walk (its statistics reach other sessions within a second or so).
+    await eventually(walked, what="a walk of the HNSW index")
+    # Three items of the 600 pass the filter: the walk ends short of the page, and the exact
+    # scan that follows finds all three.
+    rare = await store.asearch(("big",), query="item 7", filter={"tag": "rare"}, limit=10)
+    assert sorted(i.key for i in rare) == ["k0", "k250", "k500"]
+    # A namespace of one vector is scanned exactly and answers at once.
+    assert [(i.key, round(i.score or 0, 5)) for i in await store.asearch(("small",), query="item 7")] == [
+        ("only", 1.0)
+    ]
+
+
 async def test_an_evaluator_searches_an_agents_memories(client: AgentClient, nats_server: Server) -> None:
     store = AgentstoreStore(client, index=INDEX)
     await store.aput(("notes",), "1", {"text": "apple banana"})

@@ -52,10 +52,11 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     fleet = agents.Agents(mongo, reader)
     session_store = sessions.Sessions(mongo, reader)
     # The memory store (LangGraph's BaseStore) in PostgreSQL: an item, its vectors (pgvector
-    # HNSW) and its text index in one transaction. The search settings are the pool's:
-    # pgvector's iterative scan keeps walking the index until filters have filled the page.
-    pg = await stack.enter_async_context(
-        PostgresStore(settings.postgres_url, settings=store_items.SEARCH_SETTINGS)
+    # HNSW) and its text index in one transaction. Approximate searches have a small pool of
+    # their own, whose settings make every statement on it walk the index (NEAREST_SETTINGS).
+    pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
+    nearest = await stack.enter_async_context(
+        PostgresStore(settings.postgres_url, settings=store_items.NEAREST_SETTINGS)
     )
     try:
         await pg.migrate("logs", store_items.MIGRATIONS)
@@ -63,7 +64,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         if "vector" in str(exc):
             raise store_items.no_vector_extension(exc, settings.postgres_url) from None
         raise
-    memory_items = store_items.StoreItems(pg)
+    memory_items = store_items.StoreItems(pg, nearest)
     await memory_items.setup()
     await store_items.move_from_mongo(mongo, pg)
     writers = {

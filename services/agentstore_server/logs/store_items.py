@@ -8,7 +8,9 @@ reader never sees an item without its vectors. Searches:
 
 - a `vector`: nearest items by cosine similarity (the best of an item's vectors), through
   the HNSW index with pgvector's iterative scan, so namespace and value filters still fill
-  the page; `exact` scans instead (exact, slower: for tests and recall checks);
+  the page. A namespace of fewer than `EXACT_BELOW` vectors is scanned exactly instead
+  (faster than the index there, and exact), and so is one whose walk ended before the page
+  filled; `exact` always scans (for tests and recall checks);
 - a `text`: PostgreSQL full-text search (`websearch_to_tsquery`, English), best first;
 - both: reciprocal rank fusion of the two rankings (k = 60);
 - neither: the items in the order they were first put (LangGraph's in-memory store's).
@@ -69,11 +71,17 @@ HALFVEC_MAX_DIMS = 4000
 HNSW_M = 12
 HNSW_EF_CONSTRUCTION = 128
 INDEX_VERSION = "half"  # in the index's name: an index of an older build is replaced at start
-# pgvector's default ef_search (40) with its iterative scan: the index keeps walking until
-# namespace and value filters have filled the page. A larger ef_search raises the index's
-# estimated cost until PostgreSQL prefers an exact scan of the namespace (60 ms at 10k
-# vectors of 384 dims, against 2 ms through the index: measured, bench).
-SEARCH_SETTINGS = {"hnsw.ef_search": "40", "hnsw.iterative_scan": "relaxed_order"}
+# The settings of the pool that walks the index: pgvector's default ef_search (40) with its
+# iterative scan, so the index keeps walking until namespace and value filters have filled
+# the page. `enable_sort` off makes the index the plan: PostgreSQL's own choice between it and
+# sorting the namespace rests on statistics that lag a namespace just filled (a new agent's:
+# it sorted 2,000 vectors in 14 ms where the index answers in 2 ms, measured) and on generic
+# plans after five runs of the statement. Whether to sort is decided here, by size
+# (`EXACT_BELOW`), not by estimate.
+NEAREST_SETTINGS = {"hnsw.ef_search": "40", "hnsw.iterative_scan": "relaxed_order", "enable_sort": "off"}
+# Below this many vectors in the searched namespace, an exact scan (~3 us a vector through the
+# namespace's btree) costs less than walking the index (~2 ms at 100k vectors of 384 dims).
+EXACT_BELOW = 500
 TEXT_CONFIG = "english"
 
 
@@ -197,8 +205,10 @@ def _ms(now: datetime) -> datetime:
 
 
 class StoreItems:
-    def __init__(self, pg: PostgresStore) -> None:
+    def __init__(self, pg: PostgresStore, nearest: PostgresStore | None = None) -> None:
         self.pg = pg
+        # The pool approximate searches run on (`NEAREST_SETTINGS`); `pg` when none is given.
+        self.nearest = nearest or pg
         self._dims: set[int] = set()
         # One build at a time from this process: concurrent first puts of a new size would
         # otherwise start the same build together.
@@ -384,34 +394,55 @@ class StoreItems:
             f"WHERE {' AND '.join(where)} ORDER BY i.ns_seq, i.seq "
             f"LIMIT {sql.p(op.limit, 'int')} OFFSET {sql.p(op.offset, 'int')}"
         )
-        rows = await self._fetch(statement, sql.params, exact=False)
+        rows = await self._fetch(statement, sql.params)
         return [(r, None) for r in rows]
 
-    async def _fetch(self, statement: str, params: list[Any], *, exact: bool) -> list[Record]:
-        async with self.pg.connection() as conn:
-            if exact:
-                async with conn.transaction():
-                    # An exact scan: no index may order the rows (the planner would pick HNSW).
-                    await conn.execute("SET LOCAL enable_indexscan = off")
-                    await conn.execute("SET LOCAL enable_bitmapscan = off")
-                    return list(await conn.fetch(statement, *params))
+    async def _fetch(
+        self, statement: str, params: list[Any], pg: PostgresStore | None = None
+    ) -> list[Record]:
+        async with (pg or self.pg).connection() as conn:
             return list(await conn.fetch(statement, *params))
 
     async def _vector_rows(self, agent: str, op: SearchItems, now: datetime, limit: int) -> list[Record]:
+        """The `limit` nearest vectors (with their items' filters applied), nearest first.
+        Through the index unless the namespace holds fewer than `EXACT_BELOW` vectors of this
+        size; exactly when the index's walk ended before the page filled (a filter matching
+        few items of a large namespace), so a search never answers short of what is there."""
+        assert op.vector is not None
+        if not op.exact:
+            rows = await self._fetch(*self._vector_statement(agent, op, now, limit, approximate=True),
+                                     pg=self.nearest)  # fmt: skip
+            if len(rows) >= limit:
+                return rows
+        return await self._fetch(*self._vector_statement(agent, op, now, limit, approximate=False))
+
+    def _vector_statement(
+        self, agent: str, op: SearchItems, now: datetime, limit: int, *, approximate: bool
+    ) -> tuple[str, list[Any]]:
         assert op.vector is not None
         dims = len(op.vector)
         cast = index_type(dims)
         sql = Sql()
-        query = sql.p(vector_text(op.vector), f"vector({int(dims)})")
-        where = [*self._where(sql, agent, op, now, "v"), f"v.dims = {int(dims)}"]
+        query = sql.p(vector_text(op.vector), f"vector({dims})")
+        where = [*self._where(sql, agent, op, now, "v"), f"v.dims = {dims}"]
         where += self._item_conditions(sql, op, now)
-        full = f"v.embedding::vector({int(dims)}) <=> {query}"
-        # ORDER BY the operator itself, ascending, over the partial index's expression (half
-        # precision): what pgvector needs to walk the HNSW index (relaxed iterative scan:
-        # filters keep it going until the LIMIT is filled). What it found is scored in full
-        # precision, and the outer ORDER BY puts it in that exact order. An exact search
-        # orders every vector by its full-precision distance.
-        order = full if op.exact else f"v.embedding::{cast} <=> {query}::{cast}"
+        full = f"v.embedding::vector({dims}) <=> {query}"
+        if approximate:
+            # ORDER BY the operator itself, ascending, over the partial index's expression
+            # (half precision): what pgvector needs to walk the HNSW index (relaxed iterative
+            # scan: filters keep it going until the LIMIT is filled). The guard, evaluated
+            # once before the walk, leaves a small namespace to the exact scan: no rows.
+            order = f"v.embedding::{cast} <=> {query}::{cast}"
+            size = [*self._where(sql, agent, op, now, "s"), f"s.dims = {dims}"]
+            where.append(
+                f"(SELECT count(*) FROM (SELECT 1 FROM store_vectors s WHERE {' AND '.join(size)} "
+                f"LIMIT {EXACT_BELOW}) few) >= {EXACT_BELOW}"
+            )
+        else:
+            # Full precision orders every vector of the namespace (through its btree: the
+            # HNSW index, on the half-precision expression, cannot serve this ORDER BY).
+            order = full
+        # What was found is scored in full precision; the outer ORDER BY puts it in that order.
         statement = (
             "WITH nearest AS MATERIALIZED ("
             f"SELECT v.path, v.key, {full} AS distance "
@@ -423,7 +454,7 @@ class StoreItems:
             f"FROM nearest n JOIN store_items i ON i.agent_id = {sql.p(agent, 'text')} AND i.path = n.path "
             "AND i.key = n.key ORDER BY n.distance, i.ns_seq, i.seq"
         )
-        return await self._fetch(statement, sql.params, exact=op.exact)
+        return statement, sql.params
 
     async def _nearest(self, agent: str, op: SearchItems, now: datetime,
                        want: int | None = None) -> list[tuple[Record, float | None]]:  # fmt: skip
@@ -460,7 +491,7 @@ class StoreItems:
             f"SELECT i.path, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes FROM store_items i "
             f"WHERE {' AND '.join(where)} ORDER BY i.ns_seq, i.seq LIMIT {sql.p(limit, 'int')}"
         )
-        return await self._fetch(statement, sql.params, exact=False)
+        return await self._fetch(statement, sql.params)
 
     async def _text(
         self, agent: str, op: SearchItems, now: datetime, limit: int
@@ -474,7 +505,7 @@ class StoreItems:
             f"ts_rank_cd(i.search, {tsquery}) AS rank FROM store_items i WHERE {' AND '.join(where)} "
             f"ORDER BY rank DESC, i.ns_seq, i.seq LIMIT {sql.p(limit, 'int')}"
         )
-        return [(r, float(r["rank"])) for r in await self._fetch(statement, sql.params, exact=False)]
+        return [(r, float(r["rank"])) for r in await self._fetch(statement, sql.params)]
 
     async def _hybrid(self, agent: str, op: SearchItems, now: datetime) -> list[tuple[Record, float | None]]:
         """Reciprocal rank fusion of the vector and the text rankings: an item's score is
