@@ -52,7 +52,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     fleet = agents.Agents(mongo, reader)
     session_store = sessions.Sessions(mongo, reader)
     # The memory store (LangGraph's BaseStore) in PostgreSQL: an item, its vectors (pgvector
-    # HNSW) and its text index in one transaction. Approximate searches have a small pool of
+    # HNSW) and its text index in one transaction. Approximate searches have a pool of
     # their own, whose settings make every statement on it walk the index (NEAREST_SETTINGS).
     pg = await stack.enter_async_context(PostgresStore(settings.postgres_url))
     nearest = await stack.enter_async_context(
