@@ -310,6 +310,16 @@ async def test_a_thread_past_its_ttl_is_deleted_with_its_values_and_a_read_refre
         after_get = await expiry()
         assert len([t async for t in fresh.alist(read)]) > 1
         assert await expiry() > after_get
+        # A copy is written now: it carries the source's TTL (and a thread without one, none).
+        await fresh.acopy_thread("read-often", "read-often-copy")
+        await keep.acopy_thread("stays", "stays-copy")
+        copies = await pg_rows(settings, "SELECT thread_id, ttl_minutes, expires_at > now() AS live FROM "
+                               "checkpoint_thread_ttl WHERE agent_id = $1 AND thread_id LIKE '%-copy'",
+                               client.agent)  # fmt: skip
+        assert [(r["thread_id"], r["ttl_minutes"], r["live"]) for r in copies] == [
+            ("read-often-copy", 60, True)
+        ]
+        assert await fresh.aget_tuple({"configurable": {"thread_id": "read-often-copy"}}) is not None
     for bad in (
         {"default_ttl": 0},
         {"default_ttl": "10"},

@@ -191,7 +191,14 @@ w AS (
     SELECT agent_id, :target, checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path, type, data, digest,
            size, chunks
     FROM checkpoint_writes WHERE agent_id = :agent_id AND thread_id = :source
-    ON CONFLICT DO NOTHING RETURNING 1)
+    ON CONFLICT DO NOTHING RETURNING 1),
+t AS (  -- the copy is written now: the source's TTL, from now (as a put's would be)
+    INSERT INTO checkpoint_thread_ttl (agent_id, thread_id, ttl_minutes, expires_at)
+    SELECT agent_id, :target, ttl_minutes, now() + make_interval(secs => ttl_minutes * 60)
+    FROM checkpoint_thread_ttl WHERE agent_id = :agent_id AND thread_id = :source
+    ON CONFLICT (agent_id, thread_id) DO UPDATE
+    SET ttl_minutes = EXCLUDED.ttl_minutes, expires_at = EXCLUDED.expires_at
+    RETURNING 1)
 SELECT (SELECT count(*) FROM c) AS checkpoints, (SELECT count(*) FROM b) AS blobs, (SELECT count(*) FROM w) AS writes
 
 -- name: list_threads
