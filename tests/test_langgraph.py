@@ -374,6 +374,56 @@ async def test_the_cli_lists_threads_largest_first_and_prunes_them(
     ]
 
 
+async def test_the_thread_listing_agrees_with_the_checkpoints_through_every_write_and_delete(
+    client: AgentClient, nats_server: Server, settings: Settings
+) -> None:
+    """`query.threads` reads a summary the database keeps beside the checkpoints (migration
+    005): after puts (concurrent ones, an overwrite, a second namespace), a copy, a prune, a
+    delete by run and a thread deleted, it says what grouping the checkpoints themselves says."""
+    from agentstore import EvaluatorClient
+
+    saver = AgentstoreSaver(client)
+
+    async def put(thread: str, i: int, ns: str = "", run: str | None = None) -> None:
+        config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
+        await saver.aput(config, _checkpoint(i), {"run_id": run} if run else {}, {})  # type: ignore[typeddict-item]
+
+    async def listed(evaluator: EvaluatorClient) -> list[tuple[str, int, int, str]]:
+        items, cursor = [], None
+        while True:  # every page, 2 at a time, so the cursor over the summary is walked too
+            page = await evaluator.call(contract.QUERY_THREADS,
+                                        ThreadsQuery(agent_id=client.agent, limit=2, cursor=cursor))  # fmt: skip
+            items += [(t.thread_id, t.checkpoints, t.namespaces, t.newest_checkpoint_id) for t in page.items]
+            if (cursor := page.next_cursor) is None:
+                return sorted(items)
+
+    async def grouped() -> list[tuple[str, int, int, str]]:
+        rows = await pg_rows(settings, "SELECT thread_id, count(*) AS n, count(DISTINCT checkpoint_ns) AS ns,"
+                             " max(checkpoint_id) AS newest FROM checkpoints WHERE agent_id = $1"
+                             " GROUP BY thread_id", client.agent)  # fmt: skip
+        return sorted((r["thread_id"], r["n"], r["ns"], r["newest"]) for r in rows)
+
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator:
+        await asyncio.gather(*(put("busy", i) for i in range(30)))  # one namespace's row, raced for
+        await asyncio.gather(*(put("busy", i, ns="child") for i in range(5)), put("runs", 1, run="r1"),
+                             put("runs", 2, run="r2"), put("runs", 3, run="r1"))  # fmt: skip
+        await put("busy", 7)  # an overwrite counts once
+        assert await listed(evaluator) == await grouped()
+        assert dict((t, n) for t, n, _, _ in await listed(evaluator)) == {"busy": 35, "runs": 3}
+        await saver.acopy_thread("busy", "copy")
+        await saver.adelete_for_runs(["r1"])
+        assert ("runs", 1, 1, _checkpoint(2)["id"]) in await listed(evaluator)
+        await asyncio.gather(saver.aprune(["busy"]), put("copy", 99), put("copy", 98, ns="child"))
+        assert await listed(evaluator) == await grouped()
+        await saver.adelete_thread("runs")
+        await saver.adelete_for_runs(["r2"])  # nothing left of it: a no-op
+        assert [t for t, _, _, _ in await listed(evaluator)] == ["busy", "copy"]
+        assert await listed(evaluator) == await grouped()
+        # Nothing is left behind for the deleted thread, and no namespace row counts zero.
+        assert await pg_rows(settings, "SELECT 1 FROM checkpoint_namespaces WHERE agent_id = $1"
+                             " AND (thread_id = 'runs' OR checkpoints < 1)", client.agent) == []  # fmt: skip
+
+
 async def client_request_threads(nats_server: Server, client: AgentClient, **fields: Any) -> Any:
     from agentstore import EvaluatorClient
 

@@ -202,12 +202,13 @@ t AS (  -- the copy is written now: the source's TTL, from now (as a put's would
 SELECT (SELECT count(*) FROM c) AS checkpoints, (SELECT count(*) FROM b) AS blobs, (SELECT count(*) FROM w) AS writes
 
 -- name: list_threads
-SELECT thread_id, count(*) AS checkpoints, count(DISTINCT checkpoint_ns) AS namespaces,
-       max(checkpoint_id) AS newest_checkpoint_id, max(created_at) AS updated_at
-FROM checkpoints WHERE agent_id = :agent_id
+-- From the per-namespace summary (migration 005), not by grouping every checkpoint.
+SELECT thread_id, sum(checkpoints)::bigint AS checkpoints, count(*) AS namespaces,
+       max(newest_checkpoint_id) AS newest_checkpoint_id, max(updated_at) AS updated_at
+FROM checkpoint_namespaces WHERE agent_id = :agent_id
 GROUP BY thread_id
-HAVING :after_ts::timestamptz IS NULL OR (max(created_at), thread_id) < (:after_ts::timestamptz, :after_thread::text)
-ORDER BY max(created_at) DESC, thread_id DESC
+HAVING :after_ts::timestamptz IS NULL OR (max(updated_at), thread_id) < (:after_ts::timestamptz, :after_thread::text)
+ORDER BY max(updated_at) DESC, thread_id DESC
 LIMIT :limit
 
 -- name: list_threads_by_size
