@@ -49,8 +49,15 @@ from agentstore_server.stores.objects import ObjectStore
 from bench.common import bench_stack
 
 STEPS = 20
-OURS = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_objects", "checkpoint_chunks",
-        "checkpoint_namespaces", "checkpoint_thread_ttl")
+OURS = (
+    "checkpoints",
+    "checkpoint_blobs",
+    "checkpoint_writes",
+    "checkpoint_objects",
+    "checkpoint_chunks",
+    "checkpoint_namespaces",
+    "checkpoint_thread_ttl",
+)
 THEIRS = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations")
 
 

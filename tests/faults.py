@@ -358,7 +358,8 @@ async def t4(stack: Stack, sizes: Sizes) -> Result:
             down_at = time.monotonic()
             polls = not_ready = 0
             while time.monotonic() - down_at < seconds:
-                await asyncio.sleep(0.5)  # the sampling period: readiness is measured through the whole outage
+                # The sampling period: readiness is measured through the whole outage.
+                await asyncio.sleep(0.5)
                 if time.monotonic() - down_at < 5:
                     continue  # detection: a readiness check's timeout
                 for s in affected[name]:
