@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from nats.aio.client import Client
 
+from agentstore.errors import ConfigError
 from agentstore_server.artifacts.reconcile import reconcile
 from agentstore_server.artifacts.service import SPEC as ARTIFACTS
 from agentstore_server.config import Settings
@@ -111,6 +113,67 @@ async def test_presigned_upload_end_to_end_and_pending_until_confirmed(
     assert row["sha256"] == hashlib.sha256(data).hexdigest()
     url = await ok(nc, "query.file_url", {"file_id": row["file_id"], "expires_seconds": 60})
     assert (await download(url["url"]))[1] == data
+
+
+@contextlib.asynccontextmanager
+async def forwarder(target: str) -> AsyncIterator[str]:
+    """A TCP relay to `target` on a port of its own: S3 at another address, as a cluster's
+    ingress puts it in front of the in-cluster endpoint. Yields the relay's address."""
+    host, port = target.rsplit(":", 1)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    async with server:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_presigned_urls_carry_the_public_address_and_work_through_it(
+    settings: Settings, nc: Client
+) -> None:
+    """S3_PUBLIC_URL: the service talks to S3_ENDPOINT, and the URLs it hands out are signed
+    for the public address, where both a download and a presigned upload succeed."""
+    async with forwarder(settings.s3_endpoint) as public:
+        public_settings = settings.model_copy(update={"s3_public_url": f"http://{public}"})
+        async with running(ARTIFACTS, public_settings):
+            agent = new_agent()
+            data = os.urandom(100 * 1024)
+            acks = await publish_all(nc, [inline(agent, "p1", data)])
+            [row] = (await ok(nc, "query.files", {"agent_ids": [agent], "after": after(acks[-1])}))["items"]
+            url = (await ok(nc, "query.file_url", {"file_id": row["file_id"]}))["url"]
+            assert url.startswith(f"http://{public}/")
+            assert await download(url) == (200, data)
+            # Signed for that address: the same URL at the internal endpoint is refused.
+            assert (await download(url.replace(public, settings.s3_endpoint)))[0] == 403
+            grant = await ok(nc, f"agents.{agent}.rpc.presign", {"name": "up.bin", "task_id": "t1",
+                                                                 "content_type": "application/octet-stream"})  # fmt: skip
+            assert grant["upload_url"].startswith(f"http://{public}/")
+            async with aiohttp.ClientSession() as http, http.put(grant["upload_url"], data=data[:1000]) as r:
+                assert r.status == 200
+            async with ObjectStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+                                   secure=False) as store:  # fmt: skip
+                assert await store.get(grant["bucket"], grant["object_key"]) == data[:1000]
+
+
+@pytest.mark.parametrize("bad", ["files.example.com", "ftp://files.example.com", "https://h/s3", "http://h?x=1",
+                                 "https://"])  # fmt: skip
+def test_a_public_s3_address_that_cannot_be_presigned_for_is_a_config_error(bad: str) -> None:
+    with pytest.raises(ConfigError, match="S3_PUBLIC_URL"):
+        Settings(s3_public_url=bad).s3_public()
+    assert Settings(s3_public_url="https://files.example.com:8443/").s3_public() == (
+        "files.example.com:8443",
+        True,
+    )
+    assert Settings().s3_public() is None
 
 
 async def test_expired_url_is_refused(artifacts_service: ServiceHost, nc: Client) -> None:

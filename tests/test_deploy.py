@@ -40,6 +40,9 @@ def test_compose_file_follows_the_compose_specification() -> None:
         assert all(dep["condition"] == "service_healthy" for dep in service["depends_on"].values())
         assert "healthcheck" in service
     assert set(compose["volumes"]) == {"nats-data", "postgres-data", "mongodb-data", "minio-data"}
+    # Presigned URLs signed for the address MinIO is published at, on this host only.
+    assert services["artifacts"]["environment"]["S3_PUBLIC_URL"].endswith("http://127.0.0.1:9000}")
+    assert "127.0.0.1:9000:9000" in services["minio"]["ports"]
     assert "sync_interval: always" in (ROOT / "deploy" / "nats-server.conf").read_text()
 
 
@@ -55,6 +58,10 @@ def test_every_service_has_probes_limits_graceful_stop_hpa_and_pdb() -> None:
             "data"
         ]["DRAIN_SECONDS"]
     )
+    config = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "agentstore-config"
+    )
+    assert "S3_PUBLIC_URL" in config["data"]  # the operator's ingress for presigned URLs
     for name in SERVICES:
         full = f"agentstore-{name}"
         deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == full)

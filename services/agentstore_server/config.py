@@ -6,6 +6,8 @@ import time.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -51,6 +53,13 @@ class Settings(BaseSettings):
     allow_placeholder_secrets: bool = False
     # HTTPS to S3; S3_CA_BUNDLE is honoured through the environment by the S3 client.
     s3_secure: bool = False
+    # Where a browser or an agent outside the cluster reaches S3 (`https://files.example.com`,
+    # `http://127.0.0.1:9000`): presigned URLs are signed for this address; unset, for
+    # S3_ENDPOINT. The service itself still talks to S3_ENDPOINT.
+    s3_public_url: str | None = None
+    # The buckets' region. Presigning for S3_PUBLIC_URL signs with it rather than asking the
+    # public address (which a pod may not reach); MinIO's and most servers' is us-east-1.
+    s3_region: str | None = None
     # Buckets agents may write to (Artifact-Bucket / bucket); created at start.
     s3_buckets: list[str] = Field(default_factory=lambda: ["screenshots", "artifacts"])
     # LangGraph checkpoints' large values, content-addressed (`{agent}/{sha256}`; CONTRACT v1.8).
@@ -118,6 +127,20 @@ class Settings(BaseSettings):
             nkey=self.nats_nkey, token=self.nats_token, tls_ca=self.nats_tls_ca,
             tls_cert=self.nats_tls_cert, tls_key=self.nats_tls_key, context=self.nats_context,
         ).with_context()  # fmt: skip
+
+    def s3_public(self) -> tuple[str, bool] | None:
+        """S3_PUBLIC_URL as the S3 client takes it, (host[:port], https), or None when unset;
+        a ConfigError naming the fix when it is not a bare http(s) address."""
+        if not self.s3_public_url:
+            return None
+        url = urlsplit(self.s3_public_url)
+        if url.scheme not in ("http", "https") or not url.hostname or url.path.strip("/") or url.query:
+            raise ConfigError(
+                f"S3_PUBLIC_URL={self.s3_public_url!r} is not an S3 address: give scheme, host and "
+                "optionally port, no path (`https://files.example.com`, `http://127.0.0.1:9000`); "
+                "S3 signs the path, so a server behind a path prefix cannot be presigned for"
+            )
+        return url.netloc, url.scheme == "https"
 
     def refuse_placeholder_secrets(self) -> None:
         """A ConfigError when a secret is still deploy/k8s's placeholder."""

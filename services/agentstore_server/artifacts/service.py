@@ -23,7 +23,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     objects = await stack.enter_async_context(
         ObjectStore(
             settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-            secure=settings.s3_secure,
+            secure=settings.s3_secure, public=settings.s3_public(), region=settings.s3_region,
         )
     )  # fmt: skip
     bus = BusHandle()

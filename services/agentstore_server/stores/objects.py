@@ -65,6 +65,10 @@ def driver_errors(endpoint: str) -> Iterator[None]:
         raise convert(exc, endpoint) from exc
 
 
+# MinIO's region unless told otherwise, and what S3 servers without regions answer.
+DEFAULT_REGION = "us-east-1"
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     bucket: str
@@ -76,9 +80,35 @@ class ObjectInfo:
 
 
 class ObjectStore:
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        *,
+        secure: bool,
+        public: tuple[str, bool] | None = None,
+        region: str | None = None,
+    ) -> None:
+        """`public`: the (host[:port], https) presigned URLs are signed for, when clients
+        reach S3 elsewhere than `endpoint` (a cluster's ingress); `region`: the buckets'."""
         self.endpoint = endpoint
-        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+        self._client = Minio(
+            endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
+        )
+        # Presigning is computed here, not asked of S3; with a region given, this client never
+        # calls the public address (the pod may not reach it).
+        self._presigner = (
+            self._client
+            if public is None
+            else Minio(
+                public[0],
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=public[1],
+                region=region or DEFAULT_REGION,
+            )
+        )
 
     async def __aenter__(self) -> ObjectStore:
         return self
@@ -88,6 +118,8 @@ class ObjectStore:
 
     async def close(self) -> None:
         await self._client.close_session()  # type: ignore[no-untyped-call]
+        if self._presigner is not self._client:
+            await self._presigner.close_session()  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
         try:
@@ -163,5 +195,5 @@ class ObjectStore:
     async def _presign(self, method: str, bucket: str, key: str, expires: timedelta) -> Any:
         with driver_errors(self.endpoint):
             if method == "put":
-                return await self._client.presigned_put_object(bucket, key, expires=expires)
-            return await self._client.presigned_get_object(bucket, key, expires=expires)
+                return await self._presigner.presigned_put_object(bucket, key, expires=expires)
+            return await self._presigner.presigned_get_object(bucket, key, expires=expires)
