@@ -13,6 +13,7 @@ JSON Schema) and not; each gets a 2xx or 4xx reply, never a 500 or a timeout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -149,7 +150,23 @@ async def _metric(nc: Client, agent: str, id: str, pos: dict[str, Any]) -> Any:
     return {"value": points[0][1]} if points else None
 
 
+def _span_ids(id: str) -> dict[str, str]:
+    """A span's hex ids made from a test id (spans have no `id` of their own)."""
+    digest = hashlib.sha256(id.encode()).hexdigest()
+    return {"trace_id": digest[:32], "span_id": digest[32:48]}
+
+
+async def _span(nc: Client, agent: str, id: str, pos: dict[str, Any]) -> Any:
+    trace_id = _span_ids(id)["trace_id"]
+    code, reply = await request(nc, "query.trace", {"trace_id": trace_id, "agent_id": agent, "after": pos})
+    return reply["spans"][0] if code == 200 and reply["spans"] else None
+
+
 KINDS: dict[str, tuple[Callable[[str], dict[str, Any]], dict[str, Any], Reader]] = {
+    "spans": (lambda i: {**_span_ids(i), "name": "s", "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T10:00:01Z"},
+              {"attributes": FREE_MAPS, "name": TEXT, "status_message": TEXT,
+               "events": st.lists(st.fixed_dictionaries({"name": TEXT, "ts": st.just("2026-12-01T10:00:00.500000Z")},
+                                                        optional={"attributes": FREE_MAPS}), max_size=2)}, _span),
     "conversations": (lambda i: {"id": i}, {"context": FREE_MAPS, "user_id": TEXT}, _conversation),
     "messages": (lambda i: {"id": i, "conversation_id": "c", "role": "user", "content": "x"},
                  {"content": TEXT, "meta_data": FREE_MAPS, "agent_steps": st.lists(JSON, max_size=3),

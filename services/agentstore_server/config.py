@@ -6,6 +6,7 @@ import time.
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -105,9 +106,16 @@ class Settings(BaseSettings):
     identity_ttl_seconds: float = Field(default=12 * 3600.0, gt=0)
 
     # logs service: days to keep per collection (logs, memories, conversations,
-    # messages, events, agent_outputs); absent means forever. JSON in the env:
-    # RETENTION_DAYS='{"logs": 30, "messages": 365}'.
-    retention_days: dict[str, float] = Field(default_factory=lambda: {"logs": 30.0})
+    # messages, events, agent_outputs, and traces with their spans); absent means forever.
+    # JSON in the env: RETENTION_DAYS='{"logs": 30, "messages": 365}'.
+    retention_days: dict[str, float] = Field(default_factory=lambda: {"logs": 30.0, "traces": 30.0})
+    # logs service: what a model's tokens cost, USD per million (input, output), by model name
+    # or a prefix of it, for the traces' cost (priced when a span is stored):
+    # MODEL_PRICES='{"gpt-4o": [2.5, 10], "claude-sonnet-4": [3, 15]}'. None is shipped:
+    # prices change, and a wrong figure is worse than none.
+    model_prices: dict[str, tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]] = Field(
+        default_factory=dict
+    )
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
     # How often the artifacts service deletes checkpoint threads whose TTL passed.
     checkpoint_ttl_sweep_seconds: float = Field(default=60.0, gt=0)

@@ -37,7 +37,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from agentstore import contract
+from agentstore import contract, tracing
 from agentstore.bus.connect import Denials, NatsSettings, connect_nats
 from agentstore.errors import (
     AgentstoreError,
@@ -85,6 +85,8 @@ from agentstore.schemas.tasks import (
     TaskIn,
     TaskStatus,
 )
+from agentstore.schemas.traces import SpanKind, span_msg_id
+from agentstore.tracing import Span
 
 log = logging.getLogger("agentstore.client")
 
@@ -324,8 +326,10 @@ class AgentClient:
     async def log(self, level: Level, message: str, *, task_id: str | None = None,
                   fields: dict[str, Any] | None = None, ts: datetime | None = None,
                   id: str | None = None) -> str:  # fmt: skip
+        span = tracing.CURRENT.get()  # a log inside a span links to it
         return await self.send(LogIn(id=id or new_id(), level=level, message=message, task_id=task_id,
-                                     fields=fields, ts=_utc(ts)))  # fmt: skip
+                                     fields=fields, ts=_utc(ts), trace_id=span.trace_id if span else None,
+                                     span_id=span.span_id if span else None))  # fmt: skip
 
     async def memory(self, kind: str, content: str, *, key: str | None = None, task_id: str | None = None,
                      tags: list[str] | None = None, data: dict[str, Any] | None = None,
@@ -354,6 +358,30 @@ class AgentClient:
                     id: str | None = None) -> str:  # fmt: skip
         return await self.send(EventIn(id=id or new_id(), type=type, run_id=run_id, task_id=task_id,
                                        payload=payload, ts=_utc(ts)))  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def span(self, name: str, *, kind: SpanKind = "internal", attributes: dict[str, Any] | None = None,
+                   run_id: str | None = None, task_id: str | None = None, session_id: str | None = None,
+                   thread_id: str | None = None, checkpoint_id: str | None = None,
+                   trace_id: str | None = None, parent_span_id: str | None = None) -> AsyncIterator[Span]:  # fmt: skip
+        """A span of this agent's trace around the block, published when it ends (CONTRACT
+        v1.12): nested in the enclosing `span()` of this task, else a new trace (or the one
+        `trace_id`/`parent_span_id` continue, from a caller's traceparent). An exception
+        leaving the block marks it failed with the exception's message, and propagates."""
+        span = Span(name, kind=kind, parent=tracing.CURRENT.get(), trace_id=trace_id,
+                    parent_span_id=parent_span_id, attributes=attributes, run_id=run_id, task_id=task_id,
+                    session_id=session_id, thread_id=thread_id, checkpoint_id=checkpoint_id)  # fmt: skip
+        token = tracing.CURRENT.set(span)
+        try:
+            yield span
+        except BaseException as exc:
+            span.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            span.ok()
+        finally:
+            tracing.CURRENT.reset(token)
+            await self.publish("spans", span.finished(), event_id=span_msg_id(span.trace_id, span.span_id))
 
     async def output(self, kind: str, schema_version: int, data: dict[str, Any], *, run_id: str | None = None,
                      task_id: str | None = None, ts: datetime | None = None, id: str | None = None) -> str:  # fmt: skip

@@ -21,6 +21,7 @@ from agentstore_server.logs import (
     outputs,
     sessions,
     store_items,
+    traces,
 )
 from agentstore_server.logs.collections import AGE_FIELD, COLLECTIONS
 from agentstore_server.logs.retention import sweeper
@@ -33,9 +34,13 @@ STORE_SWEEP_SECONDS = 300.0
 
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
-    unknown = set(settings.retention_days) - set(AGE_FIELD)
+    unknown = set(settings.retention_days) - set(AGE_FIELD) - {traces.RETENTION_KEY}
     if unknown:
-        raise ConfigError(f"RETENTION_DAYS names unknown collections {sorted(unknown)}")
+        raise ConfigError(
+            f"RETENTION_DAYS names unknown collections {sorted(unknown)}; it takes "
+            f"{sorted([*AGE_FIELD, traces.RETENTION_KEY])}"
+        )
+    documents_days = {k: v for k, v in settings.retention_days.items() if k in AGE_FIELD}
     mongo = await stack.enter_async_context(MongoStore(settings.mongodb_url, settings.mongodb_db))
     # Reads in SQL from FerretDB's tables where MONGODB_SQL_URL is set (probed: the release the
     # reader was written for, or a refusal naming the fix), else over the wire.
@@ -67,6 +72,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     memory_items = store_items.StoreItems(pg, nearest)
     await memory_items.setup()
     await store_items.move_from_mongo(mongo, pg)
+    # Spans beside the memory store, priced at ingest by the operator's table (MODEL_PRICES).
+    trace_store = traces.Traces(pg, settings.model_prices)
     writers = {
         "logs": Handler(logs.decode_log, log_store.write),
         "memories": Handler(memories.decode_memory, memory_store.write),
@@ -74,6 +81,7 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         "messages": Handler(conversations.decode_message_doc, conversation_store.write_messages),
         "events": Handler(events.decode_event, event_store.write),
         "outputs": Handler(outputs.decode_output, output_store.write),
+        "spans": Handler(trace_store.decode, trace_store.write),
     }
     # Whatever an agent stores on LOGS marks it seen (`query.agents`).
     writers = {kind: Handler(h.decode, h.write, follow_up=fleet.seen) for kind, h in writers.items()}
@@ -90,6 +98,8 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
                 contract.QUERY_EVENTS: event_store.query,
                 contract.QUERY_OUTPUTS: output_store.query,
                 contract.QUERY_AGENTS: fleet.query,
+                contract.QUERY_TRACES: trace_store.query,
+                contract.QUERY_TRACE: trace_store.query_one,
                 contract.SESSION_ADD: session_store.add,
                 contract.SESSION_ITEMS: session_store.items,
                 contract.SESSION_POP: session_store.pop,
@@ -111,8 +121,9 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             )
         ],
         background=[
-            sweeper(mongo, settings.retention_days, settings.retention_sweep_seconds),
+            sweeper(mongo, documents_days, settings.retention_sweep_seconds),
             store_items.sweeper(pg, STORE_SWEEP_SECONDS),
+            *traces.sweepers(trace_store, settings.retention_days, settings.retention_sweep_seconds),
         ],
     )
 

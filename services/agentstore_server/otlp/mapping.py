@@ -12,6 +12,8 @@ services, as any agent's publish is.
   and every attribute (model, `gen_ai.usage.*` tokens, tool name ...); its
   token counts also become points of the `gen_ai.usage.input_tokens` /
   `gen_ai.usage.output_tokens` series;
+- a span → also a span of its trace (`agents.{agent}.spans`, CONTRACT v1.12), what
+  `query.traces`, `query.trace` and the console's trace page read;
 - a log record → a log: level from its severity, message from its body, its
   attributes as fields, its trace and span ids;
 - a gauge or sum point → a point of the metric's series (attributes as tags);
@@ -26,7 +28,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from google.protobuf import json_format
@@ -40,6 +42,7 @@ from agentstore.errors import BadRequest
 from agentstore.schemas.common import AGENT_ID_PATTERN, Level, nest_keys
 from agentstore.schemas.logs import EventIn, LogIn
 from agentstore.schemas.metrics import MetricIn
+from agentstore.schemas.traces import MAX_SPAN_EVENTS, SpanEvent, SpanIn, SpanKind, SpanStatus, span_msg_id
 
 REQUESTS: dict[str, Any] = {
     "traces": ExportTraceServiceRequest,
@@ -66,6 +69,8 @@ class Item:
 
     @property
     def msg_id(self) -> str:
+        if isinstance(self.body, SpanIn):
+            return f"{self.agent}:{span_msg_id(self.body.trace_id, self.body.span_id)}"
         return f"{self.agent}:{getattr(self.body, 'id')}"  # noqa: B009
 
 
@@ -203,6 +208,8 @@ def spans(request: ExportTraceServiceRequest) -> Iterator[Item]:
                          "ts": (at(e.time_unix_nano) or end or start or datetime.now(UTC)).isoformat()}
                         for e in span.events
                     ]  # fmt: skip
+                if start is not None:
+                    yield Item(agent, "spans", span_in(span, trace_id, span_id, start, end or start, payload))
                 operation = attrs.get("gen_ai.operation.name")
                 event_type = operation if isinstance(operation, str) and operation else "span"
                 yield Item(agent, "events", EventIn(
@@ -218,6 +225,28 @@ def spans(request: ExportTraceServiceRequest) -> Iterator[Item]:
                             id=f"tok-{span_id}-{key.rsplit('.', 1)[-1]}", name=key, value=float(tokens),
                             ts=end or start, tags=stored({**tags, "trace_id": trace_id, "span_id": span_id}),
                         ))  # fmt: skip
+
+
+def span_in(
+    span: Any, trace_id: str, span_id: str, start: datetime, end: datetime, payload: Mapping[str, Any]
+) -> SpanIn:
+    """The span as `agents.{agent}.spans` takes it (the trace view's row); a kind OTLP leaves
+    unspecified is internal, and an end before the start (a clock step) is the start."""
+    kind: SpanKind = payload["kind"] if payload["kind"] in get_args(SpanKind) else "internal"
+    status: SpanStatus = payload["status"] if payload["status"] in get_args(SpanStatus) else "unset"
+    events = [
+        SpanEvent(name=e["name"][:256] or "event", ts=datetime.fromisoformat(e["ts"]),
+                  attributes=e["attributes"] or None)
+        for e in payload.get("events", [])[:MAX_SPAN_EVENTS]
+    ]  # fmt: skip
+    parent = payload["parent_span_id"]
+    message = payload["status_message"]
+    return SpanIn(
+        trace_id=trace_id, span_id=span_id, name=(span.name or "span")[:256], start=start,
+        end=max(end, start), parent_span_id=parent if parent != span_id else None, kind=kind,
+        status=status, status_message=message[:4096] if message else None,
+        attributes=payload["attributes"] or None, events=events or None,
+    )  # fmt: skip
 
 
 def logs(request: ExportLogsServiceRequest) -> Iterator[Item]:

@@ -17,6 +17,7 @@ from agentstore.schemas import metrics as m
 from agentstore.schemas import sessions as ss
 from agentstore.schemas import store as st
 from agentstore.schemas import tasks as t
+from agentstore.schemas import traces as tr
 from agentstore.schemas.common import Page
 
 AGENT: frozenset[Role] = frozenset({"agent"})
@@ -35,6 +36,7 @@ INGEST: tuple[IngestSubject, ...] = (
     IngestSubject("messages", lg.MessageIn, "LOGS", "logs", "a message of a conversation"),
     IngestSubject("events", lg.EventIn, "LOGS", "logs", "an audit event (append-only)"),
     IngestSubject("outputs", lg.OutputIn, "LOGS", "logs", "a structured, versioned output (upsert)", upsert=True),
+    IngestSubject("spans", tr.SpanIn, "LOGS", "logs", "a finished span of a trace (v1.12; the first stored wins)"),
     IngestSubject("tasks", t.TaskIn, "TASKS", "tasks", "a task's state (upsert, newest ts wins)", upsert=True),
     IngestSubject("progress", t.ProgressIn, "TASKS", "tasks", "a progress step of a task"),
     IngestSubject("metrics", m.MetricIn, "METRICS", "metrics", "a point of a named metric series"),
@@ -59,6 +61,8 @@ STORE_BATCH = Endpoint("agents.{agent}.rpc.store.batch", st.StoreBatch, st.Store
 QUERY_STORE = Endpoint("query.store", st.StoreQuery, st.StoreFound, "logs", EVALUATOR, "search one agent's memory store by text, vector (both: fused) or filter (v1.9)")
 QUERY_SESSIONS = Endpoint("query.sessions", ss.SessionsQuery, Page[ss.SessionSummary], "logs", EVALUATOR, "an agent's sessions with their item counts")
 QUERY_SESSION = Endpoint("query.session", ss.SessionQuery, ss.SessionItems, "logs", EVALUATOR, "an agent's session: its latest items in the order added")
+QUERY_TRACES = Endpoint("query.traces", tr.TracesQuery, Page[tr.TraceItem], "logs", EVALUATOR_AGENT, "traces, newest (or slowest) first, with their spans, errors, models, tokens and cost (v1.12)", after="LOGS")
+QUERY_TRACE = Endpoint("query.trace", tr.TraceQuery, tr.Trace, "logs", EVALUATOR_AGENT, "one trace: its summary and its spans in start order, in pages (v1.12)", after="LOGS")
 QUERY_AGENTS = Endpoint("query.agents", lg.AgentsQuery, Page[lg.AgentItem], "logs", EVALUATOR, "agents, most recently seen first, with their recent errors", after="LOGS")
 # tasks service
 QUERY_TASKS = Endpoint("query.tasks", t.TasksQuery, Page[t.TaskItem], "tasks", EVERYONE, "tasks with their latest progress", after="TASKS")
@@ -134,7 +138,11 @@ SERVICES: tuple[ServiceDecl, ...] = (
     ServiceDecl("metrics", streams=("METRICS",)),
     # The OTLP/HTTP receiver: spans, logs and metrics of OpenTelemetry-instrumented agents
     # become their events, logs and metric points (it publishes as a gateway, consumes nothing).
-    ServiceDecl("otlp", streams=(), publishes=("agents.*.logs", "agents.*.events", "agents.*.metrics")),
+    ServiceDecl(
+        "otlp",
+        streams=(),
+        publishes=("agents.*.logs", "agents.*.events", "agents.*.spans", "agents.*.metrics"),
+    ),
     # Run-time identities: answers NATS's auth callout (on its own logins in the IDENTITY and
     # SYS accounts) and keeps what it issued in a key-value bucket.
     ServiceDecl("identity", streams=(), buckets=(IDENTITIES_BUCKET,)),
