@@ -330,3 +330,82 @@ async def test_threads_show_each_checkpoint_and_sessions_their_items(
     await page.click("#sessions >> text=user-42")
     body = await page.inner_text("main")
     assert body.index("Where is my order A-17?") < body.index("It ships tomorrow.")
+
+
+async def test_traces_list_and_a_trace_page_show_the_span_tree_waterfall_and_links(
+    page: Page, fleet: Fleet, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agentstore.schemas.traces import SpanIn, span_msg_id
+
+    agent = fleet.agents[1]
+    async with await AgentClient.connect(fleet.settings.nats_url, agent) as client:
+        async with client.span("answer ticket 42", thread_id="ticket-42"):
+            async with client.span("chat gpt-4o-mini", kind="client") as call:
+                call.usage("gpt-4o-mini", input_tokens=1200, output_tokens=340)
+                call.set("gen_ai.prompt", "x" * 50_000)  # a huge attribute: collapsed and cut
+            async with client.span("execute_tool search"):
+                await client.log("warning", "search found nothing for A-17")
+            try:
+                async with client.span("parse answer"):
+                    raise ValueError("no order number in the answer")
+            except ValueError:
+                pass
+        # Another trace whose spans name a parent never sent, and each other.
+        t0 = datetime.now(UTC) - timedelta(minutes=5)
+        odd = "ab" * 16
+        for span_id, parent, name in (("1" * 16, "9" * 16, "orphan step"), ("2" * 16, "3" * 16, "loop a"),
+                                      ("3" * 16, "2" * 16, "loop b")):  # fmt: skip
+            body = SpanIn(trace_id=odd, span_id=span_id, parent_span_id=parent, name=name, start=t0,
+                          end=t0 + timedelta(milliseconds=40))  # fmt: skip
+            await client.publish("spans", body, event_id=span_msg_id(odd, span_id))
+        await client.flush()
+    async with await EvaluatorClient.connect(fleet.settings.nats_url) as evaluator:
+
+        async def both() -> bool:
+            page_ = await evaluator.query("traces", agent_ids=[agent])
+            return sum(t.spans for t in page_.items) == 7
+
+        await eventually(both, timeout=15, what="both traces stored")
+    await page.goto(f"{fleet.url}/agents/{agent}/traces")
+    listed = await texts(page, "#traces tbody tr")
+    assert len(listed) == 2 and "answer ticket 42" in listed[0] and "gpt-4o-mini" in listed[0], listed
+    assert "1,200 / 340" in listed[0]
+    await page.check("input[name=errors]")
+    await page.click("form.filters button")
+    assert [r.split("\t")[0] for r in await texts(page, "#traces tbody tr")] == ["answer ticket 42"]
+    await page.goto(f"{fleet.url}/traces")
+    assert agent in await page.inner_text("#traces")
+    await page.goto(f"{fleet.url}/agents/{agent}/traces")
+    await page.click("#traces >> text=answer ticket 42")
+    rows = page.locator("#spans tbody tr")
+    names = [n.strip() for n in await page.locator("#spans tbody tr summary b").all_inner_texts()]
+    assert names == ["answer ticket 42", "chat gpt-4o-mini", "execute_tool search", "parse answer"]
+    pad = [await rows.nth(i).locator("td").first.evaluate("e => parseFloat(getComputedStyle(e).paddingLeft)")
+           for i in range(4)]  # fmt: skip
+    assert pad[0] < pad[1] == pad[2] == pad[3], pad  # children indented under the root
+    widths = [await rows.nth(i).locator(".span-bar").evaluate("e => e.getBoundingClientRect().width")
+              for i in range(4)]  # fmt: skip
+    lane = await rows.nth(0).locator(".lane").evaluate("e => e.getBoundingClientRect().width")
+    assert widths[0] == pytest.approx(lane, rel=0.02) and all(0 < w < widths[0] for w in widths[1:]), widths
+    assert "no order number in the answer" in await rows.nth(3).inner_text()
+    assert "gpt-4o-mini · 1,200 / 340" in await rows.nth(1).inner_text()
+    await rows.nth(1).locator("summary").first.click()
+    await rows.nth(1).locator("summary >> text=attributes").click()
+    prompt = await rows.nth(1).locator("pre").inner_text()
+    assert "more characters" in prompt and len(prompt) < 25_000
+    assert f"/agents/{agent}/threads/ticket-42" in await rows.nth(0).locator(
+        "a >> text=thread"
+    ).get_attribute("href")
+    await shot(page, "trace", tmp_path)
+    await rows.nth(2).locator("summary").first.click()
+    await rows.nth(2).locator("a >> text=logs in its time").click()
+    assert [r.split("\t")[2] for r in await texts(page, "#logs tbody tr")] == [
+        "search found nothing for A-17"
+    ]
+    await page.goto(f"{fleet.url}/traces/{odd}?agent={agent}")
+    text = await page.inner_text("#spans")
+    assert "orphan step" in text and "its parent is not on this page" in text
+    # A cycle is broken at its earliest span, shown at the top with the reason; the other under it.
+    assert text.count("its parents form a cycle") == 1 and text.index("loop a") < text.index("loop b")

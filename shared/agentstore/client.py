@@ -326,7 +326,11 @@ class AgentClient:
     async def log(self, level: Level, message: str, *, task_id: str | None = None,
                   fields: dict[str, Any] | None = None, ts: datetime | None = None,
                   id: str | None = None) -> str:  # fmt: skip
-        span = tracing.CURRENT.get()  # a log inside a span links to it
+        span = (
+            tracing.CURRENT.get()
+        )  # a log inside a span links to it, and is timed by the agent's clock as spans are
+        if span is not None and ts is None:
+            ts = datetime.now(UTC)
         return await self.send(LogIn(id=id or new_id(), level=level, message=message, task_id=task_id,
                                      fields=fields, ts=_utc(ts), trace_id=span.trace_id if span else None,
                                      span_id=span.span_id if span else None))  # fmt: skip

@@ -41,6 +41,7 @@ from agentstore.schemas import logs as lg
 from agentstore.schemas import metrics as m
 from agentstore.schemas import sessions as ss
 from agentstore.schemas import tasks as t
+from agentstore.schemas import traces as tr
 from agentstore_server.config import Settings
 from agentstore_server.web import views
 from agentstore_server.web.views import LEVELS, RUN_ORDER, Pager
@@ -121,6 +122,9 @@ class Console:
                 web.get("/agents/{agent}/conversations/{conversation}", self.conversation),
                 web.get("/agents/{agent}/memories", self.memories),
                 web.get("/agents/{agent}/files", self.files),
+                web.get("/agents/{agent}/traces", self.agent_traces),
+                web.get("/traces", self.fleet_traces),
+                web.get("/traces/{trace}", self.trace),
                 web.get("/agents/{agent}/threads", self.threads),
                 web.get("/agents/{agent}/threads/{thread}", self.thread),
                 web.get("/agents/{agent}/sessions", self.sessions),
@@ -293,7 +297,10 @@ class Console:
         level = request.query.get("level") or None
         if level is not None and level not in LEVELS:
             raise BadRequest(f"level must be one of {', '.join(LEVELS)}")
-        return {"level": level, "text": request.query.get("text") or None}
+        # since/until: a span's time window (the trace page links its logs so).
+        q = request.query
+        return {"level": level, "text": q.get("text") or None, "since": q.get("since") or None,
+                "until": q.get("until") or None}  # fmt: skip
 
     async def logs(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
@@ -304,7 +311,7 @@ class Console:
             from_url(lg.LogsQuery, agent_ids=[agent], limit=PAGE_SIZE, cursor=cursor, **filters),
         )
         live = None
-        if cursor is None:  # the first page follows new logs (static/console.js)
+        if cursor is None and filters["until"] is None:  # the first page follows new logs (console.js)
             newest = listed.items[0].ts if listed.items else datetime.now(UTC).isoformat()
             live = {"source": f"/agents/{agent}/logs.json" + views.query_string(filters), "newest": newest}
         pages = Pager.of(f"/agents/{agent}/logs", {**filters, "cursor": cursor}, listed.next_cursor)
@@ -317,7 +324,9 @@ class Console:
         since = request.query.get("since")
         listed = await self.reader.call(
             contract.QUERY_LOGS,
-            from_url(lg.LogsQuery, agent_ids=[agent], since=since, limit=200, **self._log_filters(request)),
+            from_url(
+                lg.LogsQuery, agent_ids=[agent], limit=200, **{**self._log_filters(request), "since": since}
+            ),
         )
         cells = views.macro("log_cells")
         rows = [{"id": i.id, "ts": i.ts, "html": str(cells(i))} for i in listed.items]
@@ -359,6 +368,51 @@ class Console:
         )
         pages = Pager.of(f"/agents/{agent}/files", {"cursor": cursor}, listed.next_cursor)
         return self._agent_page("files.html", agent, "/files", "screenshots", listed=listed, pages=pages)
+
+    def _trace_filters(self, request: web.Request) -> dict[str, Any]:
+        q = request.query
+        return {"errors": q.get("errors") == "1" or None, "order": q.get("order") or None,
+                "model": q.get("model") or None}  # fmt: skip
+
+    async def _traces(self, request: web.Request, agent: str | None) -> tuple[Any, dict[str, Any], Pager]:
+        filters = self._trace_filters(request)
+        cursor = request.query.get("cursor") or None
+        listed = await self.reader.call(
+            contract.QUERY_TRACES,
+            from_url(tr.TracesQuery, agent_ids=[agent] if agent else None, limit=PAGE_SIZE, cursor=cursor,
+                     **filters),
+        )  # fmt: skip
+        path = f"/agents/{agent}/traces" if agent else "/traces"
+        shown = {**filters, "errors": "1" if filters["errors"] else None}
+        return listed, filters, Pager.of(path, {**shown, "cursor": cursor}, listed.next_cursor)
+
+    async def agent_traces(self, request: web.Request) -> web.Response:
+        agent = request.match_info["agent"]
+        listed, filters, pages = await self._traces(request, agent)
+        return self._agent_page("traces.html", agent, "/traces", "traces", listed=listed, filters=filters,
+                                pages=pages)  # fmt: skip
+
+    async def fleet_traces(self, request: web.Request) -> web.Response:
+        listed, filters, pages = await self._traces(request, None)
+        return self._page(
+            "fleet_traces.html", "traces", "/traces", listed=listed, filters=filters, pages=pages
+        )
+
+    async def trace(self, request: web.Request) -> web.Response:
+        """A trace: its summary, and its spans as a tree with a waterfall, a page at a time."""
+        trace_id = request.match_info["trace"]
+        agent = request.query.get("agent") or None
+        cursor = request.query.get("cursor") or None
+        found = await self.reader.call(
+            contract.QUERY_TRACE,
+            from_url(
+                tr.TraceQuery, trace_id=trace_id, agent_id=agent, limit=tr.MAX_TRACE_PAGE // 2, cursor=cursor
+            ),
+        )
+        rows = views.waterfall(found.trace, found.spans)
+        pages = Pager.of(f"/traces/{trace_id}", {"agent": agent, "cursor": cursor}, found.next_cursor)
+        return self._page("trace.html", f"trace {found.trace.name}", "/traces", found=found, rows=rows,
+                          pages=pages, first_page=cursor is not None)  # fmt: skip
 
     async def threads(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]

@@ -11,19 +11,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
 
-NAV = (("/", "Fleet"), ("/runs", "Runs"), ("/deadletters", "Dead letters"))
+NAV = (("/", "Fleet"), ("/traces", "Traces"), ("/runs", "Runs"), ("/deadletters", "Dead letters"))
 AGENT_TABS = (
     ("", "Tasks"),
     ("/logs", "Logs"),
     ("/conversations", "Conversations"),
     ("/memories", "Memories"),
     ("/files", "Screenshots"),
+    ("/traces", "Traces"),
     ("/threads", "Threads"),
     ("/sessions", "Sessions"),
     ("/metrics", "Metrics"),
@@ -127,6 +128,99 @@ def chart(points: Sequence[tuple[str, float]], *, width: int = 640, height: int 
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class SpanRow:
+    """One row of a trace's waterfall: the span, its depth in the tree, its bar (percent of
+    the trace's time) and why it is shown at the top level when it has a parent."""
+
+    span: Any
+    depth: int
+    offset: float
+    width: float
+    note: str = ""
+
+
+def _at(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def waterfall(trace: Any, spans: Sequence[Any]) -> list[SpanRow]:
+    """The spans as a tree in start order (each child under its parent), with bars on the
+    trace's time axis. A span whose parent is not among `spans` (never sent, or on another
+    page) and spans whose parents form a cycle are shown at the top level, saying so; every
+    span is shown exactly once, whatever the parents say."""
+    t0, t1 = _at(trace.start), _at(trace.end)
+    total = (t1 - t0) or 1e-9
+    ids = {s.span_id for s in spans}
+    children: dict[str | None, list[Any]] = {}
+    for s in spans:  # already in start order: children keep it
+        parent = s.parent_span_id if s.parent_span_id in ids and s.parent_span_id != s.span_id else None
+        children.setdefault(parent, []).append(s)
+    rows: list[SpanRow] = []
+    placed: set[str] = set()
+
+    def bar(s: Any, depth: int, note: str) -> SpanRow:
+        offset = clamp((_at(s.start) - t0) / total * 100)
+        return SpanRow(
+            s, depth, offset, max(0.3, min(100.0 - offset, s.duration_ms / 1000 / total * 100)), note
+        )
+
+    def place(root: Any, note: str) -> None:
+        stack = [(root, 0, note)]
+        while stack:  # iterative: a 100k-span chain is no recursion limit
+            s, depth, why = stack.pop()
+            if s.span_id in placed:
+                continue
+            placed.add(s.span_id)
+            rows.append(bar(s, depth, why))
+            stack.extend((c, depth + 1, "") for c in reversed(children.get(s.span_id, [])))
+
+    for s in children.get(None, []):
+        place(s, "" if s.parent_span_id is None else "its parent is not on this page")
+    for s in spans:  # what no root reaches: parents in a cycle
+        if s.span_id not in placed:
+            place(s, "its parents form a cycle")
+    return rows
+
+
+# A span's logs window reaches this far past its ends: a log without `ts` is stamped when
+# JetStream stored it, a little after the batched publish left the agent (the SDK stamps a
+# log inside a span itself).
+LOG_SLACK_SECONDS = 0.25
+
+
+def shifted(iso: str, seconds: float) -> str:
+    """An RFC 3339 time moved by `seconds`, in the contract's form."""
+    at = datetime.fromisoformat(iso.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def money(usd: float | None) -> str:
+    if not usd:
+        return "—"
+    return f"${usd:.4f}" if usd >= 0.0001 else f"${usd:.2e}"
+
+
+def millis(ms: float) -> str:
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms:.1f} ms" if ms >= 1 else f"{ms * 1000:.0f} µs"
+
+
+MAX_SHOWN = 20_000
+
+
+def shown(value: Any) -> str:
+    """A value as JSON for a collapsed block, cut at MAX_SHOWN characters (a huge attribute
+    map must not make a page of megabytes)."""
+    text = pretty(value)
+    return (
+        text
+        if len(text) <= MAX_SHOWN
+        else text[:MAX_SHOWN] + f"\n… {len(text) - MAX_SHOWN:,} more characters"
+    )
+
+
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("agentstore_server.web", "templates"),
     autoescape=True,  # every template is HTML
@@ -135,9 +229,10 @@ ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(ago=ago, pretty=pretty, clamp=clamp, thousands="{:,}".format, num="{:g}".format)
+ENV.filters.update(ago=ago, pretty=pretty, clamp=clamp, thousands="{:,}".format, num="{:g}".format,
+                   money=money, millis=millis, shown=shown, shifted=shifted)  # fmt: skip
 ENV.globals.update(NAV=NAV, AGENT_TABS=AGENT_TABS, LEVELS=LEVELS, TASK_ORDER=TASK_ORDER, RUN_ORDER=RUN_ORDER,
-                   ordered=ordered)  # fmt: skip
+                   ordered=ordered, LOG_SLACK_SECONDS=LOG_SLACK_SECONDS)  # fmt: skip
 
 
 def render(template: str, **context: Any) -> str:
