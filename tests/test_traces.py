@@ -133,7 +133,9 @@ async def test_the_traces_list_filters_orders_and_pages_each_trace_once(
                 if cursor is None:
                     return seen
 
-        await eventually(lambda: _count(evaluator, agent, 7), timeout=10, what="7 traces")
+        await eventually(
+            lambda: _count(evaluator, agent, 7, spans=14), timeout=10, what="7 traces of 2 spans"
+        )
         assert await all_pages() == [7, 6, 5, 4, 3, 2, 1]
         assert await all_pages(order="slowest") == [7, 6, 5, 4, 3, 2, 1]
         assert await all_pages(errors=True) == [7, 5, 3, 1]
@@ -146,9 +148,9 @@ async def test_the_traces_list_filters_orders_and_pages_each_trace_once(
         )
 
 
-async def _count(evaluator: EvaluatorClient, agent: str, n: int) -> bool:
+async def _count(evaluator: EvaluatorClient, agent: str, n: int, *, spans: int) -> bool:
     page = await evaluator.query("traces", agent_ids=[agent], limit=100)
-    return len(page.items) == n
+    return len(page.items) == n and sum(t.spans for t in page.items) == spans
 
 
 async def test_orphans_cycles_and_a_trace_across_agents_are_stored_and_a_large_trace_pages(
@@ -225,3 +227,119 @@ async def test_an_opentelemetry_export_is_a_trace_with_its_model_tokens_and_cost
         assert found.trace.cost_usd == pytest.approx((1200 * 1.25 + 300 * 10.0) / 1e6)
         tool = next(s for s in found.spans if s.name == "execute_tool search")
         assert tool.parent_span_id == root_span and tool.attributes["gen_ai"]["tool"]["name"] == "search"
+
+
+async def test_a_langgraph_run_is_traced_by_its_callbacks_alone(
+    nats_server: Server, priced_logs: ServiceHost
+) -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langchain_core.tools import tool
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    from agentstore.langgraph import AgentstoreTracer
+
+    @tool
+    def order_status(order_id: str) -> str:
+        """The status of an order."""
+        return f"order {order_id} ships tomorrow"
+
+    answer = AIMessage("It ships tomorrow.", usage_metadata={"input_tokens": 42, "output_tokens": 7, "total_tokens": 49},
+                       response_metadata={"model_name": "gpt-4o-mini"})  # fmt: skip
+    model = GenericFakeChatModel(messages=iter([answer]))
+
+    async def lookup(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [HumanMessage(await order_status.ainvoke({"order_id": "A-17"}))]}
+
+    async def reply(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    def broken(state: MessagesState) -> dict[str, Any]:
+        raise RuntimeError("the ticket system is down")
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("lookup", lookup)
+    graph.add_node("reply", reply)
+    graph.add_edge(START, "lookup")
+    graph.add_edge("lookup", "reply")
+    graph.add_edge("reply", END)
+    app = graph.compile()
+    agent = new_agent("lg")
+    async with await AgentClient.connect(nats_server.url, agent) as client:
+        tracer = AgentstoreTracer(client)
+        config: Any = {"configurable": {"thread_id": "ticket-7"}, "callbacks": [tracer]}
+        await app.ainvoke({"messages": [HumanMessage("Where is A-17?")]}, config)
+        failing = StateGraph(MessagesState)
+        failing.add_node("broken", broken)
+        failing.add_edge(START, "broken")
+        with pytest.raises(RuntimeError):
+            await failing.compile().ainvoke({"messages": []}, config)
+        await tracer.flush()
+        listed = await client.query("traces")
+        assert len(listed.items) == 2
+        failed, ok = sorted(listed.items, key=lambda t: t.errors, reverse=True)
+        assert failed.errors >= 1 and ok.errors == 0 and ok.thread_id == "ticket-7"
+        assert ok.models == ["gpt-4o-mini"] and (ok.input_tokens, ok.output_tokens) == (42, 7)
+        assert ok.cost_usd == pytest.approx((42 * 0.15 + 7 * 0.6) / 1e6)
+        trace = await client.query("trace", trace_id=ok.trace_id)
+        names = [s.name for s in trace.spans]
+        assert names[0] == "LangGraph" and {"lookup", "reply", "tool order_status"} <= set(names), names
+        by_name = {s.name: s for s in trace.spans}
+        root = trace.spans[0]
+        assert by_name["lookup"].parent_span_id == root.span_id
+        assert by_name["tool order_status"].parent_span_id == by_name["lookup"].span_id
+        chat = next(s for s in trace.spans if s.model == "gpt-4o-mini")
+        assert chat.parent_span_id == by_name["reply"].span_id and chat.kind == "client"
+        bad = await client.query("trace", trace_id=failed.trace_id)
+        assert any(s.status == "error" and "the ticket system is down" in (s.status_message or "")
+                   for s in bad.spans)  # fmt: skip
+
+
+async def test_an_openai_agents_run_is_traced_by_its_tracing_processor(
+    nats_server: Server, priced_logs: ServiceHost
+) -> None:
+    from agents import Agent, Runner, function_tool, set_trace_processors, set_tracing_disabled
+    from agents.testing import ScriptedModel, assistant_message, function_call
+
+    from agentstore.openai_agents import AgentstoreTracing
+
+    @function_tool
+    def order_status(order_id: str) -> str:
+        """The status of an order."""
+        return f"order {order_id} ships tomorrow"
+
+    model = ScriptedModel([[function_call("order_status", {"order_id": "A-17"}, call_id="call-1")],
+                           [assistant_message("Your order A-17 ships tomorrow.", item_id="m-1")]])  # fmt: skip
+    support = Agent(name="support", instructions="Help with orders.", model=model, tools=[order_status])
+    agent = new_agent("oa")
+    async with await AgentClient.connect(nats_server.url, agent) as client:
+        tracing = AgentstoreTracing(client)
+        set_trace_processors([tracing])  # ours only: nothing leaves for OpenAI
+        set_tracing_disabled(False)
+        try:
+            result = await Runner.run(support, "Where is my order A-17?")
+        finally:
+            set_tracing_disabled(True)
+            set_trace_processors([])
+        assert result.final_output == "Your order A-17 ships tomorrow."
+        await tracing.flush()
+        listed = await client.query("traces")
+        assert len(listed.items) == 1 and listed.items[0].name == "Agent workflow"
+        trace = await client.query("trace", trace_id=listed.items[0].trace_id)
+        names = [s.name for s in trace.spans]
+        assert names[0] == "Agent workflow" and "agent support" in names and "function order_status" in names
+        by_name = {s.name: s for s in trace.spans}
+        parent = {s.span_id: s.parent_span_id for s in trace.spans}
+
+        def ancestors(span_id: str) -> list[str]:
+            chain = []
+            while parent.get(span_id):
+                span_id = parent[span_id]
+                chain.append(span_id)
+            return chain
+
+        # The SDK's tree: workflow > task > agent > turn > tool call, every span under the root.
+        assert trace.spans[0].span_id in ancestors(by_name["agent support"].span_id)
+        assert by_name["agent support"].span_id in ancestors(by_name["function order_status"].span_id)
+        assert names.count("turn") == 2
+        assert trace.trace.spans == len(trace.spans) >= 4

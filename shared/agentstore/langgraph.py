@@ -31,9 +31,10 @@ import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -97,6 +98,8 @@ from agentstore.schemas.checkpoints import (
 )
 from agentstore.schemas.store import MAX_OPS as MAX_STORE_OPS
 from agentstore.schemas.store import StoreBatch
+from agentstore.schemas.traces import SpanIn
+from agentstore.tracing import Exporter, attributes_of
 
 T = TypeVar("T")
 CACHE_BYTES = 256 * 1024 * 1024
@@ -979,3 +982,145 @@ def _result(op: Op, r: st.OpResult) -> Result:
     if isinstance(op, ListNamespacesOp):
         return [tuple(ns) for ns in r.namespaces or []]
     return None
+
+
+class AgentstoreTracer(BaseCallbackHandler):
+    """LangChain's and LangGraph's runs as agentstore traces (CONTRACT v1.12), from the
+    callbacks every runnable already makes: pass it in the run's config.
+
+        tracer = AgentstoreTracer(client)
+        await graph.ainvoke(inputs, {"configurable": {"thread_id": "t-1"}, "callbacks": [tracer]})
+
+    The graph run is the root span; each node, chain, chat model, tool and retriever under it
+    a child, with the model and token usage of model calls (`usage_metadata`, or the
+    provider's `token_usage`), the thread and checkpoint namespace LangGraph puts in the
+    run's metadata, and the error of a failed run. Make it in async code (it publishes on
+    that event loop, whatever thread a sync callback runs on); `await tracer.flush()` waits
+    for what it has published.
+    """
+
+    raise_error = False  # a tracing problem never fails the user's run
+    run_inline = True  # called on the run's event loop, in order, not from an executor thread
+
+    def __init__(self, client: AgentClient) -> None:
+        self._exporter = Exporter(client)
+        self._open: dict[Any, dict[str, Any]] = {}
+
+    async def flush(self) -> None:
+        await self._exporter.flush()
+
+    # -- opening ---------------------------------------------------------------------------
+    def _start(self, run_id: Any, parent_run_id: Any, name: str, kind: str, metadata: Mapping[str, Any] | None,
+               **attributes: Any) -> None:  # fmt: skip
+        parent = self._open.get(parent_run_id) if parent_run_id is not None else None
+        meta = dict(metadata or {})
+        self._open[run_id] = {
+            "trace_id": parent["trace_id"] if parent else run_id.hex,
+            "parent_span_id": _span_of(parent_run_id) if parent_run_id is not None else None,
+            "name": name[:256] or kind,
+            "kind": "client" if kind in ("llm", "chat_model", "retriever") else "internal",
+            "start": datetime.now(UTC),
+            "thread_id": meta.get("thread_id") or (parent or {}).get("thread_id"),
+            "attributes": {"langchain": {"run_type": kind, **attributes,
+                                         **{k: meta[k] for k in _META_KEPT if k in meta}}},
+            "model": meta.get("ls_model_name"),
+        }  # fmt: skip
+
+    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: Any,
+                       parent_run_id: Any = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
+        name = kwargs.get("name") or (serialized or {}).get("name") or "chain"
+        self._start(run_id, parent_run_id, str(name), "chain", metadata, inputs=attributes_of(inputs))
+
+    def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: Any, *, run_id: Any,
+                            parent_run_id: Any = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
+        name = kwargs.get("name") or (serialized or {}).get("name") or "chat model"
+        self._start(run_id, parent_run_id, str(name), "chat_model", metadata, inputs=attributes_of(messages))
+
+    def on_llm_start(self, serialized: dict[str, Any] | None, prompts: Any, *, run_id: Any,
+                     parent_run_id: Any = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
+        name = kwargs.get("name") or (serialized or {}).get("name") or "llm"
+        self._start(run_id, parent_run_id, str(name), "llm", metadata, inputs=attributes_of(prompts))
+
+    def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *, run_id: Any,
+                      parent_run_id: Any = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
+        name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
+        self._start(run_id, parent_run_id, f"tool {name}", "tool", metadata, inputs=attributes_of(input_str))
+
+    def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *, run_id: Any,
+                           parent_run_id: Any = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
+        name = kwargs.get("name") or (serialized or {}).get("name") or "retriever"
+        self._start(run_id, parent_run_id, str(name), "retriever", metadata, inputs=attributes_of(query))
+
+    # -- closing ---------------------------------------------------------------------------
+    def _end(self, run_id: Any, *, outputs: Any = None, error: BaseException | None = None,
+             model: str | None = None, tokens: tuple[int | None, int | None] = (None, None)) -> None:  # fmt: skip
+        opened = self._open.pop(run_id, None)
+        if opened is None:
+            return
+        attributes = opened["attributes"]
+        if outputs is not None:
+            attributes["langchain"]["outputs"] = attributes_of(outputs)
+        start = opened["start"]
+        self._exporter.send(SpanIn(
+            trace_id=opened["trace_id"], span_id=_span_of(run_id), parent_span_id=opened["parent_span_id"],
+            name=opened["name"], kind=opened["kind"], start=start, end=max(datetime.now(UTC), start),
+            status="error" if error is not None else "ok",
+            status_message=f"{type(error).__name__}: {error}"[:4096] if error is not None else None,
+            model=(model or opened["model"] or None), input_tokens=tokens[0], output_tokens=tokens[1],
+            thread_id=str(opened["thread_id"])[:256] if opened["thread_id"] else None,
+            attributes=attributes_of(attributes),
+        ))  # fmt: skip
+
+    def on_chain_end(self, outputs: Any, *, run_id: Any, **kwargs: Any) -> None:
+        self._end(run_id, outputs=outputs)
+
+    def on_chain_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    def on_tool_end(self, output: Any, *, run_id: Any, **kwargs: Any) -> None:
+        self._end(run_id, outputs=output)
+
+    def on_tool_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    def on_retriever_end(self, documents: Any, *, run_id: Any, **kwargs: Any) -> None:
+        self._end(run_id, outputs=documents)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    def on_llm_end(self, response: Any, *, run_id: Any, **kwargs: Any) -> None:
+        model, tokens = _llm_usage(response)
+        generations = [[g.text for g in gs] for gs in getattr(response, "generations", [])]
+        self._end(run_id, outputs=generations, model=model, tokens=tokens)
+
+    def on_llm_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+
+def _span_of(run_id: Any) -> str:
+    """A run's span id: the random half of its UUID (LangChain's are UUIDv7, whose first half
+    is the time: runs started in one millisecond share it)."""
+    return str(run_id.hex[16:])
+
+
+# LangGraph's metadata of a run worth keeping on its span.
+_META_KEPT = ("langgraph_node", "langgraph_step", "checkpoint_ns", "ls_provider", "ls_model_name")
+
+
+def _llm_usage(response: Any) -> tuple[str | None, tuple[int | None, int | None]]:
+    """A model call's model and (input, output) tokens: the message's `usage_metadata`, else
+    the provider's `llm_output.token_usage`."""
+    output = getattr(response, "llm_output", None) or {}
+    model = output.get("model_name") or output.get("model")
+    for generations in getattr(response, "generations", []):
+        for generation in generations:
+            message = getattr(generation, "message", None)
+            usage = getattr(message, "usage_metadata", None)
+            meta = getattr(message, "response_metadata", None) or {}
+            model = model or meta.get("model_name") or meta.get("model")
+            if usage:
+                return model, (usage.get("input_tokens"), usage.get("output_tokens"))
+    usage = output.get("token_usage") or output.get("usage") or {}
+    return model, (usage.get("prompt_tokens", usage.get("input_tokens")),
+                   usage.get("completion_tokens", usage.get("output_tokens")))  # fmt: skip

@@ -8,14 +8,17 @@ exception's message if its block raised. Logs written inside a span carry its id
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextvars
+import hashlib
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from agentstore.schemas.common import nest_keys
-from agentstore.schemas.traces import SpanEvent, SpanIn, SpanKind
+from agentstore.schemas.traces import SpanEvent, SpanIn, SpanKind, span_msg_id
 
 # The innermost open span of this context (task), whose child a new span is.
 CURRENT: contextvars.ContextVar[Span | None] = contextvars.ContextVar("agentstore_span", default=None)
@@ -85,3 +88,81 @@ class Span:
             events=self.events or None, model=self.model, input_tokens=self.input_tokens,
             output_tokens=self.output_tokens, **self.links,
         )  # fmt: skip
+
+
+# What a framework's span data becomes as attributes: JSON the contract takes (no `.` or `$`
+# in keys, no NUL, bounded depth and size), whatever objects the framework put there.
+MAX_ATTRIBUTE_TEXT = 8 * 1024
+MAX_ATTRIBUTE_DEPTH = 8
+
+
+def attributes_of(value: Any, depth: int = 0) -> Any:
+    """`value` as attribute JSON: maps and lists kept (keys made safe), numbers and booleans
+    as they are, anything else as its text, long texts cut; None where nothing is left."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if depth >= MAX_ATTRIBUTE_DEPTH:
+        return _text(repr(value))
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in list(value.items())[:200]:
+            name = str(key).replace(".", "_").replace("\x00", "").lstrip("$") or "_"
+            out[name] = attributes_of(item, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [attributes_of(item, depth + 1) for item in value[:200]]
+    if hasattr(value, "model_dump"):  # pydantic models (the frameworks' messages, responses)
+        try:
+            return attributes_of(value.model_dump(mode="json"), depth + 1)
+        except Exception:
+            return _text(repr(value))
+    return _text(value if isinstance(value, str) else str(value))
+
+
+def _text(text: str) -> str:
+    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= MAX_ATTRIBUTE_TEXT else text[:MAX_ATTRIBUTE_TEXT] + "…"
+
+
+def hex_id(value: str, size: int) -> str:
+    """A framework's id as `size` lowercase hex characters: itself when it is such hex, else
+    a digest of it (stable: the same id maps to the same span)."""
+    bare = value.split("_", 1)[-1].lower().replace("-", "")
+    if len(bare) >= size and all(c in "0123456789abcdef" for c in bare[:size]):
+        return bare[:size]
+    return hashlib.sha256(value.encode()).hexdigest()[:size]
+
+
+class Exporter:
+    """Publishes finished spans from a framework's callbacks, which may run on any thread:
+    each publish is handed to the client's event loop. `await flush()` waits for them."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._loop = asyncio.get_running_loop()  # made in async code: the client's loop
+        self._pending: set[Any] = set()
+
+    def send(self, span: SpanIn) -> None:
+        publish = self.client.publish("spans", span, event_id=span_msg_id(span.trace_id, span.span_id))
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        # Registered before this returns, on whichever thread: a flush() after it waits for it.
+        pending: Any = (
+            asyncio.ensure_future(publish)
+            if running is self._loop
+            else asyncio.run_coroutine_threadsafe(publish, self._loop)
+        )
+        self._pending.add(pending)
+        pending.add_done_callback(self._pending.discard)
+
+    async def flush(self) -> None:
+        while self._pending:
+            await asyncio.gather(*(asyncio.wrap_future(f) if isinstance(f, concurrent.futures.Future) else f
+                                   for f in list(self._pending)))  # fmt: skip
+        await self.client.flush()
