@@ -41,14 +41,20 @@ _CHECKPOINT = (("langgraph", "checkpoint_id"), ("checkpoint_id",))
 _RUN = (("agentstore", "run_id"),)
 
 
-def _attribute(attributes: Mapping[str, Any] | None, paths: Sequence[tuple[str, ...]], kind: type) -> Any:
+def _attribute(attributes: dict[str, Any] | None, paths: Sequence[tuple[str, ...]], kind: type) -> Any:
+    """The first of `paths` that holds a `kind` (attributes are plain dicts, as decoded:
+    `type() is dict` rather than an ABC check, on the hot path)."""
+    if not attributes:
+        return None
     for path in paths:
         node: Any = attributes
         for part in path:
-            node = node.get(part) if isinstance(node, Mapping) else None
-        if isinstance(node, Mapping):
+            node = node.get(part) if type(node) is dict else None
+            if node is None:
+                break
+        if type(node) is dict:
             node = node.get("_")  # a key that is also a prefix keeps its value under `_`
-        if isinstance(node, kind) and not isinstance(node, bool) and node != "":
+        if type(node) is kind and node != "":
             return node
     return None
 
