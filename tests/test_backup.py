@@ -47,8 +47,19 @@ async def caught_up(url: str) -> bool:
 
 async def framework_state(url: str) -> None:
     """What the demo fleet does not write: a structured output (seed 004), a framework session
-    (OpenAI Agents / ADK items) and the memory store with vectors (LangGraph's store)."""
+    (OpenAI Agents / ADK items), the memory store with vectors (LangGraph's store), a graph's
+    checkpoints and a trace: the last two have summary tables kept by triggers, which a
+    restore must not count twice."""
+    from agentstore.langgraph import AgentstoreSaver
+    from tests import langgraph_graph as lg
+
     async with await AgentClient.connect(url, "backup-agent") as agent:
+        graph = lg.build().compile(checkpointer=AgentstoreSaver(agent))
+        await graph.ainvoke({"steps": [], "doc": "notes", "count": 0}, {"configurable": {"thread_id": "t-1"}})
+        async with agent.span("answer") as root:
+            root.usage("gpt-4o-mini", input_tokens=10, output_tokens=2)
+            async with agent.span("tool"):
+                pass
         await agent.output("summary", 1, {"score": 0.9})
         await agent.call(contract.SESSION_ADD, AddSessionItems(session_id="s1", items=[{"role": "user", "content": "hi"}],
                                                                batch_id="b1"))  # fmt: skip
@@ -75,7 +86,8 @@ async def test_export_wipe_import_export_of_a_demo_fleet_is_identical(
     # Every collection and table with data in it: a backup that leaves one out fails here.
     for name in BACKED_UP:
         assert first[f"mongo.{name}"] > 0, name
-    for table in ("store_items", "store_vectors", "store_namespaces", "store_dims"):
+    for table in ("store_items", "store_vectors", "store_namespaces", "store_dims", "checkpoints",
+                  "checkpoint_namespaces", "spans", "traces"):  # fmt: skip
         assert first[f"postgres.{table}"] > 0, table
     assert first["mongo.logs"] > 100 and first["postgres.tasks"] > 10 and first["postgres.runs"] > 0
     assert first["postgres.metric_points"] > 100 and first["objects.screenshots"] > 5

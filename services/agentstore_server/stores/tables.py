@@ -7,6 +7,7 @@ not about any one service's data; every identifier comes from the catalog or is 
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from agentstore_server.stores.postgres import driver_errors
 
 BOOKKEEPING = ("schema_migrations",)
 Progress = Callable[[str, int], None]
-COLUMN_COUNT = (
-    "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1"
+STORED_COLUMNS = (
+    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1 "
+    "AND is_generated = 'NEVER' ORDER BY ordinal_position"
 )
 SERIAL_COLUMNS = (
     "SELECT table_name, column_name, pg_get_serial_sequence(quote_ident(table_name), column_name) "
@@ -37,10 +39,12 @@ async def dump_tables(url: str, folder: Path, progress: Progress) -> dict[str, i
             for table in await _tables(conn):
                 path = folder / f"{table}.csv"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                width = await conn.fetchval(COLUMN_COUNT, table)
-                order = ", ".join(str(i) for i in range(1, width + 1))
-                status = await conn.copy_from_query(f'SELECT * FROM "{table}" ORDER BY {order}', output=path,
-                                                    format="csv", header=True)  # fmt: skip
+                # Generated columns are left out: the load computes them again (COPY refuses them).
+                stored = await _stored_columns(conn, table)
+                columns = ", ".join(f'"{c}"' for c in stored)
+                order = ", ".join(str(i) for i in range(1, len(stored) + 1))
+                status = await conn.copy_from_query(f'SELECT {columns} FROM "{table}" ORDER BY {order}',
+                                                    output=path, format="csv", header=True)  # fmt: skip
                 counts[table] = int(status.split()[-1])  # "COPY <rows>"
                 progress(table, counts[table])
         finally:
@@ -71,7 +75,16 @@ async def load_tables(url: str, folder: Path, progress: Progress) -> dict[str, i
                     )
             async with conn.transaction():
                 for path in files:
-                    await conn.copy_to_table(path.stem, source=path, format="csv", header=True)
+                    # Triggers keep derived tables (checkpoint_namespaces, traces) as rows are
+                    # written; here the derived rows come from their own files, so firing them
+                    # would count every row twice. Off for the load, inside its transaction.
+                    await conn.execute(f'ALTER TABLE "{path.stem}" DISABLE TRIGGER USER')
+                    with path.open() as f:
+                        header = next(csv.reader([f.readline()]))
+                    await conn.copy_to_table(
+                        path.stem, source=path, columns=header, format="csv", header=True
+                    )
+                    await conn.execute(f'ALTER TABLE "{path.stem}" ENABLE TRIGGER USER')
                     counts[path.stem] = await conn.fetchval(f'SELECT count(*) FROM "{path.stem}"')
                     progress(path.stem, counts[path.stem])
                 for table, column, sequence in await conn.fetch(SERIAL_COLUMNS):
@@ -118,6 +131,10 @@ async def _parents_first(conn: asyncpg.Connection, files: list[Path]) -> list[Pa
             ordered.append(f)
             placed.add(f.stem)
     return ordered
+
+
+async def _stored_columns(conn: asyncpg.Connection, table: str) -> list[str]:
+    return [r["column_name"] for r in await conn.fetch(STORED_COLUMNS, table)]
 
 
 async def _tables(conn: asyncpg.Connection) -> list[str]:
