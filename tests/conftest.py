@@ -4,10 +4,15 @@ a free port in a temp dir, and stopped at the end."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -22,6 +27,42 @@ from agentstore_server.logs.service import SPEC as LOGS
 from agentstore_server.metrics.service import SPEC as METRICS
 from agentstore_server.stores.mongo import MongoStore
 from agentstore_server.tasks.service import SPEC as TASKS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Shortly before pytest-timeout ends a test, print what every asyncio task awaits: its
+    traceback shows only the event loop's select, which says nothing of what hangs."""
+    marker = item.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout") or 0)
+    timer = threading.Timer(max(limit - 15, limit * 0.9), _dump_tasks, (item.nodeid,)) if limit else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _dump_tasks(nodeid: str) -> None:
+    out = sys.__stderr__
+    assert out is not None
+    print(f"\n==== {nodeid} is about to time out; its asyncio tasks:", file=out)
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
+    for loop in loops:
+        for task in list(asyncio.all_tasks(loop)):
+            print(f"-- {task.get_name()}", file=out)
+            # A suspended task's own stack is one frame: follow what each coroutine awaits.
+            coro: Any = task.get_coro()
+            while coro is not None:
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                frame = frame or getattr(coro, "ag_frame", None)
+                if frame is not None:
+                    print(f"   {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}", file=out)
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    out.flush()
 
 
 @pytest.fixture(scope="session")

@@ -262,6 +262,39 @@ async def test_a_pruned_delta_thread_reads_back_byte_identical_to_langgraphs_pos
     assert await read(ours) == expected
 
 
+async def test_reads_racing_a_delete_of_a_chunked_thread_find_it_whole_or_not_at_all(
+    client: AgentClient,
+) -> None:
+    """A read is one snapshot: one racing the delete of a thread whose values are chunked
+    finds the checkpoint with every chunk placed, or no checkpoint; never a chunk without
+    its location (the sweep drops those between the read's statements otherwise)."""
+    saver = AgentstoreSaver(client)
+    graph = lg.build().compile(checkpointer=saver)
+    outcomes: list[str] = []
+    for round_ in range(12):
+        config: RunnableConfig = {"configurable": {"thread_id": f"racing-{round_}"}}
+        await graph.ainvoke({"steps": [], "doc": lg.DOC + str(round_), "count": 0}, config)
+        stop = asyncio.Event()
+
+        async def read(config: RunnableConfig = config, stop: asyncio.Event = stop) -> None:
+            while not stop.is_set():
+                found = await saver.aget_tuple(config)
+                outcomes.append("gone" if found is None else "whole")
+                if found is not None:
+                    assert found.checkpoint["channel_values"]["doc"].startswith(lg.DOC)
+
+        readers = [asyncio.create_task(read()) for _ in range(3)]
+        await saver.adelete_thread(f"racing-{round_}")
+        await helpers.eventually(lambda c=config: _gone(saver, c), timeout=30, what="the thread deleted")
+        stop.set()
+        await asyncio.gather(*readers)  # a reader that hit a lost chunk raises here
+    assert "gone" in outcomes and "whole" in outcomes
+
+
+async def _gone(saver: AgentstoreSaver, config: RunnableConfig) -> bool:
+    return await saver.aget_tuple(config) is None
+
+
 async def test_a_thread_past_its_ttl_is_deleted_with_its_values_and_a_read_refreshes_it(
     client: AgentClient, settings: Settings
 ) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from agentstore.errors import (
     Forbidden,
     LeaseLost,
     NotFound,
+    ObjectGone,
     RequestError,
     Unavailable,
 )
@@ -623,5 +625,9 @@ def http_get(url: str, start: int | None = None, end: int | None = None) -> byte
             if headers and response.status == 200:
                 return data[start:end]
             return data
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise ObjectGone(f"presigned download found nothing: {exc}") from exc
+        raise Unavailable(f"presigned download failed: {exc}") from exc
     except OSError as exc:
         raise Unavailable(f"presigned download failed: {exc}") from exc

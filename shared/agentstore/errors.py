@@ -88,6 +88,11 @@ class Unavailable(RequestError):
     code = 503
 
 
+class ObjectGone(Unavailable):
+    """A presigned URL's object is no longer there (deleted after the reply that named it):
+    read again what named it."""
+
+
 class StoreError(AgentstoreError):
     """Raised by store adapters in place of driver errors."""
 

@@ -70,7 +70,7 @@ from pyfastcdc import FastCDC
 
 from agentstore import contract
 from agentstore.client import AgentClient, http_get, http_put
-from agentstore.errors import Unavailable
+from agentstore.errors import ObjectGone, Unavailable
 from agentstore.schemas import store as st
 from agentstore.schemas.checkpoints import (
     CHUNKED_MIN,
@@ -470,12 +470,27 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
     # -- the async interface ---------------------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         conf = config["configurable"]
-        reply = await self.client.call(
-            contract.CHECKPOINT_GET,
-            GetCheckpoint(thread_id=str(conf["thread_id"]), checkpoint_ns=conf.get("checkpoint_ns", ""),
-                          checkpoint_id=get_checkpoint_id(config), refresh_ttl=self.refresh_on_read),
-        )  # fmt: skip
-        return await self._tuple(reply.checkpoint) if reply.checkpoint is not None else None
+        return await self._get(
+            str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
+        )
+
+    async def _get(self, thread: str, ns: str, checkpoint_id: str | None) -> CheckpointTuple | None:
+        """A checkpoint read whole. One whose objects vanish while read was deleted after the
+        reply: asked for again, it is gone (None) or found again (a copy kept its content)."""
+        for attempt in range(3):
+            reply = await self.client.call(
+                contract.CHECKPOINT_GET,
+                GetCheckpoint(thread_id=thread, checkpoint_ns=ns, checkpoint_id=checkpoint_id,
+                              refresh_ttl=self.refresh_on_read),
+            )  # fmt: skip
+            if reply.checkpoint is None:
+                return None
+            try:
+                return await self._tuple(reply.checkpoint)
+            except ObjectGone:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def alist(
         self,
@@ -503,7 +518,13 @@ class AgentstoreSaver(BaseCheckpointSaver[str]):
                 ),
             )
             for rec in page.items:
-                yield await self._tuple(rec)
+                found: CheckpointTuple | None
+                try:
+                    found = await self._tuple(rec)
+                except ObjectGone:  # deleted since the page was read: as it is now, if at all
+                    found = await self._get(rec.thread_id, rec.checkpoint_ns, rec.checkpoint_id)
+                if found is not None:
+                    yield found
             if left is not None:
                 left -= len(page.items)
             cursor = page.next_cursor

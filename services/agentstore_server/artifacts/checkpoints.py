@@ -70,7 +70,7 @@ from agentstore.schemas.common import Page, decode_cursor, encode_cursor, iso
 from agentstore_server.bus.rpc import RequestContext
 from agentstore_server.lifecycle.periodic import Periodic
 from agentstore_server.stores.objects import ObjectStore
-from agentstore_server.stores.postgres import Gateway, PostgresStore, Record, load_queries
+from agentstore_server.stores.postgres import Executor, Gateway, PostgresStore, Record, load_queries
 
 Q = load_queries(Path(__file__).with_name("checkpoints.sql"))
 BUCKET = "checkpoints"
@@ -335,14 +335,15 @@ class Checkpoints:
         agent = _agent(ctx)
         if q.refresh_ttl:
             await self.db.run.execute(Q["refresh_thread_ttl"], agent_id=agent, thread_id=q.thread_id)
-        rows = await self.db.run.fetch(
-            Q["list_checkpoints"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
-            checkpoint_id=q.checkpoint_id, before=None, filter=None, after_id=None, after_thread=None,
-            after_ns=None, limit=1,
-        )  # fmt: skip
-        if not rows:
-            return CheckpointFound(checkpoint=None)
-        return CheckpointFound(checkpoint=(await self._records(agent, rows, _Budget()))[0])
+        async with self.pg.snapshot() as run:  # a sweep deleting the thread meanwhile: all or none of it
+            rows = await run.fetch(
+                Q["list_checkpoints"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+                checkpoint_id=q.checkpoint_id, before=None, filter=None, after_id=None, after_thread=None,
+                after_ns=None, limit=1,
+            )  # fmt: skip
+            if not rows:
+                return CheckpointFound(checkpoint=None)
+            return CheckpointFound(checkpoint=(await self._records(run, agent, rows, _Budget()))[0])
 
     async def listing(self, ctx: RequestContext, q: ListCheckpoints) -> CheckpointPage:
         agent = _agent(ctx)
@@ -355,32 +356,34 @@ class Checkpoints:
                 assert isinstance(after, list) and len(after) == 3 and all(isinstance(a, str) for a in after)
             except (ValueError, AssertionError):
                 raise BadRequest("cursor is not one this endpoint gave") from None
-        rows = await self.db.run.fetch(
-            Q["list_checkpoints"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
-            checkpoint_id=q.checkpoint_id, before=q.before,
-            filter=_json_object(q.filter_json, "filter_json") if q.filter_json is not None else None,
-            after_id=after[0], after_thread=after[1], after_ns=after[2], limit=q.limit + 1,
-        )  # fmt: skip
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
-        items = await self._records(agent, rows, _Budget())
+        filters = _json_object(q.filter_json, "filter_json") if q.filter_json is not None else None
+        async with self.pg.snapshot() as run:
+            rows = await run.fetch(
+                Q["list_checkpoints"], agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns,
+                checkpoint_id=q.checkpoint_id, before=q.before, filter=filters,
+                after_id=after[0], after_thread=after[1], after_ns=after[2], limit=q.limit + 1,
+            )  # fmt: skip
+            more = len(rows) > q.limit
+            rows = rows[: q.limit]
+            items = await self._records(run, agent, rows, _Budget())
         last = rows[-1] if more and rows else None
         cursor = (
             json.dumps([last["checkpoint_id"], last["thread_id"], last["checkpoint_ns"]]) if last else None
         )
         return CheckpointPage(items=items, next_cursor=cursor)
 
-    async def _records(self, agent: str, rows: Sequence[Record], budget: _Budget) -> list[CheckpointRecord]:
+    async def _records(
+        self, run: Executor, agent: str, rows: Sequence[Record], budget: _Budget
+    ) -> list[CheckpointRecord]:
+        """The records of checkpoint `rows`, read on `run`: the snapshot the rows came from."""
         keys = dict(
             thread_ids=[r["thread_id"] for r in rows], checkpoint_nss=[r["checkpoint_ns"] for r in rows]
         )
-        blobs, writes = await asyncio.gather(
-            self.db.run.fetch(Q["checkpoint_blobs"], agent_id=agent, **keys,
-                              versions=[r["versions"] for r in rows]),
-            self.db.run.fetch(Q["checkpoint_writes"], agent_id=agent, **keys,
-                              checkpoint_ids=[r["checkpoint_id"] for r in rows]),
-        )  # fmt: skip
-        located = await self._locate(agent, [*rows, *blobs, *writes])
+        blobs = await run.fetch(Q["checkpoint_blobs"], agent_id=agent, **keys,
+                                versions=[r["versions"] for r in rows])  # fmt: skip
+        writes = await run.fetch(Q["checkpoint_writes"], agent_id=agent, **keys,
+                                 checkpoint_ids=[r["checkpoint_id"] for r in rows])  # fmt: skip
+        located = await self._locate(run, agent, [*rows, *blobs, *writes])
         values: list[list[ChannelValue]] = [[] for _ in rows]
         pending: list[list[Write]] = [[] for _ in rows]
         for b in blobs:
@@ -408,13 +411,12 @@ class Checkpoints:
             )  # fmt: skip
         return out
 
-    async def _locate(self, agent: str, rows: Iterable[Record]) -> _Located:
-        """Where the chunks of the chunked rows among `rows` lie, in one query."""
+    async def _locate(self, run: Executor, agent: str, rows: Iterable[Record]) -> _Located:
+        """Where the chunks of the chunked rows among `rows` lie, in one query on the snapshot
+        `run` the rows came from (read apart, a sweep could drop chunks in between)."""
         digests = {d for r in rows if r["chunks"] is not None for d in _split(bytes(r["chunks"]))}
         found = (
-            await self.db.run.fetch(Q["chunk_locations"], agent_id=agent, digests=list(digests))
-            if digests
-            else []
+            await run.fetch(Q["chunk_locations"], agent_id=agent, digests=list(digests)) if digests else []
         )
         return _Located({bytes(r["digest"]): r for r in found})
 
@@ -457,21 +459,24 @@ class Checkpoints:
         agent = _agent(ctx)
         rows: list[Record] = []
         where = dict(agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns)
-        for ref in q.refs:
-            if ref.channel is not None and ref.version is not None:
-                row = await self.db.run.fetchrow(
-                    Q["one_blob"], **where, channel=ref.channel, version=ref.version
-                )
-            elif ref.task_id is not None and ref.idx is not None:
-                row = await self.db.run.fetchrow(
-                    Q["one_write"], **where, checkpoint_id=q.checkpoint_id, task_id=ref.task_id, idx=ref.idx
-                )
-            else:
-                raise BadRequest("a ref names a channel and version, or a task_id and idx")
-            if row is None:
-                raise BadRequest(f"no such value: {ref}")
-            rows.append(row)
-        budget, located = _Budget(), await self._locate(agent, rows)
+        async with self.pg.snapshot() as run:  # a sweep deleting the thread meanwhile: all or none of it
+            for ref in q.refs:
+                if ref.channel is not None and ref.version is not None:
+                    row = await run.fetchrow(Q["one_blob"], **where, channel=ref.channel, version=ref.version)
+                elif ref.task_id is not None and ref.idx is not None:
+                    row = await run.fetchrow(
+                        Q["one_write"],
+                        **where,
+                        checkpoint_id=q.checkpoint_id,
+                        task_id=ref.task_id,
+                        idx=ref.idx,
+                    )
+                else:
+                    raise BadRequest("a ref names a channel and version, or a task_id and idx")
+                if row is None:
+                    raise BadRequest(f"no such value: {ref}")
+                rows.append(row)
+            budget, located = _Budget(), await self._locate(run, agent, rows)
         return Values(values=[await self._value(agent, row, budget, located) for row in rows])
 
     async def history(self, ctx: RequestContext, q: DeltaHistoryQuery) -> DeltaHistory:
@@ -480,29 +485,32 @@ class Checkpoints:
         holds a stored value for it (its seed, whose own writes are collected too)."""
         agent = _agent(ctx)
         where = dict(agent_id=agent, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns)
-        target = await self.db.run.fetch(
-            Q["list_checkpoints"], **where, checkpoint_id=q.checkpoint_id, before=None, filter=None,
-            after_id=None, after_thread=None, after_ns=None, limit=1,
-        )  # fmt: skip
-        channels = list(dict.fromkeys(q.channels))
-        empty = DeltaHistory(channels=[ChannelHistory(channel=ch, writes=[]) for ch in channels])
-        if not target or target[0]["parent_id"] is None:
-            return empty
-        chain = await self.db.run.fetch(Q["parent_chain"], **where, start=target[0]["parent_id"])
-        versions = [json.loads(c["versions"]) for c in chain]
-        pairs = {(ch, v[ch]) for v in versions for ch in channels if ch in v}
-        blobs = {
-            (b["channel"], b["version"]): b
-            for b in await self.db.run.fetch(
-                Q["blobs_at"], **where, channels=[p[0] for p in pairs], versions=[p[1] for p in pairs]
+        async with self.pg.snapshot() as run:
+            target = await run.fetch(
+                Q["list_checkpoints"], **where, checkpoint_id=q.checkpoint_id, before=None, filter=None,
+                after_id=None, after_thread=None, after_ns=None, limit=1,
             )  # fmt: skip
-        }
-        writes: dict[str, list[Record]] = {}
-        for w in await self.db.run.fetch(Q["writes_of_channels"], **where, channels=channels,
-                                         checkpoint_ids=[c["checkpoint_id"] for c in chain]):  # fmt: skip
-            writes.setdefault(w["checkpoint_id"], []).append(w)
-        budget = _Budget()
-        located = await self._locate(agent, [*blobs.values(), *(w for ws in writes.values() for w in ws)])
+            channels = list(dict.fromkeys(q.channels))
+            empty = DeltaHistory(channels=[ChannelHistory(channel=ch, writes=[]) for ch in channels])
+            if not target or target[0]["parent_id"] is None:
+                return empty
+            chain = await run.fetch(Q["parent_chain"], **where, start=target[0]["parent_id"])
+            versions = [json.loads(c["versions"]) for c in chain]
+            pairs = {(ch, v[ch]) for v in versions for ch in channels if ch in v}
+            blobs = {
+                (b["channel"], b["version"]): b
+                for b in await run.fetch(
+                    Q["blobs_at"], **where, channels=[p[0] for p in pairs], versions=[p[1] for p in pairs]
+                )  # fmt: skip
+            }
+            writes: dict[str, list[Record]] = {}
+            for w in await run.fetch(Q["writes_of_channels"], **where, channels=channels,
+                                     checkpoint_ids=[c["checkpoint_id"] for c in chain]):  # fmt: skip
+                writes.setdefault(w["checkpoint_id"], []).append(w)
+            budget = _Budget()
+            located = await self._locate(
+                run, agent, [*blobs.values(), *(w for ws in writes.values() for w in ws)]
+            )
         collected: dict[str, list[HistoryWrite]] = {ch: [] for ch in channels}
         seeds: dict[str, tuple[Record, str, str]] = {}
         remaining = set(channels)

@@ -188,6 +188,18 @@ class PostgresStore:
                 yield Executor(conn, self.url)
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Executor]:
+        """Named queries reading one snapshot (a read-only REPEATABLE READ transaction): a
+        read made of several statements sees rows a concurrent delete removes either in all of
+        them or in none."""
+        with driver_errors(self.url):
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield Executor(conn, self.url)
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """One connection of the pool, for a statement composed at run time (a search whose
         shape depends on the request) or settings of one transaction; driver errors leave as
