@@ -31,7 +31,7 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentstore import contract
-from agentstore.schemas.common import MAX_NESTING
+from agentstore.schemas.common import MAX_NESTING, _json_tree_ok, check_tree
 from agentstore_server.artifacts.service import SPEC as ARTIFACTS
 from agentstore_server.devstack.servers import Server, free_port
 from agentstore_server.identity.service import SPEC as IDENTITY
@@ -99,6 +99,25 @@ def encode(body: Any, lenient: bool) -> bytes:
         return msgspec.json.encode(body)
     except (msgspec.EncodeError, UnicodeEncodeError, OverflowError, ValueError):
         return json.dumps(body, allow_nan=True).encode()
+
+
+@settings(max_examples=400, derandomize=True)
+@given(value=FREE_MAPS, lenient=st.booleans())
+def test_the_ingest_fast_check_refuses_exactly_what_check_tree_refuses(value: Any, lenient: bool) -> None:
+    """Ingest checks a decoded body by a walk without paths and walks with them only to name
+    a refusal: for anything JSON decodes to without a NUL escape, both must agree."""
+    data = encode(value, lenient)
+    try:
+        decoded = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return  # refused before either check
+    try:
+        check_tree(decoded, "$.v")
+        refused = False
+    except ValueError:
+        refused = True
+    if b"\\u0000" not in data:  # with one, ingest walks every field the full way
+        assert _json_tree_ok(decoded, 0) is not refused, data[:200]
 
 
 # Per ingest kind: a valid body with id `i`, the free-form fields, and how to read it back.

@@ -39,6 +39,8 @@ _SESSION = (("session", "id"), ("gen_ai", "conversation", "id"))
 _THREAD = (("langgraph", "thread_id"), ("thread_id",))
 _CHECKPOINT = (("langgraph", "checkpoint_id"), ("checkpoint_id",))
 _RUN = (("agentstore", "run_id"),)
+# The first keys of the link paths: a span with none of them (most) skips those lookups.
+_LINK_ROOTS = frozenset(path[0] for paths in (_SESSION, _THREAD, _CHECKPOINT, _RUN) for path in paths)
 
 
 def _attribute(attributes: dict[str, Any] | None, paths: Sequence[tuple[str, ...]], kind: type) -> Any:
@@ -85,11 +87,25 @@ class Traces:
         from the attributes where the body does not give them."""
         span = envelope.decode(SpanIn)
         attrs = span.attributes
-        model = span.model or _attribute(attrs, _MODEL, str)
-        input_tokens = span.input_tokens if span.input_tokens is not None else _attribute(attrs, _INPUT, int)
-        output_tokens = (
-            span.output_tokens if span.output_tokens is not None else _attribute(attrs, _OUTPUT, int)
+        model, input_tokens, output_tokens = span.model, span.input_tokens, span.output_tokens
+        run_id, session_id, thread_id, checkpoint_id = (
+            span.run_id,
+            span.session_id,
+            span.thread_id,
+            span.checkpoint_id,
         )
+        if attrs:
+            if "gen_ai" in attrs:
+                model = model or _attribute(attrs, _MODEL, str)
+                if input_tokens is None:
+                    input_tokens = _attribute(attrs, _INPUT, int)
+                if output_tokens is None:
+                    output_tokens = _attribute(attrs, _OUTPUT, int)
+            if not _LINK_ROOTS.isdisjoint(attrs):
+                run_id = run_id or _attribute(attrs, _RUN, str)
+                session_id = session_id or _attribute(attrs, _SESSION, str)
+                thread_id = thread_id or _attribute(attrs, _THREAD, str)
+                checkpoint_id = checkpoint_id or _attribute(attrs, _CHECKPOINT, str)
         return {
             "agent_id": envelope.agent,
             "trace_id": span.trace_id,
@@ -105,11 +121,11 @@ class Traces:
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cost_usd": price(self.prices, model, input_tokens, output_tokens),
-            "run_id": span.run_id or _attribute(attrs, _RUN, str),
+            "run_id": run_id,
             "task_id": span.task_id,
-            "session_id": span.session_id or _attribute(attrs, _SESSION, str),
-            "thread_id": span.thread_id or _attribute(attrs, _THREAD, str),
-            "checkpoint_id": span.checkpoint_id or _attribute(attrs, _CHECKPOINT, str),
+            "session_id": session_id,
+            "thread_id": thread_id,
+            "checkpoint_id": checkpoint_id,
             "attributes": attrs,
             "events": [msgspec.to_builtins(e) for e in span.events] if span.events else None,
             # Not a column (populating the row ignores it): when the agent was last seen, to the

@@ -209,11 +209,45 @@ def check_fields(message: msgspec.Struct, data: bytes) -> None:
     surrogates), so a body without that escape holds no NUL anywhere; then only
     maps, lists and numbers need walking (for keys, depth and range).
     """
-    names = message.__struct_fields__ if b"\\u0000" in data else _container_fields(type(message))
+    if b"\\u0000" in data:
+        names = message.__struct_fields__
+    else:
+        names = _container_fields(type(message))
+        # What JSON decoded holds no NUL and no unpaired surrogate (msgspec refuses them): a
+        # walk without paths answers for the valid, and only a refusal walks again to name it.
+        if all(_json_tree_ok(getattr(message, name), 0) for name in names):
+            return
     for name in names:
         value = getattr(message, name)
         if value is not None:
             check_tree(value, f"$.{name}")
+
+
+def _json_tree_ok(value: Any, depth: int) -> bool:
+    """check_tree's rules for a value decoded from JSON without a NUL escape (no text to
+    check), by exact types: False for anything check_tree might refuse (or a type it walks
+    otherwise, a Struct), so that check_tree then decides and names the path."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is float or value is None:
+        return depth <= MAX_NESTING  # JSON carries no non-finite number (msgspec refuses 1e400)
+    if depth > MAX_NESTING:
+        return False
+    if kind is dict:
+        if len(value) > MAX_MAP_KEYS:
+            return False
+        for key, item in value.items():
+            if not key or key[0] == "$" or "." in key:
+                return False
+            if type(item) is not str and not _json_tree_ok(item, depth + 1):
+                return False
+        return depth < MAX_NESTING or not value  # a map's items sit one level deeper
+    if kind is list:
+        return all(
+            (type(item) is str and depth < MAX_NESTING) or _json_tree_ok(item, depth + 1) for item in value
+        )
+    if kind is int:
+        return bool(INT64_MIN <= value <= INT64_MAX)
+    return False
 
 
 @functools.cache
