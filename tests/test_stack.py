@@ -233,7 +233,7 @@ async def test_both_clients_and_the_cli_log_in_under_auth(stack_env: dict[str, s
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (as in test_auth.py)
-async def test_an_agent_nobody_listed_joins_an_auth_stack_and_the_cli_revokes_it(
+async def test_an_agent_nobody_listed_joins_an_auth_stack_and_the_cli_revokes_it_and_undoes_that(
     stack_env: dict[str, str],
 ) -> None:
     """Issue 26's reproduction: `make up AUTH=1`, a bare client as `newcomer-1` (not in
@@ -266,3 +266,14 @@ async def test_an_agent_nobody_listed_joins_an_auth_stack_and_the_cli_revokes_it
         await agent.nc.close()
     with pytest.raises(ConfigError, match="refused the login as user 'agent-newcomer-1'"):
         await AgentClient.connect(settings, "newcomer-1")
+    listed = cli(stack_env, "--json", "auth", "list", "--revoked")
+    assert [i["id"] for i in json.loads(listed.stdout)["items"]] == ["newcomer-1"], listed.stdout
+    # The operator's undo: it logs in again, and no longer lists as revoked.
+    undone = cli(stack_env, "auth", "unrevoke", "agent", "newcomer-1")
+    assert undone.returncode == 0 and "may log in again" in undone.stdout, (undone.stdout, undone.stderr)
+    again = cli(stack_env, "auth", "unrevoke", "agent", "newcomer-1")
+    assert again.returncode == 0 and "was not revoked" in again.stdout, again.stdout
+    assert json.loads(cli(stack_env, "--json", "auth", "list", "--revoked").stdout)["items"] == []
+    async with await AgentClient.connect(settings, "newcomer-1") as back:
+        await back.log("info", "back after the undo", id="new-2")
+        await back.flush()

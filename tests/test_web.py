@@ -290,6 +290,9 @@ async def test_bad_addresses_get_clear_errors(page: Page, fleet: Fleet) -> None:
         assert (headers["x-frame-options"], headers["x-content-type-options"]) == ("DENY", "nosniff")
 
 
+ODD_THREAD = "tickets/42?x=1#part %2F"  # session ids allow none of these
+
+
 async def test_threads_show_each_checkpoint_and_sessions_their_items(
     page: Page, fleet: Fleet, tmp_path: Path
 ) -> None:
@@ -309,6 +312,13 @@ async def test_threads_show_each_checkpoint_and_sessions_their_items(
             {"type": "message", "role": "user", "content": "Where is my order A-17?"},
             {"type": "message", "role": "assistant", "content": "It ships tomorrow."},
         ])  # fmt: skip
+        # A thread id with URL-special characters routes to its own page too.
+        odd: Any = {"configurable": {"thread_id": ODD_THREAD}}
+        await graph.ainvoke({"steps": [], "doc": "odd notes", "count": 0}, odd)
+    await page.goto(f"{fleet.url}/agents/{agent}/threads")
+    await page.click(f"#threads >> text={ODD_THREAD}")
+    shown = await page.inner_text("main")
+    assert f"thread {ODD_THREAD}" in shown and "odd notes" in shown, shown[:300]
     await page.goto(f"{fleet.url}/agents/{agent}/threads")
     assert "ticket-42" in await page.inner_text("#threads")
     await page.click("#threads >> text=ticket-42")

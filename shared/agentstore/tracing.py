@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentstore.schemas.common import nest_keys
-from agentstore.schemas.traces import SpanEvent, SpanIn, SpanKind, span_msg_id
+from agentstore.schemas.traces import SpanEvent, SpanIn, SpanKind, SpanStatus, span_msg_id
 
 # The innermost open span of this context (task), whose child a new span is.
 CURRENT: contextvars.ContextVar[Span | None] = contextvars.ContextVar("agentstore_span", default=None)
@@ -50,7 +50,7 @@ class Span:
         self.model: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
-        self.status: str = "unset"
+        self.status: SpanStatus = "unset"
         self.status_message: str | None = None
         self.start = datetime.now(UTC)
 
@@ -83,7 +83,7 @@ class Span:
         return SpanIn(
             trace_id=self.trace_id, span_id=self.span_id, name=self.name, start=self.start,
             end=max(end or datetime.now(UTC), self.start), parent_span_id=self.parent_span_id, kind=self.kind,
-            status=self.status,  # type: ignore[arg-type]
+            status=self.status,
             status_message=self.status_message, attributes=nest_keys(self.attributes) or None,
             events=self.events or None, model=self.model, input_tokens=self.input_tokens,
             output_tokens=self.output_tokens, **self.links,

@@ -130,6 +130,27 @@ class Registry:
 
         return await self._change(kind, ident, change)
 
+    async def unrevoke(self, kind: IdentityKind, ident: str) -> datetime | None:
+        """Admit the identity's logins again (every replica drops it from its revoked set as
+        the key's delete reaches its watch); when it had been revoked, or None if it was not."""
+        kv = await self.kv()
+        try:
+            entry = await kv.get(f"revoked.{kind}.{ident}")
+        except KeyNotFoundError:
+            return None
+        since = datetime.fromisoformat((entry.value or b"").decode()) if entry.value else None
+        await kv.delete(f"revoked.{kind}.{ident}")
+        self._revoked.discard(f"{kind}.{ident}")
+
+        def change(record: Record | None) -> Record:
+            now = datetime.now(UTC)
+            record = record or Record(kind=kind, id=ident, issued_at=now, last_login=now)
+            record.revoked_at = None
+            return record
+
+        await self._change(kind, ident, change)
+        return since
+
     async def list(self, q: IdentitiesQuery) -> list[IdentityItem]:
         kv = await self.kv()
         try:

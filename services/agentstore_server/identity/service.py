@@ -29,7 +29,14 @@ from agentstore import auth, contract
 from agentstore.bus.connect import connect_nats
 from agentstore.errors import ConfigError
 from agentstore.schemas.common import AGENT_ID_PATTERN
-from agentstore.schemas.identity import Identities, IdentitiesQuery, Revoked, RevokeIdentity
+from agentstore.schemas.identity import (
+    Identities,
+    IdentitiesQuery,
+    Revoked,
+    RevokeIdentity,
+    Unrevoked,
+    UnrevokeIdentity,
+)
 from agentstore_server.bus.handle import BusHandle
 from agentstore_server.bus.rpc import RequestContext, bind
 from agentstore_server.config import Settings
@@ -184,6 +191,12 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         assert record.revoked_at is not None
         return Revoked(kind=q.kind, id=q.id, revoked_at=record.revoked_at, kicked=kicked)
 
+    async def unrevoke(ctx: RequestContext, q: UnrevokeIdentity) -> Unrevoked:
+        since = await registry.unrevoke(q.kind, q.id)
+        if since is not None:
+            log.warning("unrevoked %s %s (revoked since %s)", q.kind, q.id, since.isoformat())
+        return Unrevoked(kind=q.kind, id=q.id, revoked_at=since)
+
     async def listing(ctx: RequestContext, q: IdentitiesQuery) -> Identities:
         return Identities(items=await registry.list(q))
 
@@ -195,7 +208,14 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
             "no IDENTITY_ISSUER_SEED: run-time identities are off (listing and revoking still answer)"
         )
     return Wiring(
-        endpoints=bind("identity", {contract.IDENTITY_REVOKE: revoke, contract.IDENTITY_LIST: listing}),
+        endpoints=bind(
+            "identity",
+            {
+                contract.IDENTITY_REVOKE: revoke,
+                contract.IDENTITY_UNREVOKE: unrevoke,
+                contract.IDENTITY_LIST: listing,
+            },
+        ),
         checks=checks,
         background=[registry.watch_revocations],
         bus=bus,

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from agentstore.errors import BadRequest, NotFound
-from agentstore.schemas.common import decode_cursor, encode_cursor, to_ms
+from agentstore.schemas.common import decode_cursor, keyset_page, to_ms
 from agentstore.schemas.traces import SpanIn, SpanItem, Trace, TraceItem, TraceQuery, TracesQuery
 from agentstore_server.bus.ingest import Envelope
 from agentstore_server.bus.rpc import RequestContext
@@ -175,14 +175,11 @@ class Traces:
             f"SELECT * FROM traces WHERE {' AND '.join(where)} "
             f"ORDER BY {key} DESC, agent_id DESC, trace_id DESC LIMIT :limit",
         )
-        rows = await self.pg.run.fetch(statement, **params)
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
-        cursor = None
-        if more:
-            last = rows[-1]
-            first = last["duration_ms"] if slowest else last["start_ts"].isoformat()
-            cursor = encode_cursor(first, last["agent_id"], last["trace_id"])
+
+        def after(r: Record) -> tuple[Any, ...]:
+            return (r["duration_ms"] if slowest else r["start_ts"].isoformat(), r["agent_id"], r["trace_id"])
+
+        rows, cursor = keyset_page(await self.pg.run.fetch(statement, **params), q.limit, after)
         return {"items": [trace_item(r) for r in rows], "next_cursor": cursor}
 
     async def query_one(self, ctx: RequestContext, q: TraceQuery) -> Trace:
@@ -194,16 +191,12 @@ class Traces:
         if q.cursor:
             start, agent, span = decode_cursor(q.cursor, 3)
             after = (_cursor_time(start), str(agent), str(span))
-        rows = await self.pg.run.fetch(
-            Q["trace_spans"], trace_id=q.trace_id, agents=agents, c_start=after[0], c_agent=after[1],
-            c_span=after[2], limit=q.limit + 1,
+        rows, cursor = keyset_page(
+            await self.pg.run.fetch(
+                Q["trace_spans"], trace_id=q.trace_id, agents=agents, c_start=after[0], c_agent=after[1],
+                c_span=after[2], limit=q.limit + 1,
+            ), q.limit, lambda r: (r["start_ts"].isoformat(), r["agent_id"], r["span_id"]),
         )  # fmt: skip
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
-        cursor = None
-        if more:
-            last = rows[-1]
-            cursor = encode_cursor(last["start_ts"].isoformat(), last["agent_id"], last["span_id"])
         return Trace(trace=merged(summaries), spans=[span_item(r) for r in rows], next_cursor=cursor)
 
     async def sweep(self, before: datetime) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from agentstore.errors import BadRequest, NotFound
-from agentstore.schemas.common import decode_cursor, encode_cursor, iso
+from agentstore.schemas.common import decode_cursor, iso, keyset_page
 from agentstore.schemas.metrics import (
     BulkUpdate,
     CreateOrUpdateProfile,
@@ -61,10 +61,10 @@ class Profiles:
             (after,) = decode_cursor(q.cursor, 1) if q.cursor else ("",)
             if not isinstance(after, str):
                 raise BadRequest("malformed cursor; pass back next_cursor exactly as received")
-            rows = await self.db.all_profiles(after, q.limit + 1)
-            more = len(rows) > q.limit
-            next_cursor = encode_cursor(rows[q.limit - 1]["agent_id"]) if more else None
-            page = {"items": [to_wire(r) for r in rows[: q.limit]], "next_cursor": next_cursor}
+            rows, cursor = keyset_page(
+                await self.db.all_profiles(after, q.limit + 1), q.limit, lambda r: (r["agent_id"],)
+            )
+            page = {"items": [to_wire(r) for r in rows], "next_cursor": cursor}
             return msgspec.convert(page, ProfilesReply)
         row = await self.db.get_profile(q.agent_id)
         if row is None:

@@ -71,6 +71,9 @@ def add_commands(sub: Any) -> dict[str, Command]:
     revoke = auth_sub.add_parser("revoke", help="cut an identity's connections now and refuse its logins")
     revoke.add_argument("kind", choices=["agent"])
     revoke.add_argument("id")
+    unrevoke = auth_sub.add_parser("unrevoke", help="let a revoked identity log in again")
+    unrevoke.add_argument("kind", choices=["agent"])
+    unrevoke.add_argument("id")
     listing = auth_sub.add_parser("list", help="identities issued at run time: when, how often, revoked")
     listing.add_argument("--revoked", action="store_true", help="only the revoked ones")
     token = auth_sub.add_parser("token", help="one agent's own enrollment token (it enrolls that id only)")
@@ -236,6 +239,12 @@ def _auth(args: argparse.Namespace) -> int:
     elif args.auth_command == "revoke":
         reply = request_endpoint("identity.revoke", {"kind": args.kind, "id": args.id})
         said = f"revoked {args.kind} {args.id} at {reply['revoked_at']}; {reply['kicked']} connections closed"
+        print(json.dumps(reply) if args.json else said)
+    elif args.auth_command == "unrevoke":
+        reply = request_endpoint("identity.unrevoke", {"kind": args.kind, "id": args.id})
+        was = reply.get("revoked_at")
+        said = (f"unrevoked {args.kind} {args.id} (revoked since {was}); it may log in again" if was
+                else f"{args.kind} {args.id} was not revoked; nothing changed")  # fmt: skip
         print(json.dumps(reply) if args.json else said)
     elif args.auth_command == "list":
         reply = request_endpoint("identity.list", {"revoked": True} if args.revoked else {})

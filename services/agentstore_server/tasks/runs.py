@@ -22,7 +22,7 @@ import msgspec
 
 from agentstore.errors import BadRequest, Conflict, NotFound
 from agentstore.ids import new_id
-from agentstore.schemas.common import decode_cursor, encode_cursor, iso
+from agentstore.schemas.common import decode_cursor, iso, keyset_page
 from agentstore.schemas.tasks import (
     CancelRun,
     ClaimRun,
@@ -215,10 +215,10 @@ class Runs:
         (after_id,) = decode_cursor(cursor, 1) if cursor else (0,)
         if not isinstance(after_id, int):
             raise BadRequest("malformed cursor; pass back next_cursor exactly as received")
-        rows = await self.db.run_events(run_id, after_id, limit + 1)
-        more = len(rows) > limit
-        return {"items": [to_wire(e) for e in rows[:limit]],
-                "next_cursor": encode_cursor(rows[limit - 1]["id"]) if more else None}  # fmt: skip
+        rows, cursor = keyset_page(
+            await self.db.run_events(run_id, after_id, limit + 1), limit, lambda r: (r["id"],)
+        )
+        return {"items": [to_wire(e) for e in rows], "next_cursor": cursor}
 
     # -- agents (workers) ------------------------------------------------------
     async def claim(self, ctx: RequestContext, q: ClaimRun) -> dict[str, Any]:

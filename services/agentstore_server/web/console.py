@@ -410,7 +410,8 @@ class Console:
             ),
         )
         rows = views.waterfall(found.trace, found.spans)
-        pages = Pager.of(f"/traces/{trace_id}", {"agent": agent, "cursor": cursor}, found.next_cursor)
+        path = f"/traces/{views.segment(trace_id)}"
+        pages = Pager.of(path, {"agent": agent, "cursor": cursor}, found.next_cursor)
         return self._page("trace.html", f"trace {found.trace.name}", "/traces", found=found, rows=rows,
                           pages=pages, first_page=cursor is not None)  # fmt: skip
 
@@ -433,9 +434,8 @@ class Console:
             from_url(cp.CheckpointsQuery, agent_id=agent, thread_id=thread, checkpoint_ns=ns, limit=PAGE_SIZE,
                      cursor=cursor),
         )  # fmt: skip
-        pages = Pager.of(
-            f"/agents/{agent}/threads/{thread}", {"ns": ns or None, "cursor": cursor}, steps.next_cursor
-        )
+        path = f"/agents/{agent}/threads/{views.segment(thread)}"
+        pages = Pager.of(path, {"ns": ns or None, "cursor": cursor}, steps.next_cursor)
         return self._agent_page("thread.html", agent, "/threads", f"thread {thread}", thread=thread, ns=ns,
                                 steps=steps, pages=pages)  # fmt: skip
 

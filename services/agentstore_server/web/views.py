@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 
@@ -221,6 +221,12 @@ def shown(value: Any) -> str:
     )
 
 
+def segment(value: Any) -> str:
+    """An id as one path segment: `/`, `?`, `#` and `%` escaped too (Jinja's urlencode keeps
+    `/`, so a thread id `tickets/42` would route elsewhere); the routes decode it back."""
+    return quote(str(value), safe="")
+
+
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("agentstore_server.web", "templates"),
     autoescape=True,  # every template is HTML
@@ -230,7 +236,7 @@ ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 ENV.filters.update(ago=ago, pretty=pretty, clamp=clamp, thousands="{:,}".format, num="{:g}".format,
-                   money=money, millis=millis, shown=shown, shifted=shifted)  # fmt: skip
+                   money=money, millis=millis, shown=shown, shifted=shifted, segment=segment)  # fmt: skip
 ENV.globals.update(NAV=NAV, AGENT_TABS=AGENT_TABS, LEVELS=LEVELS, TASK_ORDER=TASK_ORDER, RUN_ORDER=RUN_ORDER,
                    ordered=ordered, LOG_SLACK_SECONDS=LOG_SLACK_SECONDS)  # fmt: skip
 

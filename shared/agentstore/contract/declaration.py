@@ -117,6 +117,7 @@ EVAL_AGENT_METRICS_BULK = Endpoint("eval.agent_metrics.bulk", m.BulkUpdate, m.Bu
 EVAL_AGENT_METRICS_RESET = Endpoint("eval.agent_metrics.reset", m.ResetProfile, m.Profile, "metrics", EVALUATOR, "resets a profile")
 # identity service (run-time identities under auth: issued by NATS auth callout)
 IDENTITY_REVOKE = Endpoint("identity.revoke", ident.RevokeIdentity, ident.Revoked, "identity", EVALUATOR, "cuts an identity's connections and refuses its logins from now on")
+IDENTITY_UNREVOKE = Endpoint("identity.unrevoke", ident.UnrevokeIdentity, ident.Unrevoked, "identity", EVALUATOR, "lets a revoked identity log in again")
 IDENTITY_LIST = Endpoint("identity.list", ident.IdentitiesQuery, ident.Identities, "identity", EVALUATOR, "identities issued at run time: when, how often, and revoked")
 # fmt: on
 

@@ -7,6 +7,7 @@ import binascii
 import functools
 import math
 import typing
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -314,6 +315,17 @@ def from_ms(ms: int) -> datetime:
 
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(list(parts))).decode().rstrip("=")
+
+
+def keyset_page(
+    rows: Sequence[Item], limit: int, key: Callable[[Item], Sequence[Any]]
+) -> tuple[Sequence[Item], str | None]:
+    """A page of rows fetched with `limit + 1`: the first `limit`, and the cursor after the
+    last of them (its `key`, the ORDER BY's columns) when the extra row shows more follow."""
+    if len(rows) <= limit:
+        return rows, None
+    page = rows[:limit]
+    return page, encode_cursor(*key(page[-1]))
 
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:

@@ -27,6 +27,20 @@ class Revoked(Reply):
     kicked: int
 
 
+class UnrevokeIdentity(Strict):
+    """Let a revoked identity log in again (v1.13): an operator's undo of a revoke."""
+
+    kind: IdentityKind
+    id: AgentId
+
+
+class Unrevoked(Reply):
+    kind: IdentityKind
+    id: AgentId
+    # When it had been revoked; None when it was not revoked (nothing changed).
+    revoked_at: datetime | None = None
+
+
 class IdentitiesQuery(Strict):
     kind: IdentityKind | None = None
     revoked: bool | None = None
