@@ -290,6 +290,26 @@ async def test_bad_addresses_get_clear_errors(page: Page, fleet: Fleet) -> None:
         assert (headers["x-frame-options"], headers["x-content-type-options"]) == ("DENY", "nosniff")
 
 
+def _graph_with_a_subgraph(saver: Any) -> Any:
+    """A graph whose one node is a compiled graph: its checkpoints go under its own namespace."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict):
+        x: int
+
+    inner = StateGraph(State)
+    inner.add_node("add_one", lambda s: {"x": s["x"] + 1})
+    inner.add_edge(START, "add_one")
+    inner.add_edge("add_one", END)
+    outer = StateGraph(State)
+    outer.add_node("inner", inner.compile())
+    outer.add_edge(START, "inner")
+    outer.add_edge("inner", END)
+    return outer.compile(checkpointer=saver)
+
+
 ODD_THREAD = "tickets/42?x=1#part %2F"  # session ids allow none of these
 
 
@@ -315,6 +335,16 @@ async def test_threads_show_each_checkpoint_and_sessions_their_items(
         # A thread id with URL-special characters routes to its own page too.
         odd: Any = {"configurable": {"thread_id": ODD_THREAD}}
         await graph.ainvoke({"steps": [], "doc": "odd notes", "count": 0}, odd)
+        await _graph_with_a_subgraph(AgentstoreSaver(client)).ainvoke(
+            {"x": 1}, {"configurable": {"thread_id": "nested"}}
+        )
+    # A subgraph's checkpoints (their own namespace) are linked from the thread's page.
+    await page.goto(f"{fleet.url}/agents/{agent}/threads/nested")
+    assert (await page.inner_text("#namespaces")).startswith("namespaces: (root) · inner:")
+    await page.click("#namespaces >> text=inner:")
+    assert "namespace inner:" in await page.inner_text("main")
+    assert await page.locator("#checkpoints tbody tr").count() >= 2  # the subgraph's own steps
+    await shot(page, "thread-namespace", tmp_path)
     await page.goto(f"{fleet.url}/agents/{agent}/threads")
     await page.click(f"#threads >> text={ODD_THREAD}")
     shown = await page.inner_text("main")

@@ -43,6 +43,7 @@ from agentstore.schemas.checkpoints import (
     CheckpointsQuery,
     CheckpointsRemoved,
     CheckpointStep,
+    CheckpointSteps,
     CheckpointStored,
     Chunk,
     CopyThread,
@@ -676,7 +677,7 @@ class Views:
             cursor = encode_cursor(last["updated_at"].isoformat(), last["thread_id"])
         return Page[ThreadItem](items=items, next_cursor=cursor)
 
-    async def steps(self, ctx: RequestContext, q: CheckpointsQuery) -> Page[CheckpointStep]:
+    async def steps(self, ctx: RequestContext, q: CheckpointsQuery) -> CheckpointSteps:
         ctx.check_agent(q.agent_id)
         after = decode_cursor(q.cursor, 1)[0] if q.cursor is not None else None
         where = dict(agent_id=q.agent_id, thread_id=q.thread_id, checkpoint_ns=q.checkpoint_ns)
@@ -725,9 +726,13 @@ class Views:
                 state={ch: v for ch, v in sorted(previews[i].items()) if v != "(empty)"},
                 writes=steps_writes[i], bytes=sizes[i],
             ))  # fmt: skip
-        return Page[CheckpointStep](
-            items=items, next_cursor=encode_cursor(rows[-1]["checkpoint_id"]) if more and rows else None
+        namespaces = await self.db.run.fetch(
+            Q["thread_namespaces"], agent_id=q.agent_id, thread_id=q.thread_id
         )
+        return CheckpointSteps(
+            items=items, next_cursor=encode_cursor(rows[-1]["checkpoint_id"]) if more and rows else None,
+            namespaces=[n["checkpoint_ns"] for n in namespaces],
+        )  # fmt: skip
 
 
 PREVIEW_CHARS = 300

@@ -211,6 +211,12 @@ HAVING :after_ts::timestamptz IS NULL OR (max(updated_at), thread_id) < (:after_
 ORDER BY max(updated_at) DESC, thread_id DESC
 LIMIT :limit
 
+-- name: thread_namespaces
+-- The namespaces a thread has checkpoints in ("" the root's), from the summary; a subgraph
+-- per namespace, so a bounded list.
+SELECT checkpoint_ns FROM checkpoint_namespaces WHERE agent_id = :agent_id AND thread_id = :thread_id
+ORDER BY checkpoint_ns LIMIT 1000;
+
 -- name: list_threads_by_size
 WITH c AS (
     SELECT thread_id, count(*) AS checkpoints, count(DISTINCT checkpoint_ns) AS namespaces,

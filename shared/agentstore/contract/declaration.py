@@ -101,7 +101,7 @@ CHECKPOINT_DELETE = Endpoint("agents.{agent}.rpc.checkpoint.delete", cp.DeleteCh
 CHECKPOINT_COPY = Endpoint("agents.{agent}.rpc.checkpoint.copy", cp.CopyThread, cp.ThreadCopied, "artifacts", AGENT, "copies a thread's checkpoints and writes to another thread (values shared, not copied)")
 CHECKPOINT_PRUNE = Endpoint("agents.{agent}.rpc.checkpoint.prune", cp.PruneThreads, cp.CheckpointsRemoved, "artifacts", AGENT, "keeps each namespace's newest checkpoint (and what it needs), or deletes all")
 QUERY_THREADS = Endpoint("query.threads", cp.ThreadsQuery, Page[cp.ThreadItem], "artifacts", EVALUATOR, "an agent's LangGraph threads, most recently checkpointed first")
-QUERY_CHECKPOINTS = Endpoint("query.checkpoints", cp.CheckpointsQuery, Page[cp.CheckpointStep], "artifacts", EVALUATOR, "a thread's checkpoints in order: step, source, what changed (previews), task writes")
+QUERY_CHECKPOINTS = Endpoint("query.checkpoints", cp.CheckpointsQuery, cp.CheckpointSteps, "artifacts", EVALUATOR, "a thread's checkpoints in order: step, source, what changed (previews), task writes")
 # metrics service
 QUERY_METRICS = Endpoint("query.metrics", m.MetricsQuery, m.MetricSeries, "metrics", EVALUATOR_AGENT, "a metric's series", after="METRICS")
 QUERY_METRIC_NAMES = Endpoint("query.metric_names", m.MetricNamesQuery, m.MetricNames, "metrics", EVALUATOR_AGENT, "the names of the stored series", after="METRICS")

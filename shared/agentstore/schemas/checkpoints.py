@@ -312,6 +312,15 @@ class CheckpointStep(Reply, kw_only=True):
     bytes: int
 
 
+class CheckpointSteps(Reply, kw_only=True):
+    """`query.checkpoints`'s page (v1.13: with `namespaces`, every namespace the thread has
+    checkpoints in, "" the root's, so a page of one links to its subgraphs' pages)."""
+
+    items: list[CheckpointStep]
+    next_cursor: str | None = None
+    namespaces: list[str] = []
+
+
 class DeltaHistoryQuery(Strict, kw_only=True):
     """What a LangGraph `DeltaChannel` rebuilds its value from, walking the parent chain of a
     checkpoint (the newest without an id): per channel, the writes of the ancestors back to
