@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from agentstore.client import AgentClient, EvaluatorClient
+from agentstore.errors import NotFound
 from agentstore.logging import AgentstoreHandler, traced
 from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server, free_port
@@ -265,6 +266,45 @@ async def test_otlp_json_and_bad_exports(
             "2023-11-14T22:13:20.000Z",
         )
         assert item.fields == {"attempt": 3}
+
+
+async def test_a_refused_span_is_counted_once_and_kept_of_nothing_its_neighbours_stored(
+    nats_server: Server, logs_service: ServiceHost, otlp_service: tuple[ServiceHost, str]
+) -> None:
+    """OTLP partial success: a span the contract refuses (a NUL in an attribute) is refused
+    whole, its event with it, and counted once in `rejectedSpans`; the span beside it is
+    stored, as a span and as an event."""
+    _, endpoint = otlp_service
+    agent = new_agent("partial")
+    trace_id = "5b8efff798038103d269b633813fc60d"
+
+    def span(span_id: str, name: str, note: str) -> dict[str, Any]:
+        return {"traceId": trace_id, "spanId": span_id, "name": name, "startTimeUnixNano": "1700000000000000000",
+                "endTimeUnixNano": "1700000000500000000",
+                "attributes": [{"key": "note", "value": {"stringValue": note}}]}  # fmt: skip
+
+    body = {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": agent}}]},
+        "scopeSpans": [{"spans": [span("eee19b7ec3c1b175", "kept", "fine"),
+                                  span("eee19b7ec3c1b176", "refused", "a\u0000b")]}],
+    }]}  # fmt: skip
+    async with aiohttp.ClientSession() as http, http.post(f"{endpoint}/v1/traces", json=body) as reply:
+        assert reply.status == 200
+        partial = (await reply.json())["partialSuccess"]
+    assert partial["rejectedSpans"] == "1", partial  # int64 in OTLP's JSON: a string
+    assert "NUL" in partial["errorMessage"] and "spans of" in partial["errorMessage"], partial
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator:
+
+        async def stored() -> Any:
+            try:
+                return (await evaluator.query("trace", trace_id=trace_id, agent_id=agent)).spans
+            except NotFound:  # not stored yet
+                return None
+
+        spans = await eventually(stored, timeout=15, what="the kept span")
+        assert [s.name for s in spans] == ["kept"]
+        events = await evaluator.query("events", agent_ids=[agent], trace_id=trace_id)
+        assert [e.span_id for e in events.items] == ["eee19b7ec3c1b175"]
 
 
 async def test_srv_stats_time_each_request_and_count_its_errors(

@@ -66,6 +66,9 @@ class Item:
     agent: str
     kind: str
     body: msgspec.Struct
+    # The span of the export it came from (a span gives a span, an event and token metrics):
+    # kept or refused whole, and counted once. None: the item is its record alone.
+    record: int | None = None
 
     @property
     def msg_id(self) -> str:
@@ -182,10 +185,12 @@ def _digest(*parts: object) -> str:
 
 
 def spans(request: ExportTraceServiceRequest) -> Iterator[Item]:
+    record = 0
     for resource_spans in request.resource_spans:
         agent = agent_of(resource_spans.resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
+                record += 1
                 trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
                 attrs = attributes(span.attributes)
                 start, end = at(span.start_time_unix_nano), at(span.end_time_unix_nano)
@@ -209,14 +214,16 @@ def spans(request: ExportTraceServiceRequest) -> Iterator[Item]:
                         for e in span.events
                     ]  # fmt: skip
                 if start is not None:
-                    yield Item(agent, "spans", span_in(span, trace_id, span_id, start, end or start, payload))
+                    yield Item(
+                        agent, "spans", span_in(span, trace_id, span_id, start, end or start, payload), record
+                    )
                 operation = attrs.get("gen_ai.operation.name")
                 event_type = operation if isinstance(operation, str) and operation else "span"
                 yield Item(agent, "events", EventIn(
                     id=f"span-{trace_id}-{span_id}", type=event_type[:256], ts=end or start,
                     payload={k: v for k, v in payload.items() if v is not None},
                     trace_id=trace_id, span_id=span_id,
-                ))  # fmt: skip
+                ), record)  # fmt: skip
                 for key in TOKEN_KEYS:
                     tokens = attrs.get(key)
                     if isinstance(tokens, int | float):
@@ -224,7 +231,7 @@ def spans(request: ExportTraceServiceRequest) -> Iterator[Item]:
                         yield Item(agent, "metrics", MetricIn(
                             id=f"tok-{span_id}-{key.rsplit('.', 1)[-1]}", name=key, value=float(tokens),
                             ts=end or start, tags=stored({**tags, "trace_id": trace_id, "span_id": span_id}),
-                        ))  # fmt: skip
+                        ), record)  # fmt: skip
 
 
 def span_in(

@@ -101,18 +101,26 @@ class Receiver:
 
 
 def checked(items: list[Item]) -> tuple[list[Item], list[str]]:
-    """Items that pass their ingest body's validation, and why the others do not (a field
-    over its limit, an id the contract refuses): those are refused here, not dead-lettered."""
-    kept, refused = [], []
-    for item in items:
+    """Items that pass their ingest body's validation, and why the others' records do not
+    (a field over its limit, an id the contract refuses): those are refused here, not
+    dead-lettered. A record (one span: its span, event and token metrics) is kept or refused
+    whole, so the reply counts what the exporter sent, once each."""
+    reasons: dict[int | tuple[int], str] = {}  # the refused records, by record (or item) index
+    for index, item in enumerate(items):
+        key = item.record if item.record is not None else (index,)
+        if key in reasons:
+            continue
         try:
             # The very check the storing service applies, so nothing refused here is dead-lettered there.
             decode_message(msgspec.json.encode(item.body), type(item.body))
         except InvalidMessage as exc:
-            refused.append(f"{item.kind} of {item.agent}: {exc}")
-            continue
-        kept.append(item)
-    return kept, refused
+            reasons[key] = f"{item.kind} of {item.agent}: {exc}"
+    kept = [
+        item
+        for index, item in enumerate(items)
+        if (item.record if item.record is not None else (index,)) not in reasons
+    ]
+    return kept, list(reasons.values())
 
 
 class TooLarge(BadRequest):
