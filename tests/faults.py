@@ -196,11 +196,15 @@ async def t1(stack: Stack, sizes: Sizes) -> Result:
         await publish_events(stack.nats.url, agent, service, n)
         proc = stack.start(service, settings, "-t1")
         kills, started = 0, time.monotonic()
+
+        async def all_stored(settings: Settings = settings, service: str = service, agent: str = agent,
+                             n: int = n) -> bool:  # fmt: skip
+            return len((await stored_ids(settings, service, agent))[1]) >= n
+
         while time.monotonic() - started < 900:
-            rows, ids = await stored_ids(settings, service, agent)
-            if len(ids) >= n:
+            # The fault's period: a SIGKILL every 2 s, until every event is stored.
+            if await poll_until(all_stored, 2, every=1.0):  # a full read of what is stored: not often
                 break
-            await asyncio.sleep(2)  # the fault's period: a SIGKILL every 2 s
             proc.process.send_signal(signal.SIGKILL)
             proc.process.wait(5)
             kills += 1
@@ -280,8 +284,8 @@ async def t3(stack: Stack, sizes: Sizes) -> Result:
     task = asyncio.create_task(publisher())
     kills = 0
     for _ in range(5):
-        await asyncio.sleep(1.0)  # between kills
-        if task.done():
+        # A kill a second, while the publisher still publishes.
+        if (await asyncio.wait({task}, timeout=1.0))[0]:
             break
         stack.nats.process.send_signal(signal.SIGKILL)
         stack.nats.process.wait(5)
@@ -604,11 +608,14 @@ async def t11(stack: Stack, sizes: Sizes) -> Result:
     conn = await asyncpg.connect(settings.postgres_url)
     kills, started = 0, time.monotonic()
     try:
+
+        async def none_left() -> bool:
+            return await conn.fetchval("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')") == 0
+
         while time.monotonic() - started < 1200:
-            left = await conn.fetchval("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
-            if left == 0:
+            # A worker is SIGKILLed every 3 s, until no run is left.
+            if await poll_until(none_left, 3):
                 break
-            await asyncio.sleep(3)  # a worker is SIGKILLed every 3 s
             victim = random.randrange(len(workers))
             workers[victim].kill()
             workers[victim].wait()

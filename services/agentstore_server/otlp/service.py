@@ -105,21 +105,20 @@ def checked(items: list[Item]) -> tuple[list[Item], list[str]]:
     (a field over its limit, an id the contract refuses): those are refused here, not
     dead-lettered. A record (one span: its span, event and token metrics) is kept or refused
     whole, so the reply counts what the exporter sent, once each."""
-    reasons: dict[int | tuple[int], str] = {}  # the refused records, by record (or item) index
-    for index, item in enumerate(items):
-        key = item.record if item.record is not None else (index,)
-        if key in reasons:
+    # Each item's record: its span's index, or the item's own (a tuple, never a span's).
+    records: list[int | tuple[int]] = [
+        i.record if i.record is not None else (n,) for n, i in enumerate(items)
+    ]
+    reasons: dict[int | tuple[int], str] = {}  # the refused records and why
+    for item, record in zip(items, records, strict=True):
+        if record in reasons:
             continue
         try:
             # The very check the storing service applies, so nothing refused here is dead-lettered there.
             decode_message(msgspec.json.encode(item.body), type(item.body))
         except InvalidMessage as exc:
-            reasons[key] = f"{item.kind} of {item.agent}: {exc}"
-    kept = [
-        item
-        for index, item in enumerate(items)
-        if (item.record if item.record is not None else (index,)) not in reasons
-    ]
+            reasons[record] = f"{item.kind} of {item.agent}: {exc}"
+    kept = [item for item, record in zip(items, records, strict=True) if record not in reasons]
     return kept, list(reasons.values())
 
 
