@@ -173,6 +173,55 @@ async def test_evaluator_queries_and_evaluates_but_cannot_act_as_an_agent(
         await nc.close()
 
 
+async def test_a_mirror_follows_conversations_through_its_own_consumer_and_reaches_no_other(
+    secured: tuple[Server, Path], services_on: Path, tmp_path: Path
+) -> None:
+    """Issue 37: `agentstore mirror` has an identity of its own (`mirrors` in the fleet file).
+    It creates, pulls from and acks its own LOGS consumer and can do nothing else: not pull
+    from (and so acknowledge away) the logs service's durable, not touch other consumers or
+    the stream, not publish data."""
+    from agentstore_server.ops.mirror import mirror
+
+    server, creds = secured
+    probe = Probe()
+    nc = await probe.connect(server.url, creds / "mirror-mirror.json", "_INBOX.mirror.mirror")
+    agent = await nats.connect(server.url, user="agent-a",
+                               password=read_credentials(creds / "agent-a.json")[1],
+                               inbox_prefix="_INBOX.agents.a")  # fmt: skip
+    try:
+        js = agent.jetstream()
+        await js.publish("agents.a.conversations", b'{"id": "c1", "user_id": "u"}')
+        await js.publish("agents.a.messages", b'{"id": "m1", "conversation_id": "c1", "role": "user", '
+                                              b'"content": "hello"}')  # fmt: skip
+        stop = asyncio.Event()
+        task = asyncio.create_task(mirror(nc, tmp_path / "out", stop))
+        file = tmp_path / "out" / "a" / "c1.jsonl"
+
+        async def mirrored() -> bool:
+            return file.exists() and len(file.read_text().splitlines()) == 2
+
+        await eventually(mirrored, timeout=20, what="the mirror's two lines, as its own identity")
+        stop.set()
+        assert (await task).written == 2
+        assert probe.errors == []
+        for subject in ("$JS.API.CONSUMER.MSG.NEXT.LOGS.logs", "$JS.API.CONSUMER.INFO.LOGS.logs",
+                        "$JS.API.CONSUMER.CREATE.LOGS.other", "$JS.API.CONSUMER.DELETE.LOGS.mirror",
+                        "$JS.API.CONSUMER.MSG.NEXT.TASKS.mirror", "$JS.ACK.LOGS.logs.1.1.1.1.1",
+                        "$JS.API.STREAM.PURGE.LOGS", "agents.a.logs", "query.conversations"):  # fmt: skip
+            await nc.publish(subject, b"{}")
+            await probe.denied(subject)
+        await nc.subscribe("_INBOX.evaluator.>")
+        await probe.denied("_INBOX.evaluator.>")
+    finally:
+        await agent.close()
+        await nc.close()
+
+
+def test_a_mirror_may_not_be_named_after_a_services_consumer() -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"\['logs'\] are the services' own consumers"):
+        msgspec.convert({"agents": ["a"], "mirrors": ["mine", "logs"]}, Fleet)
+
+
 def test_generated_credentials_are_private_and_distinct(secured: tuple[Server, Path]) -> None:
     _, creds = secured
     files = sorted(creds.glob("*.json"))

@@ -227,9 +227,36 @@ async def test_both_clients_and_the_cli_log_in_under_auth(stack_env: dict[str, s
     shown = cli(stack_env, "--json", "query", "logs", "--agent", "a1")
     assert shown.returncode == 0, shown.stderr
     assert [item["id"] for item in json.loads(shown.stdout)["items"]] == ["auth-1"]
+    await mirrors_under_auth(stack_env, settings, Path(stack_env["AGENTSTORE_HOME"]).parent / "mirror")
     # An agent the fleet does not know cannot log in, and says why.
     with pytest.raises(ConfigError, match=r"NATS_URL|credentials"):
         await AgentClient.connect(NatsSettings(url=settings.url, user="nobody", password="x"), "zz")
+
+
+async def mirrors_under_auth(stack_env: dict[str, str], settings: NatsSettings, folder: Path) -> None:
+    """Issue 37: `agentstore mirror` under `make up AUTH=1` logs in as its own identity
+    (`mirror-mirror`, provisioned with the others) and mirrors what an agent says."""
+    mirror = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentstore", "mirror", "--to", str(folder), env=stack_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with await AgentClient.connect(settings, "a1") as agent:
+            await agent.conversation("c1", user_id="u1")
+            await agent.message("c1", "user", "mirrored under auth", id="m1")
+            await agent.flush()
+        file = folder / "a1" / "c1.jsonl"
+
+        async def mirrored() -> bool:
+            assert mirror.returncode is None, await mirror.communicate()
+            return file.exists() and "mirrored under auth" in file.read_text()
+
+        await eventually(mirrored, timeout=30, what="the conversation in the mirror's folder")
+    finally:
+        mirror.send_signal(signal.SIGINT)
+        out, err = (part.decode() for part in await asyncio.wait_for(mirror.communicate(), 30))
+    assert mirror.returncode == 0 and "mirrored 2 records into 1 files" in out, (out, err)
+    assert "refused" not in err and "Permissions Violation" not in err, err
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (as in test_auth.py)

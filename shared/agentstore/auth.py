@@ -39,6 +39,8 @@ from agentstore.contract import DEADLETTER_STREAM, MAX_DELIVERIES_ADVISORY
 from agentstore.private import write_private
 from agentstore.schemas.common import AgentId
 
+# The stream `agentstore mirror` follows (its conversations and messages).
+MIRRORED_STREAM = "LOGS"
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$(?!\n)")]
 
 
@@ -77,6 +79,15 @@ class Fleet(msgspec.Struct, forbid_unknown_fields=True):
     frontends: list[Name] = msgspec.field(default_factory=lambda: ["frontend"])
     # Web consoles (the `web` service): a frontend's requests plus read-only queries.
     consoles: list[Name] = msgspec.field(default_factory=lambda: ["web"])
+    # `agentstore mirror --durable NAME`: each name is one mirror's own LOGS consumer.
+    mirrors: list[Name] = msgspec.field(default_factory=lambda: ["mirror"])
+
+    def __post_init__(self) -> None:
+        taken = {decl.durable for decl in contract.SERVICES} & set(self.mirrors)
+        if taken:
+            # A mirror may pull from and ack its consumer: named like a service's durable, it
+            # would take (and acknowledge away) that service's messages.
+            raise ValueError(f"mirror names {sorted(taken)} are the services' own consumers; pick others")
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,32 @@ class Identity:
 
 def service_inbox(service: str) -> str:
     return f"_INBOX.service.{service}"
+
+
+def mirror_inbox(mirror: str) -> str:
+    return f"_INBOX.mirror.{mirror}"
+
+
+def mirror_identity(mirror: str, password: str = "") -> Identity:
+    """`agentstore mirror --durable {mirror}`: its own LOGS consumer and nothing else. It may
+    create, read and pull from the consumer named `mirror` and ack what it pulled; no other
+    consumer (the logs service's durable is out of reach, so it can never take the service's
+    messages), no stream operations, no publishing of data. (A subject cannot bind the
+    consumer's filter: the mirror reads what a LOGS consumer can, as an evaluator's queries do.)"""
+    api = "$JS.API.CONSUMER"
+    return Identity(
+        f"mirror-{mirror}",
+        password,
+        publish=[
+            f"{api}.CREATE.{MIRRORED_STREAM}.{mirror}",
+            f"{api}.CREATE.{MIRRORED_STREAM}.{mirror}.>",
+            f"{api}.DURABLE.CREATE.{MIRRORED_STREAM}.{mirror}",
+            f"{api}.INFO.{MIRRORED_STREAM}.{mirror}",
+            f"{api}.MSG.NEXT.{MIRRORED_STREAM}.{mirror}",
+            f"$JS.ACK.{MIRRORED_STREAM}.{mirror}.>",
+        ],  # fmt: skip
+        subscribe=[f"{mirror_inbox(mirror)}.>"],
+    )
 
 
 def agent_identity(agent: str, password: str = "") -> Identity:
@@ -120,6 +157,7 @@ def identities(fleet: Fleet) -> list[Identity]:
         Identity(f"console-{c}", password(), console_requests(), [f"{service_inbox('web')}.>"])
         for c in fleet.consoles
     ]
+    found += [mirror_identity(m, password()) for m in fleet.mirrors]
     for decl in contract.SERVICES:
         service = decl.name
         found.append(

@@ -6,6 +6,7 @@ one folder per pinned version, and are reused by every checkout and by CI.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -107,6 +108,18 @@ def _go_build(module: str, version: str, package: str, target: Path, extra_files
             f"building {module} needs the Go toolchain, which is not on PATH; "
             "install Go 1.24+ or put a prebuilt binary at " + str(target)
         )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Two first runs at once (`make up` beside `make test`) build one after the other: the
+    # second finds the first's binary. (They shared one `.part` file: one renamed it away.)
+    with open(target.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            _go_build_locked(go, module, version, package, target, extra_files)
+
+
+def _go_build_locked(
+    go: str, module: str, version: str, package: str, target: Path, extra_files: dict[str, str]
+) -> None:
     print(f"building {module}@{version} into {target} (once; later runs reuse it)", flush=True)
     env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
     with tempfile.TemporaryDirectory(prefix="agentstore-go-") as tmp:
@@ -124,7 +137,6 @@ def _go_build(module: str, version: str, package: str, target: Path, extra_files
         for name, content in extra_files.items():
             (work / name).unlink(missing_ok=True)
             (work / name).write_text(content + "\n")
-        target.parent.mkdir(parents=True, exist_ok=True)
         _run(go, ["build", "-trimpath", "-o", str(target) + ".part", package], work, env)
     os.replace(str(target) + ".part", target)
 

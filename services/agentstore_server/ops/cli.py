@@ -14,7 +14,6 @@ from typing import Any
 
 from agentstore.cli import (
     Command,
-    connect_from_env,
     install_hint,
     print_items,
     request_endpoint,
@@ -52,7 +51,9 @@ def add_commands(sub: Any) -> dict[str, Command]:
     load.add_argument("--rejects", type=Path, help="write every refused record (file:line: reason) here")
     mirror = sub.add_parser("mirror", help="keep conversations as JSON Lines files (seed 001's JSON backup)")
     mirror.add_argument("--to", required=True, type=Path, help="the folder: DIR/<agent>/<conversation>.jsonl")
-    mirror.add_argument("--durable", default="mirror", help="the JetStream consumer's name (one per mirror)")
+    mirror.add_argument("--durable", default="mirror",
+                        help="the JetStream consumer's name (one per mirror; under auth, listed in the "
+                             "fleet file's mirrors)")  # fmt: skip
     artifacts = sub.add_parser("artifacts", help="artifact maintenance")
     artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
     rec = artifacts_sub.add_parser(
@@ -210,7 +211,13 @@ def _mirror(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     async def go() -> None:
-        nc = await connect_from_env()
+        from agentstore.auth import mirror_inbox
+        from agentstore.bus.connect import NatsSettings, connect_nats
+
+        # Under authorization, as the mirror's own identity (`mirrors` in the fleet file): it
+        # may use the LOGS consumer of its name and nothing else.
+        settings = NatsSettings.from_env().as_identity(f"mirror-{args.durable}")
+        nc = await connect_nats(settings, name="agentstore-mirror", inbox_prefix=mirror_inbox(args.durable))
         stop = stop_on_signals()
         print(f"mirroring conversations into {args.to}; Ctrl-C stops", flush=True)
         try:

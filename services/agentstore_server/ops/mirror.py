@@ -35,13 +35,14 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from agentstore.auth import MIRRORED_STREAM
 from agentstore.errors import InvalidMessage
 from agentstore.schemas.common import iso
 from agentstore.schemas.logs import ConversationIn, MessageIn
 from agentstore_server.bus.ingest import Envelope, ack_info
 
 log = logging.getLogger(__name__)
-STREAM = "LOGS"
+STREAM = MIRRORED_STREAM
 SUBJECTS = ["agents.*.conversations", "agents.*.messages"]
 DEFAULT_DURABLE = "mirror"
 

@@ -108,11 +108,18 @@ class NatsSettings:
             return replace(self, creds=str(path), user=None, password=None, token=None, nkey=None)
         if self.enrollment and identity.startswith("agent-"):
             return replace(self, user=identity, password=self.enrollment, creds=None, token=None, nkey=None)
-        if path is not None:
+        if path is not None and identity.startswith("agent-"):
             raise ConfigError(
                 f"no NATS credentials for {identity} in {self.credentials_dir} and no enrollment token: "
                 f"set AGENTSTORE_ENROLLMENT_TOKEN (an agent gets its identity at login; `make up AUTH=1` "
                 f"writes it to .agentstore/stack.env), or list it in .agentstore/fleet.json"
+            )
+        if path is not None:
+            kind, _, name = identity.partition("-")
+            raise ConfigError(
+                f"no NATS credentials for {identity} in {self.credentials_dir}: list {name!r} under "
+                f'"{kind}s" in the fleet file and run `agentstore auth generate FLEET --out '
+                f"{path.parent.parent}` (then restart the stack: every password is new)"
             )
         return self
 
