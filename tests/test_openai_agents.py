@@ -81,6 +81,30 @@ async def test_a_retried_add_stores_nothing_twice_and_sessions_are_the_agents_ow
         assert mine.items == []
 
 
+async def test_the_sessions_list_says_when_each_session_was_last_added_to(
+    client: AgentClient, nats_server: Server
+) -> None:
+    """Issue 37: `query.sessions` carries each session's last activity (its newest item's
+    add time), which the console's sessions page shows."""
+    from datetime import UTC, datetime
+
+    from agentstore import EvaluatorClient
+    from agentstore.schemas.sessions import SessionsQuery
+
+    before = datetime.now(UTC)
+    await AgentstoreSession("s-old", client).add_items([message(1)])
+    between = datetime.now(UTC)
+    await AgentstoreSession("s-new", client).add_items([message(2), message(3)])
+    await AgentstoreSession("s-gone", client).add_items([message(4)])
+    await AgentstoreSession("s-gone", client).clear_session()
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator:
+        page = await evaluator.call(contract.QUERY_SESSIONS, SessionsQuery(agent_id=client.agent or ""))
+    listed = {s.session_id: s for s in page.items}
+    assert sorted(listed) == ["s-new", "s-old"] and listed["s-new"].items == 2
+    times = {k: datetime.fromisoformat(v.last_added_at or "") for k, v in listed.items()}
+    assert before <= times["s-old"] <= between <= times["s-new"] <= datetime.now(UTC), times
+
+
 async def test_an_agent_runs_two_turns_with_a_tool_and_a_new_process_reads_the_history(
     client: AgentClient, nats_server: Server
 ) -> None:

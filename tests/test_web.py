@@ -367,6 +367,8 @@ async def test_threads_show_each_checkpoint_and_sessions_their_items(
     await shot(page, "thread", tmp_path)
     await page.goto(f"{fleet.url}/agents/{agent}/sessions")
     assert "user-42" in await page.inner_text("#sessions")
+    row = await page.inner_text("#sessions tbody tr >> nth=0")
+    assert "ago" in row or "just now" in row, row  # the session's last activity
     await page.click("#sessions >> text=user-42")
     body = await page.inner_text("main")
     assert body.index("Where is my order A-17?") < body.index("It ships tomorrow.")

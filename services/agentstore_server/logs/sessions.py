@@ -10,11 +10,12 @@ same instant are told to retry (the read-back sees the other's items), not silen
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from agentstore.errors import StoreUnavailable
-from agentstore.schemas.common import Page, decode_cursor, encode_cursor
+from agentstore.schemas.common import Page, decode_cursor, encode_cursor, iso
 from agentstore.schemas.sessions import (
     AddSessionItems,
     ClearSession,
@@ -103,8 +104,13 @@ class Sessions:
             ids = [i for i in ids if i > after]
         page = ids[: q.limit]
         more = len(ids) > q.limit
+        # Each listed session's newest item: one indexed read each (agent, session, seq desc).
+        newest = await asyncio.gather(*(self._newest(q.agent_id, i) for i in page))
         return Page[SessionSummary](
-            items=[SessionSummary(session_id=i, items=counts[i]) for i in page],
+            items=[
+                SessionSummary(session_id=i, items=counts[i], last_added_at=_added_at(doc))
+                for i, doc in zip(page, newest, strict=True)
+            ],  # fmt: skip
             next_cursor=encode_cursor(page[-1]) if more and page else None,
         )
 
@@ -139,3 +145,10 @@ class Sessions:
 def _item(doc: Document) -> dict[str, Any]:
     item: dict[str, Any] = doc["item"]
     return item
+
+
+def _added_at(doc: Document | None) -> str | None:
+    if doc is None or not isinstance(doc.get("ts"), datetime):
+        return None
+    ts: datetime = doc["ts"]
+    return iso(ts if ts.tzinfo else ts.replace(tzinfo=UTC))

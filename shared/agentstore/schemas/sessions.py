@@ -71,7 +71,8 @@ class SessionCleared(Reply):
 
 # -- what evaluators and the console read (query.sessions, query.session) ------------------
 class SessionsQuery(Strict, kw_only=True):
-    """`query.sessions`: an agent's sessions, by id, with how many items each holds."""
+    """`query.sessions`: an agent's sessions, by id, with how many items each holds and when
+    the newest was added."""
 
     agent_id: AgentId
     limit: Limit = DEFAULT_LIMIT
@@ -81,6 +82,8 @@ class SessionsQuery(Strict, kw_only=True):
 class SessionSummary(Reply, kw_only=True):
     session_id: str
     items: int
+    # When its newest item was added (v1.14): the session's last activity, as the console shows it.
+    last_added_at: str | None = None
 
 
 class SessionQuery(Strict, kw_only=True):
