@@ -58,6 +58,10 @@ def test_permissions_are_the_declared_subjects_for_every_role() -> None:
     }
     assert set(ids["agent-a1"].publish) == {f"agents.a1.{i.kind}" for i in contract.INGEST} | agent_rpc
     assert ids["agent-a1"].subscribe == ["_INBOX.agents.a1.>"]
+    # The stored notices (v1.14): evaluators and consoles follow them; the logs service says them.
+    assert ids["evaluator-ev"].subscribe == ["_INBOX.evaluator.>", "stored.*.logs"]
+    assert "stored.*.logs" in ids["service-logs"].publish
+    assert not any(s.startswith("stored.") for s in ids["service-tasks"].publish)
     evaluator = {e.subject for e in contract.ENDPOINTS if "evaluator" in e.roles}
     assert set(ids["evaluator-ev"].publish) == evaluator
     assert set(ids["frontend-web"].publish) == {
@@ -78,7 +82,7 @@ def test_permissions_are_the_declared_subjects_for_every_role() -> None:
     dead = {"$JS.API.STREAM.INFO.DEADLETTER", "$JS.API.STREAM.MSG.GET.DEADLETTER"}
     assert console == set(ids["frontend-web"].publish) | reads | dead
     assert not console & {"runs.cancel", "runs.submit", "eval.record", "$JS.API.>"}
-    assert ids["console-web"].subscribe == ["_INBOX.service.web.>"]
+    assert ids["console-web"].subscribe == ["_INBOX.service.web.>", "stored.*.logs"]
     for service in contract.SERVICES:
         served = {a.replace("{agent}", "*") for e in contract.endpoints_of(service.name) for a in e.addresses}
         identity = ids[f"service-{service.name}"]
@@ -105,6 +109,7 @@ def test_asyncapi_documents_every_subject_with_its_reply_schema() -> None:
     channels = {c["address"]: c for c in doc["channels"].values()}
     expected = {i.address for i in contract.INGEST} | {"deadletter.{service}"}
     expected |= {a for e in contract.ENDPOINTS for a in e.addresses}
+    expected |= {i.notice_address for i in contract.INGEST if i.notice}  # v1.14: "stored.{agent}.logs"
     assert set(channels) == expected
     schemas = doc["components"]["schemas"]
     for e in contract.ENDPOINTS:

@@ -3,8 +3,11 @@ the real services, with a small fleet published through the SDK."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -45,6 +48,7 @@ class Fleet:
     settings: Settings
     agents: list[str]
     held_run: str
+    nats_monitor: str  # nats-server's /connz ...
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +72,7 @@ async def fleet(module_nats: Server, stack_servers: Stack) -> AsyncIterator[Flee
             settings=settings,
             agents=agents,
             held_run=held,
+            nats_monitor=module_nats.monitor_url or "",
         )
 
 
@@ -97,6 +102,15 @@ async def publish_fleet(url: str, agents: list[str]) -> str:
     async with await AgentClient.connect(url, agents[0]) as a:
         claimed = await a.call(contract.CLAIM, ClaimRun(lease_seconds=600))
         assert claimed.run is not None and claimed.run.run_id == held
+    # Every log stored before a page is read: the live tail would otherwise (rightly) add
+    # the ones stored after a page was rendered.
+    async with await EvaluatorClient.connect(url) as evaluator:
+        for agent in agents:
+
+            async def stored(agent: str = agent) -> bool:
+                return len((await evaluator.query("logs", agent_ids=[agent], limit=100)).items) == 61
+
+            await eventually(stored, timeout=30, what=f"{agent}'s 61 logs stored")
     return held
 
 
@@ -188,12 +202,43 @@ async def test_logs_page_filters_pages_and_tails_live(page: Page, fleet: Fleet) 
     assert [r.split("\t")[2].strip() for r in await texts(page, "#logs tbody tr")] == [
         f"{agent} tool crashed"
     ]
-    # The live tail: a log published after the page opened appears without a reload.
+    # The live tail (issue 37): pushed, not polled. A log published after the page opened
+    # appears without a reload, within 1 s of its PubAck.
+    notices = f"stored.{agent}.logs"
     await page.goto(f"{fleet.url}/agents/{agent}/logs")
+    await eventually(lambda: tail_subscriptions(fleet, notices), timeout=10, what="the tail's subscription")
+    assert (await tail_subscriptions(fleet, notices)) == 1  # one per open tail
     async with await AgentClient.connect(fleet.settings.nats_url, agent) as a:
-        await a.log("warning", "published while you watched")
+        await a.log("info", "the first line the tail is sent")
         await a.flush()
-    await page.locator("#logs tbody tr", has_text="published while you watched").wait_for(timeout=15_000)
+        await page.locator("#logs tbody tr", has_text="the first line the tail is sent").wait_for(
+            timeout=15_000
+        )
+        for n in range(3):
+            await a.log("warning", f"published while you watched {n}")
+            await a.flush()  # its PubAck
+            await page.locator("#logs tbody tr", has_text=f"published while you watched {n}").wait_for(
+                timeout=1_000
+            )
+    assert await page.inner_text("#tail-state") != "paused"
+    # Closed with the page: leaving it ends the stream and its NATS subscription.
+    await page.goto(f"{fleet.url}/agents/{agent}")
+
+    async def closed() -> bool:
+        return await tail_subscriptions(fleet, notices) == 0
+
+    await eventually(closed, timeout=10, what="the tail's subscription gone with its page")
+
+
+async def tail_subscriptions(fleet: Fleet, subject: str) -> int:
+    """Subscriptions to `subject` on the NATS server (its /connz), i.e. open live tails."""
+
+    def read() -> int:
+        with urllib.request.urlopen(f"{fleet.nats_monitor}/connz?subs=1&limit=1024", timeout=5) as reply:
+            conns = json.loads(reply.read())["connections"] or []
+        return sum(c.get("subscriptions_list", []).count(subject) for c in conns)
+
+    return await asyncio.to_thread(read)
 
 
 async def test_conversations_and_memories(page: Page, fleet: Fleet) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from agentstore import __version__, contract
+from agentstore.schemas.common import StoredNotice
 
 NATS_BINDING_VERSION = "0.1.0"
 AGENT_PARAM = {"agent": {"description": "agent id, ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}}
@@ -59,7 +60,7 @@ def _ref(name: str) -> dict[str, str]:
 
 def document() -> dict[str, Any]:
     """The AsyncAPI document, its prose normalised (`plain_text`)."""
-    types: list[Any] = [i.body for i in contract.INGEST if i.body is not None]
+    types: list[Any] = [i.body for i in contract.INGEST if i.body is not None] + [StoredNotice]
     for e in contract.ENDPOINTS:
         types += [e.request, *e.reply_types]
     _, schemas = msgspec.json.schema_components(
@@ -121,6 +122,20 @@ def document() -> dict[str, Any]:
                                       "bindingVersion": NATS_BINDING_VERSION}},
                 "x-roles": sorted(e.roles),
             }  # fmt: skip
+    messages["StoredNotice"] = {"name": "StoredNotice", "contentType": "application/json",
+                                "payload": {"$ref": "#/components/schemas/StoredNotice"}}  # fmt: skip
+    for i in contract.INGEST:
+        if not i.notice:
+            continue
+        key = _key(i.notice_address)
+        channels[key] = {"address": i.notice_address, "parameters": AGENT_PARAM,
+                         "description": f"{i.service} stored new messages of {i.address} (core NATS, at most once)",
+                         "messages": {"StoredNotice": _ref("StoredNotice")}}  # fmt: skip
+        operations[f"notify_{i.kind}"] = {
+            "action": "send", "channel": {"$ref": f"#/channels/{key}"},
+            "summary": f"{i.service} says a batch of {i.kind} is stored and acknowledged (v1.14)",
+            "x-roles": ["evaluator"],
+        }  # fmt: skip
     channels["deadletter_service"] = {"address": "deadletter.{service}", "parameters": SERVICE_PARAM,
                                       "description": "what a service can never store (stream DEADLETTER, 30 days)",
                                       "messages": {"DeadLetter": _ref("DeadLetter")},

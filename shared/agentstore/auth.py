@@ -68,6 +68,13 @@ def agent_publishes(agent: str) -> list[str]:
     return [i.subject(agent) for i in contract.INGEST] + role_requests("agent", agent)
 
 
+def notices(service: str | None = None) -> list[str]:
+    """The `stored.*.{kind}` notices (v1.14), all or one service's: evaluators and consoles
+    may follow them; the service that stores the kind publishes them."""
+    return [contract.wildcard(i.notice_address) for i in contract.INGEST
+            if i.notice and service in (None, i.service)]  # fmt: skip
+
+
 def service_subjects(service: str) -> list[str]:
     """What a service subscribes to answer: every address of its endpoints."""
     return [contract.wildcard(address) for e in contract.endpoints_of(service) for address in e.addresses]
@@ -146,7 +153,7 @@ def identities(fleet: Fleet) -> list[Identity]:
 
     found = [agent_identity(a, password()) for a in fleet.agents]
     found += [
-        Identity(f"evaluator-{e}", password(), role_requests("evaluator"), ["_INBOX.evaluator.>"])
+        Identity(f"evaluator-{e}", password(), role_requests("evaluator"), ["_INBOX.evaluator.>", *notices()])
         for e in fleet.evaluators
     ]
     found += [
@@ -154,7 +161,7 @@ def identities(fleet: Fleet) -> list[Identity]:
         for f in fleet.frontends
     ]
     found += [
-        Identity(f"console-{c}", password(), console_requests(), [f"{service_inbox('web')}.>"])
+        Identity(f"console-{c}", password(), console_requests(), [f"{service_inbox('web')}.>", *notices()])
         for c in fleet.consoles
     ]
     found += [mirror_identity(m, password()) for m in fleet.mirrors]
@@ -171,6 +178,7 @@ def identities(fleet: Fleet) -> list[Identity]:
                     "$SRV.>",
                     f"{service_inbox(service)}.>",
                     *decl.publishes,
+                    *notices(service),
                     *(f"$KV.{bucket}.>" for bucket in decl.buckets),
                     *decl.calls,
                 ],  # fmt: skip

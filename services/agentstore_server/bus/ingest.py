@@ -36,7 +36,7 @@ from nats.js import JetStreamContext
 from agentstore import contract
 from agentstore.contract import MAX_DELIVERIES_ADVISORY, StreamSpec, deadletter_subject
 from agentstore.errors import InvalidMessage, StoreMisconfigured, StoreRejected, StoreUnavailable
-from agentstore.schemas.common import AGENT_ID_PATTERN, EPOCH, decode_message
+from agentstore.schemas.common import AGENT_ID_PATTERN, EPOCH, StoredNotice, decode_message
 from agentstore_server.bus.fetch import fetch
 from agentstore_server.bus.hooks import FaultReporter, IngestMetrics, NoFaults
 from agentstore_server.bus.provision import MAX_DELIVER
@@ -178,6 +178,8 @@ class IngestWorker:
     stopping: asyncio.Event
     faults: FaultReporter = field(default_factory=NoFaults)
     fetch_timeout: float = 1.0
+    # Where `stored.{agent}.{kind}` notices go (kinds the contract marks `notice`); None: nowhere.
+    nc: Client | None = None
     _failures: int = field(default=0, init=False)
     # Messages that failed alone with an unclassified error: seq -> (failure, times).
     _suspects: dict[int, tuple[str, int]] = field(default_factory=dict, init=False)
@@ -316,7 +318,24 @@ class IngestWorker:
                     self._suspects.pop(ack_info(msg)[0], None)
         stages.labels(stage="ack").observe(time.perf_counter() - started)
         self.metrics.ingested.labels(kind=kind, outcome="stored").inc(len(pairs) - len(rejected))
+        if self.nc is not None and contract.INGEST_BY_KIND[kind].notice:
+            await self._notify(kind, [msg for i, (msg, _) in enumerate(pairs) if i not in rejected])
         return True
+
+    async def _notify(self, kind: str, stored: Sequence[Msg]) -> None:
+        """`stored.{agent}.{kind}` per agent of the batch, after its acks: live views wake on
+        it. Core NATS, at most once: a lost notice only delays a view until the next one."""
+        assert self.nc is not None
+        newest: dict[str, tuple[int, int]] = {}  # agent -> (count, highest seq)
+        for msg in stored:
+            agent = msg.subject.split(".")[1]
+            count, _ = newest.get(agent, (0, 0))
+            newest[agent] = (count + 1, ack_info(msg)[0])  # a batch comes in stream order
+        address = contract.INGEST_BY_KIND[kind].notice_address
+        with contextlib.suppress(NatsError):  # closing or reconnecting: the data is stored anyway
+            for agent, (count, seq) in newest.items():
+                notice = StoredNotice(stream=self.ingest.stream.name, seq=seq, count=count)
+                await self.nc.publish(contract.concrete(address, agent), msgspec.json.encode(notice))
 
     async def _follow_up(self, follow_up: FollowUp, stored: Sequence[Any]) -> None:
         """A handler's follow-up. The store being down or misconfigured keeps the batch (the

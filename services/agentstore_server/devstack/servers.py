@@ -49,6 +49,8 @@ class Server:
     user: str | None = None
     # FerretDB on PostgreSQL: its PostgreSQL database, for the SQL read path (MONGODB_SQL_URL).
     sql_url: str | None = None
+    # nats-server: its HTTP monitoring endpoint (/connz, /jsz ...).
+    monitor_url: str | None = None
 
     @property
     def pid(self) -> int:
@@ -216,7 +218,7 @@ jetstream {{
 {extra_conf}
 """
     )
-    return _launch(
+    server = _launch(
         "nats",
         [str(binaries.nats_server()), "-c", str(conf)],
         data / "nats.log",
@@ -226,6 +228,7 @@ jetstream {{
         timeout=20,
         detach=detach,
     )
+    return dataclasses.replace(server, monitor_url=f"http://{HOST}:{http_port}")
 
 
 def start_postgres(

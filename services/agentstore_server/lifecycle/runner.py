@@ -119,7 +119,14 @@ class ServiceHost:
             for ingest in wiring.ingests:
                 for _ in range(s.ingest_workers):
                     worker = IngestWorker(
-                        self.spec.name, ingest, js, self.metrics, s.ingest_batch, self._stopping, self.faults
+                        self.spec.name,
+                        ingest,
+                        js,
+                        self.metrics,
+                        s.ingest_batch,
+                        self._stopping,
+                        self.faults,
+                        nc=self.nc,
                     )
                     workers.append(worker)
                     self._workers.append(self._watch(asyncio.create_task(worker.run())))

@@ -49,8 +49,16 @@ from agentstore_server.web.views import LEVELS, RUN_ORDER, Pager
 log = logging.getLogger("agentstore.web")
 STATIC = Path(__file__).with_name("static")
 PAGE_SIZE = 50
+LIVE_ROWS = 200  # a live tail's rows per event (a burst beyond it shows its newest)
+LIVE_KEEPALIVE = 15.0  # seconds between a quiet tail's comments
 DEAD_PAGE = 50
 T = TypeVar("T")
+
+
+def log_rows(items: list[lg.LogItem]) -> list[dict[str, str]]:
+    """Log items as the logs table's rows (id, ts, the cells' HTML), for the live tail."""
+    cells = views.macro("log_cells")
+    return [{"id": i.id, "ts": i.ts, "html": str(cells(i))} for i in items]
 
 
 class ReadOnly:
@@ -94,6 +102,9 @@ class Console:
         self.token = secrets.token_urlsafe(16)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        # The open live tails (one NATS subscription each): woken to end when the console stops.
+        self._tails: set[asyncio.Event] = set()
+        self._closing = False
 
     @property
     def writes(self) -> str | None:
@@ -117,7 +128,7 @@ class Console:
                 web.get("/agents/{agent}", self.agent_tasks),
                 web.get("/agents/{agent}/tasks/{task}", self.task),
                 web.get("/agents/{agent}/logs", self.logs),
-                web.get("/agents/{agent}/logs.json", self.logs_json),
+                web.get("/agents/{agent}/logs/live", self.logs_live),
                 web.get("/agents/{agent}/conversations", self.conversations),
                 web.get("/agents/{agent}/conversations/{conversation}", self.conversation),
                 web.get("/agents/{agent}/memories", self.memories),
@@ -140,7 +151,8 @@ class Console:
                 web.static("/static", STATIC),
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        # A handler whose browser left is cancelled: a live tail's subscription ends with its page.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.web_host, s.web_port, reuse_address=True)
         await site.start()
@@ -155,6 +167,9 @@ class Console:
         )
 
     async def stop(self) -> None:
+        self._closing = True
+        for woken in self._tails:
+            woken.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -313,24 +328,56 @@ class Console:
         live = None
         if cursor is None and filters["until"] is None:  # the first page follows new logs (console.js)
             newest = listed.items[0].ts if listed.items else datetime.now(UTC).isoformat()
-            live = {"source": f"/agents/{agent}/logs.json" + views.query_string(filters), "newest": newest}
+            live = {"source": f"/agents/{agent}/logs/live" + views.query_string(filters), "newest": newest}
         pages = Pager.of(f"/agents/{agent}/logs", {**filters, "cursor": cursor}, listed.next_cursor)
         return self._agent_page("logs.html", agent, "/logs", "logs", logs=listed, filters=filters, live=live,
                                 pages=pages)  # fmt: skip
 
-    async def logs_json(self, request: web.Request) -> web.Response:
-        """New logs for the live tail: those at or after `since`, newest first, as HTML rows."""
+    async def logs_live(self, request: web.Request) -> web.StreamResponse:
+        """The live tail, as server-sent events: the logs stored after `since` (or the
+        browser's Last-Event-ID on a reconnect), newest first as HTML rows, sent each time
+        the logs service says it stored some of this agent's (`stored.{agent}.logs`). One
+        NATS subscription per open tail, ended when the page goes (the handler is cancelled)."""
         agent = request.match_info["agent"]
-        since = request.query.get("since")
-        listed = await self.reader.call(
-            contract.QUERY_LOGS,
-            from_url(
-                lg.LogsQuery, agent_ids=[agent], limit=200, **{**self._log_filters(request), "since": since}
-            ),
+        filters = self._log_filters(request)
+        since = request.headers.get("Last-Event-ID") or request.query.get("since")
+        query = from_url(lg.LogsQuery, agent_ids=[agent], limit=LIVE_ROWS, **{**filters, "since": since})
+        woken = asyncio.Event()
+        woken.set()  # first, what was stored between the page's render and this stream
+        notice = contract.INGEST_BY_KIND["logs"].notice_address
+
+        async def on_notice(_: Any) -> None:
+            woken.set()
+
+        sub = await self.reader.nc.subscribe(contract.concrete(notice, agent), cb=on_notice)
+        self._tails.add(woken)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
-        cells = views.macro("log_cells")
-        rows = [{"id": i.id, "ts": i.ts, "html": str(cells(i))} for i in listed.items]
-        return web.json_response({"items": rows}, headers={"Cache-Control": "no-store"})
+        try:
+            await response.prepare(request)
+            await response.write(b"retry: 1000\n\n")  # the browser's reconnect delay
+            while not self._closing:
+                try:
+                    await asyncio.wait_for(woken.wait(), LIVE_KEEPALIVE)
+                except TimeoutError:
+                    await response.write(b": still here\n\n")  # proxies keep idle streams open
+                    continue
+                woken.clear()
+                if self._closing:
+                    break
+                listed = await self.reader.call(contract.QUERY_LOGS, query)
+                if listed.items:
+                    query = msgspec.structs.replace(query, since=datetime.fromisoformat(listed.items[0].ts))
+                    rows = log_rows(listed.items)
+                    data = json.dumps({"items": rows}, separators=(",", ":"))
+                    await response.write(f"id: {listed.items[0].ts}\nevent: logs\ndata: {data}\n\n".encode())
+        except (ConnectionResetError, RequestError) as exc:
+            log.info("live tail of %s ended: %s", agent, exc)
+        finally:
+            self._tails.discard(woken)
+            await sub.unsubscribe()
+        return response
 
     async def conversations(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]

@@ -30,7 +30,7 @@ EVALUATOR_FRONTEND: frozenset[Role] = frozenset({"evaluator", "frontend"})
 FRONTEND_AGENT: frozenset[Role] = frozenset({"frontend", "agent"})
 
 INGEST: tuple[IngestSubject, ...] = (
-    IngestSubject("logs", lg.LogIn, "LOGS", "logs", "a log line"),
+    IngestSubject("logs", lg.LogIn, "LOGS", "logs", "a log line", notice=True),
     IngestSubject("memories", lg.MemoryIn, "LOGS", "logs", "a memory; keyed ones: the newest ts wins"),
     IngestSubject("conversations", lg.ConversationIn, "LOGS", "logs", "a conversation (upsert)", upsert=True),
     IngestSubject("messages", lg.MessageIn, "LOGS", "logs", "a message of a conversation"),

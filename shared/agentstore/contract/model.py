@@ -45,10 +45,17 @@ class IngestSubject:
     service: str
     summary: str
     upsert: bool = False
+    # The service says `stored.{agent}.{kind}` (StoredNotice) once a batch of it is stored
+    # (v1.14): live views (the console's tail) follow it instead of polling.
+    notice: bool = False
 
     @property
     def address(self) -> str:
         return f"agents.{{agent}}.{self.kind}"
+
+    @property
+    def notice_address(self) -> str:
+        return f"stored.{{agent}}.{self.kind}"
 
     @property
     def filter(self) -> str:

@@ -75,6 +75,17 @@ class Page(Reply, Generic[Item]):
     next_cursor: str | None
 
 
+class StoredNotice(Reply):
+    """`stored.{agent}.{kind}` (v1.14): the service committed and acknowledged `count` new
+    messages of that agent and kind, up to stream position `seq`. A hint, at most once (core
+    NATS): a subscriber reads the items with the kind's query (`after: {stream, seq}` reads
+    up to it); one missed only delays what the next says."""
+
+    stream: str
+    seq: int
+    count: int
+
+
 class After(Strict):
     """Read your writes: the PubAck position the caller wants the answer to include."""
 
