@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
+import logging
 import time
 import urllib.request
 import uuid
@@ -11,9 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import msgspec
 import nats
 import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from nats.aio.client import Client
 
 from agentstore import AgentClient, EvaluatorClient, contract
@@ -78,9 +86,71 @@ async def can_request(nc: Client, subject: str, body: Any) -> bool:
 
 CONSOLE: dict[str, str] = {}  # the console of `services_on`
 
+# A stand-in for a Kubernetes cluster's service-account issuer: key pairs this test makes and
+# their public halves served as a JWKS over HTTP, as the API server's /openid/v1/jwks is.
+CLUSTER_ISSUER = "https://kubernetes.default.svc.cluster.local"
+CLUSTER_KEYS = {"k1": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                "k2": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                "e1": ec.generate_private_key(ec.SECP256R1())}  # fmt: skip
+SERVED_KEYS = {"k1", "e1"}  # what the JWKS holds now (k2: a rotation, added by a test)
+
+
+def cluster_jwks() -> dict[str, Any]:
+    keys = []
+    for kid in sorted(SERVED_KEYS):
+        public = CLUSTER_KEYS[kid].public_key()
+        algorithm = jwt.algorithms.RSAAlgorithm if kid.startswith("k") else jwt.algorithms.ECAlgorithm
+        keys.append({**algorithm.to_jwk(public, as_dict=True), "kid": kid, "use": "sig",
+                     "alg": "RS256" if kid.startswith("k") else "ES256"})  # fmt: skip
+    return {"keys": keys}
+
+
+def projected_token(pod: str, *, kid: str = "k1", namespace: str = "agentstore", audience: str = "agentstore",
+                    issuer: str = CLUSTER_ISSUER, lifetime: int = 600, **extra: Any) -> str:  # fmt: skip
+    """A token as the kubelet projects it for `pod` (service account `agents`)."""
+    now = int(time.time())
+    claims = {
+        "iss": issuer, "aud": [audience], "sub": f"system:serviceaccount:{namespace}:agents",
+        "iat": now, "nbf": now, "exp": now + lifetime,
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": "agents", "uid": "sa-1"},
+                          "pod": {"name": pod, "uid": f"uid-{pod}"}},
+        **extra,
+    }  # fmt: skip
+    algorithm = "RS256" if kid.startswith("k") else "ES256"
+    return jwt.encode(claims, CLUSTER_KEYS[kid], algorithm=algorithm, headers={"kid": kid})
+
+
+def hs256(claims: dict[str, Any], secret: bytes, kid: str) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    signed = f"{part({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{part(claims)}"
+    mac = hmac.new(secret, signed.encode(), hashlib.sha256).digest()
+    return f"{signed}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
 
 @pytest.fixture
-async def services_on(secured: tuple[Server, Path], stack_servers: Stack) -> AsyncIterator[Path]:
+async def cluster_issuer() -> AsyncIterator[str]:
+    """The JWKS URL of the stand-in issuer (an HTTP server on a free port)."""
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.json_response(cluster_jwks())
+
+    app = web.Application()
+    app.router.add_get("/openid/v1/jwks", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = servers.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/openid/v1/jwks"
+    await runner.cleanup()
+    SERVED_KEYS.discard("k2")
+
+
+@pytest.fixture
+async def services_on(
+    secured: tuple[Server, Path], stack_servers: Stack, cluster_issuer: str
+) -> AsyncIterator[Path]:
     server, creds = secured
     hosts = []
     for name, spec in SERVICES.items():
@@ -90,7 +160,10 @@ async def services_on(secured: tuple[Server, Path], stack_servers: Stack) -> Asy
         extra: dict[str, Any] = {}
         if name == "identity":  # run-time identities: its callout and system logins and secrets
             keys = read_secrets(creds.parent)
-            extra = {"identity_issuer_seed": keys.issuer_seed, "agentstore_enrollment_token": keys.enrollment}
+            extra = {"identity_issuer_seed": keys.issuer_seed, "agentstore_enrollment_token": keys.enrollment,
+                     # Kubernetes service-account tokens too, against the stand-in issuer.
+                     "identity_k8s_issuer": CLUSTER_ISSUER, "identity_k8s_jwks_url": cluster_issuer,
+                     "identity_k8s_namespaces": ["agentstore"], "identity_k8s_jwks_refetch_seconds": 0}  # fmt: skip
             for login in ("identity", "system"):
                 extra[f"{login}_nats_user"], extra[f"{login}_nats_password"] = read_credentials(
                     creds / f"{login}.json"
@@ -411,6 +484,68 @@ async def test_a_wrong_token_or_a_non_agent_login_is_refused_and_an_agents_own_t
         await client.flush()
     with pytest.raises(ConfigError, match="refused the login as user 'agent-solo-2'"):
         await AgentClient.connect(enrolled(server, creds, own), "solo-2")
+
+
+async def test_a_pod_logs_in_with_its_projected_service_account_token_as_itself_only(
+    secured: tuple[Server, Path], services_on: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 37: Kubernetes projected service-account tokens, verified against the cluster
+    issuer's JWKS (RS256 and ES256), bind a login to its pod: no enrollment Secret. Every
+    way a token can be wrong is refused, with the reason in the identity service's log."""
+    server, _ = secured
+    token_file = tmp_path / "token"
+
+    def as_pod(token: str) -> NatsSettings:
+        token_file.write_text(token + "\n")
+        return NatsSettings(url=server.url, service_account_token=str(token_file))
+
+    async with await AgentClient.connect(as_pod(projected_token("worker-1")), "worker-1") as client:
+        await client.log("info", "from a pod, by its token")
+        assert [i.message for i in (await client.query("logs")).items] == ["from a pod, by its token"]
+    async with await AgentClient.connect(as_pod(projected_token("worker-2", kid="e1")), "worker-2") as client:
+        await client.log("info", "ES256 too")
+        await client.flush()
+    # A rotation: a token of a key the JWKS did not hold at start is admitted once it does.
+    SERVED_KEYS.add("k2")
+    async with await AgentClient.connect(as_pod(projected_token("worker-3", kid="k2")), "worker-3") as client:
+        await client.log("info", "after the cluster rotated its keys")
+        await client.flush()
+    public_pem = (
+        CLUSTER_KEYS["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    now = int(time.time())
+    # The classic confusion: HS256 keyed by the issuer's public key (PyJWT will not make one).
+    forged_hs256 = hs256({"iss": CLUSTER_ISSUER, "aud": "agentstore", "sub": "x", "iat": now, "exp": now + 600,
+                          "kubernetes.io": {"namespace": "agentstore", "pod": {"name": "worker-9"}}},
+                         public_pem, kid="k1")  # fmt: skip
+    unsigned = jwt.encode({"iss": CLUSTER_ISSUER, "aud": "agentstore", "sub": "x", "iat": now, "exp": now + 600,
+                           "kubernetes.io": {"namespace": "agentstore", "pod": {"name": "worker-9"}}},
+                          None, algorithm="none")  # fmt: skip
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refusals = {
+        "another pod's id": (projected_token("worker-1"), "worker-9", "may log in as agent-worker-1 only"),
+        "expired": (projected_token("worker-9", lifetime=-120), "worker-9", "expired"),
+        "another audience": (projected_token("worker-9", audience="vault"), "worker-9", "Audience"),
+        "another issuer": (projected_token("worker-9", issuer="https://evil.example"), "worker-9", "issuer"),
+        "another namespace": (projected_token("worker-9", namespace="default"), "worker-9", "namespace 'default'"),
+        "a key the cluster lacks": (
+            jwt.encode({"iss": CLUSTER_ISSUER}, stranger, algorithm="RS256", headers={"kid": "k9"}), "worker-9",
+            "lacks",
+        ),
+        "the public key as an HMAC secret": (forged_hs256, "worker-9", "only ['RS256', 'ES256']"),
+        "no signature": (unsigned, "worker-9", "only ['RS256', 'ES256']"),
+        "not bound to a pod": (projected_token("worker-9", **{"kubernetes.io": {"namespace": "agentstore"}}),
+                               "worker-9", "not bound to a pod"),
+    }  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="agentstore.identity"):
+        for case, (token, agent, reason) in refusals.items():
+            caplog.clear()
+            with pytest.raises(ConfigError, match=f"refused the login as user 'agent-{agent}'"):
+                await AgentClient.connect(as_pod(token), agent)
+            said = [r.getMessage() for r in caplog.records if "refused a login" in r.getMessage()]
+            assert said and reason in said[-1], (case, said)
 
 
 async def test_static_users_bypass_the_callout_and_keep_their_roles_when_the_identity_service_is_down(

@@ -6,7 +6,7 @@ import time.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -104,6 +104,19 @@ class Settings(BaseSettings):
     system_nats_password: str | None = None
     # How long an issued identity's login lasts before NATS asks again (a reconnect re-asks).
     identity_ttl_seconds: float = Field(default=12 * 3600.0, gt=0)
+    # Kubernetes projected service-account tokens as agents' bootstrap credential (instead of,
+    # or beside, the enrollment token), verified against the cluster issuer's keys: set the
+    # issuer (the API server's --service-account-issuer) and the JWKS (its /openid/v1/jwks,
+    # or a file). The pod's name (or its service account's) is the agent id it may log in as.
+    identity_k8s_issuer: str | None = None
+    identity_k8s_audience: str = "agentstore"
+    identity_k8s_jwks_url: str | None = None
+    identity_k8s_jwks_file: str | None = None
+    identity_k8s_agent_id: Literal["pod", "serviceaccount"] = "pod"
+    identity_k8s_namespaces: list[str] = Field(default_factory=list)  # empty: any namespace
+    identity_k8s_ca_file: str | None = None  # the issuer's CA (default: the pod's cluster CA)
+    # A token of a key id the set lacks refetches the JWKS (a rotation), at most this often.
+    identity_k8s_jwks_refetch_seconds: float = Field(default=30.0, ge=0)
 
     # logs service: days to keep per collection (logs, memories, conversations,
     # messages, events, agent_outputs, and traces with their spans); absent means forever.

@@ -41,6 +41,7 @@ from agentstore_server.bus.handle import BusHandle
 from agentstore_server.bus.rpc import RequestContext, bind
 from agentstore_server.config import Settings
 from agentstore_server.identity import tokens
+from agentstore_server.identity.kubernetes import ServiceAccountTokens, looks_like_jwt
 from agentstore_server.identity.registry import Registry
 from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
 
@@ -55,22 +56,34 @@ class Callout:
     """Answers nats-server's authorization requests."""
 
     def __init__(self, settings: Settings, registry: Registry) -> None:
-        if not settings.identity_issuer_seed or not settings.agentstore_enrollment_token:
+        if not settings.identity_issuer_seed or not (
+            settings.agentstore_enrollment_token or settings.identity_k8s_issuer
+        ):
             raise ConfigError(
                 "the identity service needs IDENTITY_ISSUER_SEED and AGENTSTORE_ENROLLMENT_TOKEN "
-                "(`agentstore auth` writes issuer.nk and enrollment.token)"
+                "(`agentstore auth` writes issuer.nk and enrollment.token), or IDENTITY_K8S_ISSUER "
+                "for Kubernetes service-account tokens"
             )
         self.settings = settings
         self.registry = registry
         self.issuer = nkeys.from_seed(settings.identity_issuer_seed.strip().encode())
-        self.enrollment = settings.agentstore_enrollment_token.strip()
+        self.enrollment = (settings.agentstore_enrollment_token or "").strip()
+        self.k8s: ServiceAccountTokens | None = None
+        if settings.identity_k8s_issuer:
+            self.k8s = ServiceAccountTokens(
+                issuer=settings.identity_k8s_issuer, audience=settings.identity_k8s_audience,
+                jwks_url=settings.identity_k8s_jwks_url, jwks_file=settings.identity_k8s_jwks_file,
+                agent_id_from=settings.identity_k8s_agent_id, namespaces=settings.identity_k8s_namespaces,
+                ca_file=settings.identity_k8s_ca_file,
+                refetch_seconds=settings.identity_k8s_jwks_refetch_seconds,
+            )  # fmt: skip
         self.nc: Client | None = None  # the callout login (IDENTITY account)
         self.system: Client | None = None  # the system login (SYS account)
         self.issued = 0
         self.refused = 0
         self._recording: set[asyncio.Task[None]] = set()
 
-    def _accepts(self, user: str, token: str) -> str:
+    async def _accepts(self, user: str, token: str) -> str:
         """The agent id a login may have, or a ValueError saying why not."""
         match = AGENT_USER.match(user)
         if match is None:
@@ -78,6 +91,17 @@ class Callout:
                 f"{user!r} is not an agent login (agent-<id>); static users need their own password"
             )
         agent = user.removeprefix("agent-")
+        if self.k8s is not None and looks_like_jwt(token):
+            bound = await self.k8s.agent_of(token)
+            if bound != agent:
+                raise ValueError(
+                    f"a service-account token of {bound!r} may log in as agent-{bound} only, not {user}"
+                )
+            return agent
+        if not self.enrollment:
+            raise ValueError(
+                f"{user}: this fleet's agents log in with their Kubernetes service-account token"
+            )
         own = auth.agent_token(self.enrollment, agent)
         if not (hmac.compare_digest(token, self.enrollment) or hmac.compare_digest(token, own)):
             raise ValueError(f"wrong enrollment token for {user}")
@@ -94,7 +118,7 @@ class Callout:
         user, token = str(opts.get("user") or ""), str(opts.get("pass") or opts.get("auth_token") or "")
         admitted: str | None = None
         try:
-            agent = self._accepts(user, token)
+            agent = await self._accepts(user, token)
             if not self.registry.primed.is_set():  # just started: the revocations are on their way
                 await asyncio.wait_for(self.registry.primed.wait(), timeout=5)
             if self.registry.is_revoked("agent", agent):
@@ -149,6 +173,8 @@ class Callout:
         base = replace(s.nats, creds=None, nkey=None, token=None)
         callout = replace(base, user=s.identity_nats_user, password=s.identity_nats_password)
         system = replace(base, user=s.system_nats_user, password=s.system_nats_password)
+        if self.k8s is not None:
+            await self.k8s.open()  # a wrong JWKS fails the start, not every login
         self.nc = await connect_nats(callout, name="agentstore-identity-callout")
         self.system = await connect_nats(system, name="agentstore-identity-system")
         await self.nc.subscribe(CALLOUT_SUBJECT, queue="identity", cb=self.answer)

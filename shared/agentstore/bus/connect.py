@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,10 @@ ENV_FIELDS = {
     # An agent's bootstrap credential for a run-time identity: the fleet's enrollment token
     # (stack.env, or a Kubernetes Secret), or its own (`agentstore auth token agent ID`).
     "AGENTSTORE_ENROLLMENT_TOKEN": "enrollment",
+    # In Kubernetes: the file of the pod's projected service-account token (audience
+    # `agentstore`), the agent's login bound to its pod; read again at every (re)connect,
+    # since the kubelet rotates it.
+    "AGENTSTORE_SERVICE_ACCOUNT_TOKEN_FILE": "service_account_token",
 }
 
 
@@ -65,6 +69,7 @@ class NatsSettings:
     context: str | None = None  # a `nats` CLI context name; its values fill what is unset
     credentials_dir: str | None = None
     enrollment: str | None = None
+    service_account_token: str | None = None  # a file: the password, read at each connect
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, env_file: Path | None = None) -> NatsSettings:
@@ -106,6 +111,8 @@ class NatsSettings:
         path = Path(self.credentials_dir) / f"{identity}.json" if self.credentials_dir else None
         if path is not None and path.is_file():
             return replace(self, creds=str(path), user=None, password=None, token=None, nkey=None)
+        if self.service_account_token and identity.startswith("agent-"):
+            return replace(self, user=identity, password=None, creds=None, token=None, nkey=None)
         if self.enrollment and identity.startswith("agent-"):
             return replace(self, user=identity, password=self.enrollment, creds=None, token=None, nkey=None)
         if path is not None and identity.startswith("agent-"):
@@ -162,6 +169,8 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
                 raise ConfigError(f"cannot read credentials {settings.creds}: {exc!r}") from exc
         else:
             options["user_credentials"] = settings.creds
+    elif settings.user and settings.service_account_token and settings.password is None:
+        options["user"], options["password"] = settings.user, _file_reader(settings.service_account_token)
     elif settings.user:
         options["user"], options["password"] = settings.user, settings.password
     if settings.nkey:
@@ -174,6 +183,19 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
             context.load_cert_chain(settings.tls_cert, settings.tls_key)
         options["tls"] = context
     return options
+
+
+def _file_reader(path: str) -> Callable[[], str]:
+    """A password nats-py reads at each (re)connect: a rotated token file is picked up."""
+
+    def read() -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the service-account token {path}: {exc}") from exc
+
+    read()  # unreadable now: fail the connect with that, not with a refused login
+    return read
 
 
 _PERMISSIONS = "permissions violation"
