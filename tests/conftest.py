@@ -61,8 +61,17 @@ def _dump_tasks(nodeid: str) -> None:
                 frame = frame or getattr(coro, "ag_frame", None)
                 if frame is not None:
                     print(f"   {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}", file=out)
-                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+                coro = _awaited(coro)
     out.flush()
+
+
+def _awaited(coro: Any) -> Any:
+    """What a suspended coroutine, generator or async generator awaits. An async generator's
+    `asend`/`athrow` (an `async with` of an asynccontextmanager) hides its generator: gc finds it."""
+    if type(coro).__name__ in ("async_generator_asend", "async_generator_athrow"):
+        return next((r for r in gc.get_referents(coro) if hasattr(r, "ag_frame")), None)
+    found = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return found or getattr(coro, "ag_await", None)
 
 
 @pytest.fixture(scope="session")

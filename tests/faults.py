@@ -490,6 +490,9 @@ async def t7(stack: Stack, sizes: Sizes) -> Result:
         "query": "query.logs", "frontend query": "query.tasks", "eval": "eval.record", "runs": "runs.cancel",
         "stream admin": "$JS.API.STREAM.DELETE.LOGS", "dead letters": "$JS.API.STREAM.MSG.GET.DEADLETTER",
         "deadletter publish": "deadletter.logs", "service api": "$SRV.PING",
+        # A mirror pulls from its own LOGS consumer only; nobody but the services from theirs.
+        "own consumer": "$JS.API.CONSUMER.MSG.NEXT.LOGS.{self}",
+        "the logs service's consumer": "$JS.API.CONSUMER.MSG.NEXT.LOGS.logs",
     }  # fmt: skip
     forbidden = refused = allowed = wrongly_refused = 0
     try:
@@ -503,7 +506,8 @@ async def t7(stack: Stack, sizes: Sizes) -> Result:
                 errors.append(str(exc))
 
             inbox = {"agent": f"_INBOX.agents.{me}", "evaluator": "_INBOX.evaluator", "frontend": "_INBOX.frontend",
-                     "console": "_INBOX.service.web", "service": f"_INBOX.service.{me}"}[identity.user.split("-")[0]]  # fmt: skip
+                     "console": "_INBOX.service.web", "service": f"_INBOX.service.{me}",
+                     "mirror": f"_INBOX.mirror.{me}"}[identity.user.split("-")[0]]  # fmt: skip
             nc = await nats.connect(server.url, user=user, password=password, error_cb=on_error,
                                     inbox_prefix=inbox, allow_reconnect=False)  # fmt: skip
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -295,6 +296,11 @@ async def test_an_agent_nobody_listed_joins_an_auth_stack_and_the_cli_revokes_it
         await AgentClient.connect(settings, "newcomer-1")
     listed = cli(stack_env, "--json", "auth", "list", "--revoked")
     assert [i["id"] for i in json.loads(listed.stdout)["items"]] == ["newcomer-1"], listed.stdout
+    # When and who: the operator's user@host and the CLI's NATS identity (stack.env's evaluator).
+    (revocation,) = json.loads(listed.stdout)["items"]
+    assert revocation["revoked_at"] and revocation["revoked_by"] == (
+        f"{getpass.getuser()}@{socket.gethostname()} as evaluator-evaluator"
+    ), revocation
     # The operator's undo: it logs in again, and no longer lists as revoked.
     undone = cli(stack_env, "auth", "unrevoke", "agent", "newcomer-1")
     assert undone.returncode == 0 and "may log in again" in undone.stdout, (undone.stdout, undone.stderr)

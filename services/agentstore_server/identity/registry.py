@@ -35,12 +35,20 @@ class Record(msgspec.Struct, kw_only=True):
     last_login: datetime
     logins: int = 0
     revoked_at: datetime | None = None
+    revoked_by: str | None = None
     # (server id, client id) of its latest connections: what `KICK` takes.
     connections: list[tuple[str, int]] = msgspec.field(default_factory=list)
 
+    @classmethod
+    def first(cls, kind: IdentityKind, ident: str, now: datetime) -> Record:
+        """The record of an identity the registry had none of (its first login, or a revoke
+        of an id never issued)."""
+        return cls(kind=kind, id=ident, issued_at=now, last_login=now)
+
     def item(self) -> IdentityItem:
         return IdentityItem(kind=self.kind, id=self.id, issued_at=self.issued_at, last_login=self.last_login,
-                            logins=self.logins, revoked_at=self.revoked_at)  # fmt: skip
+                            logins=self.logins, revoked_at=self.revoked_at,
+                            revoked_by=self.revoked_by)  # fmt: skip
 
 
 class Registry:
@@ -107,8 +115,7 @@ class Registry:
         now = datetime.now(UTC)
 
         def change(record: Record | None) -> Record:
-            if record is None:
-                record = Record(kind=kind, id=ident, issued_at=now, last_login=now)
+            record = record or Record.first(kind, ident, now)
             record.logins += 1
             record.last_login = now
             record.connections = [*record.connections, (server, cid)][-KEPT_CONNECTIONS:]
@@ -116,7 +123,7 @@ class Registry:
 
         return await self._change(kind, ident, change)
 
-    async def revoke(self, kind: IdentityKind, ident: str) -> Record:
+    async def revoke(self, kind: IdentityKind, ident: str, by: str | None = None) -> Record:
         """Refuse the identity's logins from now on (also one never issued yet): every replica
         sees the revoked key within milliseconds; the record says when, and its connections."""
         now = datetime.now(UTC)
@@ -124,8 +131,9 @@ class Registry:
         await (await self.kv()).put(f"revoked.{kind}.{ident}", now.isoformat().encode())
 
         def change(record: Record | None) -> Record:
-            record = record or Record(kind=kind, id=ident, issued_at=now, last_login=now)
-            record.revoked_at = record.revoked_at or now
+            record = record or Record.first(kind, ident, now)
+            if record.revoked_at is None:  # a second revoke keeps the first's when and who
+                record.revoked_at, record.revoked_by = now, by
             return record
 
         return await self._change(kind, ident, change)
@@ -143,9 +151,8 @@ class Registry:
         self._revoked.discard(f"{kind}.{ident}")
 
         def change(record: Record | None) -> Record:
-            now = datetime.now(UTC)
-            record = record or Record(kind=kind, id=ident, issued_at=now, last_login=now)
-            record.revoked_at = None
+            record = record or Record.first(kind, ident, datetime.now(UTC))
+            record.revoked_at = record.revoked_by = None
             return record
 
         await self._change(kind, ident, change)

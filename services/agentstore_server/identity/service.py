@@ -205,15 +205,15 @@ async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
         stack.push_async_callback(callout.close)
 
     async def revoke(ctx: RequestContext, q: RevokeIdentity) -> Revoked:
-        record = await registry.revoke(q.kind, q.id)
+        record = await registry.revoke(q.kind, q.id, q.by)
         kicked = 0
         if callout is not None:
             kicked = await callout.kick(record.connections)
             # A login admitted while this ran was recorded after the read above: kick again.
             await asyncio.sleep(SECOND_KICK_SECONDS)
-            again = await registry.revoke(q.kind, q.id)
+            again = await registry.revoke(q.kind, q.id, q.by)
             kicked += await callout.kick([c for c in again.connections if c not in record.connections])
-        log.warning("revoked %s %s (%d connections closed)", q.kind, q.id, kicked)
+        log.warning("revoked %s %s (%d connections closed), asked by %s", q.kind, q.id, kicked, q.by or "-")
         assert record.revoked_at is not None
         return Revoked(kind=q.kind, id=q.id, revoked_at=record.revoked_at, kicked=kicked)
 

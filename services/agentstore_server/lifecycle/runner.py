@@ -16,7 +16,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,13 +211,9 @@ class ServiceHost:
             self._max_deliveries = None
         if self._workers:
             _, late = await asyncio.wait(self._workers, timeout=max(deadline - time.monotonic(), 0))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await cancel_all(late)
             self._workers = []
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_all(self._background)
         self._background = []
         if self._health is not None:
             await self._health.stop()
@@ -232,6 +228,25 @@ class ServiceHost:
                 await self.nc.drain()
             self.nc = None
         await self._stack.aclose()
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait until each has ended, cancelling again what is still running
+    a second later: nats-py swallows a CancelledError that lands while it flushes (a subscribe
+    or publish in `_flush_pending`), so one cancel can be lost and the task goes on to wait for
+    ever (a KV watch set up just as the service stopped hung its stop)."""
+    tasks = list(tasks)
+    pending = {t for t in tasks if not t.done()}
+    for task in pending:
+        task.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        for task in pending:
+            log.warning("task %s ignored its cancellation; cancelling it again", task.get_name())
+            task.cancel()
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: what it raised was handled (or logged) by its watcher
 
 
 def published_streams(service: str) -> list[StreamSpec]:

@@ -244,7 +244,7 @@ def _auth(args: argparse.Namespace) -> int:
             )
             print(f"and the identity service's {auth.ISSUER_FILE} and {auth.ENROLLMENT_FILE} (agents enroll)")
     elif args.auth_command == "revoke":
-        reply = request_endpoint("identity.revoke", {"kind": args.kind, "id": args.id})
+        reply = request_endpoint("identity.revoke", {"kind": args.kind, "id": args.id, "by": _operator()})
         said = f"revoked {args.kind} {args.id} at {reply['revoked_at']}; {reply['kicked']} connections closed"
         print(json.dumps(reply) if args.json else said)
     elif args.auth_command == "unrevoke":
@@ -263,6 +263,18 @@ def _auth(args: argparse.Namespace) -> int:
             )
         print(auth.agent_token(auth.read_secrets(args.secrets).enrollment, args.id))
     return 0
+
+
+def _operator() -> str:
+    """Who runs this command, for the records it leaves: user@host and the NATS identity."""
+    import getpass
+    import socket
+
+    from agentstore.bus.connect import NatsSettings
+
+    settings = NatsSettings.from_env()
+    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    return f"{who} as {settings.user}"[:200] if settings.user else who[:200]
 
 
 def _serve(args: argparse.Namespace) -> int:

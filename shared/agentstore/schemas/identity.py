@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from agentstore.schemas.common import AgentId, Reply, Strict
+from agentstore.schemas.common import AgentId, Name, Reply, Strict
 
 IdentityKind = Literal["agent"]
 
@@ -17,6 +17,10 @@ class RevokeIdentity(Strict):
 
     kind: IdentityKind
     id: AgentId
+    # Who asks (v1.14), as the caller says (`agentstore auth revoke` sends user@host and its
+    # NATS identity): NATS tells a responder nothing of its caller, so it is a record, not a
+    # proof. Who may revoke at all is the evaluator role's permission.
+    by: Name | None = None
 
 
 class Revoked(Reply):
@@ -54,6 +58,7 @@ class IdentityItem(Reply):
     last_login: datetime
     logins: int
     revoked_at: datetime | None = None
+    revoked_by: str | None = None  # v1.14: the revoke's `by`
 
 
 class Identities(Reply):
