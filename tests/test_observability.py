@@ -5,10 +5,12 @@ data queryable. Real services, real exporters, real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -381,3 +383,68 @@ async def test_otlp_inflates_a_body_once_and_bounded(
             return sorted(item.message for item in page.items) if len(page.items) == 2 else None
 
         assert await eventually(stored, timeout=10, what="both compressed exports") == ["deflated", "gzipped"]
+
+
+def log_export(*agents: str, message: str = "with a token") -> dict[str, Any]:
+    """An OTLP/JSON logs export: one resource (and one record) per agent."""
+    return {"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": agent}}]},
+        "scopeLogs": [{"logRecords": [{"body": {"stringValue": f"{message} from {agent}"}}]}],
+    } for agent in agents]}  # fmt: skip
+
+
+async def test_an_export_needs_the_token_of_the_agent_it_is_for(
+    nats_server: Server, logs_service: ServiceHost, settings: Settings, tmp_path: Path
+) -> None:
+    """Issue 40: with a secret to check against, the receiver takes an export only with a
+    bearer token bound to its one agent: that agent's own token or its pod's service-account
+    token. No token is a 401; the fleet's enrollment token, another agent's token, an export
+    naming a second agent, or a forged service-account token is a 403 and stores nothing."""
+    from agentstore.auth import agent_token
+    from tests.test_auth import CLUSTER_ISSUER, cluster_jwks, projected_token
+
+    enrollment = "fleet-enrollment-token-for-this-test"
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(cluster_jwks()))
+    port = free_port()
+    secured = settings.model_copy(update={
+        "otlp_port": port, "agentstore_enrollment_token": enrollment, "identity_k8s_issuer": CLUSTER_ISSUER,
+        "identity_k8s_jwks_file": str(jwks), "identity_k8s_namespaces": ["agentstore"],
+    })  # fmt: skip
+    a, b, pod = new_agent("tok"), new_agent("tok"), new_agent("pod")
+    refusals = {
+        "no token": ({}, log_export(a), 401, "Authorization: Bearer"),
+        "not a bearer": ({"Authorization": f"Basic {agent_token(enrollment, a)}"}, log_export(a), 401, "Bearer"),
+        "the fleet's token": ({"Authorization": f"Bearer {enrollment}"}, log_export(a), 403, "no one agent's"),
+        "another agent's token": ({"Authorization": f"Bearer {agent_token(enrollment, b)}"}, log_export(a), 403,
+                                  f"not agent '{a}'"),
+        "a second agent in the export": ({"Authorization": f"Bearer {agent_token(enrollment, a)}"},
+                                         log_export(a, b), 403, f"not agent '{b}'"),
+        "a pod exporting for another": ({"Authorization": f"Bearer {projected_token(pod)}"}, log_export(a), 403,
+                                        f"may not export for ['{a}']"),
+        "an expired pod token": ({"Authorization": f"Bearer {projected_token(pod, lifetime=-120)}"},
+                                 log_export(pod), 403, "expired"),
+    }  # fmt: skip
+    async with running(OTLP, secured), aiohttp.ClientSession() as http:
+        endpoint = f"http://127.0.0.1:{port}/v1/logs"
+        for case, (headers, body, status, reason) in refusals.items():
+            async with http.post(endpoint, json=body, headers=headers) as reply:
+                said = (await reply.json())["message"]
+                assert (reply.status, reason in said) == (status, True), (case, reply.status, said)
+                if status == 401:
+                    assert reply.headers["WWW-Authenticate"].startswith("Bearer"), case
+        for agent, token in ((a, agent_token(enrollment, a)), (pod, projected_token(pod))):
+            async with http.post(
+                endpoint, json=log_export(agent), headers={"Authorization": f"Bearer {token}"}
+            ) as r:
+                assert r.status == 200, await r.text()
+    async with await EvaluatorClient.connect(nats_server.url) as evaluator:
+
+        async def stored(agent: str) -> list[str]:
+            return [i.message for i in (await evaluator.query("logs", agent_ids=[agent])).items]
+
+        for agent in (a, pod):
+            await eventually(lambda agent=agent: stored(agent), timeout=10, what=f"{agent}'s export")
+        # Only what was exported with the right token: nothing of the refused exports.
+        assert await stored(a) == [f"with a token from {a}"]
+        assert await stored(b) == []

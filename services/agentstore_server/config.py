@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # otlp service: the OTLP/HTTP receiver (4318 is OpenTelemetry's standard port).
     otlp_host: str = "127.0.0.1"
     otlp_port: int = Field(default=4318, ge=0, le=65535)
+    # Exports carry a per-agent bearer token (otlp/auth.py); unset: required when there is a
+    # secret to check it against (AGENTSTORE_ENROLLMENT_TOKEN or IDENTITY_K8S_ISSUER).
+    otlp_require_token: bool | None = None
     # The folder of `agentstore auth` credentials files (the write identity's is read from it).
     agentstore_credentials: str | None = None
 

@@ -275,6 +275,8 @@ class Stack:
         # The console logs in as the fleet's first console identity (frontend + read-only).
         services["web"] = creds(f"console-{fleet.consoles[0]}") if fleet.consoles else {}
         keys = read_secrets(folder)
+        # OTLP exports then need the agent's own token (bound to the agent they are for).
+        services["otlp"]["AGENTSTORE_ENROLLMENT_TOKEN"] = keys.enrollment
         services["identity"].update(
             {**creds("identity", "IDENTITY_NATS"), **creds("system", "SYSTEM_NATS"),
              "IDENTITY_ISSUER_SEED": keys.issuer_seed, "AGENTSTORE_ENROLLMENT_TOKEN": keys.enrollment}

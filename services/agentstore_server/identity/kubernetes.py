@@ -24,6 +24,7 @@ import aiohttp
 import jwt
 
 from agentstore.errors import ConfigError
+from agentstore_server.config import Settings
 
 log = logging.getLogger("agentstore.identity")
 # What the API server signs projected tokens with (RSA or ECDSA keys); nothing else is tried,
@@ -160,3 +161,16 @@ class ServiceAccountTokens:
 
 def _pod_token() -> str | None:
     return POD_TOKEN.read_text().strip() if POD_TOKEN.exists() else None
+
+
+def from_settings(settings: Settings) -> ServiceAccountTokens | None:
+    """The verifier the settings describe (IDENTITY_K8S_*), or None when none is set: the
+    identity service's logins and the OTLP receiver's exports check tokens alike."""
+    if not settings.identity_k8s_issuer:
+        return None
+    return ServiceAccountTokens(
+        issuer=settings.identity_k8s_issuer, audience=settings.identity_k8s_audience,
+        jwks_url=settings.identity_k8s_jwks_url, jwks_file=settings.identity_k8s_jwks_file,
+        agent_id_from=settings.identity_k8s_agent_id, namespaces=settings.identity_k8s_namespaces,
+        ca_file=settings.identity_k8s_ca_file, refetch_seconds=settings.identity_k8s_jwks_refetch_seconds,
+    )  # fmt: skip

@@ -40,8 +40,8 @@ from agentstore.schemas.identity import (
 from agentstore_server.bus.handle import BusHandle
 from agentstore_server.bus.rpc import RequestContext, bind
 from agentstore_server.config import Settings
-from agentstore_server.identity import tokens
-from agentstore_server.identity.kubernetes import ServiceAccountTokens, looks_like_jwt
+from agentstore_server.identity import kubernetes, tokens
+from agentstore_server.identity.kubernetes import looks_like_jwt
 from agentstore_server.identity.registry import Registry
 from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
 
@@ -68,15 +68,7 @@ class Callout:
         self.registry = registry
         self.issuer = nkeys.from_seed(settings.identity_issuer_seed.strip().encode())
         self.enrollment = (settings.agentstore_enrollment_token or "").strip()
-        self.k8s: ServiceAccountTokens | None = None
-        if settings.identity_k8s_issuer:
-            self.k8s = ServiceAccountTokens(
-                issuer=settings.identity_k8s_issuer, audience=settings.identity_k8s_audience,
-                jwks_url=settings.identity_k8s_jwks_url, jwks_file=settings.identity_k8s_jwks_file,
-                agent_id_from=settings.identity_k8s_agent_id, namespaces=settings.identity_k8s_namespaces,
-                ca_file=settings.identity_k8s_ca_file,
-                refetch_seconds=settings.identity_k8s_jwks_refetch_seconds,
-            )  # fmt: skip
+        self.k8s = kubernetes.from_settings(settings)
         self.nc: Client | None = None  # the callout login (IDENTITY account)
         self.system: Client | None = None  # the system login (SYS account)
         self.issued = 0

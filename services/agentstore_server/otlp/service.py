@@ -29,6 +29,7 @@ from agentstore.schemas.common import decode_message
 from agentstore_server.bus.handle import BusHandle
 from agentstore_server.config import Settings
 from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
+from agentstore_server.otlp.auth import ExportAuth, Refused, Unauthorized
 from agentstore_server.otlp.mapping import MAPPERS, Item, parse
 
 log = logging.getLogger("agentstore.otlp")
@@ -39,9 +40,10 @@ RESPONSES: dict[str, tuple[Any, str]] = {"traces": (ExportTraceServiceResponse, 
 
 
 class Receiver:
-    def __init__(self, settings: Settings, bus: BusHandle) -> None:
+    def __init__(self, settings: Settings, bus: BusHandle, auth: ExportAuth | None = None) -> None:
         self.settings = settings
         self.bus = bus
+        self.auth = auth
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
 
@@ -71,10 +73,20 @@ class Receiver:
         content_type = request.content_type or ""
         as_json = content_type.startswith("application/json")
         try:
+            # The token's presence before any work; what it is bound to once the agents are known.
+            token = self.auth.token_of(request.headers.get("Authorization", "")) if self.auth else None
             body = decompress(await request.read(), request.headers.get("Content-Encoding", ""))
             items = list(MAPPERS[signal](parse(signal, body, content_type)))
+            if self.auth is not None and token is not None:
+                await self.auth.check(token, {item.agent for item in items})
             kept, refused = checked(items)
             await self.publish(kept)
+        except Unauthorized as exc:
+            log.info("an export without a token refused: %s", exc)
+            return error(401, str(exc), as_json, authenticate=True)
+        except Refused as exc:
+            log.warning("an export refused: %s", exc)
+            return error(403, str(exc), as_json)
         except TooLarge as exc:
             return error(413, str(exc), as_json)
         except BadRequest as exc:
@@ -152,10 +164,15 @@ def decompress(body: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
     return out
 
 
-def error(status: int, message: str, as_json: bool, retry_after: str | None = None) -> web.Response:
+def error(
+    status: int, message: str, as_json: bool, retry_after: str | None = None, authenticate: bool = False
+) -> web.Response:
     headers = {"Retry-After": retry_after} if retry_after else {}
+    if authenticate:
+        headers["WWW-Authenticate"] = 'Bearer realm="agentstore-otlp"'
     # OTLP/HTTP errors are a google.rpc.Status; its `message` is what exporters log.
-    code = {400: 3, 413: 8}.get(status, 14)  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE
+    # INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, else UNAVAILABLE
+    code = {400: 3, 401: 16, 403: 7, 413: 8}.get(status, 14)
     payload: dict[str, Any] = {"code": code, "message": message}
     return (
         web.json_response(payload, status=status, headers=headers)
@@ -166,7 +183,13 @@ def error(status: int, message: str, as_json: bool, retry_after: str | None = No
 
 async def build(settings: Settings, stack: AsyncExitStack) -> Wiring:
     bus = BusHandle()
-    receiver = Receiver(settings, bus)
+    auth = ExportAuth.from_settings(settings)
+    if auth is None:
+        log.warning("OTLP exports need no token (no AGENTSTORE_ENROLLMENT_TOKEN or IDENTITY_K8S_ISSUER "
+                    "set): any client that reaches the port may export for any agent")  # fmt: skip
+    else:
+        await auth.open()
+    receiver = Receiver(settings, bus, auth)
     return Wiring(background=[receiver.serve], bus=bus, checks={"http": receiver.ready})
 
 
