@@ -62,7 +62,7 @@ def test_whatever_an_agent_sends_is_shown_as_text(text: str, key: str) -> None:
 def test_a_hostile_page_value_is_escaped_in_a_whole_page() -> None:
     hostile = '<script>alert("x")</script>'
     page = views.render(
-        "conversation.html", title=hostile, section="/", writes=None, agent=hostile, tab="/conversations",
+        "conversation.html", title=hostile, section="/", writes=None, login=True, form_token="t", agent=hostile, tab="/conversations",
         c=SimpleNamespace(user_id=hostile, created_at=None,
                           messages=[SimpleNamespace(role=hostile, ts=None, content=hostile)]),
     )  # fmt: skip

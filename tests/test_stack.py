@@ -229,9 +229,28 @@ async def test_both_clients_and_the_cli_log_in_under_auth(stack_env: dict[str, s
     assert shown.returncode == 0, shown.stderr
     assert [item["id"] for item in json.loads(shown.stdout)["items"]] == ["auth-1"]
     await mirrors_under_auth(stack_env, settings, Path(stack_env["AGENTSTORE_HOME"]).parent / "mirror")
+    await console_asks_for_its_login(Path(stack_env["AGENTSTORE_HOME"]))
+
     # An agent the fleet does not know cannot log in, and says why.
     with pytest.raises(ConfigError, match=r"NATS_URL|credentials"):
         await AgentClient.connect(NatsSettings(url=settings.url, user="nobody", password="x"), "zz")
+
+
+async def console_asks_for_its_login(home: Path) -> None:
+    """Issue 40: under AUTH=1 the console shows nothing before its login (the token in
+    .agentstore/auth/web.token, owner-only), and everything after."""
+    import aiohttp
+
+    web_url = dict(line.split("=", 1) for line in (home / "stack.env").read_text().splitlines())["WEB_URL"]
+    token_file = home / "auth" / "web.token"
+    assert token_file.stat().st_mode & 0o077 == 0
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.get(f"{web_url}/", allow_redirects=False) as reply:
+            assert reply.status == 303 and reply.headers["Location"].startswith("/login")
+        async with http.post(
+            f"{web_url}/login", data={"token": token_file.read_text().strip(), "next": "/"}
+        ) as r:
+            assert r.status == 200 and "<h1>Fleet</h1>" in await r.text()
 
 
 async def mirrors_under_auth(stack_env: dict[str, str], settings: NatsSettings, folder: Path) -> None:

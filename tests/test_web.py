@@ -44,11 +44,15 @@ SHOTS = os.environ.get("AGENTSTORE_SCREENSHOTS")
 class Fleet:
     url: str  # the console
     read_only_url: str  # a second console without the evaluator identity
+    login_url: str  # a third, with WEB_LOGIN_TOKEN
     minio: str
     settings: Settings
     agents: list[str]
     held_run: str
     nats_monitor: str  # nats-server's /connz ...
+
+
+LOGIN_TOKEN = "the-operators-console-token-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +66,18 @@ async def fleet(module_nats: Server, stack_servers: Stack) -> AsyncIterator[Flee
         await stack.enter_async_context(running(WEB, web))
         read_only = settings.model_copy(update={"web_port": read_port})
         await stack.enter_async_context(running(WEB, read_only))
+        # A console with a login (and writes), as an operator runs one.
+        login_port = servers.free_port()
+        guarded = settings.model_copy(update={"web_port": login_port, "web_evaluator": "evaluator",
+                                              "web_login_token": LOGIN_TOKEN})  # fmt: skip
+        await stack.enter_async_context(running(WEB, guarded))
         agents = [new_agent("ada"), new_agent("bob")]
         held = await publish_fleet(module_nats.url, agents)
         await module_nats_dead_letter(module_nats.url, agents[1])
         yield Fleet(
             url=f"http://127.0.0.1:{write_port}",
             read_only_url=f"http://127.0.0.1:{read_port}",
+            login_url=f"http://127.0.0.1:{login_port}",
             minio=stack_servers.minio.address,
             settings=settings,
             agents=agents,
@@ -144,7 +154,8 @@ async def page(browser: Browser, fleet: Fleet) -> AsyncIterator[Page]:
     yield pg
     await context.close()
     # Offline: every asset comes from the console itself, images from the S3 server.
-    assert hosts <= {urlparse(fleet.url).netloc, urlparse(fleet.read_only_url).netloc, fleet.minio}, hosts
+    consoles = {urlparse(u).netloc for u in (fleet.url, fleet.read_only_url, fleet.login_url)}
+    assert hosts <= consoles | {fleet.minio}, hosts
 
 
 async def shot(page: Page, name: str, tmp: Path) -> None:
@@ -496,3 +507,58 @@ async def test_traces_list_and_a_trace_page_show_the_span_tree_waterfall_and_lin
     assert "orphan step" in text and "its parent is not on this page" in text
     # A cycle is broken at its earliest span, shown at the top with the reason; the other under it.
     assert text.count("its parents form a cycle") == 1 and text.index("loop a") < text.index("loop b")
+
+
+async def test_a_console_with_a_login_shows_nothing_before_it_and_tokens_are_per_browser(
+    page: Page, fleet: Fleet, tmp_path: Path
+) -> None:
+    """Issue 40: WEB_LOGIN_TOKEN gates every page; a session cookie is signed (a forged one is
+    a stranger's); each browser's form token is its own; another site's Host is refused."""
+    import aiohttp
+
+    agent = fleet.agents[0]
+    await page.goto(f"{fleet.login_url}/agents/{agent}/logs")
+    assert "/login?next=" in page.url and "tool crashed" not in await page.content()
+    await page.fill("input[name=token]", "a guess")
+    await page.click("#login button")
+    assert "that is not the console's token" in await page.inner_text("main")
+    await page.fill("input[name=token]", LOGIN_TOKEN)
+    await page.click("#login button")
+    await page.wait_for_url(f"**/agents/{agent}/logs")  # back where it was going
+    assert f"{agent} tool crashed" in await page.inner_text("#logs")
+    await shot(page, "logged-in", tmp_path)
+
+    async def logged_in(http: aiohttp.ClientSession) -> str:
+        """A browser's session: log in, and read its form token off a run's page."""
+        async with http.post(f"{fleet.login_url}/login", data={"token": LOGIN_TOKEN, "next": "/runs"}) as r:
+            assert r.status == 200 and str(r.url).endswith("/runs")
+        async with http.get(f"{fleet.login_url}/runs/{fleet.held_run}") as r:
+            html = await r.text()
+        return html.split('name="token" value="', 1)[1].split('"', 1)[0]
+
+    jar_a, jar_b = aiohttp.CookieJar(unsafe=True), aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar_a) as a, aiohttp.ClientSession(cookie_jar=jar_b) as b:
+        token_a, token_b = await logged_in(a), await logged_in(b)
+        assert token_a != token_b  # per browser, never one per process
+        async with b.post(f"{fleet.login_url}/logout", data={"token": token_a}, allow_redirects=False) as r:
+            assert r.status == 403  # A's token is no good in B's session
+        async with b.post(f"{fleet.login_url}/logout", data={"token": token_b}, allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/login"
+        # A forged cookie (its MAC changed) is nobody's session: back to the login.
+        cookie = next(c for c in jar_a if c.key == "agentstore_session")
+        forged = cookie.value[:-1] + ("0" if cookie.value[-1] != "0" else "1")
+        async with aiohttp.ClientSession() as c:
+            async with c.get(f"{fleet.login_url}/", headers={"Cookie": f"agentstore_session={forged}"},
+                             allow_redirects=False) as r:  # fmt: skip
+                assert r.status == 303 and r.headers["Location"].startswith("/login")
+            async with c.post(
+                f"{fleet.login_url}/runs/{fleet.held_run}/cancel", data={"token": token_a}
+            ) as r:
+                assert r.status == 401  # a write without a session
+            # DNS rebinding: the console answers its own names only (probes excepted).
+            async with c.get(f"{fleet.url}/", headers={"Host": "evil.example"}) as r:
+                assert r.status == 400 and "WEB_ALLOWED_HOSTS" in await r.text()
+            async with c.get(f"{fleet.url}/healthz", headers={"Host": "10.0.0.7:8080"}) as r:
+                assert r.status == 200
+        assert "HttpOnly" in cookie.output() or cookie["httponly"], cookie.output()
+        assert cookie["samesite"] == "Strict"

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_evaluator: str | None = None
+    # The console's login: the token an operator types at /login (unset: no login, a warning
+    # at start); its sessions' lifetime; the Host names it answers beside loopback ones.
+    web_login_token: str | None = None
+    web_session_hours: float = Field(default=12.0, gt=0)
+    web_allowed_hosts: list[str] = Field(default_factory=list)
     # otlp service: the OTLP/HTTP receiver (4318 is OpenTelemetry's standard port).
     otlp_host: str = "127.0.0.1"
     otlp_port: int = Field(default=4318, ge=0, le=65535)

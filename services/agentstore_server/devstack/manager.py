@@ -8,6 +8,7 @@ connection settings, ``run/<name>.pid`` per process, ``data/`` and ``logs/``.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import time
@@ -23,6 +24,8 @@ from agentstore_server.devstack.supervisor import PAUSE_FILE, Recipe, alive, own
 
 SUPERVISOR_ARGV = [sys.executable, "-m", "agentstore", "supervise"]
 SERVICES = ("logs", "tasks", "artifacts", "metrics", "web", "otlp", "identity")
+# Under AGENTSTORE_AUTH=1, the console's login token (WEB_LOGIN_TOKEN), in the auth folder.
+WEB_TOKEN_FILE = "web.token"
 # Started only under AGENTSTORE_AUTH=1 (there is nobody to identify without it).
 AUTH_ONLY = ("identity",)
 
@@ -277,6 +280,11 @@ class Stack:
         keys = read_secrets(folder)
         # OTLP exports then need the agent's own token (bound to the agent they are for).
         services["otlp"]["AGENTSTORE_ENROLLMENT_TOKEN"] = keys.enrollment
+        # The console asks for a login; the operator's token is kept beside the other secrets.
+        web_token = folder / WEB_TOKEN_FILE
+        if not web_token.exists():
+            write_private(web_token, secrets.token_urlsafe(24) + "\n")
+        services["web"]["WEB_LOGIN_TOKEN"] = web_token.read_text().strip()
         services["identity"].update(
             {**creds("identity", "IDENTITY_NATS"), **creds("system", "SYSTEM_NATS"),
              "IDENTITY_ISSUER_SEED": keys.issuer_seed, "AGENTSTORE_ENROLLMENT_TOKEN": keys.enrollment}

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
@@ -44,6 +45,7 @@ from agentstore.schemas import tasks as t
 from agentstore.schemas import traces as tr
 from agentstore_server.config import Settings
 from agentstore_server.web import views
+from agentstore_server.web.sessions import COOKIE, Session, Sessions, host_allowed
 from agentstore_server.web.views import LEVELS, RUN_ORDER, Pager
 
 log = logging.getLogger("agentstore.web")
@@ -53,6 +55,9 @@ LIVE_ROWS = 200  # a live tail's rows per event (a burst beyond it shows its new
 LIVE_KEEPALIVE = 15.0  # seconds between a quiet tail's comments
 DEAD_PAGE = 50
 T = TypeVar("T")
+SESSION = web.RequestKey("session", Session)  # the browser's session, set by the session middleware
+# The form token of the request being served (set by the session middleware, read by pages).
+_FORM_TOKEN: ContextVar[str] = ContextVar("form_token")
 
 
 def log_rows(items: list[lg.LogItem]) -> list[dict[str, str]]:
@@ -98,8 +103,8 @@ class Console:
         self.settings = settings
         self.reader = ReadOnly(nc)
         self.writer: Client | None = None
-        # Forms carry this token: another site cannot make the browser post a write.
-        self.token = secrets.token_urlsafe(16)
+        # Who may see the console (WEB_LOGIN_TOKEN), and each browser's form token.
+        self.browser_sessions = Sessions(settings.web_login_token, settings.web_session_hours * 3600)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         # The open live tails (one NATS subscription each): woken to end when the console stops.
@@ -120,7 +125,10 @@ class Console:
                 name=f"agentstore-web-evaluator-{s.web_evaluator}",
                 inbox_prefix="_INBOX.evaluator",
             )
-        app = web.Application(middlewares=[self._errors])
+        if not self.browser_sessions.login_required:
+            log.warning("the console has no login (WEB_LOGIN_TOKEN unset): whoever reaches %s:%s sees "
+                        "every agent's data", s.web_host, s.web_port)  # fmt: skip
+        app = web.Application(middlewares=[self._guard, self._errors])
         app.on_response_prepare.append(_security_headers)
         app.add_routes(
             [
@@ -148,6 +156,9 @@ class Console:
                 web.get("/deadletters/{seq}", self.dead_letter),
                 web.post("/deadletters/{seq}/redrive", self.redrive),
                 web.get("/healthz", self.healthz),
+                web.get("/login", self.login_form),
+                web.post("/login", self.login),
+                web.post("/logout", self.logout),
                 web.static("/static", STATIC),
             ]
         )
@@ -187,6 +198,68 @@ class Console:
 
     # -- plumbing ------------------------------------------------------------------
     @web.middleware
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """The Host check (DNS rebinding), then the session: read, or made for a new browser
+        (its form token), and, with WEB_LOGIN_TOKEN, logged in or sent to /login."""
+        if request.path == "/healthz":  # probes, by pod address
+            return await handler(request)
+        if not host_allowed(request.host, self.settings.web_allowed_hosts):
+            refused = f"this console does not serve the host {request.host!r}: add it to WEB_ALLOWED_HOSTS"
+            return web.Response(status=400, text=refused)
+        session = self.browser_sessions.read(request.cookies.get(COOKIE))
+        cookie = None
+        if session is None:
+            session, cookie = self.browser_sessions.new()
+        request[SESSION] = session
+        _FORM_TOKEN.set(self.browser_sessions.form_token(session))
+        open_paths = request.path.startswith("/static/") or request.path == "/login"
+        if self.browser_sessions.login_required and not session.logged_in and not open_paths:
+            if request.method != "GET":
+                return web.Response(status=401, text="log in first: /login")
+            response: web.StreamResponse = see_other(f"/login?{urlencode({'next': request.path_qs})}")
+        else:
+            response = await handler(request)
+        if cookie is not None and COOKIE not in response.cookies:  # (a login sets its own)
+            self._set_cookie(request, response, cookie)
+        return response
+
+    def _set_cookie(self, request: web.Request, response: web.StreamResponse, value: str) -> None:
+        secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+        lifetime = self.browser_sessions.lifetime
+        response.set_cookie(COOKIE, value, max_age=lifetime, httponly=True, samesite="Strict", secure=secure,
+                            path="/")  # fmt: skip
+
+    def _form_token(self, request: web.Request) -> str:
+        session: Session = request[SESSION]
+        return self.browser_sessions.form_token(session)
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        return self._login_page(_local(request.query.get("next", "/")), "")
+
+    def _login_page(self, target: str, message: str, status: int = 200) -> web.Response:
+        return self._page("login.html", "log in", "/", status=status, message=message, next=target)
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        target = _local(str(form.get("next") or "/"))
+        if not self.browser_sessions.login_ok(form.get("token")):
+            log.warning("a console login with a wrong token, from %s", request.remote)
+            return self._login_page(target, "that is not the console's token", status=403)
+        _, cookie = self.browser_sessions.new(logged_in=True)  # a new session: none carried over from before
+        response = see_other(target)
+        self._set_cookie(request, response, cookie)
+        return response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        if not self.browser_sessions.form_token_ok(request[SESSION], (await request.post()).get("token")):
+            raise web.HTTPForbidden(text="the form is stale or from another site; reload the page")
+        response = see_other("/login")
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    @web.middleware
     async def _errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
@@ -204,7 +277,15 @@ class Console:
         self, template: str, title: str, section: str, *, status: int = 200, **context: Any
     ) -> web.Response:
         return web.Response(
-            text=views.render(template, title=title, section=section, writes=self.writes, **context),
+            text=views.render(
+                template,
+                title=title,
+                section=section,
+                writes=self.writes,
+                login=self.browser_sessions.login_required,
+                form_token=_FORM_TOKEN.get(""),
+                **context,
+            ),  # fmt: skip
             content_type="text/html",
             status=status,
             headers={"Cache-Control": "no-store"},
@@ -229,9 +310,9 @@ class Console:
 
     async def _check_token(self, request: web.Request) -> None:
         form = await request.post()
-        sent = form.get("token")
-        # Constant time: a byte-by-byte `!=` tells a timing attacker how much of it was right.
-        if not isinstance(sent, str) or not secrets.compare_digest(sent.encode(), self.token.encode()):
+        # This browser's own token, compared in constant time (a byte-by-byte `!=` tells a
+        # timing attacker how much of it was right).
+        if not self.browser_sessions.form_token_ok(request[SESSION], form.get("token")):
             raise web.HTTPForbidden(text="the form is stale or from another site; reload the page")
 
     def _why_read_only(self, action: str) -> str:
@@ -327,21 +408,31 @@ class Console:
         )
         live = None
         if cursor is None and filters["until"] is None:  # the first page follows new logs (console.js)
-            newest = listed.items[0].ts if listed.items else datetime.now(UTC).isoformat()
+            # The tail's anchor: the newest row shown, `ts|id` (the page's own order, ts then id).
+            first = listed.items[0] if listed.items else None
+            newest = f"{first.ts}|{first.id}" if first else datetime.now(UTC).isoformat()
             live = {"source": f"/agents/{agent}/logs/live" + views.query_string(filters), "newest": newest}
         pages = Pager.of(f"/agents/{agent}/logs", {**filters, "cursor": cursor}, listed.next_cursor)
         return self._agent_page("logs.html", agent, "/logs", "logs", logs=listed, filters=filters, live=live,
                                 pages=pages)  # fmt: skip
 
     async def logs_live(self, request: web.Request) -> web.StreamResponse:
-        """The live tail, as server-sent events: the logs stored after `since` (or the
-        browser's Last-Event-ID on a reconnect), newest first as HTML rows, sent each time
-        the logs service says it stored some of this agent's (`stored.{agent}.logs`). One
-        NATS subscription per open tail, ended when the page goes (the handler is cancelled)."""
+        """The live tail, as server-sent events: the logs that sort above the anchor `from`
+        (`ts|id`, the newest row the page shows; the browser's Last-Event-ID on a reconnect),
+        newest first as HTML rows, sent each time the logs service says it stored some of this
+        agent's (`stored.{agent}.logs`). One NATS subscription per open tail, ended when the
+        page goes (the handler is cancelled)."""
         agent = request.match_info["agent"]
         filters = self._log_filters(request)
-        since = request.headers.get("Last-Event-ID") or request.query.get("since")
-        query = from_url(lg.LogsQuery, agent_ids=[agent], limit=LIVE_ROWS, **{**filters, "since": since})
+        since, _, after_id = (
+            request.headers.get("Last-Event-ID") or request.query.get("from") or ""
+        ).partition("|")
+        query = from_url(
+            lg.LogsQuery, agent_ids=[agent], limit=LIVE_ROWS, **{**filters, "since": since or None}
+        )
+        # Rows at the anchor's very millisecond are new only if they sort above it (by id, as
+        # the page orders them): lines logged in one millisecond are not shown twice or lost.
+        anchor = (query.since or datetime.now(UTC), after_id)
         woken = asyncio.Event()
         woken.set()  # first, what was stored between the page's render and this stream
         notice = contract.INGEST_BY_KIND["logs"].notice_address
@@ -367,11 +458,13 @@ class Console:
                 if self._closing:
                     break
                 listed = await self.reader.call(contract.QUERY_LOGS, query)
-                if listed.items:
-                    query = msgspec.structs.replace(query, since=datetime.fromisoformat(listed.items[0].ts))
-                    rows = log_rows(listed.items)
-                    data = json.dumps({"items": rows}, separators=(",", ":"))
-                    await response.write(f"id: {listed.items[0].ts}\nevent: logs\ndata: {data}\n\n".encode())
+                fresh = [i for i in listed.items if (datetime.fromisoformat(i.ts), i.id) > anchor]
+                if fresh:
+                    anchor = (datetime.fromisoformat(fresh[0].ts), fresh[0].id)
+                    query = msgspec.structs.replace(query, since=anchor[0])
+                    data = json.dumps({"items": log_rows(fresh)}, separators=(",", ":"))
+                    event = f"id: {fresh[0].ts}|{fresh[0].id}\nevent: logs\ndata: {data}\n\n"
+                    await response.write(event.encode())
         except (ConnectionResetError, RequestError) as exc:
             log.info("live tail of %s ended: %s", agent, exc)
         finally:
@@ -565,7 +658,7 @@ class Console:
     async def run(self, request: web.Request) -> web.Response:
         found = await self.reader.call(contract.QUERY_RUN, t.RunQuery(run_id=request.match_info["run"]))
         return self._page(
-            "run.html", f"Run {found.run_id}", "/runs", r=found, token=self.token,
+            "run.html", f"Run {found.run_id}", "/runs", r=found, token=self._form_token(request),
             why=self._why_read_only("cancel"),
         )  # fmt: skip
 
@@ -610,7 +703,7 @@ class Console:
         except ValueError:
             body = d.data.decode(errors="replace")
         return self._page("dead_letter.html", f"Dead letter {seq}", "/deadletters", d=d, body=body,
-                          token=self.token, why=self._why_read_only("redrive"))  # fmt: skip
+                          token=self._form_token(request), why=self._why_read_only("redrive"))  # fmt: skip
 
     async def redrive(self, request: web.Request) -> web.Response:
         writer = self._write_enabled("redrive")
@@ -647,3 +740,13 @@ SECURITY_HEADERS = {
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+
+
+def _local(target: str) -> str:
+    """A redirect target on this console only (no `//host`, no scheme): else `/`."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 to `location` as a plain response, which can carry a cookie."""
+    return web.Response(status=303, headers={"Location": location})

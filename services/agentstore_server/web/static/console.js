@@ -22,16 +22,16 @@
       row.innerHTML = item.html;
       body.prepend(row);
     }
-    if (items.length) newest = items[0].ts;
   }
 
   function open() {
     const url = new URL(state.dataset.source, window.location.href);
-    url.searchParams.set("since", newest);
+    url.searchParams.set("from", newest);   // the newest row shown: ts|id
     stream = new EventSource(url);
-    stream.addEventListener("open", () => { state.textContent = "live"; });
+    stream.addEventListener("open", () => { state.textContent = "connected"; });
     stream.addEventListener("logs", (event) => {
       show(JSON.parse(event.data).items);
+      newest = event.lastEventId;              // the newest row sent, to reopen from
       state.textContent = "live, updated " + new Date().toLocaleTimeString();
     });
     // The browser reconnects by itself (Last-Event-ID: the newest row it was sent).
