@@ -439,3 +439,110 @@ async def test_otlp_answers_generated_exports_with_2xx_or_4xx(
         text = await reply.text(errors="replace")
     assert reply.status in (200, 400, 413), f"{path} {headers}: {reply.status} {text[:300]}"
     assert reply.status == 200 or text.strip(), "a refusal says why"
+
+
+# -- the console: generated paths, queries, headers, cookies and forms ------------------------
+
+CONSOLE_TOKEN = "console-login-token-for-the-hostile-suite"
+
+
+@pytest.fixture(scope="module")
+async def console(
+    module_nats: Server, stack_servers: Stack, services: None
+) -> AsyncIterator[tuple[str, str]]:
+    """A console with a login and writes; its URL and a logged-in session's cookie."""
+    import aiohttp
+
+    from agentstore_server.web.service import SPEC as WEB
+
+    port = free_port()
+    settings = make_settings(module_nats, stack_servers.mongo, stack_servers).model_copy(
+        update={"web_port": port, "web_login_token": CONSOLE_TOKEN, "web_evaluator": "evaluator"}
+    )
+    async with running(WEB, settings):
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+
+            async def listening() -> bool:
+                try:
+                    async with http.get(f"{url}/healthz") as reply:
+                        return reply.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(listening, timeout=20, what="the console listening")
+            async with http.post(f"{url}/login", data={"token": CONSOLE_TOKEN}) as reply:
+                assert reply.status == 200
+            cookie = next(c.value for c in http.cookie_jar if c.key == "agentstore_session")
+        yield url, cookie
+
+
+# Every route's shape, its {segments} filled by generated text (the live tail streams for
+# ever, so it is asked only with what it must refuse up front).
+CONSOLE_PATHS = [
+    "/", "/agents/{a}", "/agents/{a}/tasks/{b}", "/agents/{a}/logs", "/agents/{a}/conversations",
+    "/agents/{a}/conversations/{b}", "/agents/{a}/memories", "/agents/{a}/files", "/agents/{a}/traces",
+    "/traces", "/traces/{b}", "/agents/{a}/threads", "/agents/{a}/threads/{b}", "/agents/{a}/sessions",
+    "/agents/{a}/sessions/{b}", "/agents/{a}/metrics", "/runs", "/runs/{b}", "/deadletters",
+    "/deadletters/{b}", "/login", "/static/{b}", "/{b}",
+]  # fmt: skip
+CONSOLE_POSTS = ["/runs/{b}/cancel", "/deadletters/{b}/redrive", "/login", "/logout"]
+QUERY_KEYS = st.sampled_from(["cursor", "level", "text", "since", "until", "agent", "ns", "next", "status",
+                              "order", "model", "errors", "from"]) | st.text(max_size=8)  # fmt: skip
+
+
+@st.composite
+def console_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], dict[str, str] | None]:
+    from urllib.parse import quote, urlencode
+
+    segment = st.one_of(st.sampled_from(["a1", "x" * 300, "..", "%2e%2e", "%00", "💥", "a/b"]),
+                        st.text(max_size=30)).map(lambda s: quote(s, safe="%/"))  # fmt: skip
+    post = draw(st.booleans())
+    shape = draw(st.sampled_from(CONSOLE_POSTS if post else CONSOLE_PATHS))
+    path = shape.replace("{a}", draw(segment)).replace("{b}", draw(segment))
+    query = draw(st.dictionaries(QUERY_KEYS, st.text(max_size=40), max_size=4))
+    if query:
+        path += "?" + urlencode(query)
+    headers: dict[str, str] = {}
+    session = draw(st.sampled_from(["logged in", "none", "forged", "generated"]))
+    if session == "generated":
+        headers["Cookie"] = "agentstore_session=" + quote(draw(st.text(max_size=80)))
+    headers["Host"] = draw(st.sampled_from(["127.0.0.1", "localhost:1", "evil.example", "[::1]:80", ""]))
+    form = draw(st.dictionaries(st.sampled_from(["token", "next"]) | st.text(max_size=5), st.text(max_size=60),
+                                max_size=3)) if post else None  # fmt: skip
+    return ("POST" if post else "GET"), path, {**headers, "X-Session": session}, form
+
+
+@given(example=console_requests())
+async def test_the_console_answers_generated_requests_with_a_page_or_a_4xx(
+    console: tuple[str, str], example: tuple[str, str, dict[str, str], dict[str, str] | None]
+) -> None:
+    """Issue 40: whatever a browser (or anyone) sends, the console answers with a page, a
+    redirect or a refusal that says why; never a 5xx or a traceback, never a page before login."""
+    import aiohttp
+
+    url, cookie = console
+    method, path, headers, form = example
+    session = headers.pop("X-Session")
+    if session == "logged in":
+        headers["Cookie"] = f"agentstore_session={cookie}"
+    elif session == "forged":
+        headers["Cookie"] = f"agentstore_session={cookie[:-2]}00"
+    if not headers["Host"]:
+        del headers["Host"]
+    body = None
+    if form is not None:  # encoded here: any key, control characters included
+        from urllib.parse import urlencode
+
+        body = urlencode(form)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, url + path, headers=headers, data=body, allow_redirects=False) as reply,
+    ):
+        text = await reply.text(errors="replace")
+    where = f"{method} {path} {headers}"
+    assert reply.status in (200, 303, 400, 401, 403, 404, 405), f"{where}: {reply.status} {text[:300]}"
+    assert "Traceback" not in text, where
+    if reply.status == 200 and session != "logged in" and path.split("?")[0] not in ("/login", "/logout"):
+        assert path.startswith("/static/") or "<h1>log in</h1>" in text, f"{where}: a page before login"
