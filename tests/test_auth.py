@@ -30,6 +30,7 @@ from agentstore.bus.connect import NatsSettings
 from agentstore.errors import ConfigError, Forbidden
 from agentstore.schemas.identity import IdentitiesQuery, RevokeIdentity
 from agentstore.schemas.tasks import ClaimRun
+from agentstore_server.bus.handle import BusHandle
 from agentstore_server.devstack import servers
 from agentstore_server.devstack.servers import Server
 from agentstore_server.lifecycle.runner import running
@@ -562,3 +563,33 @@ async def test_static_users_bypass_the_callout_and_keep_their_roles_when_the_ide
     with pytest.raises(ConfigError, match="refused the login as user 'agent-late-1'"):
         await AgentClient.connect(enrolled(server, creds), "late-1")
     assert time.monotonic() - started < 10
+
+
+async def test_an_enrollment_rotation_overlaps_new_and_old_tokens_then_drops_the_old() -> None:
+    """Issue 40: AGENTSTORE_ENROLLMENT_TOKEN=new,old while a rotation overlaps: both enroll,
+    and agents' own tokens derived from either (the identity service and the OTLP receiver
+    alike); once the setting is `new` alone, everything of `old` is refused."""
+    from agentstore.auth import new_secrets
+    from agentstore_server.config import Settings
+    from agentstore_server.identity.registry import Registry
+    from agentstore_server.identity.service import Callout
+    from agentstore_server.otlp.auth import ExportAuth, Refused
+
+    seed = new_secrets().issuer_seed
+
+    def callout(enrollment: str) -> Callout:
+        settings = Settings(identity_issuer_seed=seed, agentstore_enrollment_token=enrollment)
+        return Callout(settings, Registry(BusHandle()))
+
+    during, after = callout("tok-new, tok-old"), callout("tok-new")
+    for token in ("tok-new", "tok-old", agent_token("tok-new", "r1"), agent_token("tok-old", "r1")):
+        assert await during._accepts("agent-r1", token) == "r1"
+    for token in (agent_token("tok-new", "r1"), agent_token("tok-old", "r1")):
+        await ExportAuth("tok-new,tok-old", None).check(token, {"r1"})  # (refusing raises)
+    for token in ("tok-old", agent_token("tok-old", "r1"), agent_token("tok-new", "r2"), "tok-new,tok-old"):
+        with pytest.raises(ValueError, match="wrong enrollment token"):
+            await after._accepts("agent-r1", token)
+    with pytest.raises(Refused, match="not agent 'r1'"):
+        await ExportAuth("tok-new", None).check(agent_token("tok-old", "r1"), {"r1"})
+    with pytest.raises(Refused, match="no one agent's"):
+        await ExportAuth("tok-new,tok-old", None).check("tok-old", {"r1"})

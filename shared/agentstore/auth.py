@@ -222,6 +222,24 @@ def new_secrets() -> Secrets:
     return Secrets(seed, secrets.token_urlsafe(32))
 
 
+def enrollment_tokens(setting: str | None) -> list[str]:
+    """AGENTSTORE_ENROLLMENT_TOKEN as the services read it: one token, or several separated by
+    commas while a rotation overlaps (`new,old`: both enroll, and agents' own tokens derived from
+    either; drop `old` once every agent has the new one)."""
+    return [t.strip() for t in (setting or "").split(",") if t.strip()]
+
+
+def matches_enrollment(token: str, enrollments: list[str], agent: str | None = None) -> bool:
+    """`token` is one of the fleet's tokens, or (with `agent`) that agent's own token derived
+    from one of them; every candidate is compared in constant time."""
+    found = False
+    for enrollment in enrollments:
+        found |= hmac.compare_digest(token.encode(), enrollment.encode())
+        if agent is not None:
+            found |= hmac.compare_digest(token.encode(), agent_token(enrollment, agent).encode())
+    return found
+
+
 def agent_token(enrollment: str, agent: str) -> str:
     """One agent's own bootstrap token: enrolls that agent id only (give it to one container
     instead of the fleet's token). Derived, so the identity service stores nothing per agent."""

@@ -13,7 +13,6 @@ the refusal.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 from contextlib import AsyncExitStack
@@ -67,7 +66,7 @@ class Callout:
         self.settings = settings
         self.registry = registry
         self.issuer = nkeys.from_seed(settings.identity_issuer_seed.strip().encode())
-        self.enrollment = (settings.agentstore_enrollment_token or "").strip()
+        self.enrollments = auth.enrollment_tokens(settings.agentstore_enrollment_token)
         self.k8s = kubernetes.from_settings(settings)
         self.nc: Client | None = None  # the callout login (IDENTITY account)
         self.system: Client | None = None  # the system login (SYS account)
@@ -90,12 +89,11 @@ class Callout:
                     f"a service-account token of {bound!r} may log in as agent-{bound} only, not {user}"
                 )
             return agent
-        if not self.enrollment:
+        if not self.enrollments:
             raise ValueError(
                 f"{user}: this fleet's agents log in with their Kubernetes service-account token"
             )
-        own = auth.agent_token(self.enrollment, agent)
-        if not (hmac.compare_digest(token, self.enrollment) or hmac.compare_digest(token, own)):
+        if not auth.matches_enrollment(token, self.enrollments, agent):
             raise ValueError(f"wrong enrollment token for {user}")
         return agent
 

@@ -13,9 +13,7 @@ agent is refused whole (403), nothing of it stored. Exporters set the header wit
 
 from __future__ import annotations
 
-import hmac
-
-from agentstore.auth import agent_token
+from agentstore.auth import agent_token, enrollment_tokens, matches_enrollment
 from agentstore.errors import AgentstoreError, ConfigError
 from agentstore_server.config import Settings
 from agentstore_server.identity import kubernetes
@@ -32,7 +30,7 @@ class Refused(AgentstoreError):
 
 class ExportAuth:
     def __init__(self, enrollment: str | None, k8s: ServiceAccountTokens | None) -> None:
-        self.enrollment = (enrollment or "").strip()
+        self.enrollments = enrollment_tokens(enrollment)
         self.k8s = k8s
 
     @classmethod
@@ -76,10 +74,11 @@ class ExportAuth:
             if others:
                 raise Refused(f"a token of agent {bound!r} may not export for {others}")
             return
-        if self.enrollment and hmac.compare_digest(token, self.enrollment):
+        if matches_enrollment(token, self.enrollments):
             raise Refused("the fleet's enrollment token is no one agent's: export with the agent's own token")
-        if not self.enrollment:
+        if not self.enrollments:
             raise Refused("this receiver takes Kubernetes service-account tokens only")
         for agent in sorted(agents):  # every resource's agent must be the token's
-            if not hmac.compare_digest(token, agent_token(self.enrollment, agent)):
+            own = [agent_token(e, agent) for e in self.enrollments]
+            if not matches_enrollment(token, own):
                 raise Refused(f"the token is not agent {agent!r}'s: an agent exports its own telemetry only")
