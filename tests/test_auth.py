@@ -22,11 +22,14 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from agentstore import AgentClient, EvaluatorClient, contract
 from agentstore.auth import Fleet, agent_token, generate, read_credentials, read_secrets
-from agentstore.bus.connect import NatsSettings
+from agentstore.bus.connect import NatsSettings, connect_nats
 from agentstore.errors import ConfigError, Forbidden
 from agentstore.schemas.identity import IdentitiesQuery, RevokeIdentity
 from agentstore.schemas.tasks import ClaimRun
@@ -593,3 +596,41 @@ async def test_an_enrollment_rotation_overlaps_new_and_old_tokens_then_drops_the
         await ExportAuth("tok-new", None).check(agent_token("tok-old", "r1"), {"r1"})
     with pytest.raises(Refused, match="no one agent's"):
         await ExportAuth("tok-new,tok-old", None).check("tok-old", {"r1"})
+
+
+LOGIN_TEXT = st.one_of(
+    st.text(max_size=40), st.text(st.characters(codec="utf-8"), max_size=8),
+    st.sampled_from(["agent-", "agent-a", "agent-../x", "agent-" + "x" * 80, "eyJ.eyJ.sig", "agent.", "$SYS"]),
+    st.builds(lambda a, b, c: f"eyJ{a}.{b}.{c}", st.text(max_size=12), st.text(max_size=12), st.text(max_size=8)),
+)  # fmt: skip
+
+
+@hypothesis_settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(user=LOGIN_TEXT, password=LOGIN_TEXT)
+async def test_generated_logins_are_refused_with_a_reason_and_the_callout_stays_up(
+    secured: tuple[Server, Path],
+    services_on: Path,
+    user: str,
+    password: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 40's hidden-input suite for the identity service: whatever user and password a
+    client presents (control characters, JWT-looking garbage, another agent's name), the
+    callout answers with a refusal that says why, never an internal error; a real agent
+    still enrolls afterwards."""
+    server, creds = secured
+    with caplog.at_level(logging.INFO, logger="agentstore.identity"):
+        caplog.clear()
+        try:
+            nc = await connect_nats(NatsSettings(url=server.url, user=user or None, password=password),
+                                    name="hostile-login", connect_timeout=2)  # fmt: skip
+        except ConfigError:
+            nc = None
+        if nc is not None:
+            await nc.close()
+        said = [r.getMessage() for r in caplog.records if "refused a login" in r.getMessage()]
+    assert nc is None, f"{user!r}/{password!r} logged in"
+    assert not any("identity service:" in s for s in said), said  # an internal error, not a refusal
+    async with await AgentClient.connect(enrolled(server, creds), f"after-{uuid.uuid4().hex[:6]}") as client:
+        assert client.nc.is_connected
