@@ -90,6 +90,15 @@ def test_permissions_are_the_declared_subjects_for_every_role() -> None:
         advisories = {f"{contract.MAX_DELIVERIES_ADVISORY}.{s}.{service.durable}" for s in service.streams}
         assert {s for s in identity.subscribe if not s.startswith(("$SRV", "_INBOX"))} == served | advisories
         assert set(service.publishes) | set(service.calls) <= set(identity.publish)
+        # Least privilege in JetStream (issue 40): no service may purge or delete a stream, touch
+        # another's consumer, or reach a bucket it does not keep; the API is not `$JS.API.>`.
+        assert "$JS.API.>" not in identity.publish and "$JS.ACK.>" not in identity.publish
+        for forbidden in ("$JS.API.STREAM.PURGE.LOGS", "$JS.API.STREAM.DELETE.LOGS",
+                          "$JS.API.STREAM.PURGE.KV_AGENTSTORE_IDENTITIES", "$JS.API.CONSUMER.DELETE.LOGS.logs",
+                          "$JS.API.CONSUMER.MSG.NEXT.LOGS.mirror", "$JS.API.STREAM.MSG.DELETE.DEADLETTER"):  # fmt: skip
+            assert not any(_matches(p, forbidden) for p in identity.publish), (service.name, forbidden)
+    otlp = ids["service-otlp"].publish
+    assert not any(p.startswith("$JS.API.CONSUMER") for p in otlp), otlp  # it consumes nothing
 
 
 def test_checked_in_asyncapi_matches_the_contract() -> None:
@@ -227,3 +236,9 @@ def test_no_id_pattern_takes_a_trailing_newline() -> None:
     text = json.dumps(document())
     bare = sorted({p for p in re.findall(r'"pattern": "((?:[^"\\\\]|\\\\.)*)"', text) if p.endswith("$")})
     assert not bare, bare
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    from tests.faults import _matches as matches
+
+    return matches(pattern, subject)

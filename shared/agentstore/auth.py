@@ -75,6 +75,44 @@ def notices(service: str | None = None) -> list[str]:
             if i.notice and service in (None, i.service)]  # fmt: skip
 
 
+def service_jetstream(service: str) -> list[str]:
+    """The JetStream API a service may use, and no more (not `$JS.API.>`): provision and read
+    the streams it consumes, publishes into and dead-letters to; its own durable consumer on
+    each stream it consumes (create, info, pull, ack) and reading a message back from it (a
+    max-deliveries dead letter); its key-value buckets (info, create, direct get, watch). No
+    service can purge or delete a stream or another's consumer, or touch another's bucket."""
+    decl = contract.SERVICE_BY_NAME[service]
+    api = "$JS.API"
+    published = [contract.INGEST_BY_KIND[s.rsplit(".", 1)[-1]].stream for s in decl.publishes
+                 if s.startswith("agents.")]  # fmt: skip
+    streams = dict.fromkeys([*decl.streams, *published, DEADLETTER_STREAM])
+    subjects = [f"{api}.INFO"]
+    for stream in streams:
+        subjects += [
+            f"{api}.STREAM.INFO.{stream}",
+            f"{api}.STREAM.CREATE.{stream}",
+            f"{api}.STREAM.UPDATE.{stream}",
+        ]
+    for stream in decl.streams:
+        durable = decl.durable
+        subjects += [
+            f"{api}.CONSUMER.CREATE.{stream}.{durable}", f"{api}.CONSUMER.CREATE.{stream}.{durable}.>",
+            f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{durable}", f"{api}.CONSUMER.INFO.{stream}.{durable}",
+            f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}", f"$JS.ACK.{stream}.{durable}.>",
+            f"{api}.STREAM.MSG.GET.{stream}", f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
+        ]  # fmt: skip
+    for bucket in decl.buckets:
+        kv = f"KV_{bucket}"
+        subjects += [
+            f"{api}.STREAM.INFO.{kv}", f"{api}.STREAM.CREATE.{kv}", f"{api}.STREAM.MSG.GET.{kv}",
+            f"{api}.DIRECT.GET.{kv}", f"{api}.DIRECT.GET.{kv}.>",
+            # watches and key listings: ordered (ephemeral) consumers, their flow control
+            f"{api}.CONSUMER.CREATE.{kv}", f"{api}.CONSUMER.CREATE.{kv}.>", f"{api}.CONSUMER.INFO.{kv}.>",
+            f"{api}.CONSUMER.DELETE.{kv}.>", f"$JS.FC.{kv}.>",
+        ]  # fmt: skip
+    return subjects
+
+
 def service_subjects(service: str) -> list[str]:
     """What a service subscribes to answer: every address of its endpoints."""
     return [contract.wildcard(address) for e in contract.endpoints_of(service) for address in e.addresses]
@@ -172,9 +210,11 @@ def identities(fleet: Fleet) -> list[Identity]:
                 f"service-{service}",
                 password(),
                 publish=[
-                    "$JS.API.>",
-                    "$JS.ACK.>",
+                    *service_jetstream(service),
                     f"deadletter.{service}",
+                    # A message that reached max_deliver in a store outage goes back on its
+                    # subject (bus/ingest.py, MaxDeliveries): the kinds the service stores.
+                    *(i.filter for i in contract.ingest_of(service)),
                     "$SRV.>",
                     f"{service_inbox(service)}.>",
                     *decl.publishes,
