@@ -36,11 +36,12 @@ from agentstore.schemas.identity import (
     Unrevoked,
     UnrevokeIdentity,
 )
+from agentstore_server.bus import service_accounts
 from agentstore_server.bus.handle import BusHandle
 from agentstore_server.bus.rpc import RequestContext, bind
+from agentstore_server.bus.service_accounts import looks_like_jwt
 from agentstore_server.config import Settings
-from agentstore_server.identity import kubernetes, tokens
-from agentstore_server.identity.kubernetes import looks_like_jwt
+from agentstore_server.identity import tokens
 from agentstore_server.identity.registry import Registry
 from agentstore_server.lifecycle.runner import ServiceSpec, Wiring
 
@@ -67,7 +68,7 @@ class Callout:
         self.registry = registry
         self.issuer = nkeys.from_seed(settings.identity_issuer_seed.strip().encode())
         self.enrollments = auth.enrollment_tokens(settings.agentstore_enrollment_token)
-        self.k8s = kubernetes.from_settings(settings)
+        self.k8s = service_accounts.from_settings(settings)
         self.nc: Client | None = None  # the callout login (IDENTITY account)
         self.system: Client | None = None  # the system login (SYS account)
         self.issued = 0

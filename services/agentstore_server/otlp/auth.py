@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from agentstore.auth import agent_token, enrollment_tokens, matches_enrollment
 from agentstore.errors import AgentstoreError, ConfigError
+from agentstore_server.bus import service_accounts
+from agentstore_server.bus.service_accounts import ServiceAccountTokens, looks_like_jwt
 from agentstore_server.config import Settings
-from agentstore_server.identity import kubernetes
-from agentstore_server.identity.kubernetes import ServiceAccountTokens, looks_like_jwt
 
 
 class Unauthorized(AgentstoreError):
@@ -37,7 +37,7 @@ class ExportAuth:
     def from_settings(cls, settings: Settings) -> ExportAuth | None:
         """The check the settings ask for; None when exports are open (OTLP_REQUIRE_TOKEN=false,
         or unset with nothing to check a token against: the local stack without auth)."""
-        k8s = kubernetes.from_settings(settings)
+        k8s = service_accounts.from_settings(settings)
         can_check = bool(settings.agentstore_enrollment_token) or k8s is not None
         required = settings.otlp_require_token if settings.otlp_require_token is not None else can_check
         if not required:

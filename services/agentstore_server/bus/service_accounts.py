@@ -1,4 +1,5 @@
-"""Kubernetes projected service-account tokens as an agent's bootstrap credential.
+"""Kubernetes projected service-account tokens as an agent's bootstrap credential (here, below
+the services: the identity service's logins and the OTLP receiver's exports check them alike).
 
 Instead of the fleet's enrollment Secret, an agent pod presents the token the kubelet
 projects for it (a `serviceAccountToken` volume with audience `agentstore`), and its login
