@@ -257,6 +257,16 @@ def test_postgres_error_table_row(error: BaseException, expected: type[Exception
     assert type(postgres.convert(error, "postgresql://u@127.0.0.1:1/db")) is expected
 
 
+def test_every_postgres_error_leaves_the_adapter_as_ours() -> None:
+    """What asyncpg raises reaches a service only converted: an InternalClientError (its
+    protocol state broken by a connection lost mid-statement) escaped raw, and the tasks
+    service's lease sweep died of it while PostgreSQL was down (T4)."""
+    for error, expected in [*POSTGRES_ERRORS, (asyncpg.InternalClientError("cannot switch to state 15"),
+                                               StoreUnavailable)]:  # fmt: skip
+        with pytest.raises(expected), postgres.driver_errors("postgresql://u@127.0.0.1:1/db"):
+            raise error
+
+
 def _s3(code: str, status: int) -> S3Error:
     return S3Error(code, "message", "/bucket/key", "req", "host", SimpleNamespace(status=status))  # type: ignore[arg-type]
 

@@ -87,7 +87,13 @@ def load_queries(path: Path) -> dict[str, Query]:
     return {name: Query.parse(name, sql) for name, sql in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-_DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, *_ENCODING_ERRORS)
+# InternalClientError: asyncpg's protocol state broken by a connection lost mid-statement
+# ("cannot switch to state 15; another operation is in progress"), seen when PostgreSQL went
+# down under the tasks service's lease sweep: a lost connection (unavailable), not a bug here.
+_DRIVER_ERRORS = (
+    OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError,
+    *_ENCODING_ERRORS,
+)  # fmt: skip
 
 
 class Executor:
