@@ -344,7 +344,7 @@ async def t4(stack: Stack, sizes: Sizes) -> Result:
                             await client.publish(kind, body, event_id=f"e{i}", headers=headers)
                             counts[service] += 1
                         i += 1
-                        await asyncio.sleep(0.02)  # ~200 events/s of each kind
+                        await helpers.until_set(stop, 0.02)  # ~200 events/s of each kind, until stopped
                     await client.flush()
 
             loader = asyncio.create_task(load())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,14 @@ from nats.js.api import PubAck
 
 from agentstore_server.config import Settings
 from agentstore_server.devstack.servers import Server, free_port, service_env, start_service
+
+
+async def until_set(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for `event` with `seconds` as the deadline; whether it was set (a paced loop ends
+    as soon as it is told to, not after its period)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()
 
 
 async def poll_until(condition: Callable[[], Awaitable[Any]], timeout: float, every: float = 0.05) -> Any:

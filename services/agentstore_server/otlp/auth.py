@@ -13,7 +13,7 @@ agent is refused whole (403), nothing of it stored. Exporters set the header wit
 
 from __future__ import annotations
 
-from agentstore.auth import agent_token, enrollment_tokens, matches_enrollment
+from agentstore.auth import enrollment_tokens, matches_enrollment
 from agentstore.errors import AgentstoreError, ConfigError
 from agentstore_server.bus import service_accounts
 from agentstore_server.bus.service_accounts import ServiceAccountTokens, looks_like_jwt
@@ -78,7 +78,6 @@ class ExportAuth:
             raise Refused("the fleet's enrollment token is no one agent's: export with the agent's own token")
         if not self.enrollments:
             raise Refused("this receiver takes Kubernetes service-account tokens only")
-        for agent in sorted(agents):  # every resource's agent must be the token's
-            own = [agent_token(e, agent) for e in self.enrollments]
-            if not matches_enrollment(token, own):
+        for agent in sorted(agents):  # every resource's agent must be the token's (the fleet's is out, above)
+            if not matches_enrollment(token, self.enrollments, agent):
                 raise Refused(f"the token is not agent {agent!r}'s: an agent exports its own telemetry only")

@@ -254,8 +254,7 @@ class Console:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        if not self.browser_sessions.form_token_ok(request[SESSION], (await request.post()).get("token")):
-            raise web.HTTPForbidden(text="the form is stale or from another site; reload the page")
+        await self._check_token(request)
         response = see_other("/login")
         response.del_cookie(COOKIE, path="/")
         return response
